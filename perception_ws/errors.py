@@ -1,0 +1,29 @@
+"""The project's exceptions: one family, each message names what is wrong and what was expected.
+
+Every error a user can trigger with bad input derives from :class:`PerceptionError`, so the CLI and
+the nodes can catch that one type, print or log one line, and keep going.
+"""
+
+
+class PerceptionError(ValueError):
+    """Base class of every input error the project raises on purpose."""
+
+
+class CloudFormatError(PerceptionError):
+    """A point cloud (PointCloud2, PCD, PLY, array) is malformed or has an unsupported layout."""
+
+
+class DatasetError(PerceptionError):
+    """A file or folder cannot be read as any known dataset, or is inconsistent."""
+
+
+class CalibrationError(PerceptionError):
+    """A calibration (KITTI calib file, camera model, extrinsic) is missing, malformed or inconsistent."""
+
+
+class SensorError(PerceptionError):
+    """An unknown sensor name or a malformed sensor definition."""
+
+
+class WeightsError(PerceptionError):
+    """A weights file is missing, corrupt, fails its checksum or does not match its config."""
