@@ -1,0 +1,102 @@
+"""The `perception` command line: one entry point, one sub-command per job.
+
+Sub-commands import their modules lazily so that `perception --help` is instant and a missing optional
+dependency only affects the command that needs it. Every `PerceptionError` becomes one line on stderr
+and exit status 2; nothing else is caught, so real bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from perception_ws.errors import PerceptionError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from perception_ws.io import open_dataset
+    from perception_ws.io.registry import find_reader
+
+    path = Path(args.path)
+    dataset = open_dataset(path)
+    print(f"{path}: {find_reader(path).name}, {len(dataset)} frame(s)")
+    for note in dataset.notes:
+        print(f"  note: {note}")
+    if len(dataset):
+        scan = dataset[0]
+        fields = ", ".join(scan.points.dtype.names or ())
+        extras = [a for a in ("labels", "semantic", "instances", "image", "calib") if getattr(scan, a) is not None]
+        print(f"  first frame {scan.name!r}: {len(scan)} points; fields: {fields}")
+        print(f"  sensor: {scan.sensor or 'unknown'}; boxes: {len(scan.boxes)}; with: {', '.join(extras) or '-'}")
+    return 0
+
+
+def _cmd_sensors(args: argparse.Namespace) -> int:
+    from perception_ws.calib.sensors import get_sensor, list_sensors
+
+    for name in list_sensors():
+        sensor = get_sensor(name)
+        print(f"{name:10s} {sensor.describe()}")
+    return 0
+
+
+def _cmd_viz(args: argparse.Namespace) -> int:
+    from perception_ws.viz.scene import render_path
+
+    out = render_path(Path(args.path), Path(args.out), frame=args.frame, sensor=args.sensor, fov_deg=args.fov)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from perception_ws.demo import run_demo
+
+    return run_demo(data=args.data, out=Path(args.out), max_frames=args.frames)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="describe a file, folder or bag: its reader, frames, fields, notes")
+    info.add_argument("path")
+    info.set_defaults(handler=_cmd_info)
+
+    sensors = sub.add_parser("sensors", help="list the built-in sensor models")
+    sensors.set_defaults(handler=_cmd_sensors)
+
+    viz = sub.add_parser("viz", help="draw a frame: range image, bird's-eye view with boxes, camera overlay")
+    viz.add_argument("path", help="a scan file, folder or bag (any format `perception info` understands)")
+    viz.add_argument("--out", required=True, help="PNG file to write")
+    viz.add_argument("--frame", type=int, default=0, help="frame index in a multi-frame source (default 0)")
+    viz.add_argument("--sensor", default=None, help="sensor model for the range image (default: the scan's own)")
+    viz.add_argument("--fov", type=float, default=None, help="horizontal field of view in degrees (default 360)")
+    viz.set_defaults(handler=_cmd_viz)
+
+    demo = sub.add_parser("demo", help="run what exists end to end on real frames and print a summary")
+    demo.add_argument("--data", default=None, help="folder of real data (default: ../shared/data/real)")
+    demo.add_argument("--out", default="out/demo", help="folder for pictures and the summary (default out/demo)")
+    demo.add_argument("--frames", type=int, default=2, help="frames per source (default 2)")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except PerceptionError as error:
+        print(f"perception {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"perception {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
