@@ -1,0 +1,204 @@
+"""Bags through rosbags: our writer, ROS 1 bags, the real raw-packet bags, corrupt bags."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag1 import Writer as Ros1Writer
+from rosbags.typesys import Stores, get_typestore
+
+from perception_ws.cloud import as_structured, pack
+from perception_ws.errors import CloudFormatError, DatasetError
+from perception_ws.io import load, open_dataset
+from perception_ws.io.bag import BagWriter, open_bag, write_bag
+from perception_ws.io.registry import find_reader
+from perception_ws.scan import Scan
+
+STAMP0 = 1_317_000_000_123_456_789
+RAW_BAGS = [("vlp16", "/velodyne_packets"), ("vlp32", "/sensing/lidar/front/velodyne_packets")]
+
+
+@pytest.fixture(scope="module")
+def kitti_scans(real_data: Path) -> list[Scan]:
+    scans = []
+    for i, frame in enumerate(("000094", "000095", "000198")):
+        raw = np.fromfile(real_data / "kitti_odometry_00" / f"{frame}.bin", dtype=np.float32).reshape(-1, 4)
+        scans.append(
+            Scan(points=as_structured(raw), name=frame, frame_id="velo_link", stamp_ns=STAMP0 + i * 100_000_007)
+        )
+    return scans
+
+
+def assert_same_scan(got: Scan, want: Scan) -> None:
+    assert got.points.dtype == want.points.dtype
+    assert got.points.tobytes() == want.points.tobytes()  # bit-exact
+    assert (got.stamp_ns, got.frame_id) == (want.stamp_ns, want.frame_id)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_real_kitti_scans_round_trip_bit_exact(tmp_path: Path, kitti_scans: list[Scan], storage: str) -> None:
+    path = write_bag(tmp_path / "drive", kitti_scans, topic="/kitti/velo", storage=storage)  # type: ignore[arg-type]
+    assert sorted(p.suffix for p in path.iterdir()) == sorted([".yaml", ".mcap" if storage == "mcap" else ".db3"])
+    assert [p.name for p in tmp_path.iterdir()] == ["drive"], "no temporary folder may be left behind"
+    assert find_reader(path).name == "bag"
+    with open_bag(path) as dataset:
+        assert len(dataset) == 3 and dataset.topic == "/kitti/velo" and dataset.notes == []
+        for i in (2, 0, -2):  # random access, in any order
+            assert_same_scan(dataset[i], kitti_scans[i])
+        assert dataset[1].name == "/kitti/velo#1"
+        streamed = list(dataset)
+        assert len(streamed) == 3
+        for got, want in zip(streamed, kitti_scans, strict=True):
+            assert_same_scan(got, want)
+        assert [s.stamp_ns for s in dataset[1:]] == [kitti_scans[1].stamp_ns, kitti_scans[2].stamp_ns]
+        with pytest.raises(IndexError):
+            dataset[3]
+    assert dataset[0].points.flags.writeable  # reopened on demand after close()
+
+
+def test_bare_storage_file_and_folder_without_metadata(tmp_path: Path, kitti_scans: list[Scan]) -> None:
+    path = write_bag(tmp_path / "bag", kitti_scans[:2])
+    mcap = next(path.glob("*.mcap"))
+    assert len(open_dataset(mcap)) == 2
+    (path / "metadata.yaml").unlink()
+    dataset = open_dataset(path)
+    assert len(dataset) == 2
+    assert_same_scan(dataset[1], kitti_scans[1])
+
+
+def test_other_topics_are_listed_in_notes(tmp_path: Path, kitti_scans: list[Scan]) -> None:
+    with BagWriter(tmp_path / "mixed", storage="sqlite3") as bag:
+        string = bag.typestore.types["std_msgs/msg/String"]
+        for i, scan in enumerate(kitti_scans[:2]):
+            bag.write_scan("/points", scan)
+            bag.write("/chatter", "std_msgs/msg/String", string(data=f"hello {i}"), STAMP0 + i)
+        bag.write_scan("/points_raw", kitti_scans[2])
+    dataset = open_bag(tmp_path / "mixed")
+    assert dataset.topic == "/points" and len(dataset) == 2
+    assert any("reading /points, the one with the most messages" in note for note in dataset.notes)
+    assert (
+        "skipped topic /chatter (std_msgs/msg/String, 2 messages): not a sensor_msgs/msg/PointCloud2" in dataset.notes
+    )
+    assert any(
+        note.startswith("skipped topic /points_raw (sensor_msgs/msg/PointCloud2, 1 messages)") for note in dataset.notes
+    )
+    other = open_bag(tmp_path / "mixed", topic="/points_raw")
+    assert len(other) == 1
+    assert_same_scan(other[0], kitti_scans[2])
+    with pytest.raises(
+        DatasetError, match="topic '/chatter' holds std_msgs/msg/String, not sensor_msgs/msg/PointCloud2"
+    ):
+        open_bag(tmp_path / "mixed", topic="/chatter")
+    with pytest.raises(DatasetError, match=r"no topic '/nope'; PointCloud2 topics: \['/points', '/points_raw'\]"):
+        open_bag(tmp_path / "mixed", topic="/nope")
+
+
+def test_ros1_bag_is_read(tmp_path: Path, kitti_scans: list[Scan]) -> None:
+    typestore = get_typestore(Stores.ROS1_NOETIC)
+    types = typestore.types
+    path = tmp_path / "drive.bag"
+    with Ros1Writer(path) as bag:
+        connection = bag.add_connection("/velodyne_points", "sensor_msgs/msg/PointCloud2", typestore=typestore)
+        for seq, scan in enumerate(kitti_scans[:2]):
+            packed = pack(scan.points)
+            assert scan.stamp_ns is not None
+            message = types["sensor_msgs/msg/PointCloud2"](
+                header=types["std_msgs/msg/Header"](
+                    seq=seq,
+                    stamp=types["builtin_interfaces/msg/Time"](
+                        sec=scan.stamp_ns // 10**9, nanosec=scan.stamp_ns % 10**9
+                    ),
+                    frame_id=scan.frame_id,
+                ),
+                height=packed.height,
+                width=packed.width,
+                fields=[
+                    types["sensor_msgs/msg/PointField"](
+                        name=f.name, offset=f.offset, datatype=f.datatype, count=f.count
+                    )
+                    for f in packed.fields
+                ],
+                is_bigendian=False,
+                point_step=packed.point_step,
+                row_step=packed.row_step,
+                data=packed.data,
+                is_dense=packed.is_dense,
+            )
+            bag.write(connection, scan.stamp_ns, typestore.serialize_ros1(message, "sensor_msgs/msg/PointCloud2"))
+    dataset = open_dataset(path)
+    assert len(dataset) == 2
+    for i in range(2):
+        assert_same_scan(dataset[i], kitti_scans[i])
+
+
+@pytest.mark.parametrize(("sensor", "topic"), RAW_BAGS)
+def test_real_raw_packet_bags_open_empty_with_notes(real_data: Path, sensor: str, topic: str) -> None:
+    folder = next(p for p in (real_data / sensor).iterdir() if p.is_dir())
+    for path in (folder, next(folder.glob("*.db3"))):
+        dataset = open_dataset(path)
+        assert find_reader(path).name == "bag"
+        assert len(dataset) == 0 and list(dataset) == []
+        assert "holds no sensor_msgs/msg/PointCloud2 topic" in dataset.notes
+        assert any(topic in note and "velodyne_msgs/msg/VelodyneScan" in note for note in dataset.notes)
+        with pytest.raises(DatasetError, match=rf"holds no point clouds \(.*{topic} \(velodyne_msgs/msg/VelodyneScan"):
+            load(path)
+
+
+def test_corrupt_bags_raise_dataset_error_naming_the_file(tmp_path: Path, kitti_scans: list[Scan]) -> None:
+    mcap = next(write_bag(tmp_path / "m", kitti_scans[:2]).glob("*.mcap"))
+    db3 = next(write_bag(tmp_path / "s", kitti_scans[:2], storage="sqlite3").glob("*.db3"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    cases = {
+        broken / "cut.mcap": mcap.read_bytes()[: mcap.stat().st_size // 2],
+        broken / "cut.db3": db3.read_bytes()[: db3.stat().st_size // 2],
+        broken / "garbage.db3": bytes(range(256)) * 64,
+        broken / "garbage.mcap": b"\x89MCAP0\r\n" + bytes(range(256)) * 64,
+        broken / "empty.bag": b"",
+    }
+    for path, content in cases.items():
+        path.write_bytes(content)
+        with pytest.raises(DatasetError, match=str(path)):
+            dataset = open_bag(path)
+            list(dataset)  # a reader that opens lazily must still fail clearly when reading
+    folder = shutil.copytree(tmp_path / "m", tmp_path / "bad_meta")
+    (folder / "metadata.yaml").write_text("rosbag2_bagfile_information: [not, a, mapping")
+    with pytest.raises(DatasetError, match=str(folder)):
+        open_bag(folder)
+
+
+def test_bad_cloud_in_a_bag_is_named(tmp_path: Path, kitti_scans: list[Scan]) -> None:
+    with BagWriter(tmp_path / "bad") as bag:
+        message = bag.cloud_message(kitti_scans[0].points[:10], "velo", STAMP0)
+        message.point_step = 8  # shorter than the fields' extent of 16 bytes
+        bag.write("/points", "sensor_msgs/msg/PointCloud2", message, STAMP0)
+    with pytest.raises(
+        CloudFormatError, match=r"bad: topic /points message 0 is not a valid PointCloud2: .*point_step 8"
+    ):
+        open_bag(tmp_path / "bad")[0]
+
+
+def test_writer_is_atomic_and_never_overwrites(tmp_path: Path, kitti_scans: list[Scan]) -> None:
+    with pytest.raises(RuntimeError), BagWriter(tmp_path / "half") as bag:
+        bag.write_scan("/points", kitti_scans[0])
+        raise RuntimeError("recorder stopped")
+    assert list(tmp_path.iterdir()) == []
+    write_bag(tmp_path / "done", kitti_scans[:1])
+    with pytest.raises(DatasetError, match="exists already"):
+        write_bag(tmp_path / "done", kitti_scans[:1])
+    string_error = r"half2: cannot write a std_msgs/msg/String to topic /chatter"
+    with pytest.raises(DatasetError, match=string_error), BagWriter(tmp_path / "half2") as bag:
+        bag.write("/chatter", "std_msgs/msg/String", kitti_scans[0], 0)  # not a String message
+    with pytest.raises(DatasetError, match="storage 'zip'"):
+        write_bag(tmp_path / "other", kitti_scans[:1], storage="zip")  # type: ignore[arg-type]
+    assert [p.name for p in tmp_path.iterdir()] == ["done"]
+
+
+def test_scans_without_stamps_get_evenly_spaced_ones(tmp_path: Path, kitti_scans: list[Scan]) -> None:
+    scans = [Scan(points=s.points[:100], name=s.name) for s in kitti_scans]
+    dataset = open_bag(write_bag(tmp_path / "nostamp", scans, period_ns=50_000_000))
+    assert [s.stamp_ns for s in dataset] == [0, 50_000_000, 100_000_000]
+    assert dataset[2].frame_id == "lidar"
