@@ -1,0 +1,126 @@
+"""Environment for ROS 2 processes that must stay on this machine: tests, the demo, benchmarks.
+
+rclpy reads these variables when a context is initialised (and the RMW layer when it is first loaded), so
+they must be in place before `rclpy.init()`: pass `local_dds_env()` as a child process's environment, or
+call `apply_local_dds_env()` at the top of a program, or run a command under it:
+`python -m perception_ws.ros_env pytest ...` (what `make test` does).
+
+- ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: discovery only talks to this machine.
+- ROS_DOMAIN_ID: random in 1..101 (the range whose ports never collide with Linux ephemeral ports; 0, the
+  default domain, is left to anything else running here), so parallel test runs do not see each other;
+  PERCEPTION_ROS_DOMAIN_ID picks a fixed one instead, e.g. to watch a demo from another shell.
+- ROS_LOG_DIR: a fresh temporary folder, so no run writes to ~/.ros/log.
+- Fast DDS with config/fastdds_local.xml: shared memory sized for large point clouds, UDP on loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from perception_ws.errors import PerceptionError
+
+#: Environment variable that fixes the domain id instead of drawing a random one.
+DOMAIN_ID_OVERRIDE = "PERCEPTION_ROS_DOMAIN_ID"
+#: Domain ids drawn at random (inclusive).
+DOMAIN_ID_RANGE = (1, 101)
+#: Largest domain id whose DDS ports still fit below 65536 on Linux (the ROS 2 documentation's limit).
+DOMAIN_ID_MAX = 232
+#: File name of the Fast DDS profile, in the repository's config/ and in the installed share/perception_ws/config/.
+PROFILE_NAME = "fastdds_local.xml"
+
+# Variables that could send discovery or data elsewhere than this machine; a local run drops them.
+_NOT_LOCAL = ("ROS_STATIC_PEERS", "ROS_LOCALHOST_ONLY", "ROS_DISCOVERY_SERVER", "ROS_SUPER_CLIENT")
+
+
+def fastdds_profile_path() -> Path:
+    """The Fast DDS profile: config/ of the source tree, else share/perception_ws/config/ of a ROS install."""
+    source_tree = Path(__file__).resolve().parent.parent / "config" / PROFILE_NAME
+    if source_tree.is_file():
+        return source_tree
+    looked = [str(source_tree)]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        installed = Path(get_package_share_directory("perception_ws")) / "config" / PROFILE_NAME
+    except (ImportError, LookupError, OSError):  # no ament index, or perception_ws not installed in one
+        looked.append("share/perception_ws/config/ of the ament index (AMENT_PREFIX_PATH)")
+    else:
+        if installed.is_file():
+            return installed
+        looked.append(str(installed))
+    raise FileNotFoundError(f"Fast DDS profile {PROFILE_NAME} not found; looked in: {'; '.join(looked)}")
+
+
+def _domain_id(base: Mapping[str, str]) -> str:
+    given = base.get(DOMAIN_ID_OVERRIDE, "").strip()
+    if not given:
+        return str(random.randint(*DOMAIN_ID_RANGE))
+    if not given.isdigit() or int(given) > DOMAIN_ID_MAX:
+        raise PerceptionError(f"{DOMAIN_ID_OVERRIDE}={given!r}: expected an integer domain id in 0..{DOMAIN_ID_MAX}")
+    return str(int(given))
+
+
+def local_dds_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of `base` (default: os.environ) set up for a ROS 2 run confined to this machine.
+
+    Every call draws a new domain id and makes a new log folder (the caller may delete it when done).
+    """
+    env = dict(os.environ if base is None else base)
+    for name in _NOT_LOCAL:
+        env.pop(name, None)
+    profile = str(fastdds_profile_path())
+    env.update(
+        {
+            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+            "ROS_DOMAIN_ID": _domain_id(env),
+            "ROS_LOG_DIR": tempfile.mkdtemp(prefix="perception_ros_log_"),
+            "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+            _profile_variable(env): profile,
+        }
+    )
+    return env
+
+
+def _profile_variable(env: Mapping[str, str]) -> str:
+    """Fast DDS 3 (ROS 2 Kilted and the pip wheels) reads FASTDDS_…; older releases only FASTRTPS_… ."""
+    older = env.get("ROS_DISTRO", "") in ("humble", "iron", "jazzy")
+    return "FASTRTPS_DEFAULT_PROFILES_FILE" if older else "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def apply_local_dds_env() -> dict[str, str]:
+    """Put `local_dds_env()` into os.environ (call before `rclpy.init()`); returns the variables it set."""
+    env = local_dds_env()
+    changed = {name: value for name, value in env.items() if os.environ.get(name) != value}
+    for name in _NOT_LOCAL:
+        os.environ.pop(name, None)
+    os.environ.update(changed)
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command with `local_dds_env()`; its log folder is removed afterwards unless the command failed."""
+    command = list(sys.argv[1:] if argv is None else argv)
+    if not command:
+        print("usage: python -m perception_ws.ros_env COMMAND [ARG ...]", file=sys.stderr)
+        return 2
+    env = local_dds_env()
+    try:
+        code = subprocess.call(command, env=env)
+    except KeyboardInterrupt:  # the command got the same Ctrl-C and has stopped
+        code = 130
+    if code == 0:
+        shutil.rmtree(env["ROS_LOG_DIR"], ignore_errors=True)
+    else:
+        print(f"ros_env: {command[0]} exited with {code}; ROS logs in {env['ROS_LOG_DIR']}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
