@@ -54,3 +54,43 @@ class Box3D:
     def bev_corners(self) -> np.ndarray:
         """The 4 bird's-eye-view corners (4, 2), counter-clockwise."""
         return self.corners()[:4, :2]
+
+
+def _polygon_area(poly: np.ndarray) -> float:
+    """Signed area of a polygon (K, 2) by the shoelace formula (positive if counter-clockwise)."""
+    if len(poly) < 3:
+        return 0.0
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _clip_convex(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
+    """Sutherland-Hodgman: the part of convex polygon ``subject`` inside convex CCW polygon ``clip``."""
+    out = subject
+    for a, b in zip(clip, np.roll(clip, -1, axis=0), strict=True):
+        if len(out) == 0:
+            break
+        edge = b - a
+        # > 0: left of the edge, i.e. inside a counter-clockwise polygon
+        side = edge[0] * (out[:, 1] - a[1]) - edge[1] * (out[:, 0] - a[0])
+        nxt = np.roll(out, -1, axis=0)
+        side_next = np.roll(side, -1)
+        kept: list[np.ndarray] = []
+        for p, q, sp, sq in zip(out, nxt, side, side_next, strict=True):
+            if sp >= 0:
+                kept.append(p)
+            if (sp >= 0) != (sq >= 0):
+                kept.append(p + (q - p) * (sp / (sp - sq)))
+        out = np.asarray(kept).reshape(-1, 2)
+    return out
+
+
+def bev_iou(a: Box3D, b: Box3D) -> float:
+    """Intersection over union of the two boxes' bird's-eye-view rectangles (0 when both are empty)."""
+    pa, pb = a.bev_corners(), b.bev_corners()
+    if _polygon_area(pb) < 0:
+        pb = pb[::-1]
+    area_a, area_b = abs(_polygon_area(pa)), abs(_polygon_area(pb))
+    inter = abs(_polygon_area(_clip_convex(pa, pb)))
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0

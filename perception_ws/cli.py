@@ -40,7 +40,11 @@ def _cmd_sensors(args: argparse.Namespace) -> int:
 
     for name in list_sensors():
         sensor = get_sensor(name)
-        print(f"{name:10s} {sensor.describe()}")
+        top, bottom = sensor.vertical_fov_deg
+        print(
+            f"{name:10s} {sensor.height:3d} beams, elevation {top:+.1f}..{bottom:+.1f} deg, "
+            f"{sensor.columns_per_turn} columns/turn, {sensor.rate_hz:g} Hz; {sensor.source.split(';')[0]}"
+        )
     return 0
 
 

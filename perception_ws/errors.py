@@ -25,5 +25,9 @@ class SensorError(PerceptionError):
     """An unknown sensor name or a malformed sensor definition."""
 
 
+class ProjectionError(PerceptionError):
+    """Range-image projection settings (field of view, image size, row source) or a pixel map are invalid."""
+
+
 class WeightsError(PerceptionError):
     """A weights file is missing, corrupt, fails its checksum or does not match its config."""

@@ -52,9 +52,7 @@ class Scan:
         names = self.points.dtype.names or ()
         missing = [f for f in ("x", "y", "z") if f not in names]
         if missing:
-            raise CloudFormatError(
-                f"scan {self.name!r}: points lack field(s) {', '.join(missing)}; have {list(names)}"
-            )
+            raise CloudFormatError(f"scan {self.name!r}: points lack field(s) {', '.join(missing)}; have {list(names)}")
         n = len(self.points)
         for attr in ("labels", "semantic", "instances", "pixels"):
             value = getattr(self, attr)

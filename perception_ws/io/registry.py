@@ -114,6 +114,4 @@ def load(path: str | Path) -> Scan:
     if len(dataset) == 0:
         why = "; ".join(dataset.notes) if dataset.notes else "it is empty"
         raise DatasetError(f"{path}: holds no point clouds ({why})")
-    raise DatasetError(
-        f"{path}: holds {len(dataset)} frames; use perception_ws.io.open_dataset() to iterate them"
-    )
+    raise DatasetError(f"{path}: holds {len(dataset)} frames; use perception_ws.io.open_dataset() to iterate them")
