@@ -74,12 +74,12 @@ def _label_round_trip(scan: Scan, proj_owner: np.ndarray, to_points: Callable[[n
     return to_points(pixel_labels)
 
 
-def _summarise_source(folder: Path, out: Path, max_frames: int) -> SourceSummary:
+def _summarise_source(folder: Path, name: str, out: Path, max_frames: int) -> SourceSummary:
     dataset = open_dataset(folder)
     reader = find_reader(folder).name
     if len(dataset) == 0:
         note = "; ".join(dataset.notes) or "no frames"
-        return SourceSummary(folder.name, reader, 0, 0, "-", None, None, RuntimeStats(), None, note)
+        return SourceSummary(name, reader, 0, 0, "-", None, None, RuntimeStats(), None, note)
     timing = RuntimeStats()
     metrics = ClassMetrics(KITTI3)
     agree: list[float] = []
@@ -106,10 +106,11 @@ def _summarise_source(folder: Path, out: Path, max_frames: int) -> SourceSummary
             metrics.update(scan.labels[in_view], back[in_view])
             scored = True
         if index == 0:
-            picture = render_scan(scan, out / f"{folder.parent.name}_{folder.name}.png", projection=proj, class_set=KITTI3)
+            png = out / f"{name.replace('/', '_')}.png"
+            picture = render_scan(scan, png, projection=proj, class_set=KITTI3)
     car = metrics.scores().get("car") if scored else None
     return SourceSummary(
-        name=folder.name,
+        name=name,
         reader=reader,
         frames=len(dataset),
         points=points // max(1, min(max_frames, len(dataset))),
@@ -153,11 +154,11 @@ def run_demo(data: str | Path | None, out: Path, max_frames: int = 2) -> int:
     started = time.perf_counter()
     rows: list[SourceSummary] = []
     for folder in tqdm(_source_paths(root), desc="sources", unit="src"):
+        name = str(folder.relative_to(root))
         try:
-            rows.append(_summarise_source(folder, out, max_frames))
-            rows[-1].name = str(folder.relative_to(root))
+            rows.append(_summarise_source(folder, name, out, max_frames))
         except PerceptionError as error:  # one bad source must not hide the others
-            rows.append(SourceSummary(folder.name, "-", 0, 0, "-", None, None, RuntimeStats(), None, str(error)))
+            rows.append(SourceSummary(name, "-", 0, 0, "-", None, None, RuntimeStats(), None, str(error)))
     header = f"{'source':36s} {'reader':16s} {'frames':>6s} {'pts/frame':>9s} {'sensor':8s} "
     header += f"{'pixel%':>6s} {'car IoU%':>8s} {'project ms':>14s}  picture / note"
     lines = [header, "-" * len(header)]
