@@ -31,3 +31,7 @@ class ProjectionError(PerceptionError):
 
 class WeightsError(PerceptionError):
     """A weights file is missing, corrupt, fails its checksum or does not match its config."""
+
+
+class SimulatorError(PerceptionError):
+    """A simulator backend (e.g. a CARLA server) is missing, unreachable, or answered unexpectedly."""

@@ -1,0 +1,41 @@
+"""The returns of one simulated sweep before noise, dropout and intensity are applied: one row per hit pixel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Returns:
+    """Per hit pixel: where it is in the range image and what the beam met there.
+
+    The noise, dropout and intensity models read these arrays; none of them needs the scene.
+    """
+
+    row: np.ndarray  # (N,) int64 beam row (0 = top beam)
+    col: np.ndarray  # (N,) int64 azimuth column
+    height: int  # rows of the sweep (beams)
+    width: int  # columns of the sweep
+    range: np.ndarray  # (N,) float32 metres from the beam origin
+    cos_incidence: np.ndarray  # (N,) float32 |cos| of the angle between beam and surface normal
+    albedo: np.ndarray  # (N,) float32 diffuse reflectance of the surface
+    retro: np.ndarray  # (N,) bool retro-reflective surface (sign faces, licence plates)
+    glass: np.ndarray  # (N,) bool the surface is glass
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def subset(self, mask: np.ndarray) -> Returns:
+        return Returns(
+            row=self.row[mask],
+            col=self.col[mask],
+            height=self.height,
+            width=self.width,
+            range=self.range[mask],
+            cos_incidence=self.cos_incidence[mask],
+            albedo=self.albedo[mask],
+            retro=self.retro[mask],
+            glass=self.glass[mask],
+        )
