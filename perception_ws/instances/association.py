@@ -1,0 +1,36 @@
+"""Assignment of detections to tracks: the Hungarian method on a cost matrix, with gating."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+#: cost given to forbidden pairs; large enough never to be chosen over an allowed one, finite so
+#: that linear_sum_assignment always has a solution.
+_FORBIDDEN = 1e12
+
+
+def assign(cost: np.ndarray, allowed: np.ndarray) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Minimum-cost one-to-one matches among ``allowed`` pairs of a (rows, cols) cost matrix.
+
+    Returns the matched (row, col) pairs, the unmatched rows and the unmatched columns. A pair
+    outside the gate is never matched, even if the optimal assignment of the full matrix would use it.
+    """
+    rows, cols = cost.shape
+    if rows == 0 or cols == 0:
+        return [], list(range(rows)), list(range(cols))
+    r, c = linear_sum_assignment(np.where(allowed, cost, _FORBIDDEN))
+    matches = [(int(i), int(j)) for i, j in zip(r, c, strict=True) if allowed[i, j]]
+    matched_rows = {i for i, _ in matches}
+    matched_cols = {j for _, j in matches}
+    return (
+        matches,
+        [i for i in range(rows) if i not in matched_rows],
+        [j for j in range(cols) if j not in matched_cols],
+    )
+
+
+def mahalanobis2(innovations: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distances y^T S^-1 y for innovations (..., 2) and covariances (..., 2, 2)."""
+    solved = np.linalg.solve(covariances, innovations[..., None])[..., 0]
+    return np.einsum("...i,...i->...", innovations, solved)

@@ -1,0 +1,78 @@
+"""Detections from labelled points: per-class clustering -> box fitting -> one Box3D per object
+(clusters of one class whose boxes overlap are merged first, see merge.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perception_ws.boxes import Box3D
+from perception_ws.errors import CloudFormatError
+from perception_ws.instances.box_fit import fit_box
+from perception_ws.instances.clustering import cluster_by_class
+from perception_ws.instances.config import DetectConfig
+from perception_ws.instances.ground import ground_mask
+from perception_ws.instances.inputs import as_per_point, as_xyz
+from perception_ws.instances.merge import merged_groups
+from perception_ws.labels import KITTI3, ClassSet
+
+
+def detect(
+    xyz: np.ndarray,
+    labels: np.ndarray,
+    class_set: ClassSet = KITTI3,
+    config: DetectConfig | None = None,
+    point_scores: np.ndarray | None = None,
+) -> list[Box3D]:
+    """One box per object of each detected class (``config.classes``; default: the class set's
+    things), the boxes with most points first.
+
+    Objects are DBSCAN clusters of one class, clusters whose boxes overlap merged (``merge_overlap``).
+    ``labels`` are class ids of ``class_set`` per point (e.g. a segmentation network's output);
+    ``point_scores`` (optional, per point, e.g. the predicted class probability) give each box the
+    mean score of its points, else the score is 1. Each box has ``label``, ``name``, ``score`` and
+    ``num_points`` set.
+    """
+    config = config or DetectConfig()
+    pts = as_xyz(xyz, "detection input")
+    lab = as_per_point(labels, len(pts), "class labels").astype(np.int64, copy=False)
+    if len(lab) and (lab.min() < 0 or lab.max() >= len(class_set)):
+        raise CloudFormatError(
+            f"class labels: ids {lab.min()}..{lab.max()} fall outside class set {class_set.name} "
+            f"(0..{len(class_set) - 1})"
+        )
+    scores = None if point_scores is None else as_per_point(point_scores, len(pts), "point scores")
+    if config.remove_ground and len(pts):
+        keep = np.flatnonzero(~ground_mask(pts, config.ground))
+        instances = np.zeros(len(pts), dtype=np.int64)
+        instances[keep] = cluster_by_class(pts[keep], lab[keep], class_set, config.cluster, config.classes)
+    else:
+        instances = cluster_by_class(pts, lab, class_set, config.cluster, config.classes)
+    members = np.flatnonzero(instances > 0)
+    if len(members) == 0:
+        return []
+    # group the points of each instance with one sort instead of one mask per instance
+    order = members[np.argsort(instances[members], kind="stable")]
+    _, starts = np.unique(instances[order], return_index=True)
+    groups = np.split(order, starts[1:])
+    boxes = [_box(pts, lab, scores, group, class_set, config) for group in groups]
+    if config.merge_overlap > 0 and len(groups) > 1:
+        merged = merged_groups(groups, boxes, config.merge_overlap)
+        if len(merged) < len(groups):
+            boxes = [_box(pts, lab, scores, group, class_set, config) for group in merged]
+    boxes.sort(key=lambda b: -b.num_points)
+    return boxes
+
+
+def _box(
+    pts: np.ndarray,
+    lab: np.ndarray,
+    scores: np.ndarray | None,
+    group: np.ndarray,
+    class_set: ClassSet,
+    config: DetectConfig,
+) -> Box3D:
+    box = fit_box(pts[group], config.box_method, config.heading_steps)
+    box.label = int(lab[group[0]])
+    box.name = class_set.names[box.label]
+    box.score = float(scores[group].mean()) if scores is not None else 1.0
+    return box

@@ -1,0 +1,75 @@
+"""Kalman filter models of a box centre in the ground plane (LATTE, SPEC §7).
+
+Constant acceleration ("ca"): state (px, py, vx, vy, ax, ay), the thesis' transition
+``p += v dt + a dt^2 / 2, v += a dt``. Constant velocity ("cv"): state (px, py, vx, vy). Both observe
+(px, py). Q is diagonal (the thesis' choice), scaled by dt so that its entries are rates and do not
+depend on the scan rate. R comes from the sensor resolution: along the ray the range resolution,
+across it the arc of one azimuth step, each with a floor for the clustering and fitting noise of a
+box centre (the thesis writes R = diag(dx, dy); here they are standard deviations, so R holds their
+squares and has units of m^2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from filterpy.kalman import KalmanFilter
+
+from perception_ws.instances.config import TrackerConfig
+
+
+def state_size(config: TrackerConfig) -> int:
+    return 6 if config.motion_model == "ca" else 4
+
+
+def transition(config: TrackerConfig, dt: float) -> np.ndarray:
+    """State transition F for a time step of ``dt`` seconds."""
+    n = state_size(config)
+    F = np.eye(n)
+    F[0, 2] = F[1, 3] = dt
+    if n == 6:
+        F[0, 4] = F[1, 5] = 0.5 * dt * dt
+        F[2, 4] = F[3, 5] = dt
+    return F
+
+
+def process_noise(config: TrackerConfig, dt: float) -> np.ndarray:
+    """Diagonal Q for a step of ``dt`` seconds."""
+    rates = [config.q_position] * 2 + [config.q_velocity] * 2 + [config.q_acceleration] * 2
+    return np.diag(rates[: state_size(config)]) * dt
+
+
+def observation(config: TrackerConfig) -> np.ndarray:
+    """H: the filter observes the centre (px, py)."""
+    H = np.zeros((2, state_size(config)))
+    H[0, 0] = H[1, 1] = 1.0
+    return H
+
+
+def measurement_noise(center_xy: np.ndarray, config: TrackerConfig) -> np.ndarray:
+    """R (2, 2) for a centre at ``center_xy`` seen from the sensor at the origin."""
+    x, y = float(center_xy[0]), float(center_xy[1])
+    distance = np.hypot(x, y)
+    along = max(config.range_resolution_m, config.min_position_std_m)
+    across = max(distance * config.azimuth_resolution_rad, config.min_position_std_m)
+    if distance < 1e-9:
+        return np.eye(2) * along**2
+    c, s = x / distance, y / distance
+    rot = np.array([[c, -s], [s, c]])
+    return rot @ np.diag([along**2, across**2]) @ rot.T
+
+
+def new_filter(center_xy: np.ndarray, config: TrackerConfig) -> KalmanFilter:
+    """A filter at ``center_xy`` with zero velocity and acceleration (LATTE's start) and wide priors on them."""
+    n = state_size(config)
+    kf = KalmanFilter(dim_x=n, dim_z=2)
+    kf.x = np.zeros((n, 1))
+    kf.x[:2, 0] = center_xy[:2]
+    kf.H = observation(config)
+    kf.R = measurement_noise(center_xy, config)
+    variances = [0.0, 0.0] + [config.initial_velocity_std**2] * 2 + [config.initial_acceleration_std**2] * 2
+    P = np.diag(variances[:n])
+    P[:2, :2] = kf.R
+    kf.P = P
+    kf.F = transition(config, config.default_dt_s)
+    kf.Q = process_noise(config, config.default_dt_s)
+    return kf

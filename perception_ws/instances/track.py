@@ -1,0 +1,126 @@
+"""One tracked object: its Kalman filter, life-cycle state and box (LATTE's tracking, SPEC §7).
+
+Life cycle: a new track is *tentative*; ``confirm_hits`` matched scans make it *confirmed*; a
+confirmed track that misses a scan is *lost* (it coasts on its prediction) and is confirmed again
+when matched; a tentative track that misses, or a lost one that misses more than ``max_misses``
+scans in a row, is dropped. Rigid objects (cars …) keep the box size they had when confirmed (the
+median of their detections so far) and only re-estimate the yaw; others take each detection's size.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+from filterpy.kalman import KalmanFilter
+
+from perception_ws.boxes import Box3D
+from perception_ws.instances.config import TrackerConfig
+from perception_ws.instances.motion_models import measurement_noise, new_filter, process_noise, transition
+
+#: above this speed (m/s) the direction of motion tells the front of the object from its back.
+_HEADING_FROM_MOTION_SPEED = 1.5
+
+
+class TrackState(enum.Enum):
+    TENTATIVE = "tentative"
+    CONFIRMED = "confirmed"
+    LOST = "lost"
+
+
+def _closest_heading(yaw: float, reference: float) -> float:
+    """``yaw`` or ``yaw + pi`` (a box's yaw is known modulo pi), whichever is closer to ``reference``."""
+    candidates = np.array([yaw, yaw + np.pi])
+    diff = np.abs((candidates - reference + np.pi) % (2 * np.pi) - np.pi)
+    best = float(candidates[int(np.argmin(diff))])
+    return (best + np.pi) % (2 * np.pi) - np.pi
+
+
+class Track:
+    """A tracked object, created from its first detection."""
+
+    def __init__(self, track_id: int, detection: Box3D, config: TrackerConfig) -> None:
+        self.id = track_id
+        self.config = config
+        self.kf: KalmanFilter = new_filter(detection.center, config)
+        self.label = detection.label
+        self.name = detection.name
+        self.rigid = detection.name in config.rigid_classes
+        self.state = TrackState.CONFIRMED if config.confirm_hits <= 1 else TrackState.TENTATIVE
+        self.hits = 1
+        self.misses = 0
+        self.updated = True
+        self._sizes = [detection.size.copy()]
+        self.size = detection.size.copy()
+        self.yaw = detection.yaw
+        self.z = float(detection.center[2])
+        self.score = detection.score
+        self.num_points = detection.num_points
+
+    @property
+    def position(self) -> np.ndarray:
+        return self.kf.x[:2, 0].copy()
+
+    @property
+    def velocity(self) -> np.ndarray:
+        return self.kf.x[2:4, 0].copy()
+
+    def predict(self, dt: float) -> None:
+        self.kf.F = transition(self.config, dt)
+        self.kf.Q = process_noise(self.config, dt)
+        self.kf.predict()
+        self.updated = False
+
+    def innovation_covariance(self) -> np.ndarray:
+        """H P H^T (2, 2): the predicted centre's uncertainty, before adding a detection's R."""
+        return self.kf.P[:2, :2].copy()
+
+    def update(self, detection: Box3D) -> None:
+        self.kf.update(detection.center[:2], R=measurement_noise(detection.center, self.config))
+        self.hits += 1
+        self.misses = 0
+        self.updated = True
+        self.z = float(detection.center[2])
+        self.score = detection.score
+        self.num_points = detection.num_points
+        self._update_shape(detection)
+        if self.state is TrackState.LOST or (
+            self.state is TrackState.TENTATIVE and self.hits >= self.config.confirm_hits
+        ):
+            self.state = TrackState.CONFIRMED
+
+    def _update_shape(self, detection: Box3D) -> None:
+        speed = float(np.hypot(*self.velocity))
+        reference = (
+            float(np.arctan2(self.velocity[1], self.velocity[0])) if speed > _HEADING_FROM_MOTION_SPEED else self.yaw
+        )
+        self.yaw = _closest_heading(detection.yaw, reference)
+        if not self.rigid:
+            self.size = detection.size.copy()
+        elif self.state is TrackState.TENTATIVE:
+            # the size is settled while the track is young, then kept (a rigid object does not change)
+            self._sizes.append(detection.size.copy())
+            self.size = np.median(np.stack(self._sizes), axis=0)
+
+    def miss(self) -> bool:
+        """Record a scan without a matching detection; False when the track should be dropped."""
+        self.misses += 1
+        if self.state is TrackState.TENTATIVE:
+            return False
+        self.state = TrackState.LOST
+        return self.misses <= self.config.max_misses
+
+    def box(self) -> Box3D:
+        x, y = self.position
+        vx, vy = self.velocity
+        return Box3D(
+            center=np.array([x, y, self.z]),
+            size=self.size.copy(),
+            yaw=self.yaw,
+            label=self.label,
+            name=self.name,
+            score=self.score,
+            num_points=self.num_points if self.updated else 0,
+            track_id=self.id,
+            velocity=np.array([vx, vy, 0.0]),
+        )

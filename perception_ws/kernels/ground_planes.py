@@ -1,0 +1,105 @@
+"""Hot loops of ground removal (numba), each beside a plain numpy reference.
+
+* ``segment_moments``: per segment, the count, mean (3,) and covariance (3, 3) of the selected
+  points (two passes, mean then centred products, to stay accurate far from the origin).
+* ``plane_distances``: each point's signed distance to its own segment's plane.
+* ``lowest_mean``: per segment, the mean height of its lowest ``fraction`` of points.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+def segment_moments_reference(
+    xyz: np.ndarray, segment: np.ndarray, selected: np.ndarray, segments: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    w = selected.astype(np.float64)
+    count = np.bincount(segment, w, segments)
+    safe = np.maximum(count, 1.0)
+    mean = np.stack([np.bincount(segment, w * xyz[:, a], segments) for a in range(3)], axis=1) / safe[:, None]
+    centred = xyz - mean[segment]
+    cov = np.empty((segments, 3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            cov[:, a, b] = cov[:, b, a] = np.bincount(segment, w * centred[:, a] * centred[:, b], segments) / safe
+    return count, mean, cov
+
+
+@nb.njit(cache=True)
+def segment_moments(
+    xyz: np.ndarray, segment: np.ndarray, selected: np.ndarray, segments: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    count = np.zeros(segments)
+    mean = np.zeros((segments, 3))
+    for i in range(len(xyz)):
+        if selected[i]:
+            s = segment[i]
+            count[s] += 1.0
+            for a in range(3):
+                mean[s, a] += xyz[i, a]
+    for s in range(segments):
+        for a in range(3):
+            mean[s, a] /= max(count[s], 1.0)
+    cov = np.zeros((segments, 3, 3))
+    for i in range(len(xyz)):
+        if selected[i]:
+            s = segment[i]
+            d = (xyz[i, 0] - mean[s, 0], xyz[i, 1] - mean[s, 1], xyz[i, 2] - mean[s, 2])
+            for a in range(3):
+                for b in range(a, 3):
+                    cov[s, a, b] += d[a] * d[b]
+    for s in range(segments):
+        scale = 1.0 / max(count[s], 1.0)
+        for a in range(3):
+            for b in range(a, 3):
+                cov[s, a, b] *= scale
+                cov[s, b, a] = cov[s, a, b]
+    return count, mean, cov
+
+
+def plane_distances_reference(
+    xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray
+) -> np.ndarray:
+    return np.einsum("na,na->n", xyz, normal[segment]) - offset[segment]
+
+
+@nb.njit(cache=True)
+def plane_distances(xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    out = np.empty(len(xyz))
+    for i in range(len(xyz)):
+        s = segment[i]
+        out[i] = xyz[i, 0] * normal[s, 0] + xyz[i, 1] * normal[s, 1] + xyz[i, 2] * normal[s, 2] - offset[s]
+    return out
+
+
+def lowest_mean_reference(z: np.ndarray, segment: np.ndarray, segments: int, fraction: float) -> np.ndarray:
+    """Mean of the lowest ``int(count * fraction)`` (at least 1) heights per segment (0 if empty)."""
+    out = np.zeros(segments)
+    for s in range(segments):
+        values = np.sort(z[segment == s])
+        if len(values):
+            out[s] = values[: max(1, int(len(values) * fraction))].mean()
+    return out
+
+
+@nb.njit(cache=True)
+def lowest_mean(z: np.ndarray, segment: np.ndarray, segments: int, fraction: float) -> np.ndarray:
+    # counting sort by segment, then a sort of each segment's heights only
+    count = np.zeros(segments + 1, dtype=np.int64)
+    for i in range(len(z)):
+        count[segment[i] + 1] += 1
+    for s in range(segments):
+        count[s + 1] += count[s]
+    grouped = np.empty(len(z))
+    fill = count[:-1].copy()
+    for i in range(len(z)):
+        grouped[fill[segment[i]]] = z[i]
+        fill[segment[i]] += 1
+    out = np.zeros(segments)
+    for s in range(segments):
+        values = np.sort(grouped[count[s] : count[s + 1]])
+        if len(values):
+            out[s] = values[: max(1, int(len(values) * fraction))].mean()
+    return out
