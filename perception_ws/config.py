@@ -1,0 +1,442 @@
+"""One configuration schema for the pipeline and the perception node, mirrored 1:1 as ROS parameters.
+
+Every field of :class:`PerceptionConfig` is one ROS parameter, named by its path: ``sensor.model``,
+``segmenter.kind``, ``tracking.confirm_hits`` … The same names are the keys of a ROS params file::
+
+    perception_node:
+      ros__parameters:
+        sensor: {model: hdl64e, fov_deg: 360.0, width: 2048}
+        segmenter: {kind: labels}
+
+so a YAML read here (:func:`load_config`, no ROS needed), the parameters a node declares
+(:func:`declare_ros_parameters`) and ``ros2 param dump`` all agree. Values are checked here, once,
+whichever way they came in: a wrong key or value raises :class:`ConfigError` naming the key and what
+was expected. Defaults of the instance stage are taken from :mod:`perception_ws.instances.config`, so a
+number is written in one place only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import yaml
+
+from perception_ws.calib.sensors import SensorModel, load_sensor
+from perception_ws.errors import PerceptionError, SensorError
+from perception_ws.instances.config import (
+    BoxMethod,
+    ClusterConfig,
+    ClusterParams,
+    DetectConfig,
+    MotionModel,
+    TrackerConfig,
+)
+from perception_ws.labels import CLASS_SETS, ClassSet
+from perception_ws.projection import ROW_SOURCES, RowSource, fov_bounds
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+#: the node name whose section a params file is read from, unless told otherwise.
+NODE_NAME = "perception_node"
+#: what may stand for the node name in a params file (ROS 2 wildcards).
+_WILDCARDS = ("/**", "**")
+#: parameters rclpy declares itself on every node; a params file may set them, the schema ignores them.
+ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service")
+_ROS_OWN_PREFIXES = ("qos_overrides.",)
+
+SEGMENTER_KINDS = ("model", "labels", "none")
+BOX_METHODS = ("search", "pca", "min_area")
+MOTION_MODELS = ("ca", "cv")
+MARKER_STYLES = ("line_list", "cube")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+_TOPIC = re.compile(r"^~?/?[A-Za-z_{][A-Za-z0-9_{}/~]*$")
+
+
+class ConfigError(PerceptionError):
+    """A configuration key is unknown, or its value has the wrong type or lies out of range."""
+
+
+def _doc(default: Any, doc: str) -> Any:
+    """A dataclass field with a default and the one-line description a ROS parameter shows."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    input: str = _doc("points", "PointCloud2 input (SensorData QoS)")
+    labelled_cloud: str = _doc("perception/labelled_points", "input cloud plus fields label and instance")
+    detections: str = _doc("perception/detections", "perception_ws/Detection3DArray")
+    tracks: str = _doc("perception/tracks", "perception_ws/TrackArray")
+    markers: str = _doc("perception/markers", "visualization_msgs/MarkerArray of boxes, ids and classes")
+    diagnostics: str = _doc("/diagnostics", "diagnostic_msgs/DiagnosticArray: latency, rate, drops, rejects")
+
+
+@dataclass(frozen=True)
+class QosConfig:
+    input_depth: int = _doc(2, "queue depth of the input subscription (best effort)")
+    output_depth: int = _doc(5, "queue depth of every output publisher (reliable)")
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    model: str = _doc("hdl64e", "built-in sensor name (calib/data) or a sensor YAML file")
+    fov_deg: float = _doc(360.0, "horizontal field of view of the range image, degrees, centred on +x")
+    width: int = _doc(2048, "range image columns")
+    row_source: str = _doc("auto", f"range image rows from: {', '.join(ROW_SOURCES)}")
+    max_points: int = _doc(1_000_000, "clouds with more points are rejected (bounded latency)")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    kind: str = _doc("model", "model: the network; labels: the input's label field; none: every point 0")
+    model: str = _doc("squeezesegv2", "network architecture (perception_ws.models.MODELS)")
+    weights: str = _doc("", "weights file; empty: the shipped default weights")
+    device: str = _doc("cpu", "torch device: cpu, cuda or cuda:N")
+    label_field: str = _doc("label", "input field holding class ids (kind labels)")
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    classes: tuple[str, ...] = _doc((), "class names to detect; empty: the class set's object classes")
+    eps_m: float = _doc(ClusterParams.eps_m, "DBSCAN radius, metres")
+    min_samples: int = _doc(ClusterParams.min_points, "DBSCAN core point neighbours (the point counts)")
+    box_method: str = _doc(DetectConfig.box_method, f"box fitting: {', '.join(BOX_METHODS)}")
+    merge_overlap: float = _doc(DetectConfig.merge_overlap, "merge same-class boxes overlapping this much")
+    remove_ground: bool = _doc(DetectConfig.remove_ground, "remove ground points before clustering")
+    min_score: float = _doc(0.0, "drop detections whose score (mean class probability) is lower")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = _doc(True, "run the tracker")
+    motion_model: str = _doc(TrackerConfig.motion_model, "ca: constant acceleration; cv: constant velocity")
+    confirm_hits: int = _doc(TrackerConfig.confirm_hits, "matches for a new track to be confirmed")
+    max_misses: int = _doc(TrackerConfig.max_misses, "missed scans before a lost track is deleted")
+    gate_distance_m: float = _doc(TrackerConfig.gate_distance_m, "largest detection-to-track distance, metres")
+    gate_mahalanobis2: float = _doc(TrackerConfig.gate_mahalanobis2, "largest squared Mahalanobis distance")
+    match_class: bool = _doc(TrackerConfig.match_class, "match detections only to tracks of their class")
+    report_lost: bool = _doc(TrackerConfig.report_lost, "report lost tracks at their prediction")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    marker_style: str = _doc("line_list", f"box markers: {', '.join(MARKER_STYLES)}")
+    diagnostics_period_s: float = _doc(1.0, "seconds between diagnostics messages")
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    """Everything the pipeline and the perception node are told; see the module doc."""
+
+    class_set: str = _doc("kitti3", f"class table: {', '.join(CLASS_SETS)}")
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    qos: QosConfig = field(default_factory=QosConfig)
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- what the stages need, built from the flat settings -------------------------------------
+
+    @property
+    def classes(self) -> ClassSet:
+        return CLASS_SETS[self.class_set]
+
+    @functools.cached_property
+    def sensor_model(self) -> SensorModel:
+        return load_sensor(self.sensor.model)
+
+    @property
+    def row_source(self) -> RowSource:
+        return cast(RowSource, self.sensor.row_source)  # validated against ROW_SOURCES
+
+    def detect_config(self) -> DetectConfig:
+        d = self.detection
+        return DetectConfig(
+            cluster=ClusterConfig(default=ClusterParams(d.eps_m, d.min_samples)),
+            box_method=cast(BoxMethod, d.box_method),  # validated against BOX_METHODS
+            classes=d.classes or None,
+            merge_overlap=d.merge_overlap,
+            remove_ground=d.remove_ground,
+        )
+
+    def tracker_config(self) -> TrackerConfig:
+        t = self.tracking
+        return TrackerConfig(
+            motion_model=cast(MotionModel, t.motion_model),  # validated against MOTION_MODELS
+            confirm_hits=t.confirm_hits,
+            max_misses=t.max_misses,
+            gate_distance_m=t.gate_distance_m,
+            gate_mahalanobis2=t.gate_mahalanobis2,
+            match_class=t.match_class,
+            report_lost=t.report_lost,
+        )
+
+    def replace(self, **changes: Any) -> PerceptionConfig:
+        """A copy with dotted keys changed: ``config.replace(**{"segmenter.kind": "labels"})``."""
+        flat = flatten(self)
+        for key, value in changes.items():
+            if key not in flat:
+                raise ConfigError(_unknown_key_message(key, flat))
+            flat[key] = value
+        return from_flat(flat)
+
+
+# -- flat dotted keys <-> the schema ----------------------------------------------------------
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"sensor.model": "hdl64e", …}``: every leaf of the schema by its dotted key, in schema order."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def descriptions() -> dict[str, str]:
+    """One-line description of every dotted key (shown by ``ros2 param describe``)."""
+    return {key: doc for key, (_, doc) in _leaves(PerceptionConfig).items()}
+
+
+def from_flat(values: Mapping[str, Any], where: str = "config") -> PerceptionConfig:
+    """A validated config from dotted keys; keys left out keep their defaults."""
+    leaves = _leaves(PerceptionConfig)
+    for key in values:
+        if key not in leaves and not _is_ros_own(key):
+            raise ConfigError(f"{where}: {_unknown_key_message(key, leaves)}")
+    return _build(PerceptionConfig, values, "", where)
+
+
+def from_mapping(params: Mapping[str, Any], where: str = "config") -> PerceptionConfig:
+    """A validated config from nested mappings and/or dotted keys (a params file's ``ros__parameters``)."""
+    return from_flat(_flatten_mapping(params, "", where), where)
+
+
+def load_config(path: str | Path, node_name: str = NODE_NAME) -> PerceptionConfig:
+    """The config of ``node_name`` in a ROS params file (``node: ros__parameters: {...}``).
+
+    Sections for other nodes are ignored; a ``/**`` section applies to every node; the node's own
+    section wins over it, key by key.
+    """
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{path}: expected a mapping '{node_name}: ros__parameters: {{...}}' at the top")
+    merged: dict[str, Any] = {}
+    found = False
+    for name in (*_WILDCARDS, node_name, f"/{node_name}"):
+        section = document.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, Mapping) or "ros__parameters" not in section:
+            raise ConfigError(f"{path}: section {name!r} lacks 'ros__parameters'")
+        merged.update(_flatten_mapping(section["ros__parameters"] or {}, "", f"{path} [{name}]"))
+        found = True
+    if not found:
+        raise ConfigError(f"{path}: no section for node {node_name!r} (or '/**'); sections: {list(document)}")
+    return from_flat(merged, str(path))
+
+
+def to_params_document(config: PerceptionConfig, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """The params-file document (nested) of a config; :func:`load_config` reads it back unchanged."""
+    nested: dict[str, Any] = {}
+    for key, value in flatten(config).items():
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return {node_name: {"ros__parameters": nested}}
+
+
+# -- ROS parameters ---------------------------------------------------------------------------
+
+
+def declare_ros_parameters(node: Node, defaults: PerceptionConfig | None = None) -> PerceptionConfig:
+    """Declare every key as a parameter of ``node`` (default from ``defaults``), then read them back.
+
+    Values from a params file or ``-p key:=value`` override the defaults; they are checked here like a
+    YAML file's (parameters are declared with dynamic typing so that ``fov_deg: 360`` is accepted and a
+    wrong type gets this module's error naming the key, not rclpy's).
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    defaults = defaults or PerceptionConfig()
+    docs = descriptions()
+    flat = flatten(defaults)
+    for key, value in flat.items():
+        node.declare_parameter(key, value, ParameterDescriptor(description=docs[key], dynamic_typing=True))
+    where = f"parameters of node {node.get_name()!r}"
+    # a misspelt key in a params file would otherwise be ignored silently (only declared names are read);
+    # rclpy keeps the overrides it was given in this attribute (no public accessor)
+    for key in getattr(node, "_parameter_overrides", {}):
+        if key not in flat and not _is_ros_own(key):
+            raise ConfigError(f"{where}: {_unknown_key_message(key, flat)}")
+    values = {key: node.get_parameter(key).value for key in flat}
+    return from_flat(values, where)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _leaves(cls: type) -> dict[str, tuple[Any, str]]:
+    """Dotted key -> (type annotation, description) of every leaf field of a schema class."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, tuple[Any, str]] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            out.update({f"{f.name}.{k}": v for k, v in _leaves(kind).items()})  # type: ignore[arg-type]
+        else:
+            out[f.name] = (kind, str(f.metadata.get("doc", "")))
+    return out
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key, kind = f"{prefix}{f.name}", hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[f.name] = _build(kind, values, f"{key}.", where)  # type: ignore[arg-type]
+        elif key in values:
+            kwargs[f.name] = _coerce(values[key], kind, key, where)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
+    """``value`` as the field's type, or a ConfigError naming the key."""
+
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: {key} = {value!r} ({type(value).__name__}); expected {expected}")
+
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise wrong("a finite number")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if typing.get_origin(kind) is tuple:
+        if value is None:  # a params file's empty list [] reaches rclpy untyped, as NOT_SET
+            return ()
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise wrong("a list of strings")
+        return tuple(value)
+    raise TypeError(f"config schema: unsupported type {kind!r} for {key}")  # a bug in the schema
+
+
+def _flatten_mapping(params: Mapping[str, Any], prefix: str, where: str) -> dict[str, Any]:
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'ros__parameters'} must be a mapping")
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            out.update(_flatten_mapping(value, f"{key}.", where))
+        else:
+            out[key] = value
+    return out
+
+
+def _is_ros_own(key: str) -> bool:
+    return key in ROS_OWN_PARAMETERS or key.startswith(_ROS_OWN_PREFIXES)
+
+
+def _unknown_key_message(key: str, known: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return f"unknown key {key!r}{hint}"
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} = {value!r}; expected one of {', '.join(allowed)}")
+
+
+def _at_least(key: str, value: float, low: float) -> None:
+    if value < low:
+        raise ConfigError(f"{key} = {value!r}; expected at least {low}")
+
+
+def _validate(c: PerceptionConfig) -> None:
+    """Range and consistency checks; each error names its key."""
+    _one_of("class_set", c.class_set, tuple(CLASS_SETS))
+    for key, topic in flatten(c.topics, "topics.").items():
+        if not _TOPIC.match(topic):
+            raise ConfigError(f"{key} = {topic!r}; expected a ROS topic name such as 'points' or '/lidar/points'")
+    _at_least("qos.input_depth", c.qos.input_depth, 1)
+    _at_least("qos.output_depth", c.qos.output_depth, 1)
+    try:
+        load_sensor(c.sensor.model)
+        fov_bounds(c.sensor.fov_deg)
+    except SensorError as err:
+        raise ConfigError(f"sensor.model = {c.sensor.model!r}: {err}") from None
+    except PerceptionError as err:
+        raise ConfigError(f"sensor.fov_deg = {c.sensor.fov_deg!r}: {err}") from None
+    _at_least("sensor.width", c.sensor.width, 1)
+    _one_of("sensor.row_source", c.sensor.row_source, ROW_SOURCES)
+    _at_least("sensor.max_points", c.sensor.max_points, 1)
+    _one_of("segmenter.kind", c.segmenter.kind, SEGMENTER_KINDS)
+    if not _DEVICE.match(c.segmenter.device):
+        raise ConfigError(f"segmenter.device = {c.segmenter.device!r}; expected cpu, cuda or cuda:N")
+    if c.segmenter.kind == "labels" and not c.segmenter.label_field:
+        raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")
+    for name in c.detection.classes:
+        if name not in c.classes.names:
+            raise ConfigError(
+                f"detection.classes: {name!r} is not a class of {c.class_set}; known: {', '.join(c.classes.names)}"
+            )
+    if not c.detection.eps_m > 0:
+        raise ConfigError(f"detection.eps_m = {c.detection.eps_m!r}; expected a radius > 0")
+    _at_least("detection.min_samples", c.detection.min_samples, 1)
+    _one_of("detection.box_method", c.detection.box_method, BOX_METHODS)
+    if not 0.0 <= c.detection.merge_overlap <= 1.0:
+        raise ConfigError(f"detection.merge_overlap = {c.detection.merge_overlap!r}; expected 0 to 1")
+    if not 0.0 <= c.detection.min_score <= 1.0:
+        raise ConfigError(f"detection.min_score = {c.detection.min_score!r}; expected 0 to 1")
+    _one_of("tracking.motion_model", c.tracking.motion_model, MOTION_MODELS)
+    _at_least("tracking.confirm_hits", c.tracking.confirm_hits, 1)
+    _at_least("tracking.max_misses", c.tracking.max_misses, 0)
+    for key in ("gate_distance_m", "gate_mahalanobis2"):
+        if not getattr(c.tracking, key) > 0:
+            raise ConfigError(f"tracking.{key} = {getattr(c.tracking, key)!r}; expected a value > 0")
+    _one_of("output.marker_style", c.output.marker_style, MARKER_STYLES)
+    if not c.output.diagnostics_period_s > 0:
+        raise ConfigError(f"output.diagnostics_period_s = {c.output.diagnostics_period_s!r}; expected > 0")

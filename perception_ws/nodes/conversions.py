@@ -1,0 +1,118 @@
+"""Pipeline results to messages: the labelled cloud, Detection3DArray and TrackArray.
+
+Every message carries the input's header unchanged (stamp and frame_id), so a consumer pairs outputs
+with their scan by stamp and draws them in the scan's frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Point, Vector3
+from sensor_msgs.msg import PointCloud2
+
+from perception_ws.boxes import Box3D
+from perception_ws.cloud import to_msg
+from perception_ws.labels import ClassSet
+from perception_ws.msg import Detection3D, Detection3DArray, Track, TrackArray
+from perception_ws.pipeline import TrackInfo
+
+#: the fields the node adds to the input's (replacing any of the same name).
+LABEL_FIELD, INSTANCE_FIELD = "label", "instance"
+LABEL_DTYPE, INSTANCE_DTYPE = np.dtype(np.uint16), np.dtype(np.uint32)
+TRACK_STATES = {"tentative": Track.STATE_TENTATIVE, "confirmed": Track.STATE_CONFIRMED, "lost": Track.STATE_LOST}
+
+
+def labelled_points(points: np.ndarray, labels: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """The input points (1-D or organized) with fields ``label`` (uint16) and ``instance`` (uint32) appended.
+
+    Input fields keep their names, types and offsets; a ``label``/``instance`` the input already had is
+    replaced (its bytes become padding). ``labels``/``instances`` are flat, in the points' row-major order.
+    """
+    fields: Mapping[str, Any] = points.dtype.fields or {}
+    kept = [name for name in points.dtype.names or () if name not in (LABEL_FIELD, INSTANCE_FIELD)]
+    instance_at = _aligned(points.dtype.itemsize, INSTANCE_DTYPE.itemsize)
+    label_at = instance_at + INSTANCE_DTYPE.itemsize
+    dtype = np.dtype(
+        {
+            "names": [*kept, INSTANCE_FIELD, LABEL_FIELD],
+            "formats": [*(fields[name][0] for name in kept), INSTANCE_DTYPE, LABEL_DTYPE],
+            "offsets": [*(fields[name][1] for name in kept), instance_at, label_at],
+            "itemsize": _aligned(label_at + LABEL_DTYPE.itemsize, INSTANCE_DTYPE.itemsize),
+        }
+    )
+    out = np.zeros(points.shape, dtype=dtype)
+    for name in kept:
+        out[name] = points[name]
+    out[INSTANCE_FIELD] = instances.reshape(points.shape)
+    out[LABEL_FIELD] = labels.reshape(points.shape)
+    return out
+
+
+def labelled_cloud_msg(header: Any, points: np.ndarray, labels: np.ndarray, instances: np.ndarray) -> PointCloud2:
+    return to_msg(labelled_points(points, labels, instances), header=header)
+
+
+def detections_msg(header: Any, detections: Sequence[Box3D], class_set: ClassSet) -> Detection3DArray:
+    return Detection3DArray(header=header, detections=[_detection(header, box, class_set) for box in detections])
+
+
+def tracks_msg(header: Any, tracks: Sequence[TrackInfo], class_set: ClassSet) -> TrackArray:
+    return TrackArray(header=header, tracks=[_track(header, info, class_set) for info in tracks])
+
+
+def wrap_angle(angle: float) -> float:
+    """``angle`` in [-pi, pi)."""
+    return (float(angle) + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def _detection(header: Any, box: Box3D, class_set: ClassSet) -> Detection3D:
+    return Detection3D(
+        header=header,
+        class_id=int(box.label),
+        class_name=class_name(box, class_set),
+        score=float(np.clip(box.score, 0.0, 1.0)),
+        center=point_msg(box.center),
+        size=_vector(box.size),
+        yaw=wrap_angle(box.yaw),
+        velocity=_vector(box.velocity),
+        track_id=int(box.track_id) if box.track_id >= 0 else Detection3D.TRACK_ID_NONE,
+        num_points=int(box.num_points),
+    )
+
+
+def _track(header: Any, info: TrackInfo, class_set: ClassSet) -> Track:
+    box = info.box
+    return Track(
+        header=header,
+        track_id=int(box.track_id),
+        class_id=int(box.label),
+        class_name=class_name(box, class_set),
+        state=TRACK_STATES[info.state],
+        center=point_msg(box.center),
+        size=_vector(box.size),
+        yaw=wrap_angle(box.yaw),
+        velocity=_vector(box.velocity),
+        acceleration=_vector(info.acceleration),
+        age=int(info.age),
+        hits=int(info.hits),
+    )
+
+
+def class_name(box: Box3D, class_set: ClassSet) -> str:
+    return class_set.names[box.label] if 0 <= box.label < len(class_set) else box.name
+
+
+def point_msg(xyz: np.ndarray) -> Point:
+    return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+def _vector(xyz: np.ndarray) -> Vector3:
+    return Vector3(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+def _aligned(offset: int, alignment: int) -> int:
+    return -(-offset // alignment) * alignment

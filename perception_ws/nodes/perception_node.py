@@ -1,0 +1,202 @@
+"""The perception node: a thin ROS 2 shell over :class:`~perception_ws.pipeline.Pipeline`.
+
+In: a PointCloud2 (``topics.input``, SensorData QoS). Out, each with the input's header: the cloud with
+``label`` and ``instance`` fields, a Detection3DArray, a TrackArray, a MarkerArray for RViz, and
+diagnostics (latency, rate, drops, input problems). Parameters: :mod:`perception_ws.config`, one ROS
+parameter per key, read at start.
+
+Threads: the subscription callback only checks a message (:mod:`.intake`) and leaves it in a one-frame
+mailbox (:mod:`.latest`); a worker thread takes the newest frame, runs the pipeline and publishes. A
+frame that arrives while the worker is busy replaces the waiting one, which is dropped and counted:
+latest-only, never a queue. A bad frame is counted and logged once per reason; the node keeps serving.
+
+Run: ``python -m perception_ws.nodes.perception_node --ros-args --params-file config/perception.yaml``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from perception_ws.config import NODE_NAME, PerceptionConfig, declare_ros_parameters, flatten
+from perception_ws.errors import PerceptionError
+from perception_ws.msg import Detection3DArray, TrackArray
+from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg
+from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
+from perception_ws.nodes.intake import NON_FINITE_POINTS, REJECT_REASONS, Frame, RejectedFrameError, accept_cloud
+from perception_ws.nodes.issues import IssueLog
+from perception_ws.nodes.latest import LatestSlot
+from perception_ws.nodes.markers import markers_msg
+from perception_ws.nodes.qos import output_qos, sensor_input_qos
+from perception_ws.pipeline import Pipeline, PipelineResult
+
+#: how long destroy_node() waits for the worker to finish the frame it is on.
+_WORKER_JOIN_S = 10.0
+
+
+class PerceptionNode(Node):
+    """See the module doc. ``defaults`` replace the schema's defaults (parameters still override them);
+    ``network`` is a segmentation model to run instead of loading weights (segmenter.kind 'model')."""
+
+    def __init__(
+        self,
+        *,
+        context: Context | None = None,
+        defaults: PerceptionConfig | None = None,
+        network: Any = None,
+        node_name: str = NODE_NAME,
+        cli_args: Sequence[str] | None = None,
+    ) -> None:
+        # before anything can fail: rclpy destroys a context's nodes at shutdown, a half-built one too
+        self._slot: LatestSlot[Frame] = LatestSlot()
+        self._worker: threading.Thread | None = None
+        super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
+        self.config = declare_ros_parameters(self, defaults)
+        self.add_on_set_parameters_callback(self._refuse_changes)
+        self.pipeline = Pipeline(self.config, network)
+        topics, depth = self.config.topics, self.config.qos.output_depth
+        self.cloud_pub = self.create_publisher(PointCloud2, topics.labelled_cloud, output_qos(depth))
+        self.detections_pub = self.create_publisher(Detection3DArray, topics.detections, output_qos(depth))
+        self.tracks_pub = self.create_publisher(TrackArray, topics.tracks, output_qos(depth))
+        self.markers_pub = self.create_publisher(MarkerArray, topics.markers, output_qos(depth))
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.diagnostics, output_qos(depth))
+        self.stats = NodeStats()
+        self.issues = IssueLog(self.get_logger().warning, "frame")
+        self._worker = threading.Thread(target=self._work, name=f"{node_name}_worker", daemon=True)
+        self._worker.start()
+        self.subscription = self.create_subscription(
+            PointCloud2, topics.input, self.on_cloud, sensor_input_qos(self.config.qos.input_depth)
+        )
+        self.create_timer(self.config.output.diagnostics_period_s, self.publish_diagnostics)
+        self.get_logger().info(
+            f"listening on {self.subscription.topic_name}: sensor {self.config.sensor.model}, segmenter "
+            f"{self.config.segmenter.kind}, class set {self.config.class_set}"
+        )
+
+    # -- input: check, then leave in the mailbox ----------------------------------------------
+
+    def on_cloud(self, msg: PointCloud2) -> None:
+        """Subscription callback: reject a bad frame (counted, logged once), else make it the pending one."""
+        received = time.monotonic()
+        self.stats.frame_received()
+        try:
+            frame = accept_cloud(msg, self.config.sensor.max_points, received)
+        except RejectedFrameError as rejected:
+            self.issues.record(rejected.reason, rejected.detail)
+            return
+        except Exception as err:  # a case the checks do not foresee must not take the executor down
+            self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
+            return
+        self._slot.put(frame)  # replaces (drops) a frame still waiting; the slot counts it
+
+    @property
+    def frames_dropped(self) -> int:
+        return self._slot.dropped
+
+    def frames_rejected(self) -> int:
+        return sum(count for reason, count in self.issues.counts().items() if reason in REJECT_REASONS)
+
+    # -- worker: the pipeline, then publish ---------------------------------------------------
+
+    def _work(self) -> None:
+        while (frame := self._slot.take()) is not None:
+            try:
+                self.process_frame(frame)
+            except Exception as err:  # publishing failed (e.g. while shutting down): counted, logged once
+                self.stats.frame_failed()
+                self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
+
+    def process_frame(self, frame: Frame) -> PipelineResult | None:
+        """Run the pipeline on one accepted frame and publish its results (None when it failed)."""
+        if frame.non_finite:
+            self.issues.record(
+                NON_FINITE_POINTS,
+                f"{frame.non_finite} of {frame.points.size} points have NaN/Inf coordinates; the frame is processed "
+                "without them (label 0, instance 0)",
+            )
+        try:
+            result = self.pipeline.process(frame.points, frame.stamp_s)
+        except PerceptionError as err:
+            self.stats.frame_failed()
+            self.issues.record(f"pipeline_{type(err).__name__}", str(err))
+            return None
+        except Exception as err:  # a bug must not stop the node: counted, logged once per type with its trace
+            self.stats.frame_failed()
+            self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
+            return None
+        if result.tracker_reset:
+            self.get_logger().info("scan stamps went back in time (a replay restarted?): tracks were reset")
+        self._publish(frame, result)
+        return result
+
+    def _publish(self, frame: Frame, result: PipelineResult) -> None:
+        header, classes = frame.msg.header, result.class_set
+        self.detections_pub.publish(detections_msg(header, result.detections, classes))
+        self.tracks_pub.publish(tracks_msg(header, result.live_tracks, classes))
+        self.cloud_pub.publish(labelled_cloud_msg(header, frame.points, result.labels, result.instances))
+        style = self.config.output.marker_style
+        self.markers_pub.publish(markers_msg(header, result.detections, result.tracks, classes, style))
+        stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        processing_ms = (time.monotonic() - frame.received_s) * 1e3
+        self.stats.frame_processed(latency_ms, processing_ms, result.timings_ms)
+
+    # -- diagnostics, parameters, shutdown ----------------------------------------------------
+
+    def publish_diagnostics(self) -> None:
+        report = self.stats.report(self.frames_dropped, self.issues.counts(), self.frames_rejected())
+        name = f"{self.get_name()}: pipeline"
+        msg = diagnostics_msg(self.get_clock().now().to_msg(), name, self.config.sensor.model, report)
+        self.diagnostics_pub.publish(msg)
+
+    def _refuse_changes(self, parameters: list[Parameter]) -> SetParametersResult:
+        ours = [p.name for p in parameters if p.name in flatten(self.config)]
+        if ours:
+            return SetParametersResult(
+                successful=False, reason=f"{', '.join(ours)}: read at start only; restart the node to change them"
+            )
+        return SetParametersResult(successful=True)
+
+    def destroy_node(self) -> None:
+        """Stop the worker (after the frame it is on), then the node."""
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=_WORKER_JOIN_S)
+        super().destroy_node()
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m perception_ws.nodes.perception_node [--ros-args ...]``; exit status 1 on a
+    configuration or weights error (one line saying what is wrong)."""
+    rclpy.init(args=list(args) if args is not None else None)
+    try:
+        node = PerceptionNode()
+    except PerceptionError as err:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

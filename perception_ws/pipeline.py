@@ -1,0 +1,321 @@
+"""`Pipeline`: the whole perception algorithm on one scan, readable top to bottom (DESIGN.md, data flow).
+
+    points ──► range image (projection) ──► class per pixel (network + CRF) ──► class per point
+           ──► objects (ground removal, per-class clustering, box fitting) ──► instance id per point
+           ──► tracks (Kalman filter + assignment)
+
+The segmenter is pluggable (``segmenter.kind``): ``model`` runs the network (trained weights are
+required: a missing or bad weights file is a :class:`~perception_ws.errors.WeightsError`); ``labels``
+takes the class ids the input already carries in a field (ground truth, or labels from elsewhere),
+which lets the rest of the pipeline run on labelled data without weights; ``none`` labels every point
+0 (nothing is detected: the plumbing alone, e.g. to measure it). The same object serves the ROS
+node, the CLI and the benchmarks, so what is measured is what runs. No ROS in here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from perception_ws.boxes import Box3D
+from perception_ws.cloud import as_structured, finite_mask, xyz_array
+from perception_ws.config import PerceptionConfig
+from perception_ws.errors import CloudFormatError, WeightsError
+from perception_ws.instances import Tracker, detect
+from perception_ws.labels import ClassSet
+from perception_ws.projection import project
+
+if TYPE_CHECKING:
+    from torch import nn
+
+#: stage names in the order they run (keys of :attr:`PipelineResult.timings_ms`, plus "total").
+STAGES = ("projection", "segmentation", "back_projection", "detection", "instances", "tracking")
+#: points this close outside a fitted box still belong to it (box edges are fitted to the points).
+_BOX_MARGIN_M = 0.01
+TrackStateName = Literal["tentative", "confirmed", "lost"]
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    """One live track after an update: its filtered box and where it is in its life cycle."""
+
+    box: Box3D
+    state: TrackStateName
+    #: scans since the track was created (1 on its first scan) and how many of them it was matched in.
+    age: int
+    hits: int
+    #: filtered acceleration of the box centre (m/s^2); zero with the constant-velocity model.
+    acceleration: np.ndarray
+
+
+@dataclass
+class PipelineResult:
+    """Everything the pipeline found in one scan; per-point arrays follow the input's point order."""
+
+    #: (N,) uint16 class id per input point (ids of ``class_set``; 0 for points with NaN/Inf coordinates).
+    labels: np.ndarray
+    #: (N,) uint32 instance per point: k means ``detections[k - 1]``; 0 for points of no detection.
+    instances: np.ndarray
+    detections: list[Box3D]
+    #: the tracks the tracker reports (confirmed ones matched in this scan, plus lost ones if configured).
+    tracks: list[Box3D]
+    #: every live track, tentative, confirmed and lost alike, by id.
+    live_tracks: list[TrackInfo]
+    #: milliseconds per stage (:data:`STAGES`, a skipped stage is absent) and "total".
+    timings_ms: dict[str, float]
+    class_set: ClassSet
+    #: input points with finite coordinates (the others are left out of every stage).
+    num_valid: int = 0
+    #: the tracker was reset before this scan because time went backwards (e.g. a bag looped).
+    tracker_reset: bool = False
+
+
+class Pipeline:
+    """``Pipeline(config).process(points, stamp_s) -> PipelineResult``; see the module doc.
+
+    ``network``: an already built segmentation model to run instead of loading weights (e.g. one being
+    trained); only used when ``segmenter.kind`` is ``model``.
+    """
+
+    def __init__(self, config: PerceptionConfig | None = None, network: nn.Module | None = None) -> None:
+        self.config = config or PerceptionConfig()
+        self.class_set = self.config.classes
+        self.sensor = self.config.sensor_model
+        self.detect_config = self.config.detect_config()
+        self.segmenter = make_segmenter(self.config, network)
+        self.tracker = Tracker(self.config.tracker_config()) if self.config.tracking.enabled else None
+        self._frame = 0
+        self._last_stamp_s: float | None = None
+        self._born: dict[int, int] = {}  # track id -> frame it was created in (for TrackInfo.age)
+
+    def process(self, points: Any, stamp_s: float) -> PipelineResult:
+        """Run every stage on one scan (a structured array, an (N, 3|4) array or a Scan) taken at ``stamp_s``."""
+        cloud = as_structured(points).reshape(-1)
+        finite = finite_mask(cloud)
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+
+        # 1-3. semantic class of every point
+        if isinstance(self.segmenter, NetworkSegmenter):
+            with _stage(timings, "projection"):
+                settings = self.config.sensor
+                projection = project(
+                    cloud, self.sensor, settings.fov_deg, settings.width, row_source=self.config.row_source
+                )
+            with _stage(timings, "segmentation"):
+                pixel_classes, pixel_confidence = self.segmenter.segment_image(projection.image)
+            with _stage(timings, "back_projection"):
+                labels = projection.labels_to_points(pixel_classes)
+                confidence = projection.pixel_values_to_points(pixel_confidence)
+        else:
+            confidence = None
+            with _stage(timings, "segmentation"):
+                labels = self.segmenter.segment_points(cloud)
+        labels = np.where(finite, labels, 0).astype(np.uint16)
+
+        # 4. objects: per-class clustering (after ground removal, if configured), one fitted box per object
+        with _stage(timings, "detection"):
+            xyz = xyz_array(cloud[finite])
+            scores = None if confidence is None else confidence[finite]
+            detections = detect(xyz, labels[finite], self.class_set, self.detect_config, scores)
+            detections = [box for box in detections if box.score >= self.config.detection.min_score]
+        with _stage(timings, "instances"):
+            instances = np.zeros(len(cloud), dtype=np.uint32)
+            instances[finite] = instance_ids(xyz, labels[finite], detections)
+
+        # 5. tracks
+        tracks: list[Box3D] = []
+        reset = False
+        if self.tracker is not None:
+            with _stage(timings, "tracking"):
+                reset = self._reset_if_time_went_back(stamp_s)
+                tracks = self.tracker.update(detections, stamp_s)
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        self._frame += 1
+        return PipelineResult(
+            labels=labels,
+            instances=instances,
+            detections=detections,
+            tracks=tracks,
+            live_tracks=self._live_tracks(),
+            timings_ms=timings,
+            class_set=self.class_set,
+            num_valid=int(finite.sum()),
+            tracker_reset=reset,
+        )
+
+    def reset(self) -> None:
+        """Forget every track (a new recording starts); track ids keep counting up."""
+        if self.tracker is not None:
+            self.tracker.reset()
+        self._born.clear()
+        self._last_stamp_s = None
+
+    def _reset_if_time_went_back(self, stamp_s: float) -> bool:
+        went_back = self._last_stamp_s is not None and stamp_s < self._last_stamp_s
+        if went_back:
+            self.reset()
+        self._last_stamp_s = stamp_s
+        return went_back
+
+    def _live_tracks(self) -> list[TrackInfo]:
+        if self.tracker is None:
+            return []
+        live = sorted(self.tracker.tracks, key=lambda t: t.id)
+        ids = {t.id for t in live}
+        self._born = {i: f for i, f in self._born.items() if i in ids}
+        out = []
+        for track in live:
+            born = self._born.setdefault(track.id, self._frame - 1)
+            state = track.kf.x[:, 0]
+            acceleration = np.array([state[4], state[5], 0.0]) if len(state) >= 6 else np.zeros(3)
+            out.append(TrackInfo(track.box(), track.state.value, self._frame - born, track.hits, acceleration))
+        return out
+
+
+def instance_ids(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3D]) -> np.ndarray:
+    """(N,) uint32: ``k`` for the points of ``detections[k - 1]``'s class inside its box, else 0.
+
+    Instance ids are tied to the published detections (not to the clustering's internal numbering),
+    so a consumer joins the labelled cloud with the detection array by index. Where boxes of one class
+    overlap, the earlier detection (more points) keeps the point.
+    """
+    out = np.zeros(len(xyz), dtype=np.uint32)
+    trees: dict[int, tuple[np.ndarray, cKDTree]] = {}  # per class: its points and a top-view tree of them
+    for k, box in enumerate(detections, start=1):
+        if box.label not in trees:
+            members = np.flatnonzero(labels == box.label)
+            trees[box.label] = (members, cKDTree(xyz[members, :2]))
+        members, tree = trees[box.label]
+        # only points within the box's circumscribed circle can be inside it
+        reach = float(np.hypot(box.size[0], box.size[1])) / 2.0 + 2.0 * _BOX_MARGIN_M
+        near = members[np.asarray(tree.query_ball_point(box.center[:2], reach), dtype=np.intp)]
+        near = near[out[near] == 0]
+        out[near[box.contains(xyz[near], margin=_BOX_MARGIN_M)]] = k
+    return out
+
+
+# -- segmenters -------------------------------------------------------------------------------
+
+
+class NetworkSegmenter:
+    """A range-image network (with its CRF, if it has one): class and confidence per pixel."""
+
+    def __init__(self, network: nn.Module, device: str, class_set: ClassSet) -> None:
+        import torch
+
+        from perception_ws.models.inference import prepare_for_inference
+
+        classes = int(getattr(network, "num_classes", len(class_set)))
+        if classes != len(class_set):
+            raise WeightsError(
+                f"the network predicts {classes} classes but class_set {class_set.name} has {len(class_set)}; "
+                "use weights trained for this class set"
+            )
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise WeightsError(f"segmenter.device = {device!r} but torch sees no CUDA device; use 'cpu'")
+        self.device = torch.device(device)
+        self.in_channels = int(getattr(network, "in_channels", 6))
+        self.network = prepare_for_inference(network).to(self.device)
+
+    def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(image[..., : self.in_channels])).permute(2, 0, 1)[None]
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            probabilities = torch.softmax(self.network(x), dim=1)[0]
+            confidence, classes = probabilities.max(dim=0)
+        return classes.cpu().numpy(), confidence.float().cpu().numpy()
+
+
+class LabelFieldSegmenter:
+    """Class ids the input already carries, in the field ``label_field`` (validated against the class set)."""
+
+    def __init__(self, label_field: str, class_set: ClassSet) -> None:
+        self.label_field = label_field
+        self.class_set = class_set
+
+    def segment_points(self, cloud: np.ndarray) -> np.ndarray:
+        names = cloud.dtype.names or ()
+        if self.label_field not in names:
+            raise CloudFormatError(
+                f"segmenter 'labels': the cloud has no field {self.label_field!r} (fields: {list(names)}); "
+                "publish class ids in it, or set segmenter.label_field / segmenter.kind"
+            )
+        values = cloud[self.label_field]
+        integral = values.dtype.kind in "iu" or (
+            values.dtype.kind == "f" and bool(np.all(np.isfinite(values) & (values == np.round(values))))
+        )
+        if values.ndim != 1 or not integral:
+            raise CloudFormatError(
+                f"segmenter 'labels': field {self.label_field!r} of type {values.dtype} holds no class ids; "
+                "expected one integer per point"
+            )
+        if len(values) and (values.min() < 0 or values.max() >= len(self.class_set)):
+            raise CloudFormatError(
+                f"segmenter 'labels': field {self.label_field!r} holds ids {values.min():g}..{values.max():g}; "
+                f"class set {self.class_set.name} has ids 0..{len(self.class_set) - 1}"
+            )
+        return values.astype(np.int64)
+
+
+class NoSegmenter:
+    """Every point class 0 (nothing to detect): the plumbing without any model."""
+
+    def segment_points(self, cloud: np.ndarray) -> np.ndarray:
+        return np.zeros(len(cloud), dtype=np.int64)
+
+
+def make_segmenter(
+    config: PerceptionConfig, network: nn.Module | None = None
+) -> NetworkSegmenter | LabelFieldSegmenter | NoSegmenter:
+    """The segmenter ``config.segmenter.kind`` selects (loading weights for ``model`` unless given one)."""
+    settings = config.segmenter
+    if settings.kind == "labels":
+        return LabelFieldSegmenter(settings.label_field, config.classes)
+    if settings.kind == "none":
+        return NoSegmenter()
+    return NetworkSegmenter(network or load_network(config), settings.device, config.classes)
+
+
+def load_network(config: PerceptionConfig) -> nn.Module:
+    """The trained network of ``segmenter.model`` from ``segmenter.weights`` (empty: the shipped default).
+
+    Loading, checksums and the manifest belong to :mod:`perception_ws.models`; this asks it for
+    ``load_weights(path_or_None, device=...)``. Without a loader or weights, one WeightsError says what to do.
+    """
+    settings = config.segmenter
+    models = importlib.import_module("perception_ws.models")
+    loader = getattr(models, "load_weights", None)
+    if loader is None:
+        raise WeightsError(
+            f"segmenter.kind 'model' needs trained weights for {settings.model!r}, but this version ships none "
+            "and has no weights loader; set segmenter.kind to 'labels' (the input carries a class-id field) or "
+            "'none'"
+        )
+    network = loader(settings.weights or None, device=settings.device)
+    name = str(getattr(network, "name", settings.model))
+    if name != settings.model:
+        raise WeightsError(
+            f"segmenter.weights {settings.weights or '(shipped default)'!r} hold a {name!r} network, but "
+            f"segmenter.model is {settings.model!r}"
+        )
+    return network
+
+
+@contextmanager
+def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = (time.perf_counter() - start) * 1e3
