@@ -62,6 +62,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(data=args.data, out=Path(args.out), max_frames=args.frames)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from perception_ws.nodes.replay import replay
+    from perception_ws.ros_env import apply_local_dds_env
+
+    apply_local_dds_env()
+    return replay(args.bag, args.rate, args.loop, args.topics, args.remap, args.wait_subscribers)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from perception_ws.config import load_config
+    from perception_ws.nodes.record import record
+    from perception_ws.ros_env import apply_local_dds_env
+
+    config = load_config(args.config) if args.config else None
+    apply_local_dds_env()
+    record(args.out, args.topics, args.duration, config)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from perception_ws.nodes.launch_graph import GraphOptions, run_graph
+
+    return run_graph(GraphOptions.from_namespace(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo", help="folder for pictures and the summary (default out/demo)")
     demo.add_argument("--frames", type=int, default=2, help="frames per source (default 2)")
     demo.set_defaults(handler=_cmd_demo)
+
+    replay = sub.add_parser("replay", help="publish a bag over ROS 2 with its original timing and /clock")
+    replay.add_argument("bag", help="a rosbag2 folder (sqlite3 or MCAP), a .db3 or .mcap file, or a ROS 1 .bag")
+    replay.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1: as recorded)")
+    replay.add_argument("--loop", action="store_true", help="start over at the end until interrupted")
+    replay.add_argument("--topics", nargs="+", default=[], metavar="TOPIC", help="only these topics")
+    replay.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish FROM under TO")
+    replay.add_argument(
+        "--wait-subscribers", type=float, default=0.0, metavar="S",
+        help="wait up to S seconds for a subscriber on every topic before starting (default 0)",
+    )  # fmt: skip
+    replay.set_defaults(handler=_cmd_replay)
+
+    record = sub.add_parser("record", help="record the perception outputs (or --topics) to MCAP, unchanged")
+    record.add_argument("--out", required=True, help="x.mcap: one MCAP file; else a rosbag2 folder (MCAP)")
+    record.add_argument("--topics", nargs="+", default=[], metavar="TOPIC", help="default: the node's outputs")
+    record.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    record.add_argument("--config", default=None, help="params file naming the output topics (default built-in)")
+    record.set_defaults(handler=_cmd_record)
+
+    from perception_ws.nodes.launch_graph import add_arguments  # standard library only: keeps --help instant
+
+    run = sub.add_parser("run", help="start the node graph of launch/perception.launch.py without ros2 launch")
+    add_arguments(run)
+    run.set_defaults(handler=_cmd_run)
     return parser
 
 

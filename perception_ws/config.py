@@ -23,10 +23,10 @@ import functools
 import math
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import yaml
 
@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 
 #: the node name whose section a params file is read from, unless told otherwise.
 NODE_NAME = "perception_node"
+#: the camera-fusion node's name (its own schema: :class:`FusionConfig`).
+FUSION_NODE_NAME = "fusion_node"
+#: a schema class: PerceptionConfig or FusionConfig.
+Schema = TypeVar("Schema")
 #: what may stand for the node name in a params file (ROS 2 wildcards).
 _WILDCARDS = ("/**", "**")
 #: parameters rclpy declares itself on every node; a params file may set them, the schema ignores them.
@@ -211,18 +215,24 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def descriptions() -> dict[str, str]:
+def descriptions(schema: type = PerceptionConfig) -> dict[str, str]:
     """One-line description of every dotted key (shown by ``ros2 param describe``)."""
-    return {key: doc for key, (_, doc) in _leaves(PerceptionConfig).items()}
+    return {key: doc for key, (_, doc) in _leaves(schema).items()}
 
 
 def from_flat(values: Mapping[str, Any], where: str = "config") -> PerceptionConfig:
     """A validated config from dotted keys; keys left out keep their defaults."""
-    leaves = _leaves(PerceptionConfig)
+    return schema_from_flat(PerceptionConfig, values, where)
+
+
+def schema_from_flat(schema: type[Schema], values: Mapping[str, Any], where: str = "config") -> Schema:
+    """:func:`from_flat` for any schema class (e.g. :class:`FusionConfig`)."""
+    leaves = _leaves(cast(type, schema))
     for key in values:
         if key not in leaves and not _is_ros_own(key):
             raise ConfigError(f"{where}: {_unknown_key_message(key, leaves)}")
-    return _build(PerceptionConfig, values, "", where)
+    built: Schema = _build(schema, values, "", where)
+    return built
 
 
 def from_mapping(params: Mapping[str, Any], where: str = "config") -> PerceptionConfig:
@@ -236,6 +246,11 @@ def load_config(path: str | Path, node_name: str = NODE_NAME) -> PerceptionConfi
     Sections for other nodes are ignored; a ``/**`` section applies to every node; the node's own
     section wins over it, key by key.
     """
+    return load_schema_config(path, PerceptionConfig, node_name)
+
+
+def load_schema_config(path: str | Path, schema: type[Schema], node_name: str) -> Schema:
+    """:func:`load_config` for any schema class (``FusionConfig`` of node ``fusion_node``)."""
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -257,10 +272,10 @@ def load_config(path: str | Path, node_name: str = NODE_NAME) -> PerceptionConfi
         found = True
     if not found:
         raise ConfigError(f"{path}: no section for node {node_name!r} (or '/**'); sections: {list(document)}")
-    return from_flat(merged, str(path))
+    return schema_from_flat(schema, merged, str(path))
 
 
-def to_params_document(config: PerceptionConfig, node_name: str = NODE_NAME) -> dict[str, Any]:
+def to_params_document(config: Any, node_name: str = NODE_NAME) -> dict[str, Any]:
     """The params-file document (nested) of a config; :func:`load_config` reads it back unchanged."""
     nested: dict[str, Any] = {}
     for key, value in flatten(config).items():
@@ -282,10 +297,15 @@ def declare_ros_parameters(node: Node, defaults: PerceptionConfig | None = None)
     YAML file's (parameters are declared with dynamic typing so that ``fov_deg: 360`` is accepted and a
     wrong type gets this module's error naming the key, not rclpy's).
     """
+    return declare_schema_parameters(node, defaults or PerceptionConfig())
+
+
+def declare_schema_parameters(node: Node, defaults: Schema) -> Schema:
+    """:func:`declare_ros_parameters` for any schema: the keys of ``type(defaults)``."""
     from rcl_interfaces.msg import ParameterDescriptor
 
-    defaults = defaults or PerceptionConfig()
-    docs = descriptions()
+    schema = type(defaults)
+    docs = descriptions(schema)
     flat = flatten(defaults)
     for key, value in flat.items():
         node.declare_parameter(key, value, ParameterDescriptor(description=docs[key], dynamic_typing=True))
@@ -296,7 +316,7 @@ def declare_ros_parameters(node: Node, defaults: PerceptionConfig | None = None)
         if key not in flat and not _is_ros_own(key):
             raise ConfigError(f"{where}: {_unknown_key_message(key, flat)}")
     values = {key: node.get_parameter(key).value for key in flat}
-    return from_flat(values, where)
+    return schema_from_flat(schema, values, where)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -353,6 +373,15 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
         if not isinstance(value, str):
             raise wrong("a string")
         return value
+    if kind == tuple[float, ...]:
+        if value is None:
+            return ()
+        numbers = isinstance(value, Sequence) and not isinstance(value, str)
+        if not numbers or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise wrong("a list of numbers")
+        if not all(math.isfinite(v) for v in value):
+            raise wrong("finite numbers")
+        return tuple(float(v) for v in value)
     if typing.get_origin(kind) is tuple:
         if value is None:  # a params file's empty list [] reaches rclpy untyped, as NOT_SET
             return ()
@@ -438,5 +467,115 @@ def _validate(c: PerceptionConfig) -> None:
         if not getattr(c.tracking, key) > 0:
             raise ConfigError(f"tracking.{key} = {getattr(c.tracking, key)!r}; expected a value > 0")
     _one_of("output.marker_style", c.output.marker_style, MARKER_STYLES)
+    if not c.output.diagnostics_period_s > 0:
+        raise ConfigError(f"output.diagnostics_period_s = {c.output.diagnostics_period_s!r}; expected > 0")
+
+
+# -- the camera-fusion node's schema (perception_ws/nodes/fusion_node.py) ---------------------
+
+
+@dataclass(frozen=True)
+class FusionTopicsConfig:
+    image: str = _doc("camera/image", "sensor_msgs/Image in: rgb8, bgr8, bgra8 or mono8")
+    camera_info: str = _doc("camera/camera_info", "sensor_msgs/CameraInfo of the image")
+    cloud: str = _doc("perception/labelled_points", "PointCloud2 in: the perception node's labelled cloud or a raw one")
+    detections: str = _doc("perception/detections", "Detection3DArray in, drawn as boxes; empty: not subscribed")
+    label_mask: str = _doc("", "Image of class ids (mono8/mono16) to transfer to points; empty: not subscribed")
+    painted_cloud: str = _doc("fusion/painted_points", "the input cloud plus an rgb field (PCL packing)")
+    overlay: str = _doc("fusion/overlay", "rgb8 Image: points by label or depth, boxes as projected edges")
+    mask_labelled_cloud: str = _doc("fusion/mask_labelled_points", "the input cloud with labels from the mask")
+    diagnostics: str = _doc("/diagnostics", "diagnostic_msgs/DiagnosticArray: rate, latency, drops, rejects")
+
+
+@dataclass(frozen=True)
+class FusionSyncConfig:
+    slop_s: float = _doc(0.05, "largest stamp difference between the paired messages, seconds")
+    queue_size: int = _doc(10, "messages per input waiting for partners")
+    min_period_s: float = _doc(
+        0.03, "lower bound of every input's period, s (0: unknown); lets a set go out without waiting for the next"
+    )
+
+
+@dataclass(frozen=True)
+class FusionCalibrationConfig:
+    extrinsic: tuple[float, ...] = _doc((), "LiDAR -> camera transform, 16 (4x4) or 12 (3x4) row-major values")
+    kitti_calib: str = _doc("", "or a KITTI calibration file: R0_rect · Tr_velo_to_cam")
+
+
+@dataclass(frozen=True)
+class FusionPaintConfig:
+    class_set: str = _doc("kitti3", f"class table of the cloud's and the mask's labels: {', '.join(CLASS_SETS)}")
+    label_field: str = _doc("label", "cloud field coloured by class on the overlay (else points by depth)")
+    occlusion: bool = _doc(True, "z-buffer test so hidden points take no colour or label from the image")
+    occlusion_window: int = _doc(5, "z-buffer neighbourhood, pixels (odd)")
+    occlusion_tolerance_m: float = _doc(0.5, "depth beyond the nearest point that still counts as the same surface")
+    occlusion_tolerance_rel: float = _doc(0.1, "plus this fraction of the nearest depth")
+    point_radius: int = _doc(1, "overlay point size: squares of 2r+1 pixels")
+    max_depth_m: float = _doc(80.0, "overlay depth colours saturate here")
+    max_points: int = _doc(1_000_000, "larger clouds are rejected")
+
+
+@dataclass(frozen=True)
+class FusionOutputConfig:
+    diagnostics_period_s: float = _doc(1.0, "seconds between diagnostics messages")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Everything the camera-fusion node is told, one ROS parameter per key (as PerceptionConfig)."""
+
+    topics: FusionTopicsConfig = field(default_factory=FusionTopicsConfig)
+    qos: QosConfig = field(default_factory=QosConfig)
+    sync: FusionSyncConfig = field(default_factory=FusionSyncConfig)
+    calibration: FusionCalibrationConfig = field(default_factory=FusionCalibrationConfig)
+    fusion: FusionPaintConfig = field(default_factory=FusionPaintConfig)
+    output: FusionOutputConfig = field(default_factory=FusionOutputConfig)
+
+    def __post_init__(self) -> None:
+        _validate_fusion(self)
+
+    @property
+    def classes(self) -> ClassSet:
+        return CLASS_SETS[self.fusion.class_set]
+
+    def replace(self, **changes: Any) -> FusionConfig:
+        """A copy with dotted keys changed (see :meth:`PerceptionConfig.replace`)."""
+        flat = flatten(self)
+        for key, value in changes.items():
+            if key not in flat:
+                raise ConfigError(_unknown_key_message(key, flat))
+            flat[key] = value
+        return schema_from_flat(FusionConfig, flat)
+
+
+#: topics of the fusion node that may be left empty (input not subscribed).
+_OPTIONAL_FUSION_TOPICS = ("topics.detections", "topics.label_mask")
+
+
+def _validate_fusion(c: FusionConfig) -> None:
+    for key, topic in flatten(c.topics, "topics.").items():
+        if not (_TOPIC.match(topic) or (topic == "" and key in _OPTIONAL_FUSION_TOPICS)):
+            raise ConfigError(f"{key} = {topic!r}; expected a ROS topic name such as 'camera/image'")
+    _at_least("qos.input_depth", c.qos.input_depth, 1)
+    _at_least("qos.output_depth", c.qos.output_depth, 1)
+    if not c.sync.slop_s >= 0:
+        raise ConfigError(f"sync.slop_s = {c.sync.slop_s!r}; expected >= 0")
+    _at_least("sync.queue_size", c.sync.queue_size, 1)
+    _at_least("sync.min_period_s", c.sync.min_period_s, 0.0)
+    if len(c.calibration.extrinsic) not in (0, 12, 16):
+        raise ConfigError(
+            f"calibration.extrinsic has {len(c.calibration.extrinsic)} values; expected 16 (4x4), 12 (3x4) or none"
+        )
+    if c.calibration.extrinsic and c.calibration.kitti_calib:
+        raise ConfigError("calibration.extrinsic and calibration.kitti_calib are both set; expected one of them")
+    _one_of("fusion.class_set", c.fusion.class_set, tuple(CLASS_SETS))
+    if c.fusion.occlusion_window < 1 or c.fusion.occlusion_window % 2 == 0:
+        raise ConfigError(f"fusion.occlusion_window = {c.fusion.occlusion_window!r}; expected an odd number >= 1")
+    _at_least("fusion.occlusion_tolerance_m", c.fusion.occlusion_tolerance_m, 0.0)
+    _at_least("fusion.occlusion_tolerance_rel", c.fusion.occlusion_tolerance_rel, 0.0)
+    _at_least("fusion.point_radius", c.fusion.point_radius, 0)
+    if not c.fusion.max_depth_m > 0:
+        raise ConfigError(f"fusion.max_depth_m = {c.fusion.max_depth_m!r}; expected > 0")
+    _at_least("fusion.max_points", c.fusion.max_points, 1)
     if not c.output.diagnostics_period_s > 0:
         raise ConfigError(f"output.diagnostics_period_s = {c.output.diagnostics_period_s!r}; expected > 0")

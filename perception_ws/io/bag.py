@@ -288,6 +288,16 @@ class BagWriter:
 
     def write(self, topic: str, msgtype: str, message: Any, timestamp_ns: int) -> None:
         """Append one message (an instance of ``self.typestore.types[msgtype]``) logged at ``timestamp_ns``."""
+        with _named_errors(self.path, f"cannot write a {msgtype} to topic {topic}"):
+            data = self.typestore.serialize_cdr(message, msgtype)
+        self.write_serialized(topic, msgtype, data, timestamp_ns)
+
+    def write_serialized(self, topic: str, msgtype: str, data: bytes | memoryview, timestamp_ns: int) -> None:
+        """Append one message already serialized as CDR (as a raw ROS 2 subscription receives it), unchanged.
+
+        ``msgtype`` must be known to :attr:`typestore` (register a package's own types there first): the
+        bag stores its definition.
+        """
         if self._writer is None:
             raise DatasetError(f"{self.path}: BagWriter is not open; use it in a with block")
         connection = self._connections.get(topic)
@@ -297,7 +307,7 @@ class BagWriter:
             if connection is None:
                 connection = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
                 self._connections[topic] = connection
-            self._writer.write(connection, int(timestamp_ns), self.typestore.serialize_cdr(message, msgtype))
+            self._writer.write(connection, int(timestamp_ns), data)
 
     def write_scan(self, topic: str, scan: Scan, timestamp_ns: int | None = None) -> None:
         """Append ``scan`` as a PointCloud2; stamped (header and log time) with its ``stamp_ns`` unless given."""

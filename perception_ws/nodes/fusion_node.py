@@ -1,0 +1,302 @@
+"""The camera-fusion node: a thin ROS 2 shell over :mod:`perception_ws.fusion` (SPEC §10).
+
+In: an Image, its CameraInfo, a PointCloud2 (the perception node's labelled cloud or a raw one), and
+optionally a Detection3DArray and an image label mask (mono8/mono16 class ids), paired by stamp with
+:class:`~perception_ws.sync.ApproximateTimeSync` (``message_filters`` is not installable here). The
+LiDAR -> camera transform is a parameter (a matrix, or a KITTI calibration file); TF is not used.
+
+Out: the cloud with an ``rgb`` field (PCL packing) and, with a mask, the cloud with ``label`` taken
+from the mask, both with the cloud's header; an rgb8 overlay (points by class or depth, boxes as
+projected edges) with the image's header; diagnostics.
+
+Threads, as in the perception node: callbacks only check a message (bad ones are counted and logged
+once per reason) and feed the pairing; a completed set goes to a one-item mailbox, and a worker fuses
+and publishes the newest set (sets arriving while it is busy replace the waiting one, counted).
+
+Run: ``python -m perception_ws.nodes.fusion_node --ros-args --params-file config/perception.yaml``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from perception_ws.boxes import Box3D
+from perception_ws.calib.camera import Extrinsic, PinholeCamera
+from perception_ws.cloud import stamp_to_sec_nanosec, to_msg, xyz_array
+from perception_ws.config import FUSION_NODE_NAME, FusionConfig, declare_schema_parameters
+from perception_ws.errors import PerceptionError
+from perception_ws.fusion import (
+    RGB_FIELD,
+    Occlusion,
+    overlay_image,
+    pack_rgb,
+    paint_points,
+    transfer_labels,
+    with_field,
+)
+from perception_ws.fusion import load_extrinsic as extrinsic_from
+from perception_ws.msg import Detection3DArray
+from perception_ws.nodes.conversions import LABEL_DTYPE, LABEL_FIELD
+from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
+from perception_ws.nodes.image_intake import (
+    IMAGE_REJECT_REASONS,
+    accept_camera_info,
+    accept_image,
+    accept_mask,
+    image_msg,
+)
+from perception_ws.nodes.intake import REJECT_REASONS, Frame, RejectedFrameError, accept_cloud
+from perception_ws.nodes.issues import IssueLog
+from perception_ws.nodes.latest import LatestSlot
+from perception_ws.nodes.qos import output_qos, sensor_input_qos
+from perception_ws.sync import ApproximateTimeSync
+
+_WORKER_JOIN_S = 10.0
+#: the image and the camera do not agree (checked once both are paired).
+CAMERA_IMAGE_SIZE = "camera_image_size"
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """An accepted input: the message (for its header) and what was decoded from it."""
+
+    msg: Any
+    value: Any
+
+
+@dataclass(frozen=True)
+class FusionSet:
+    """One paired set; ``detections``/``mask`` are None when that input is not subscribed."""
+
+    image: Stamped
+    camera: Stamped
+    cloud: Stamped
+    detections: Stamped | None
+    mask: Stamped | None
+    received_s: float
+
+
+class FusionNode(Node):
+    """See the module doc. ``defaults`` replace the schema's defaults (parameters still override them)."""
+
+    def __init__(
+        self,
+        *,
+        context: Context | None = None,
+        defaults: FusionConfig | None = None,
+        node_name: str = FUSION_NODE_NAME,
+        cli_args: Sequence[str] | None = None,
+    ) -> None:
+        self._slot: LatestSlot[FusionSet] = LatestSlot()
+        self._worker: threading.Thread | None = None
+        super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
+        self.config = declare_schema_parameters(self, defaults or FusionConfig())
+        c = self.config
+        self.extrinsic: Extrinsic = extrinsic_from(c.calibration.extrinsic, c.calibration.kitti_calib)
+        f = c.fusion
+        self.occlusion = (
+            Occlusion(f.occlusion_window, f.occlusion_tolerance_m, f.occlusion_tolerance_rel) if f.occlusion else None
+        )
+        topics, depth = c.topics, c.qos.output_depth
+        self.painted_pub = self.create_publisher(PointCloud2, topics.painted_cloud, output_qos(depth))
+        self.overlay_pub = self.create_publisher(Image, topics.overlay, output_qos(depth))
+        self.mask_cloud_pub = (
+            self.create_publisher(PointCloud2, topics.mask_labelled_cloud, output_qos(depth))
+            if topics.label_mask
+            else None
+        )
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.diagnostics, output_qos(depth))
+        self.stats = NodeStats()
+        self.issues = IssueLog(self.get_logger().warning, "input")
+        # inputs in pairing order; the optional ones only when their topic is set
+        inputs: list[tuple[str, type, str, Callable[[Any], Any]]] = [
+            ("image", Image, topics.image, accept_image),
+            ("camera", CameraInfo, topics.camera_info, accept_camera_info),
+            ("cloud", PointCloud2, topics.cloud, self._accept_cloud),
+        ]
+        if topics.detections:
+            inputs.append(("detections", Detection3DArray, topics.detections, detection_boxes))
+        if topics.label_mask:
+            inputs.append(("mask", Image, topics.label_mask, accept_mask))
+        self._names = [name for name, *_ in inputs]
+        self._sync_lock = threading.Lock()
+        self.sync: ApproximateTimeSync[Stamped] = ApproximateTimeSync(
+            len(inputs), c.sync.slop_s, c.sync.queue_size, c.sync.min_period_s
+        )
+        self._worker = threading.Thread(target=self._work, name=f"{node_name}_worker", daemon=True)
+        self._worker.start()
+        self.subscriptions_by_input = {
+            name: self.create_subscription(
+                kind, topic, self._callback(index, accept), sensor_input_qos(c.qos.input_depth)
+            )
+            for index, (name, kind, topic, accept) in enumerate(inputs)
+        }
+        self.create_timer(c.output.diagnostics_period_s, self.publish_diagnostics)
+        self.get_logger().info(
+            f"pairing {', '.join(s.topic_name for s in self.subscriptions_by_input.values())} "
+            f"(slop {c.sync.slop_s} s); transform from {self.extrinsic.source}"
+        )
+
+    # -- input: check, pair, leave the set in the mailbox -------------------------------------
+
+    def _accept_cloud(self, msg: PointCloud2) -> Frame:
+        return accept_cloud(msg, self.config.fusion.max_points, time.monotonic())
+
+    def _callback(self, index: int, accept: Callable[[Any], Any]) -> Callable[[Any], None]:
+        def on_message(msg: Any) -> None:
+            try:
+                value = accept(msg)
+            except RejectedFrameError as rejected:
+                self.issues.record(rejected.reason, rejected.detail)
+                return
+            except Exception as err:  # an unforeseen case must not take the executor down
+                self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
+                return
+            sec, nanosec = stamp_to_sec_nanosec(msg.header.stamp)
+            with self._sync_lock:
+                sets = self.sync.add(index, sec * 1_000_000_000 + nanosec, Stamped(msg, value))
+            for members in sets:
+                self.stats.frame_received()
+                named = dict(zip(self._names, members, strict=True))
+                self._slot.put(
+                    FusionSet(
+                        named["image"],
+                        named["camera"],
+                        named["cloud"],
+                        named.get("detections"),
+                        named.get("mask"),
+                        time.monotonic(),
+                    )
+                )
+
+        return on_message
+
+    @property
+    def frames_dropped(self) -> int:
+        """Sets replaced while waiting for the worker, plus messages the pairing never used."""
+        return self._slot.dropped + sum(self.sync.dropped)
+
+    def frames_rejected(self) -> int:
+        rejects = {*REJECT_REASONS, *IMAGE_REJECT_REASONS, CAMERA_IMAGE_SIZE}
+        return sum(count for reason, count in self.issues.counts().items() if reason in rejects)
+
+    # -- worker: fuse, then publish -----------------------------------------------------------
+
+    def _work(self) -> None:
+        while (inputs := self._slot.take()) is not None:
+            try:
+                self.process_set(inputs)
+            except PerceptionError as err:
+                self.stats.frame_failed()
+                self.issues.record(f"fusion_{type(err).__name__}", str(err))
+            except Exception as err:  # a bug must not stop the node: counted, logged once per type
+                self.stats.frame_failed()
+                self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
+
+    def process_set(self, inputs: FusionSet) -> None:
+        """Fuse one paired set and publish the painted cloud, the overlay and (with a mask) the labelled cloud."""
+        image: np.ndarray = inputs.image.value
+        camera: PinholeCamera = inputs.camera.value
+        frame: Frame = inputs.cloud.value
+        if image.shape[:2] != (camera.height, camera.width):
+            self.stats.frame_failed()
+            self.issues.record(
+                CAMERA_IMAGE_SIZE,
+                f"image is {image.shape[1]}x{image.shape[0]}, CameraInfo says {camera.width}x{camera.height}",
+            )
+            return
+        points, f = frame.points, self.config.fusion
+        xyz = xyz_array(points)
+        rgb, _ = paint_points(xyz, image, camera, self.extrinsic, occlusion=self.occlusion)
+        cloud_header = inputs.cloud.msg.header
+        labels = points[f.label_field].reshape(-1) if f.label_field in (points.dtype.names or ()) else None
+        boxes = inputs.detections.value if inputs.detections is not None else []
+        picture = overlay_image(
+            image,
+            xyz,
+            labels,
+            boxes,
+            camera,
+            self.extrinsic,
+            class_set=self.config.classes,
+            radius=f.point_radius,
+            max_depth=f.max_depth_m,
+        )
+        if inputs.mask is not None and self.mask_cloud_pub is not None:
+            mask: np.ndarray = inputs.mask.value
+            transferred = transfer_labels(xyz, mask, camera, self.extrinsic, occlusion=self.occlusion or False)
+            labelled = with_field(points, LABEL_FIELD, transferred.astype(LABEL_DTYPE))
+            self.mask_cloud_pub.publish(to_msg(labelled, header=cloud_header))
+        self.painted_pub.publish(to_msg(with_field(points, RGB_FIELD, pack_rgb(rgb)), header=cloud_header))
+        self.overlay_pub.publish(image_msg(inputs.image.msg.header, picture))
+        sec, nanosec = stamp_to_sec_nanosec(cloud_header.stamp)
+        latency_ms = (self.get_clock().now().nanoseconds - (sec * 1_000_000_000 + nanosec)) / 1e6
+        self.stats.frame_processed(latency_ms, (time.monotonic() - inputs.received_s) * 1e3, {})
+
+    # -- diagnostics, shutdown ----------------------------------------------------------------
+
+    def publish_diagnostics(self) -> None:
+        report = self.stats.report(self.frames_dropped, self.issues.counts(), self.frames_rejected())
+        msg = diagnostics_msg(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", "camera", report)
+        self.diagnostics_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        """Stop the worker (after the set it is on), then the node."""
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=_WORKER_JOIN_S)
+        super().destroy_node()
+
+
+def detection_boxes(msg: Detection3DArray) -> list[Box3D]:
+    """The boxes of a Detection3DArray (the inverse of :func:`perception_ws.nodes.conversions.detections_msg`)."""
+    return [
+        Box3D(
+            center=np.array([d.center.x, d.center.y, d.center.z]),
+            size=np.array([d.size.x, d.size.y, d.size.z]),
+            yaw=float(d.yaw),
+            label=int(d.class_id),
+            name=str(d.class_name),
+            score=float(d.score),
+            num_points=int(d.num_points),
+            track_id=int(d.track_id),
+        )
+        for d in msg.detections
+    ]
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m perception_ws.nodes.fusion_node [--ros-args ...]``; exit status 1 on a
+    configuration or calibration error (one line saying what is wrong)."""
+    rclpy.init(args=list(args) if args is not None else None)
+    try:
+        node = FusionNode()
+    except PerceptionError as err:
+        rclpy.logging.get_logger(FUSION_NODE_NAME).fatal(str(err))
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

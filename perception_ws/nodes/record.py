@@ -1,0 +1,177 @@
+"""Record topics to MCAP as they arrive: ``perception record --out run.mcap [--topics …] [--duration S]``.
+
+Raw subscriptions hand over each message's serialized CDR bytes, which go into the bag unchanged (no
+deserialisation, no re-serialisation). By default the perception node's outputs are recorded, named
+by the config schema (:class:`perception_ws.config.TopicsConfig`); other topics get their type from
+the ROS graph once a publisher appears. The bag is written through :class:`~perception_ws.io.bag.BagWriter`
+beside its destination and appears there only when recording stops cleanly (``--duration`` reached,
+Ctrl-C or SIGTERM); ``--out`` ending in ``.mcap`` gives one bare MCAP file, anything else a rosbag2 folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perception_ws.config import PerceptionConfig
+from perception_ws.errors import DatasetError
+from perception_ws.io.bag import BagWriter
+from perception_ws.nodes.replay import ros_message_class
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+    from rosbags.typesys.store import Typestore
+
+#: message type of each output of the perception node, by the schema's topic key.
+OUTPUT_TYPES = {
+    "labelled_cloud": "sensor_msgs/msg/PointCloud2",
+    "detections": "perception_ws/msg/Detection3DArray",
+    "tracks": "perception_ws/msg/TrackArray",
+    "markers": "visualization_msgs/msg/MarkerArray",
+    "diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+}
+#: seconds between looks at the ROS graph for the types of topics not yet subscribed.
+DISCOVERY_PERIOD_S = 0.2
+
+
+def default_topics(config: PerceptionConfig | None = None) -> dict[str, str]:
+    """Topic name (as the node names it) -> message type of every output of the perception node."""
+    topics = (config or PerceptionConfig()).topics
+    return {getattr(topics, key): msgtype for key, msgtype in OUTPUT_TYPES.items()}
+
+
+def _msg_folder() -> Path:
+    """msg/ of the source tree, else share/perception_ws/msg of a ROS install."""
+    source_tree = Path(__file__).resolve().parents[2] / "msg"
+    if source_tree.is_dir():
+        return source_tree
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("perception_ws")) / "msg"
+
+
+@functools.cache
+def _project_types() -> dict[str, Any]:
+    from rosbags.typesys import get_types_from_msg
+
+    types: dict[str, Any] = {}
+    for path in sorted(_msg_folder().glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(encoding="utf-8"), f"perception_ws/msg/{path.stem}"))
+    return types
+
+
+def register_project_types(typestore: Typestore) -> None:
+    """Add perception_ws/msg/* (Detection3D, Track, …) to a rosbags typestore, so bags can hold them."""
+    typestore.register(_project_types())
+
+
+class Recorder:
+    """Raw subscriptions of ``node`` that append every message to an open :class:`BagWriter`."""
+
+    def __init__(self, node: Node, bag: BagWriter, topics: dict[str, str | None]) -> None:
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        self.node, self.bag = node, bag
+        # reliable subscriptions see every message of a reliable publisher and are matched by best-effort ones
+        self._qos = QoSProfile(
+            depth=100,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        self.pending = {node.resolve_topic_name(name): msgtype for name, msgtype in topics.items()}
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()  # the bag is written from subscription callbacks
+        self._subscriptions: list[Any] = []
+        self._subscribe_known()
+        if self.pending:
+            node.create_timer(DISCOVERY_PERIOD_S, self._subscribe_known)
+
+    def _subscribe_known(self) -> None:
+        graph = {name: types for name, types in self.node.get_topic_names_and_types()}
+        for topic, msgtype in list(self.pending.items()):
+            if msgtype is None and len(graph.get(topic, [])) == 1:
+                msgtype = graph[topic][0]
+            if msgtype is None:
+                continue
+            cls = ros_message_class(msgtype)
+            if cls is None:
+                raise DatasetError(f"topic {topic}: message type {msgtype} is not importable here; cannot record it")
+            if msgtype not in self.bag.typestore.fielddefs:
+                raise DatasetError(f"topic {topic}: no message definition of {msgtype} to store in the bag")
+            callback = functools.partial(self._write, topic, msgtype)
+            self._subscriptions.append(self.node.create_subscription(cls, topic, callback, self._qos, raw=True))
+            self.counts[topic] = 0
+            del self.pending[topic]
+
+    def _write(self, topic: str, msgtype: str, data: bytes) -> None:
+        with self._lock:
+            self.bag.write_serialized(topic, msgtype, data, time.time_ns())
+            self.counts[topic] += 1
+
+
+@contextmanager
+def bag_destination(out: Path) -> Iterator[Path]:
+    """Where BagWriter should write for ``out``: itself (a rosbag2 folder), or for ``x.mcap`` a scratch
+    folder whose one MCAP file is moved to ``out`` when the block succeeds."""
+    if out.exists():
+        raise DatasetError(f"{out}: exists already; a recording is never written over an existing path")
+    if out.suffix != ".mcap":
+        yield out
+        return
+    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        yield scratch / "bag"
+        (storage,) = (scratch / "bag").glob("*.mcap")
+        os.rename(storage, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def record(
+    out: str | Path,
+    topics: Sequence[str] = (),
+    duration_s: float | None = None,
+    config: PerceptionConfig | None = None,
+    log: Callable[[str], Any] = print,
+) -> dict[str, int]:
+    """Record until ``duration_s`` passes or SIGINT/SIGTERM; returns messages per topic."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    out = Path(out)
+    wanted: dict[str, str | None] = dict(default_topics(config)) if not topics else dict.fromkeys(topics)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with bag_destination(out) as destination, BagWriter(destination, "mcap") as bag:
+            register_project_types(bag.typestore)
+            rclpy.init(args=[], signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+            try:
+                node = Node("record")
+                recorder = Recorder(node, bag, wanted)
+                executor = SingleThreadedExecutor()
+                executor.add_node(node)
+                log(f"record: {', '.join(sorted(wanted))} -> {out} (Ctrl-C stops)")
+                deadline = None if duration_s is None else time.monotonic() + duration_s
+                while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                    executor.spin_once(timeout_sec=0.1)
+                node.destroy_node()
+            finally:
+                rclpy.try_shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    missing = ", ".join(sorted(recorder.pending))
+    log(f"record: wrote {out}: {recorder.counts}" + (f"; never seen (no publisher): {missing}" if missing else ""))
+    return recorder.counts

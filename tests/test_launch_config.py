@@ -1,0 +1,126 @@
+"""The launch file, the params file, the config schema and `perception run` agree.
+
+launch/perception.launch.py cannot run here (launch and launch_ros are not installable from pip), so it
+is read as Python source: its declared arguments are compared with the ones `perception run` takes, and
+the graph both build (perception_ws.nodes.launch_graph.plan_graph) is checked against the schema whose
+keys the perception node declares as parameters (tests/test_node_perception.py checks that declaration).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perception_ws.cli import build_parser
+from perception_ws.config import NODE_NAME, PerceptionConfig, flatten, load_config
+from perception_ws.errors import PerceptionError
+from perception_ws.nodes.launch_graph import LAUNCH_ARGUMENTS, PARAMETER_ARGUMENTS, command_of, plan_graph
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
+PARAMS_FILE = REPO / "config" / "perception.yaml"
+
+
+def _declared_arguments() -> dict[str, ast.expr | None]:
+    """name -> default_value expression of every DeclareLaunchArgument(...) in the launch file."""
+    tree = ast.parse(LAUNCH_FILE.read_text(encoding="utf-8"))
+    found: dict[str, ast.expr | None] = {}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "DeclareLaunchArgument":
+            name = call.args[0]
+            assert isinstance(name, ast.Constant), ast.dump(call)
+            found[name.value] = next((k.value for k in call.keywords if k.arg == "default_value"), None)
+    return found
+
+
+def _performed_names() -> tuple[str, ...]:
+    """The argument names the launch file hands to plan_graph (the ``names`` tuple in _nodes)."""
+    tree = ast.parse(LAUNCH_FILE.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "names":
+            return tuple(ast.literal_eval(node.value))
+    raise AssertionError("launch file: no `names = (...)` tuple of arguments")
+
+
+def test_launch_file_declares_the_arguments_perception_run_takes() -> None:
+    declared = _declared_arguments()
+    assert list(declared) == [a.name for a in LAUNCH_ARGUMENTS]
+    assert _performed_names() == tuple(declared)
+    for argument in LAUNCH_ARGUMENTS:
+        default = declared[argument.name]
+        if argument.name == "config":  # the installed share/perception_ws/config/perception.yaml
+            assert isinstance(default, ast.Call) and "perception.yaml" in ast.unparse(default)
+        else:
+            assert isinstance(default, ast.Constant) and default.value == argument.default, argument.name
+    options = build_parser().parse_args(["run"])
+    assert {a.name: getattr(options, a.name) for a in LAUNCH_ARGUMENTS} == {a.name: a.default for a in LAUNCH_ARGUMENTS}
+
+
+def test_params_file_lists_every_schema_key_with_its_default() -> None:
+    document = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+    assert NODE_NAME in document  # other nodes' sections (fusion_node) are theirs to check
+    assert load_config(PARAMS_FILE) == PerceptionConfig()
+
+    def leaves(mapping: dict, prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        for key, value in mapping.items():
+            out |= leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+        return out
+
+    assert leaves(document[NODE_NAME]["ros__parameters"]) == set(flatten(PerceptionConfig()))
+
+
+def test_graph_parameters_are_schema_keys_and_reach_the_command_line() -> None:
+    schema = set(flatten(PerceptionConfig()))
+    assert set(PARAMETER_ARGUMENTS.values()) <= schema
+    values = {"sensor": "vlp16", "model": "squeezeseg", "weights": "w.pt", "bag": "run1", "use_sim_time": "true"}
+    nodes = {n.name: n for n in plan_graph(values)}
+    assert list(nodes) == ["perception_node", "replay"]
+    perception = nodes["perception_node"]
+    assert perception.params_file == str(PARAMS_FILE) and perception.required
+    assert set(perception.parameters) - {"use_sim_time"} <= schema
+    command = command_of(perception)
+    assert command[:3] == [sys.executable, "-m", "perception_ws.nodes.perception_node"]
+    for pair in ("sensor.model:=vlp16", "segmenter.model:=squeezeseg", "segmenter.weights:=w.pt", "use_sim_time:=true"):
+        assert command[command.index(pair) - 1] == "-p"
+    assert command[command.index("--params-file") + 1] == str(PARAMS_FILE)
+    assert command_of(nodes["replay"])[3:] == ["replay", "run1"]
+    # defaults: only the perception node, no override of what the params file says
+    (only,) = plan_graph({})
+    assert only.parameters == {"use_sim_time": False}
+    assert {n.name for n in plan_graph({"camera": "true", "rviz": "true"})} == {
+        "perception_node",
+        "fusion_node",
+        "rviz2",
+    }
+    with pytest.raises(PerceptionError, match=r"camera='maybe'.*expected true or false"):
+        plan_graph({"camera": "maybe"})
+    with pytest.raises(PerceptionError, match="unknown launch arguments"):
+        plan_graph({"sensors": "vlp16"})
+
+
+def test_rviz_config_shows_the_node_outputs() -> None:
+    rviz = yaml.safe_load((REPO / "launch" / "perception.rviz").read_text(encoding="utf-8"))
+    displays = {d["Class"]: d for d in rviz["Visualization Manager"]["Displays"]}
+    topics = PerceptionConfig().topics
+    cloud = displays["rviz_default_plugins/PointCloud2"]
+    assert cloud["Topic"]["Value"] == f"/{topics.labelled_cloud}" and cloud["Channel Name"] == "label"
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == f"/{topics.markers}"
+    assert displays["rviz_default_plugins/Image"]["Topic"]["Value"].startswith("/")
+
+
+@pytest.mark.dds
+def test_run_stops_the_graph_when_the_perception_node_fails() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "perception_ws.cli", "run", "--sensor", "nosuch"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "sensor.model = 'nosuch': unknown sensor" in result.stderr
+    assert "run: perception_node exited with 1; stopping the graph" in result.stdout
+    assert "ROS_DOMAIN_ID=" in result.stdout and "(loopback only)" in result.stdout
