@@ -1,9 +1,12 @@
-"""Shared test fixtures: where the real data lives."""
+"""Shared test fixtures: where the real data lives, and a local-DDS environment with an rclpy context."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,3 +22,31 @@ def real_data() -> Path:
             f"real data not found at {REAL_DATA}; set PERCEPTION_REAL_DATA to the shared/data/real folder"
         )
     return REAL_DATA
+
+
+@pytest.fixture
+def local_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """This process (and the children it starts) on a fresh local-DDS domain: loopback only, a random
+    domain id that children keep, ROS_LOG_DIR in a temporary folder. rclpy reads it at init."""
+    from perception_ws.ros_env import DOMAIN_ID_OVERRIDE, local_dds_env
+
+    env = local_dds_env()
+    env[DOMAIN_ID_OVERRIDE] = env["ROS_DOMAIN_ID"]
+    for name in set(os.environ) - set(env):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield env
+    shutil.rmtree(env["ROS_LOG_DIR"], ignore_errors=True)
+
+
+@pytest.fixture
+def ros_context(local_env: dict[str, str]) -> Iterator[Any]:
+    """A fresh rclpy context inside :func:`local_env`, shut down after the test."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)

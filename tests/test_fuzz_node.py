@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import array
 import re
-import shutil
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,25 +28,11 @@ from perception_ws.io import load
 from perception_ws.nodes.intake import NON_FINITE_POINTS, REJECT_REASONS
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos
-from perception_ws.ros_env import local_dds_env
 from tests.test_node_perception import Spinner, wait_for
 from tests.test_pipeline import with_label_field
 
 #: malformed messages per intake reason (the 2-million-point cloud comes on top).
 PER_REASON = 400
-
-
-@pytest.fixture
-def ros_context(monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
-    """A fresh rclpy context in a fresh local-DDS environment (loopback only, a new domain id)."""
-    env = local_dds_env()
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
-    shutil.rmtree(env["ROS_LOG_DIR"], ignore_errors=True)
 
 
 def small_cloud(rng: np.random.Generator, n: int | None = None) -> np.ndarray:

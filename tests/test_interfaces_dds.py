@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,26 +116,6 @@ def _fields(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_fields(item) for item in value]
     return value
-
-
-@pytest.fixture
-def local_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """This process's environment set to a fresh local-DDS one (rclpy reads it at init)."""
-    env = local_dds_env()
-    for name in set(os.environ) - set(env):
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    yield env
-    shutil.rmtree(env["ROS_LOG_DIR"], ignore_errors=True)
-
-
-@pytest.fixture
-def ros_context(local_env: dict[str, str]) -> Iterator[Context]:
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 @pytest.mark.dds

@@ -27,12 +27,10 @@ from perception_ws.nodes.conversions import detections_msg
 from perception_ws.nodes.fusion_node import FusionNode
 from perception_ws.nodes.image_intake import image_msg
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from tests import test_node_perception as dds
 from tests.test_fusion import box_mask, kitti_frame
 from tests.test_node_perception import Spinner, wait_for, wait_until
 
 # the local-DDS fixtures of the perception node's tests (a fresh domain id and log folder, its own Context)
-local_env, ros_context = dds.local_env, dds.ros_context
 
 WAIT_S = 20.0
 

@@ -3,15 +3,13 @@ markers and diagnostics out; its parameters; latest-only processing; its entry p
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,6 @@ from perception_ws.msg import Detection3DArray, Track, TrackArray
 from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from perception_ws.ros_env import local_dds_env
 from tests.test_pipeline import with_label_field
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,26 +41,6 @@ WAIT_S = 30.0
 CAR = KITTI3.id_of("car")
 #: the labels segmenter with DBSCAN settings for cars 20-60 m away (rings there lie > 0.3 m apart).
 LABELLED = {"segmenter.kind": "labels", "detection.eps_m": 0.6, "detection.min_samples": 8}
-
-
-@pytest.fixture
-def local_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """This process's environment set to a fresh local-DDS one (a new domain id; rclpy reads it at init)."""
-    env = local_dds_env()
-    for name in set(os.environ) - set(env):
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    yield env
-    shutil.rmtree(env["ROS_LOG_DIR"], ignore_errors=True)
-
-
-@pytest.fixture
-def ros_context(local_env: dict[str, str]) -> Iterator[Context]:
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
 
 
 class Spinner:

@@ -9,18 +9,15 @@ refused with a message saying why.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Vector3
 from rclpy.context import Context
@@ -41,34 +38,12 @@ from perception_ws.io import open_dataset
 from perception_ws.io.bag import write_bag
 from perception_ws.msg import Detection3D, Detection3DArray
 from perception_ws.nodes.record import register_project_types
-from perception_ws.ros_env import DOMAIN_ID_OVERRIDE, local_dds_env
 
 #: longest wait for discovery, a child's start-up or delivery (far shorter on an idle machine).
 WAIT_S = 20.0
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 PERIOD_S = 1.0  # bag time between scans
 RATE = 5.0
-
-
-@pytest.fixture
-def local_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """This process and its children on one fresh local-DDS domain (children keep it: DOMAIN_ID_OVERRIDE)."""
-    env = local_dds_env()
-    env[DOMAIN_ID_OVERRIDE] = env["ROS_DOMAIN_ID"]
-    for name in set(os.environ) - set(env):
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    yield env
-    shutil.rmtree(env["ROS_LOG_DIR"], ignore_errors=True)
-
-
-@pytest.fixture
-def ros_context(local_env: dict[str, str]) -> Iterator[Context]:
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
 
 
 def _perception(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
