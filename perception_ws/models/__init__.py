@@ -1,0 +1,25 @@
+"""Range-image segmentation models: SqueezeSeg, SqueezeSegV2, the recurrent CRF, losses, complexity.
+
+Entry points: :func:`build_model` / :func:`model_from_config` (registry), :class:`RangeSegmenter`,
+:class:`RecurrentCRF`, :func:`focal_loss`, :func:`model_complexity`. See docs/models.md.
+"""
+
+from perception_ws.models.complexity import Complexity, model_complexity
+from perception_ws.models.crf import CRFConfig, RecurrentCRF
+from perception_ws.models.losses import SegmentationLoss, cross_entropy_loss, focal_loss
+from perception_ws.models.registry import MODELS, build_model, model_from_config
+from perception_ws.models.segmenter import RangeSegmenter
+
+__all__ = [
+    "MODELS",
+    "CRFConfig",
+    "Complexity",
+    "RangeSegmenter",
+    "RecurrentCRF",
+    "SegmentationLoss",
+    "build_model",
+    "cross_entropy_loss",
+    "focal_loss",
+    "model_complexity",
+    "model_from_config",
+]

@@ -1,0 +1,154 @@
+"""Latency of SqueezeSegV2 with and without the CRF, batch 1, against the thesis' runtime anchor.
+
+    .venv/bin/python benchmarks/bench_models.py                 # CPU, 2 threads, 64x512 and 64x2048
+    .venv/bin/python benchmarks/bench_models.py --compile       # + torch.compile rows (about a minute to compile)
+    python3 benchmarks/bench_models.py --device cuda            # GPU (also checks GPU logits against the CPU's)
+
+Named baseline: thesis ch. 3 Table 2, SqueezeSeg on a TITAN X: 8.7 ± 0.5 ms without CRF, 13.6 ± 0.8 ms with
+CRF (the text says 13.5). Project goal on 2 CPU cores: <= 60 ms with CRF at 64x512.
+
+The CRF uses the default configuration (one set of sigmas for all classes); ``--per-class-sigmas`` uses the
+release's KITTI-3 per-class values (two kernel maps instead of one).
+
+Variants: ``eager`` (the model as trained: NCHW, batch norm), ``fast`` (prepare_for_inference: batch norm
+folded into the convs, channels-last weights and input), ``compiled`` (``fast`` under torch.compile).
+Input: the real KITTI frame at 64x512 (4 of them side by side at 64x2048) when the real data is found
+(PERCEPTION_REAL_DATA or ../shared/data/real), else a synthetic scan of the same size; latency does not
+depend on the content. Times are mean ± std (as the thesis reports), median and minimum over ``--repeats``
+runs after ``--warmup`` runs; on a machine shared with other jobs the median is the figure to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from perception_ws.models import build_model
+from perception_ws.models.crf import KITTI3_CRF_SIGMAS
+from perception_ws.models.inference import prepare_for_inference
+
+THESIS_TITAN_X_MS = {False: (8.7, 0.5), True: (13.6, 0.8)}
+GOAL_MS_WITH_CRF_64X512 = 60.0
+
+
+def _real_frame() -> np.ndarray | None:
+    root = Path(os.environ.get("PERCEPTION_REAL_DATA", Path(__file__).resolve().parents[1].parent / "shared/data/real"))
+    files = sorted((root / "kitti_squeezeseg").glob("*.npy"))
+    return np.load(files[0]) if files else None
+
+
+def make_input(height: int, width: int) -> tuple[torch.Tensor, str]:
+    """(1, 6, H, W) x y z intensity range mask."""
+    frame = _real_frame()
+    if frame is not None and height == frame.shape[0] and width % frame.shape[1] == 0:
+        tiled = np.concatenate([frame] * (width // frame.shape[1]), axis=1)
+        mask = (tiled[..., 4:5] > 0).astype(np.float32)
+        channels = np.concatenate([tiled[..., :5].astype(np.float32), mask], axis=-1)
+        return torch.from_numpy(np.ascontiguousarray(channels.transpose(2, 0, 1)))[None], "real KITTI frame"
+    g = torch.Generator().manual_seed(0)
+    rng = 5 + 40 * torch.rand(1, 1, height, width, generator=g)
+    hit = (torch.rand(1, 1, height, width, generator=g) > 0.13).float()
+    az = torch.linspace(np.pi / 4, -np.pi / 4, width).view(1, 1, 1, -1)
+    el = torch.linspace(0.03, -0.43, height).view(1, 1, -1, 1)
+    xyz = torch.cat([rng * el.cos() * az.cos(), rng * el.cos() * az.sin(), rng * el.sin()], dim=1)
+    img = torch.cat([xyz, torch.rand(1, 1, height, width, generator=g), rng, hit], dim=1) * hit
+    return img, "synthetic scan"
+
+
+def time_it(fn: Callable[[], object], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
+    """Wall-clock milliseconds of ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def row(model: str, size: str, variant: str, mean: float, std: float, median: float, low: float) -> str:
+    return f"{model:<34} {size:>8} {variant:>9} {mean:>9.1f} {std:>8.1f} {median:>9.1f} {low:>8.1f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--height", type=int, default=64)
+    ap.add_argument("--widths", type=int, nargs="+", default=[512, 2048])
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    ap.add_argument("--per-class-sigmas", action="store_true", help="CRF with the release's per-class KITTI-3 sigmas")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    where = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} torch threads"
+    print(f"SqueezeSegV2 latency, batch 1, {where}; torch {torch.__version__}, {os.cpu_count()} cores visible")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (other jobs on this machine slow every row)")
+    print()
+    header = f"{'model':<34} {'input':>8} {'variant':>9} {'mean ms':>9} {'std ms':>8} {'median ms':>9} {'min ms':>8}"
+    print(header)
+    print("-" * len(header))
+    nan = float("nan")
+    for crf in (False, True):
+        mean, std = THESIS_TITAN_X_MS[crf]
+        print(row("baseline: thesis SqueezeSeg" + (" +CRF" if crf else ""), "64x512", "TITAN X", mean, std, nan, nan))
+    results: dict[tuple[int, bool, str], float] = {}
+    for width in args.widths:
+        x, source = make_input(args.height, width)
+        for crf in (False, True):
+            torch.manual_seed(0)
+            crf_params = dict(KITTI3_CRF_SIGMAS) if crf and args.per_class_sigmas else None
+            model = build_model("squeezesegv2", 4, crf=crf, crf_params=crf_params)
+            model.eval().to(device)
+            variants: dict[str, tuple[torch.nn.Module, torch.Tensor]] = {
+                "eager": (model, x.to(device)),
+                "fast": (prepare_for_inference(model), x.to(device).contiguous(memory_format=torch.channels_last)),
+            }
+            if args.compile:
+                variants["compiled"] = (prepare_for_inference(model, compile=True), variants["fast"][1])
+            for variant, (net, inp) in variants.items():
+                with torch.inference_mode():
+                    times = time_it(partial(net, inp), args.warmup, args.repeats, sync)
+                median = statistics.median(times)
+                results[(width, crf, variant)] = median
+                label = "SqueezeSegV2" + (" +CRF" if crf else "")
+                stats = (statistics.fmean(times), statistics.stdev(times), median, min(times))
+                print(row(label, f"{args.height}x{width}", variant, *stats), flush=True)
+            if cuda:
+                with torch.inference_mode():
+                    gpu = model(x.to(device)).cpu()
+                    cpu = model.cpu()(x)
+                print(f"{'':<34} max |GPU - CPU| logits: {(gpu - cpu).abs().max().item():.2e}")
+        print(f"  ({source})")
+    print()
+    if not cuda and 512 in args.widths:
+        best = min(v for (w, c, _), v in results.items() if w == 512 and c)
+        verdict = "meets" if best <= GOAL_MS_WITH_CRF_64X512 else "misses"
+        print(
+            f"goal: <= {GOAL_MS_WITH_CRF_64X512:.0f} ms with CRF at 64x512 on 2 cores -> best {best:.1f} ms ({verdict})"
+        )
+    for crf in (False, True):
+        ours = min(v for (w, c, _), v in results.items() if w == 512 and c == crf) if 512 in args.widths else None
+        if ours is not None:
+            ratio = ours / THESIS_TITAN_X_MS[crf][0]
+            print(f"vs baseline{' +CRF' if crf else ''}: best median {ours:.1f} ms = {ratio:.1f}x the TITAN X mean")
+
+
+if __name__ == "__main__":
+    main()

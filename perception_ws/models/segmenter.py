@@ -1,0 +1,119 @@
+"""The whole range-image segmenter: normalise, pad, network, crop, optional CRF -> logits.
+
+Input: a raw range image (B, C, H, W) with channels (x, y, z, intensity, range[, mask]), empty pixels all
+zero. Output: class logits (B, K, H, W) (apply softmax/argmax for probabilities/labels).
+
+Widths that are not a multiple of the encoder's downsampling factor (16) are padded on the right with
+empty pixels (zeros, i.e. "no return", before normalisation, exactly how a missing return looks) and the
+logits are cropped back, so every width works; the padded columns never reach the CRF, which runs on the
+original width. The height is not downsampled, so any height works as is.
+
+The CRF reads x, y, z (metres) and the valid mask (range > 0) from the raw input channels
+``xyz_channels`` and ``valid_channel``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as nnf
+
+from perception_ws.errors import CloudFormatError, PerceptionError
+from perception_ws.models.crf import CRFConfig, RecurrentCRF
+from perception_ws.models.normalize import InputNormalizer
+from perception_ws.models.squeezeseg import WIDTH_FACTOR, SqueezeSegNet
+
+
+class RangeSegmenter(nn.Module):
+    """A SqueezeSeg-family segmenter with its input statistics and optional CRF; see the module doc."""
+
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        in_channels: int,
+        *,
+        batch_norm: bool,
+        cam: bool,
+        crf: bool = False,
+        dropout: float = 0.5,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
+        crf_params: dict[str, Any] | None = None,
+        xyz_channels: Sequence[int] = (0, 1, 2),
+        valid_channel: int = 4,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise PerceptionError(f"model {name}: num_classes must be >= 2, got {num_classes}")
+        if in_channels < 1:
+            raise PerceptionError(f"model {name}: in_channels must be >= 1, got {in_channels}")
+        if not 0.0 <= dropout < 1.0:
+            raise PerceptionError(f"model {name}: dropout must lie in [0, 1), got {dropout}")
+        self.name = name
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.batch_norm = batch_norm
+        self.cam = cam
+        self.dropout = dropout
+        self.xyz_channels = tuple(int(c) for c in xyz_channels)
+        self.valid_channel = int(valid_channel)
+        self.normalizer = InputNormalizer(in_channels, input_mean, input_std)
+        self.net = SqueezeSegNet(in_channels, num_classes, batch_norm=batch_norm, cam=cam, dropout=dropout)
+        self.crf: RecurrentCRF | None = None
+        if crf:
+            used = (*self.xyz_channels, self.valid_channel)
+            if len(self.xyz_channels) != 3 or min(used) < 0 or max(used) >= in_channels:
+                raise PerceptionError(
+                    f"model {name}: the CRF needs 3 xyz channels and a range channel among {in_channels} inputs; "
+                    f"got xyz_channels={self.xyz_channels}, valid_channel={self.valid_channel}"
+                )
+            self.crf = RecurrentCRF(num_classes, CRFConfig.from_dict(crf_params))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything :func:`~perception_ws.models.registry.build_model` needs to rebuild this model (JSON-safe).
+
+        The input statistics are read from the buffers, so a fitted normaliser is recorded too.
+        """
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "crf": self.crf is not None,
+            "dropout": self.dropout,
+            "input_mean": [float(v) for v in self.normalizer.mean],
+            "input_std": [float(v) for v in self.normalizer.std],
+            "crf_params": self.crf.config.to_dict() if self.crf is not None else None,
+            "xyz_channels": list(self.xyz_channels),
+            "valid_channel": self.valid_channel,
+        }
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise CloudFormatError(
+                f"model {self.name}: expected a range image batch of shape (B, {self.in_channels}, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+        if x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
+            raise CloudFormatError(f"model {self.name}: empty input of shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise CloudFormatError(f"model {self.name}: expected a float tensor, got {x.dtype}")
+
+    def valid_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) bool: pixels holding a return (range > 0)."""
+        return x[:, self.valid_channel] > 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        width = x.shape[-1]
+        pad = (-width) % WIDTH_FACTOR
+        padded = nnf.pad(x, (0, pad)) if pad else x
+        logits = self.net(self.normalizer(padded))[..., :width]
+        if self.crf is not None:
+            xyz = x[:, list(self.xyz_channels)]
+            logits = self.crf(logits, xyz, self.valid_mask(x))
+        return logits
