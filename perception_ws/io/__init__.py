@@ -8,6 +8,7 @@ from perception_ws.io import (  # noqa: F401  (imported for their registrations)
     kitti,
     pcd,
     ply,
+    simdata,
     squeezeseg,
 )
 from perception_ws.io.registry import Dataset, ListDataset, load, open_dataset, readers, register

@@ -65,7 +65,7 @@ class _Builder:
         self.config = config
         self.layout: StreetLayout = random_layout(self.rng, config.half_length, config.cross_street_probability)
         self.space = Footprints()
-        self.scene = Scene(seed=seed)
+        self.scene = Scene(seed=seed, layout=self.layout)
         self.next_instance = 1
 
     def z(self, x: float, y: float) -> float:

@@ -20,6 +20,7 @@ import numpy as np
 from perception_ws.boxes import Box3D
 from perception_ws.errors import PerceptionError
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI
+from perception_ws.sim.layout import StreetLayout
 from perception_ws.sim.materials import ALBEDO, IS_GLASS, IS_RETRO
 from perception_ws.sim.mesh import Mesh
 
@@ -85,6 +86,9 @@ class Scene:
     actors: list[Actor] = field(default_factory=list)
     #: suggested sensor poses (the first is the default), along the drivable lane.
     ego_poses: list[EgoPose] = field(default_factory=lambda: [EgoPose()])
+    #: the street the scene was laid out on (ground height, lanes, side street), which moving actors
+    #: follow (motion.py); None for hand-built scenes.
+    layout: StreetLayout | None = None
 
     def all_parts(self) -> list[Part]:
         return self.parts + [p for a in self.actors for p in a.parts]
