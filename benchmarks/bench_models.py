@@ -37,6 +37,7 @@ from perception_ws.models.inference import prepare_for_inference
 
 THESIS_TITAN_X_MS = {False: (8.7, 0.5), True: (13.6, 0.8)}
 GOAL_MS_WITH_CRF_64X512 = 60.0
+GOAL_MS_GPU_WITH_CRF_64X512 = 1.0  # issue 5: on an H100-class GPU
 
 
 def _real_frame() -> np.ndarray | None:
@@ -75,6 +76,27 @@ def time_it(fn: Callable[[], object], warmup: int, repeats: int, sync: Callable[
         sync()
         times.append((time.perf_counter() - t0) * 1000)
     return times
+
+
+def cuda_graph(net: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``net`` captured once as a CUDA graph on a static input; calling it copies the input in and replays."""
+    static_in = example.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.inference_mode(), torch.cuda.stream(stream):
+        for _ in range(3):  # warm-up on a side stream, as capture requires
+            net(static_in)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.graph(graph):
+        static_out = net(static_in)
+
+    def replay(x: torch.Tensor) -> torch.Tensor:
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
+
+    return replay
 
 
 def row(model: str, size: str, variant: str, mean: float, std: float, median: float, low: float) -> str:
@@ -116,12 +138,20 @@ def main() -> None:
             crf_params = dict(KITTI3_CRF_SIGMAS) if crf and args.per_class_sigmas else None
             model = build_model("squeezesegv2", 4, crf=crf, crf_params=crf_params)
             model.eval().to(device)
-            variants: dict[str, tuple[torch.nn.Module, torch.Tensor]] = {
+            variants: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]] = {
                 "eager": (model, x.to(device)),
                 "fast": (prepare_for_inference(model), x.to(device).contiguous(memory_format=torch.channels_last)),
             }
             if args.compile:
                 variants["compiled"] = (prepare_for_inference(model, compile=True), variants["fast"][1])
+            if cuda:
+                # half precision (the CRF's exponentials too) and the whole forward replayed as one CUDA graph,
+                # which removes the per-kernel launch cost that dominates a network this small
+                for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+                    half_net = prepare_for_inference(model).to(dtype)
+                    half_in = variants["fast"][1].to(dtype)
+                    variants[name] = (half_net, half_in)
+                    variants[f"{name}+graph"] = (cuda_graph(half_net, half_in), half_in)
             for variant, (net, inp) in variants.items():
                 with torch.inference_mode():
                     times = time_it(partial(net, inp), args.warmup, args.repeats, sync)
@@ -137,6 +167,11 @@ def main() -> None:
                 print(f"{'':<34} max |GPU - CPU| logits: {(gpu - cpu).abs().max().item():.2e}")
         print(f"  ({source})")
     print()
+    if cuda and 512 in args.widths:
+        best = min(v for (w, c, _), v in results.items() if w == 512 and c)
+        verdict = "meets" if best <= GOAL_MS_GPU_WITH_CRF_64X512 else "misses"
+        goal = GOAL_MS_GPU_WITH_CRF_64X512
+        print(f"goal: <= {goal:.0f} ms with CRF at 64x512 on the GPU -> best {best:.2f} ms ({verdict})")
     if not cuda and 512 in args.widths:
         best = min(v for (w, c, _), v in results.items() if w == 512 and c)
         verdict = "meets" if best <= GOAL_MS_WITH_CRF_64X512 else "misses"

@@ -302,7 +302,15 @@ def load_network(config: PerceptionConfig) -> nn.Module:
             "and has no weights loader; set segmenter.kind to 'labels' (the input carries a class-id field) or "
             "'none'"
         )
-    network = loader(settings.weights or None, device=settings.device)
+    try:
+        network = loader(settings.weights or None, device=settings.device)
+    except WeightsError as error:
+        if settings.weights:
+            raise
+        raise WeightsError(
+            f"segmenter.kind 'model' needs trained weights for {settings.model!r} ({error}); set segmenter.weights "
+            "to a .pt file, or segmenter.kind to 'labels' (the input carries a class-id field) or 'none'"
+        ) from None
     name = str(getattr(network, "name", settings.model))
     if name != settings.model:
         raise WeightsError(

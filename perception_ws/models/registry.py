@@ -37,7 +37,9 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 #: keys of ``**cfg`` that :func:`build_model` understands.
-CONFIG_KEYS = frozenset({"dropout", "input_mean", "input_std", "crf_params", "xyz_channels", "valid_channel"})
+CONFIG_KEYS = frozenset(
+    {"dropout", "input_mean", "input_std", "crf_params", "xyz_channels", "valid_channel", "zero_channels"}
+)
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -30,6 +30,9 @@ from perception_ws.models.squeezeseg import WIDTH_FACTOR, SqueezeSegNet
 class RangeSegmenter(nn.Module):
     """A SqueezeSeg-family segmenter with its input statistics and optional CRF; see the module doc."""
 
+    _channel_keep: torch.Tensor
+    _xyz_index: torch.Tensor
+
     def __init__(
         self,
         name: str,
@@ -45,6 +48,7 @@ class RangeSegmenter(nn.Module):
         crf_params: dict[str, Any] | None = None,
         xyz_channels: Sequence[int] = (0, 1, 2),
         valid_channel: int = 4,
+        zero_channels: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -61,6 +65,17 @@ class RangeSegmenter(nn.Module):
         self.dropout = dropout
         self.xyz_channels = tuple(int(c) for c in xyz_channels)
         self.valid_channel = int(valid_channel)
+        # inputs the model is trained to ignore (e.g. intensity, which simulators and sensors disagree on):
+        # zeroed inside the model, so training and deployment see the same thing
+        self.zero_channels = tuple(int(c) for c in zero_channels)
+        if any(not 0 <= c < in_channels for c in self.zero_channels):
+            raise PerceptionError(f"model {name}: zero_channels {self.zero_channels} outside 0..{in_channels - 1}")
+        # index tensors as (non-persistent) buffers: they follow the model to its device, so a forward pass
+        # copies nothing from the host (which CUDA-graph capture forbids)
+        keep = torch.ones(in_channels)
+        keep[list(self.zero_channels)] = 0.0
+        self.register_buffer("_channel_keep", keep.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_xyz_index", torch.tensor(self.xyz_channels, dtype=torch.long), persistent=False)
         self.normalizer = InputNormalizer(in_channels, input_mean, input_std)
         self.net = SqueezeSegNet(in_channels, num_classes, batch_norm=batch_norm, cam=cam, dropout=dropout)
         self.crf: RecurrentCRF | None = None
@@ -90,6 +105,7 @@ class RangeSegmenter(nn.Module):
             "crf_params": self.crf.config.to_dict() if self.crf is not None else None,
             "xyz_channels": list(self.xyz_channels),
             "valid_channel": self.valid_channel,
+            "zero_channels": list(self.zero_channels),
         }
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -111,9 +127,11 @@ class RangeSegmenter(nn.Module):
         self._check_input(x)
         width = x.shape[-1]
         pad = (-width) % WIDTH_FACTOR
+        if self.zero_channels:
+            x = x * self._channel_keep.to(x.dtype)
         padded = nnf.pad(x, (0, pad)) if pad else x
         logits = self.net(self.normalizer(padded))[..., :width]
         if self.crf is not None:
-            xyz = x[:, list(self.xyz_channels)]
+            xyz = x.index_select(1, self._xyz_index)
             logits = self.crf(logits, xyz, self.valid_mask(x))
         return logits

@@ -1,0 +1,203 @@
+"""Trained weights on disk: ``NAME.pt`` (the state dict only) beside ``NAME.json`` (its manifest).
+
+The manifest says what the file is and where it came from, so a weights file is never a mystery::
+
+    {"format": "perception-weights/1", "file": "NAME.pt", "bytes": 1234, "sha256": "…",
+     "model": {…model.config…}, "training": {"data": …, "steps": …, …}, "scores": {…},
+     "created_utc": "…", "torch": "2.x"}
+
+``model`` rebuilds the architecture (:func:`~perception_ws.models.registry.model_from_config`);
+``training`` must name at least the ``data`` and the ``steps``; ``scores`` holds the evaluation on the
+real frames (e.g. ``{source: EvaluationResult.to_json()}``). Both files are written atomically.
+
+:func:`load_weights` checks, in this order, and raises one :class:`WeightsError` naming the file for
+the first problem: file and manifest present and readable; size (a truncated file); sha256 (a corrupt
+or replaced file); the state dict readable with ``torch.load(weights_only=True)``; its keys and shapes
+matching the manifest's model config. ``None`` loads the shipped default, ``weights/default.pt``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perception_ws.errors import PerceptionError, WeightsError
+from perception_ws.io.atomic import atomic_file
+
+if TYPE_CHECKING:
+    from perception_ws.models.segmenter import RangeSegmenter
+
+FORMAT = "perception-weights/1"
+#: the weights that ship with the package; ``load_weights(None)`` loads ``default.pt`` from here.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
+#: keys every ``training`` record must have.
+TRAINING_KEYS = ("data", "steps")
+_SHOWN = 5  # mismatching keys named in an error message
+
+
+def manifest_path(weights: str | Path) -> Path:
+    """The manifest beside a weights file (``x.pt`` -> ``x.json``)."""
+    return Path(weights).with_suffix(".json")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with tuples as lists and non-finite floats as None (strict JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def save_weights(
+    model: RangeSegmenter, path: str | Path, *, training: Mapping[str, Any], scores: Mapping[str, Any]
+) -> Path:
+    """Write ``model``'s state dict to ``path`` (``.pt``) and its manifest beside it; returns the ``.pt`` path.
+
+    ``training``: JSON-safe, with at least ``data`` (what it was trained on) and ``steps``; add what helps
+    (epochs, batch size, learning rate, seed, adaptation steps …). ``scores``: JSON-safe evaluation results.
+    """
+    import torch
+
+    target = Path(path)
+    if target.suffix != ".pt":
+        raise WeightsError(f"{target}: a weights file must end in .pt (its manifest goes beside it as .json)")
+    missing = [k for k in TRAINING_KEYS if k not in training]
+    if missing:
+        raise WeightsError(f"{target}: the training record lacks {missing}; expected at least {list(TRAINING_KEYS)}")
+    config = getattr(model, "config", None)
+    if not isinstance(config, Mapping):
+        raise WeightsError(f"{target}: {type(model).__name__} has no .config dict; save a RangeSegmenter")
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    data = buffer.getvalue()
+    manifest = {
+        "format": FORMAT,
+        "file": target.name,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "model": json_safe(dict(config)),
+        "training": json_safe(dict(training)),
+        "scores": json_safe(dict(scores)),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+    }
+    try:
+        text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{target}: training or scores are not JSON-safe ({exc})") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(target) as handle:
+        handle.write(data)
+    with atomic_file(manifest_path(target)) as handle:  # written last: a manifest means the .pt is complete
+        handle.write(text.encode())
+    return target
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the weights file ``path`` (the ``.pt`` or the ``.json``), checked for its keys."""
+    where = manifest_path(path)
+    if not where.is_file():
+        raise WeightsError(f"{Path(path)}: no manifest {where.name} beside it; save weights with save_weights()")
+    try:
+        manifest = json.loads(where.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise WeightsError(f"{where}: cannot read the weights manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise WeightsError(f"{where}: format {found!r}; expected {FORMAT!r}")
+    lacking = [k for k in ("bytes", "sha256", "model") if k not in manifest]
+    if lacking:
+        raise WeightsError(f"{where}: the manifest lacks {lacking}")
+    return manifest
+
+
+def load_weights(path: str | Path | None = None, device: str = "cpu") -> RangeSegmenter:
+    """The model saved at ``path`` (None: the shipped default), on ``device``, in eval mode; see the module doc."""
+    import torch
+
+    from perception_ws.models.registry import model_from_config
+
+    weights = _resolve(path)
+    manifest = read_manifest(weights)
+    data = _read_checked(weights, manifest)
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError …)
+        raise WeightsError(f"{weights}: not a readable torch state dict ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{weights}: holds a {type(state).__name__}, expected a state dict of tensors")
+    try:
+        model = model_from_config(manifest["model"])
+    except (PerceptionError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{manifest_path(weights)}: the model config cannot be built ({exc})") from None
+    _check_matches(weights, model.state_dict(), state)
+    model.load_state_dict(state)
+    try:
+        model.to(torch.device(device))
+    except (RuntimeError, AssertionError) as exc:  # an unknown device string, or CUDA absent
+        raise WeightsError(f"{weights}: cannot move the model to device {device!r} ({exc})") from None
+    return model.eval()
+
+
+def _resolve(path: str | Path | None) -> Path:
+    if path is None or str(path) == "":
+        if not DEFAULT_WEIGHTS.is_file():
+            raise WeightsError(
+                f"no shipped default weights yet: {DEFAULT_WEIGHTS} does not exist; train a model (`perception "
+                "train`) and pass its .pt file (--weights / segmenter.weights)"
+            )
+        return DEFAULT_WEIGHTS
+    weights = Path(path).expanduser()
+    if weights.suffix == ".json":
+        weights = weights.with_suffix(".pt")
+    if not weights.is_file():
+        raise WeightsError(f"{weights}: no such weights file")
+    return weights
+
+
+def _read_checked(weights: Path, manifest: Mapping[str, Any]) -> bytes:
+    try:
+        data = weights.read_bytes()
+    except OSError as exc:
+        raise WeightsError(f"{weights}: cannot read ({exc})") from None
+    if len(data) != manifest["bytes"]:
+        kind = "truncated" if len(data) < int(manifest["bytes"]) else "longer than saved"
+        raise WeightsError(f"{weights}: {kind}: {len(data)} bytes, the manifest says {manifest['bytes']}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != manifest["sha256"]:
+        raise WeightsError(
+            f"{weights}: checksum mismatch (sha256 {digest[:16]}…, the manifest says {str(manifest['sha256'])[:16]}…): "
+            "the file is corrupt or was replaced"
+        )
+    return data
+
+
+def _check_matches(weights: Path, expected: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+    """One WeightsError listing missing, unexpected and mis-shaped keys of ``state`` against the config's."""
+    problems = []
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    for what, items in (("missing", missing), ("unexpected", extra), ("shape (file vs config)", shapes)):
+        if items:
+            more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
+            problems.append(f"{len(items)} {what}: {', '.join(items[:_SHOWN])}{more}")
+    if problems:
+        raise WeightsError(
+            f"{weights}: the state dict does not match the model config in {manifest_path(weights).name}: "
+            + "; ".join(problems)
+        )
