@@ -25,6 +25,21 @@ key                 dtype, shape      meaning
 ``xyz_mm``          int32 (H, W, 3)   only for points off their pixel's ray: positions in mm
 ==================  ================  ==========================================================
 
+Frames generated with the simulated camera (``GenerateConfig(camera=True)``) add:
+
+======================  ===============  ========================================================
+``camera_rgb_png``      uint8 (bytes,)   the RGB picture, PNG-encoded (lossless)
+``camera_label``        uint8 (h, w)     KITTI-3 id per pixel
+``camera_semantic``     uint8 (h, w)     SemanticKITTI learning id per pixel
+``camera_instance``     uint16/32 (h, w) instance id per pixel
+``camera_K``            float64 (3, 3)   intrinsics (no distortion)
+``camera_extrinsic``    float64 (4, 4)   LiDAR frame -> camera optical frame
+======================  ===============  ========================================================
+
+:func:`load_frame` puts the picture in ``Scan.image`` and the calibration in ``Scan.calib`` (as a
+KITTI calibration whose ``P2`` is the camera); :func:`load_camera` returns the whole
+:class:`~perception_ws.sim.camera.CameraFrame` with the masks.
+
 Range precision: the unit is the smallest whole number of millimetres for which the sensor's
 maximum range (plus a metre of noise margin) fits a uint16 — 2 mm for the HDL-64E (120 m), so a
 point moves by at most 1 mm (half a unit) along its ray, far below the 2 cm range noise. Intensity
@@ -48,13 +63,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perception_ws.boxes import Box3D
-from perception_ws.errors import CloudFormatError, DatasetError
+from perception_ws.errors import CalibrationError, CloudFormatError, DatasetError
 from perception_ws.io.atomic import atomic_file
 from perception_ws.io.registry import ListDataset, register
 from perception_ws.scan import Scan
 
 if TYPE_CHECKING:
     from perception_ws.calib.sensors import SensorModel
+    from perception_ws.sim.camera import CameraFrame
 
 FORMAT = "perception-sim-frame/1"
 MANIFEST = "manifest.json"
@@ -76,8 +92,15 @@ def range_unit_m(max_range_m: float) -> float:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def encode_frame(scan: Scan, sensor: SensorModel, columns: int, meta: Mapping[str, Any] | None = None) -> bytes:
-    """The bytes of the frame file of a simulated ``scan`` (one return per pixel, ``scan.pixels`` set)."""
+def encode_frame(
+    scan: Scan,
+    sensor: SensorModel,
+    columns: int,
+    meta: Mapping[str, Any] | None = None,
+    camera: CameraFrame | None = None,
+) -> bytes:
+    """The bytes of the frame file of a simulated ``scan`` (one return per pixel, ``scan.pixels`` set),
+    with the picture and masks of ``camera`` if given."""
     from perception_ws.sim.lidar import RayPattern
 
     if scan.pixels is None or scan.labels is None or scan.semantic is None or scan.instances is None:
@@ -116,6 +139,8 @@ def encode_frame(scan: Scan, sensor: SensorModel, columns: int, meta: Mapping[st
     wide = len(instances) and int(instances.max()) > _UINT16_MAX
     arrays["instance"] = _dense(shape, flat, instances.astype(np.uint32 if wide else np.uint16))
     arrays.update(_encode_boxes(scan.boxes))
+    if camera is not None:
+        arrays.update(_encode_camera(camera))
     info = {
         "name": scan.name,
         "sensor": {
@@ -155,6 +180,22 @@ def _encode_boxes(boxes: list[Box3D]) -> dict[str, np.ndarray]:
         ints[i] = [b.label, b.track_id, b.num_points]
     names = np.array([b.name for b in boxes], dtype="<U16") if boxes else np.zeros(0, dtype="<U16")
     return {"box_float": floats, "box_int": ints, "box_name": names}
+
+
+def _encode_camera(frame: CameraFrame) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame.rgb, dtype=np.uint8), "RGB").save(png, format="PNG", compress_level=6)
+    wide = frame.instance.size and int(frame.instance.max()) > _UINT16_MAX
+    return {
+        "camera_rgb_png": np.frombuffer(png.getvalue(), dtype=np.uint8),
+        "camera_label": frame.label.astype(np.uint8),
+        "camera_semantic": frame.semantic.astype(np.uint8),
+        "camera_instance": frame.instance.astype(np.uint32 if wide else np.uint16),
+        "camera_K": np.asarray(frame.K, dtype=np.float64),
+        "camera_extrinsic": np.asarray(frame.lidar_to_camera, dtype=np.float64),
+    }
 
 
 def _zip_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -240,6 +281,7 @@ def load_frame(path: Path, name: str | None = None) -> Scan:
     points["semantic"] = arrays["semantic"][rows, cols]
     points["instance"] = arrays["instance"][rows, cols] if "instance" in arrays else 0
     pixels = np.stack([rows, cols], axis=1).astype(np.int32)
+    camera = _decode_camera(path, arrays, meta)
     return Scan(
         points=points,
         name=name or str(meta.get("name") or path.stem),
@@ -250,6 +292,53 @@ def load_frame(path: Path, name: str | None = None) -> Scan:
         boxes=_decode_boxes(arrays),
         range_image=range_image(points, pixels, pattern.rows, pattern.columns),
         pixels=pixels,
+        image=None if camera is None else camera.rgb,
+        calib=None if camera is None else camera.kitti_calib(),
+    )
+
+
+def load_camera(path: str | Path) -> CameraFrame | None:
+    """The camera picture of a frame file with its masks and calibration; None for a frame without one."""
+    path = Path(path)
+    arrays = read_arrays(path)
+    return _decode_camera(path, arrays, frame_meta(arrays))
+
+
+def _decode_camera(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> CameraFrame | None:
+    from PIL import Image
+
+    from perception_ws.calib.camera import Extrinsic, PinholeCamera
+    from perception_ws.sim.camera import CameraFrame
+
+    if "camera_rgb_png" not in arrays:
+        return None
+    missing = [k for k in ("camera_label", "camera_semantic", "camera_instance", "camera_K", "camera_extrinsic")
+               if k not in arrays]  # fmt: skip
+    if missing:
+        raise DatasetError(f"{path}: has a camera picture but lacks {', '.join(missing)}")
+    try:
+        with Image.open(io.BytesIO(arrays["camera_rgb_png"].tobytes())) as picture:
+            rgb = np.asarray(picture.convert("RGB"))
+    except OSError as exc:
+        raise DatasetError(f"{path}: camera_rgb_png is not a readable PNG ({exc})") from None
+    height, width = rgb.shape[:2]
+    masks = {key: arrays[f"camera_{key}"] for key in ("label", "semantic", "instance")}
+    wrong = {key: m.shape for key, m in masks.items() if m.shape != (height, width)}
+    if wrong:
+        raise DatasetError(f"{path}: camera masks {wrong} do not match the {width}x{height} picture")
+    try:
+        camera = PinholeCamera(arrays["camera_K"], width, height)
+        extrinsic = Extrinsic(arrays["camera_extrinsic"], f"camera_extrinsic of {path}")
+    except CalibrationError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+    return CameraFrame(
+        rgb=rgb,
+        label=masks["label"].astype(np.uint8),
+        semantic=masks["semantic"].astype(np.uint8),
+        instance=masks["instance"].astype(np.uint32),
+        camera=camera,
+        extrinsic=extrinsic,
+        name=str(meta.get("name") or path.stem),
     )
 
 

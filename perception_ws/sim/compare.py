@@ -350,11 +350,15 @@ def compare(real: Iterable[RangeView], sim: Iterable[RangeView], notes: Sequence
     return Report(real_stats, sim_stats, judge(real_stats, sim_stats), list(notes))
 
 
+def json_text(report: Report) -> str:
+    """The report's numbers as JSON text (NaN, an empty car bin, and inf become null)."""
+    return json.dumps(_finite(report.to_json()), indent=1)
+
+
 def write_json(report: Report, path: str | Path) -> Path:
     target = Path(path)
     with atomic_file(target) as handle:
-        # NaN (an empty car bin) is not JSON: write null
-        handle.write(json.dumps(_finite(report.to_json()), indent=1).encode())
+        handle.write(json_text(report).encode())
     return target
 
 

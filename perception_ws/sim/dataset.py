@@ -35,7 +35,7 @@ import numpy as np
 
 from perception_ws import __version__
 from perception_ws.calib.sensors import get_sensor
-from perception_ws.errors import DatasetError, PerceptionError, SimulatorError
+from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.io.atomic import atomic_file
 from perception_ws.io.simdata import (
     FORMAT,
@@ -50,6 +50,7 @@ from perception_ws.io.simdata import (
     write_frame,
 )
 from perception_ws.scan import Scan
+from perception_ws.sim.camera import SimCamera
 from perception_ws.sim.generator import SceneConfig, generate_scene
 from perception_ws.sim.intensity import ReflectanceModel
 from perception_ws.sim.lidar import Lidar
@@ -57,7 +58,7 @@ from perception_ws.sim.noise import Dropout, NoDropout, PhysicalDropout
 from perception_ws.sim.raycast import available_backends, make_raycaster
 
 #: bump when the same configuration would render different frames (scene generator or sensor changes).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DropoutMode = Literal["none", "measured", "physical"]
 IntensityMode = Literal["off", "model"]
 DROPOUT_MODES: tuple[str, ...] = ("none", "measured", "physical")
@@ -129,35 +130,28 @@ def frame_name(scene: int, frame: int) -> str:
 
 def make_lidar(sensor: str, columns: int, dropout: str, intensity: str) -> Lidar:
     """The simulated sensor of a dataset's settings."""
+    from perception_ws.sim.dropout_map import DropoutMap
+
     models: tuple[Dropout, ...]
+    model = get_sensor(sensor)
     if dropout == "none":
         models = (NoDropout(),)
     elif dropout == "measured":
-        from perception_ws.sim.dropout_map import DropoutMap
-
         measured = DropoutMap.load()
-        if measured.rows != get_sensor(sensor).height:
+        if measured.sensor != model.name:
             raise PerceptionError(
                 f"dropout 'measured': the shipped map was measured on {measured.sensor} ({measured.rows} beams); "
-                f"{sensor} has {get_sensor(sensor).height}; use --dropout physical or none"
+                f"{sensor} has {model.height}; use --dropout physical or none"
             )
         models = (measured.pixel_dropout(),)
     else:
         models = (PhysicalDropout(),)
-    model = ReflectanceModel() if intensity == "model" else None
-    return Lidar(sensor, columns=columns, intensity=model, dropout=models)
-
-
-def _check_camera(config: GenerateConfig) -> None:
-    if not config.camera:
-        return
-    try:
-        import perception_ws.sim.camera  # noqa: F401
-    except ImportError:
-        raise SimulatorError(
-            "sim generate --camera: the simulated camera (perception_ws/sim/camera.py) is not available yet"
-        ) from None
-    raise SimulatorError("sim generate --camera: storing camera images in dataset frames is not implemented yet")
+        measured = DropoutMap.load()
+        if measured.sensor == model.name:  # where it was measured (KITTI's HDL-64E): the recording car's shadow
+            # and the few per cent of returns every row loses, which the physical model does not explain
+            models = (PhysicalDropout(), measured.ego_occlusion(model.elevations_deg), measured.background())
+    reflectance = ReflectanceModel() if intensity == "model" else None
+    return Lidar(sensor, columns=columns, intensity=reflectance, dropout=models)
 
 
 # -- rendering (runs in the workers) -----------------------------------------------------------
@@ -178,6 +172,8 @@ def render_scene(task: SceneTask) -> list[dict[str, Any]]:
     scene = generate_scene(seed, c.scene)
     caster = make_raycaster(scene.soup, c.backend)
     lidar = make_lidar(c.sensor, c.columns, c.dropout, c.intensity)
+    # the camera (KITTI's left colour camera beside the LiDAR) has no noise: it adds no random draws
+    camera = SimCamera(lidar=lidar) if c.camera else None
     records = []
     for j in task.frames:
         name = frame_name(task.scene, j)
@@ -192,7 +188,8 @@ def render_scene(task: SceneTask) -> list[dict[str, Any]]:
             "pose": dataclasses.asdict(pose),
             "mount": dataclasses.asdict(lidar.mount),
         }
-        data = encode_frame(scan, lidar.model, c.columns, meta)
+        picture = camera.render(scene, caster, pose, name=name) if camera is not None else None
+        data = encode_frame(scan, lidar.model, c.columns, meta, camera=picture)
         relative = f"{FRAMES}/{name}.npz"
         write_frame(Path(task.out) / relative, data)
         records.append(_record(relative, task.scene, j, fseed, data, len(scan)))
@@ -299,7 +296,6 @@ def generate_dataset(
     """Render (or finish rendering) the dataset of ``config`` into ``out``; returns the final manifest."""
     if not isinstance(workers, int) or workers < 1:
         raise PerceptionError(f"sim generate: workers must be a whole number >= 1; got {workers!r}")
-    _check_camera(config)
     config = config.resolved()
     folder = Path(out).expanduser()
     if folder.exists() and not folder.is_dir():

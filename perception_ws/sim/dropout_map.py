@@ -40,6 +40,13 @@ from perception_ws.sim.real_views import RangeView, real_views
 SHIPPED = "hdl64e_dropout.npz"
 DEFAULT_COLUMNS = 2048
 DEFAULT_SECTOR_COLUMNS = 16
+#: beams below this elevation can hit the recording car (roof, bonnet, sensor rig) ...
+EGO_ELEVATION_DEG = -8.0
+#: ... and a sector of such a beam counts as blocked by it when it is empty at least this often in real
+#: scans (by chance, a low beam over the street is empty a few per cent of the time).
+EGO_EMPTY = 0.5
+#: the quantile over a row's sectors that :meth:`DropoutMap.background` takes as the row's random dropout.
+BACKGROUND_QUANTILE = 0.25
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +80,26 @@ class DropoutMap:
     def pixel_dropout(self) -> PixelDropout:
         """The dropout model that drops simulated pixels with this map's probabilities."""
         return PixelDropout(self.empty, fov_deg=360.0)
+
+    def ego_occlusion(self, elevations_deg: Sequence[float] | np.ndarray) -> PixelDropout:
+        """The returns the recording car itself blocks: this map's probabilities in the sectors of the low
+        beams that are mostly empty (see :data:`EGO_EMPTY`), zero elsewhere.
+
+        Added to :class:`~perception_ws.sim.noise.PhysicalDropout`, which knows nothing of the car the
+        sensor sits on: real HDL-64E scans lose up to half of the bottom rings behind and just ahead of it.
+        """
+        low = np.asarray(elevations_deg, dtype=np.float64) < EGO_ELEVATION_DEG
+        if len(low) != self.rows:
+            raise DatasetError(f"dropout map: {len(low)} beam elevations for a map of {self.rows} rows")
+        blocked = low[:, None] & (self.empty >= EGO_EMPTY)
+        return PixelDropout(np.where(blocked, self.empty, 0.0), fov_deg=360.0)
+
+    def background(self, quantile: float = BACKGROUND_QUANTILE) -> PixelDropout:
+        """The returns every beam loses wherever it points: per row, a low quantile of this map over the
+        sectors (sky and the recording car leave the emptiest sectors out of it). Real HDL-64E rows are 3-8 %
+        empty even over the street; SqueezeSegV2's CAM exists to be robust to exactly this noise."""
+        per_row = np.quantile(self.empty, quantile, axis=1)
+        return PixelDropout(per_row[:, None], fov_deg=360.0)
 
     def save(self, path: str | Path) -> Path:
         """Write the map as a compressed ``.npz`` (atomically)."""

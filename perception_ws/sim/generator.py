@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perception_ws.errors import PerceptionError
+from perception_ws.labels import SEMANTIC_KITTI
 from perception_ws.sim.assets import Asset
 from perception_ws.sim.buildings import building
 from perception_ws.sim.footprints import Footprints, rectangle
 from perception_ws.sim.ground import ground
 from perception_ws.sim.layout import StreetLayout, random_layout
+from perception_ws.sim.materials import Mat
+from perception_ws.sim.mesh import Mesh
 from perception_ws.sim.nature import bush, hedge, tree
 from perception_ws.sim.people import cyclist, pedestrian
 from perception_ws.sim.scene import EgoPose, Part, Scene
@@ -39,9 +42,9 @@ class SceneConfig:
     y_extent: float = 60.0  # ground reaches |y| <= y_extent
     cross_street_probability: float = 0.35
     parked_density: tuple[float, float] = (0.3, 0.9)  # share of curb space taken by parked vehicles
-    moving_vehicles: tuple[int, int] = (0, 6)
-    pedestrians: tuple[int, int] = (2, 14)
-    cyclists: tuple[int, int] = (0, 4)
+    moving_vehicles: tuple[int, int] = (1, 6)
+    pedestrians: tuple[int, int] = (3, 16)
+    cyclists: tuple[int, int] = (1, 5)
     vehicle_mix: dict[str, float] = field(default_factory=lambda: dict(VEHICLE_MIX))
     #: number of sensor poses suggested along the ego lane (the first at x = 0)
     ego_poses: int = 5
@@ -105,7 +108,30 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     _parked(b)
     _moving(b)
     _people(b)
+    _asphalt_wear(b)
     return b.scene
+
+
+#: Asphalt comes in patches: fresh (nearly black at 905 nm) and worn (grey). Real KITTI road remissions spread
+#: from 0 to 0.4, a fifth of them below 0.1, within one scan. Per scene: the share of fresh patches; per patch
+#: (a ground cell, about 2 x 0.75 m): fresh or worn, and each kind one albedo scale per scene.
+FRESH_SHARE = (0.1, 0.6)
+FRESH_SHADE = (0.15, 0.4)
+WORN_SHADE = (0.8, 1.3)
+
+
+def _asphalt_wear(b: _Builder) -> None:
+    """Split the asphalt into fresh and worn patches (drawn last, so the rest of the scene does not depend on it)."""
+    share, fresh_shade, worn_shade = b.uniform(*FRESH_SHARE), b.uniform(*FRESH_SHADE), b.uniform(*WORN_SHADE)
+    drivable = {SEMANTIC_KITTI.id_of("road"), SEMANTIC_KITTI.id_of("parking")}
+    for part in [p for p in b.scene.parts if p.semantic in drivable and np.all(p.mesh.materials == Mat.ASPHALT)]:
+        mesh = part.mesh
+        quads = len(mesh) // 2  # ground quads: triangle i and i + quads make quad i (mesh.quads)
+        fresh = np.tile(b.rng.random(quads) < share, 2)
+        part.mesh = Mesh(mesh.vertices, mesh.triangles[~fresh], mesh.materials[~fresh])
+        part.albedo_scale *= worn_shade
+        patches = Mesh(mesh.vertices, mesh.triangles[fresh], mesh.materials[fresh])
+        b.stuff(Part(patches, part.semantic, albedo_scale=part.albedo_scale / worn_shade * fresh_shade))
 
 
 def _ego(b: _Builder) -> None:
@@ -267,9 +293,12 @@ def _roadside_of(b: _Builder, side: int) -> None:
 def _parked(b: _Builder) -> None:
     lay = b.layout
     density = b.uniform(*b.config.parked_density)
+    skipped = False
     for side in (-1, 1):
-        if lay.parking_width == 0 and b.rng.random() < 0.35:
-            continue  # no parking on this side
+        # no parking on this side (never on both: a street without cars teaches a car detector nothing)
+        if lay.parking_width == 0 and not skipped and b.rng.random() < 0.35:
+            skipped = True
+            continue
         x = lay.x_min + b.uniform(0.0, 4.0)
         while x < lay.x_max - 3.0:
             asset = random_vehicle(b.rng, b.config.vehicle_mix)
@@ -312,9 +341,24 @@ def _moving(b: _Builder) -> None:
             else:
                 y = side * (lay.half_road - lay.parking_width - b.uniform(0.6, 1.2))
             yaw = (0.0 if side < 0 else np.pi) + float(b.rng.normal(0.0, 0.05))
-            x = b.uniform(lay.x_min + 5, lay.x_max - 5)
+            x = _actor_x(b, 5.0)
             if b.actor(cyclist(b.rng), x, y, yaw, b.uniform(3.0, 7.0), margin=0.4):
                 break
+
+
+#: people and cyclists stand mostly (this share) within NEAR_EGO_X metres of the street's middle, where the
+#: sensor poses are (x = -30..30): spread over the whole 180 m street, most would be too far away to be
+#: more than a handful of points, and a segmentation model learns little from them.
+NEAR_EGO_SHARE = 0.7
+NEAR_EGO_X = 45.0
+
+
+def _actor_x(b: _Builder, margin: float) -> float:
+    """Where along the street a person or cyclist goes (see :data:`NEAR_EGO_SHARE`)."""
+    lo, hi = b.layout.x_min + margin, b.layout.x_max - margin
+    if b.rng.random() < NEAR_EGO_SHARE:
+        lo, hi = max(lo, -NEAR_EGO_X), min(hi, NEAR_EGO_X)
+    return b.uniform(lo, hi)
 
 
 def _people(b: _Builder) -> None:
@@ -328,7 +372,7 @@ def _people(b: _Builder) -> None:
         where = b.rng.random()
         side = -1 if b.rng.random() < 0.5 else 1
         i = 0 if side < 0 else 1
-        x = b.uniform(lay.x_min + 3, lay.x_max - 3)
+        x = _actor_x(b, 3.0)
         if where < 0.12:  # crossing the road
             y = b.uniform(-lay.half_road + 1, lay.half_road - 1)
             yaw = float(b.rng.choice([-1, 1])) * np.pi / 2 + float(b.rng.normal(0, 0.15))

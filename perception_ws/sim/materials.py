@@ -51,7 +51,7 @@ MATERIALS: dict[Mat, Material] = {
     Mat.ASPHALT: Material("asphalt", 0.26),
     Mat.LANE_PAINT: Material("lane paint", 0.75),
     Mat.CONCRETE: Material("concrete", 0.42),
-    Mat.GRASS: Material("grass", 0.6),
+    Mat.GRASS: Material("grass", 0.5),
     Mat.SOIL: Material("soil", 0.3),
     Mat.BRICK: Material("brick", 0.3),
     Mat.PLASTER: Material("plaster", 0.4),

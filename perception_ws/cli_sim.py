@@ -1,0 +1,163 @@
+"""`perception sim`: generate simulated datasets and judge their realism against real scans.
+
+    perception sim generate --out DIR --scenes N --frames M --sensor hdl64e [--camera] [--workers K]
+                            [--seed S] [--columns C] [--dropout none|measured|physical] [--intensity off|model]
+    perception sim compare --real DIR [--sim DIR | --scenes N] [--out report.png] [--json]
+
+Only the standard library is imported here; the simulator loads when a sub-command runs, so
+`perception --help` stays instant. Bad input raises :class:`PerceptionError`, which the CLI prints as
+one line (exit status 2). ``compare`` exits 0 when every statistic is within a factor of 2, else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from perception_ws.errors import PerceptionError
+
+DROPOUT_CHOICES = ("none", "measured", "physical")
+INTENSITY_CHOICES = ("off", "model")
+DEFAULT_REPORT = "out/sim_realism.png"
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse turns the ValueError into a one-line usage error)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_positive.__name__ = "whole number >= 1"  # argparse names the type in its error line
+_non_negative.__name__ = "whole number >= 0"
+
+
+def add_sim_parser(sub: Any) -> None:
+    """Register ``sim generate`` and ``sim compare`` under the CLI's sub-parsers ``sub``."""
+    sim = sub.add_parser("sim", help="simulated LiDAR datasets: generate them, compare them with real scans")
+    tasks = sim.add_subparsers(dest="sim_command", required=True)
+
+    gen = tasks.add_parser("generate", help="render scenes x frames labelled sweeps into a dataset folder")
+    gen.add_argument("--out", required=True, help="dataset folder (created; rerun the same command to resume)")
+    gen.add_argument("--scenes", type=_positive, required=True, help="number of street scenes")
+    gen.add_argument("--frames", type=_positive, default=5, help="sweeps per scene, along the ego lane (default 5)")
+    gen.add_argument("--sensor", default="hdl64e", help="sensor model (see `perception sensors`; default hdl64e)")
+    gen.add_argument("--camera", action="store_true", help="also store a camera image per frame")
+    gen.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    gen.add_argument("--seed", type=_non_negative, default=0, help="dataset seed (default 0)")
+    gen.add_argument("--columns", type=_positive, default=2048, help="azimuth columns per turn (default 2048)")
+    gen.add_argument(
+        "--dropout", choices=DROPOUT_CHOICES, default="physical", help="missing returns (default physical)"
+    )
+    gen.add_argument("--intensity", choices=INTENSITY_CHOICES, default="model", help="intensity (default model)")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=_cmd_generate)
+
+    cmp = tasks.add_parser("compare", help="realism report: simulated vs real scans on four statistics (PNG)")
+    cmp.add_argument("--real", required=True, help="real scans: a file or folder (sub-folders are searched)")
+    source = cmp.add_mutually_exclusive_group()
+    source.add_argument("--sim", default=None, help="a generated dataset folder (`perception sim generate`)")
+    source.add_argument("--scenes", type=_positive, default=None, help="simulate N scenes on the fly (default 10)")
+    cmp.add_argument("--frames", type=_positive, default=2, help="with --scenes: sweeps per scene (default 2)")
+    cmp.add_argument("--seed", type=_non_negative, default=0, help="with --scenes: dataset seed (default 0)")
+    cmp.add_argument("--dropout", choices=DROPOUT_CHOICES, default="physical", help="with --scenes (default physical)")
+    cmp.add_argument("--intensity", choices=INTENSITY_CHOICES, default="model", help="with --scenes (default model)")
+    cmp.add_argument("--sensor", default="hdl64e", help="sensor of the real scans (default hdl64e)")
+    cmp.add_argument("--out", default=DEFAULT_REPORT, help=f"PNG to write (default {DEFAULT_REPORT})")
+    cmp.add_argument("--json", action="store_true", help="print the numbers as JSON instead of the table")
+    cmp.set_defaults(handler=_cmd_compare)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from perception_ws.sim.dataset import GenerateConfig, generate_dataset
+
+    config = GenerateConfig(
+        scenes=args.scenes,
+        frames=args.frames,
+        sensor=args.sensor,
+        columns=args.columns,
+        seed=args.seed,
+        dropout=args.dropout,
+        intensity=args.intensity,
+        camera=args.camera,
+    )
+    manifest = generate_dataset(args.out, config, workers=args.workers, progress=not args.quiet)
+    done, planned = len(manifest["frames"]), manifest["planned_frames"]
+    print(f"{args.out}: {done} of {planned} frames ({config.scenes} scenes x {config.frames}), manifest.json")
+    return 0
+
+
+#: columns of the full-turn views the report compares on (SqueezeSeg's front view is a quarter of it).
+_COMPARE_COLUMNS = 2048
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from perception_ws.sim.compare import compare, json_text, render_report
+    from perception_ws.sim.real_views import real_views
+
+    png = _png_path(args.out)  # refuse a bad --out before any work
+    real, notes = real_views(args.real, args.sensor, _COMPARE_COLUMNS)
+    report = compare(real, _sim_views(args), notes)
+    render_report(report, png)
+    if args.json:
+        print(json_text(report))
+    else:
+        print(report.table())
+    print(f"wrote {png}", file=sys.stderr if args.json else sys.stdout)
+    return 0 if report.passed else 1
+
+
+def _png_path(out: str) -> Path:
+    path = Path(out).expanduser()
+    if path.suffix.lower() != ".png":
+        raise PerceptionError(f"sim compare: --out must name a .png file; got {out!r}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise PerceptionError(f"sim compare: --out {out!r}: {path.parent} is not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sim_views(args: argparse.Namespace) -> list[Any]:
+    """The simulated side: the frames of ``--sim``, or ``--scenes`` scenes rendered now (with a progress bar)."""
+    from tqdm import tqdm
+
+    from perception_ws.sim.real_views import scan_view
+
+    if args.sim is not None:
+        from perception_ws.io import open_dataset
+
+        folder = Path(args.sim).expanduser()
+        if not folder.exists():
+            raise PerceptionError(f"sim compare: --sim {folder}: no such dataset folder")
+        scans: Any = open_dataset(folder)
+        total = len(scans)
+        if total == 0:
+            raise PerceptionError(f"sim compare: --sim {folder}: holds no frames")
+    else:
+        from perception_ws.sim.dataset import SimulatedScans
+
+        scenes = args.scenes or 10
+        scans = SimulatedScans(
+            seed=args.seed,
+            sensor=args.sensor,
+            columns=_COMPARE_COLUMNS,
+            dropout=args.dropout,
+            intensity=args.intensity,
+            frames_per_scene=args.frames,
+            scenes=scenes,
+        )
+        total = scenes * args.frames
+    views = []
+    for scan in tqdm(scans, total=total, unit="frame", desc="sim compare", file=sys.stderr):
+        views.append(scan_view(scan, args.sensor, _COMPARE_COLUMNS))
+    return views

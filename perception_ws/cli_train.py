@@ -1,0 +1,74 @@
+"""``perception train``: the command line of :mod:`perception_ws.training` (imports torch only when run)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_train_parser(sub: Any) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a range-image segmenter on simulated or real labelled scans (resumes from --out)",
+        description="Train SqueezeSeg / SqueezeSegV2 (optionally with the CRF). Run it again with the same "
+        "arguments to resume after a kill. Several GPUs: torchrun --nproc_per_node N -m perception_ws.cli train ...",
+    )
+    train.add_argument("--model", default="squeezesegv2", help="squeezeseg or squeezesegv2 (default)")
+    train.add_argument("--crf", action="store_true", help="add the recurrent CRF layer, trained end to end")
+    train.add_argument(
+        "--data", default="sim",
+        help="'sim' (rendered on the fly, default), a simulated dataset folder, or real labelled frames",
+    )  # fmt: skip
+    train.add_argument("--out", required=True, help="folder for the checkpoint, log.csv and curves.png")
+    train.add_argument("--classes", default="kitti3", choices=("kitti3", "semantic"))
+    train.add_argument("--steps", type=int, default=20000)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
+    train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    train.add_argument("--no-amp", action="store_true", help="train in fp32 on the GPU (default: bf16 autocast)")
+    train.add_argument("--sensor", default="hdl64e", help="simulated sensor (default hdl64e)")
+    train.add_argument("--dropout", default="measured", choices=("none", "measured", "physical"))
+    train.add_argument("--intensity", default="model", choices=("off", "model"), help="simulated intensity")
+    train.add_argument(
+        "--intensity-input", default="keep", choices=("keep", "zero"),
+        help="'zero': the model ignores intensity (in training and in use)",
+    )  # fmt: skip
+    train.add_argument("--checkpoint-every", type=int, default=500)
+    train.add_argument("--max-minutes", type=float, default=None, help="stop with a checkpoint after this long")
+    train.add_argument("--monitor", default=None, help="labelled frames scored at each checkpoint (monitoring only)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from perception_ws.training import TrainConfig, train
+    from perception_ws.training.samples import FolderSource
+
+    config = TrainConfig(
+        model=args.model,
+        crf=args.crf,
+        classes=args.classes,
+        data=args.data,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        workers=args.workers,
+        device=args.device,
+        amp=not args.no_amp,
+        sensor=args.sensor,
+        dropout=args.dropout,
+        intensity=args.intensity,
+        intensity_input=args.intensity_input,
+        checkpoint_every=args.checkpoint_every,
+        log_every=min(20, args.checkpoint_every),
+        max_minutes=args.max_minutes,
+    )
+    monitor = FolderSource(Path(args.monitor), classes=args.classes) if args.monitor else None
+    result = train(config, Path(args.out), monitor=monitor, progress=not args.quiet)
+    state = "finished" if result.finished else "stopped (run the same command again to resume)"
+    print(f"perception train: {state} at step {result.step}/{config.steps}, loss {result.loss:.4f}; {result.out}")
+    return 0

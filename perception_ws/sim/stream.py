@@ -1,0 +1,173 @@
+"""A live simulated sensor stream: what the simulator node publishes, one frame at a time, without ROS.
+
+``SimStream(SimConfig())`` builds the scene of ``scene.seed`` once (the street, its traffic plan, the
+ray caster's static layer), then :meth:`SimStream.frame` renders frame ``index`` at a scene time:
+
+- the LiDAR sweep as a point array of :data:`CLOUD_DTYPE` (x y z intensity ring label instance; the
+  label is the KITTI-3 ground truth, the instance the actor's id), in the LiDAR frame;
+- the ground-truth boxes of the actors the sweep saw (KITTI-3 classes, ``track_id`` = instance);
+- the camera picture (:mod:`perception_ws.sim.camera`) when ``camera.enabled``.
+
+Time: with ``clock.mode`` ``sim`` frame k shows scene time k / rate whatever the rendering speed (the
+stamps advance by exactly one period); with ``wall`` it shows the wall time elapsed since the start,
+so a slow renderer skips scene time like a real sensor skips frames. The scene time wraps every
+``scene.loop_s`` seconds (the street is finite). :meth:`SimStream.static_transforms` gives the
+sensor mounting (vehicle -> LiDAR -> camera) that the node reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from perception_ws.boxes import Box3D
+from perception_ws.calib.sensors import load_sensor
+from perception_ws.scan import Scan
+from perception_ws.sim.camera import CameraConfig, CameraFrame, SimCamera
+from perception_ws.sim.generator import generate_scene
+from perception_ws.sim.lidar import Lidar
+from perception_ws.sim.motion import SceneMotion
+from perception_ws.sim.raycast import Raycaster, make_raycaster
+from perception_ws.sim.raycast_layers import LayeredRaycaster
+from perception_ws.sim.stream_config import SimConfig
+
+#: the fields of a published simulated point (label and instance as the perception node writes them).
+CLOUD_DTYPE = np.dtype(
+    [
+        ("x", np.float32),
+        ("y", np.float32),
+        ("z", np.float32),
+        ("intensity", np.float32),
+        ("ring", np.uint16),
+        ("label", np.uint16),
+        ("instance", np.uint32),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class StaticTransform:
+    """The pose of frame ``child`` in frame ``parent``: translation (m) and unit quaternion (x, y, z, w)."""
+
+    parent: str
+    child: str
+    translation: tuple[float, float, float]
+    rotation: tuple[float, float, float, float]
+
+    def values(self) -> list[float]:
+        """``[x, y, z, qx, qy, qz, qw]``, as the node reports it."""
+        return [*self.translation, *self.rotation]
+
+
+@dataclass(eq=False)
+class SimFrame:
+    """One rendered frame; see the module doc."""
+
+    index: int
+    scene_time_s: float
+    points: np.ndarray  # (N,) CLOUD_DTYPE, LiDAR frame
+    boxes: list[Box3D]  # ground truth, LiDAR frame
+    camera: CameraFrame | None
+    render_ms: float
+
+
+class SimStream:
+    """Frames of one simulated scene; see the module doc."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = c = config or SimConfig()
+        self.scene = generate_scene(c.scene.seed)
+        self.motion = SceneMotion(self.scene) if c.scene.motion else None
+        # moving scenes re-index only the actors per frame; a static one is indexed once
+        self._layers: LayeredRaycaster | None = self.motion.raycaster(c.sensor.backend) if self.motion else None
+        # LayeredRaycaster casts like any Raycaster (its name is a read-only property, hence the cast)
+        self.caster: Raycaster = (
+            cast(Raycaster, self._layers) if self._layers else make_raycaster(self.scene.soup, c.sensor.backend)
+        )
+        self.lidar = Lidar(load_sensor(c.sensor.model), columns=c.sensor.columns)
+        self.camera = (
+            SimCamera(CameraConfig(downscale=c.camera.downscale, frame_id=c.frames.camera), self.lidar)
+            if c.camera.enabled
+            else None
+        )
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.config.sensor.rate_hz
+
+    def scene_time(self, index: int, elapsed_s: float) -> float:
+        return scene_time(self.config, index, elapsed_s)
+
+    def stamp_ns(self, index: int, wall_ns: int, start_ns: int) -> int:
+        return stamp_ns(self.config, index, wall_ns, start_ns)
+
+    def frame(self, index: int, scene_time_s: float) -> SimFrame:
+        """Render frame ``index`` at ``scene_time_s`` (deterministic for the seed, index and time)."""
+        started = time.perf_counter()
+        scene = self.scene
+        if self.motion is not None:
+            scene = self.motion.scene_at(scene_time_s)
+            assert self._layers is not None
+            self._layers.update(scene.soup)
+        pose = scene.ego_poses[0]
+        seed = int(np.random.SeedSequence([self.config.scene.seed, index]).generate_state(1)[0])
+        scan = self.lidar.scan(scene, self.caster, pose, seed=seed)
+        camera = self.camera.render(scene, self.caster, pose) if self.camera is not None else None
+        min_points = self.config.ground_truth.min_points
+        boxes = [box for box in scan.boxes if box.label > 0 and box.num_points >= min_points]
+        return SimFrame(
+            index=index,
+            scene_time_s=scene_time_s,
+            points=cloud_points(scan),
+            boxes=boxes,
+            camera=camera,
+            render_ms=(time.perf_counter() - started) * 1e3,
+        )
+
+    def static_transforms(self) -> list[StaticTransform]:
+        """Vehicle -> LiDAR (the mount) and, with the camera, LiDAR -> camera optical frame."""
+        frames, mount = self.config.frames, self.lidar.mount
+        out = [_transform(frames.base, frames.lidar, mount.rotation(), np.array([0.0, 0.0, mount.height]))]
+        if self.camera is not None:
+            camera = self.camera.config
+            out.append(_transform(frames.lidar, frames.camera, camera.camera_to_lidar(), np.array(camera.position)))
+        return out
+
+
+def scene_time(config: SimConfig, index: int, elapsed_s: float) -> float:
+    """Scene time (s) of frame ``index`` taken ``elapsed_s`` wall seconds after the start (see the module doc)."""
+    if not config.scene.motion:
+        return 0.0
+    t = index / config.sensor.rate_hz if config.clock.mode == "sim" else max(0.0, elapsed_s)
+    return float(t % config.scene.loop_s)
+
+
+def stamp_ns(config: SimConfig, index: int, wall_ns: int, start_ns: int) -> int:
+    """The stamp of frame ``index``: the wall time it is ready, or ``start`` + index periods (``sim``)."""
+    if config.clock.mode == "sim":
+        return start_ns + round(index / config.sensor.rate_hz * 1e9)
+    return wall_ns
+
+
+def sim_camera_extrinsic() -> list[float]:
+    """The simulated camera's LiDAR -> camera transform, 16 row-major values (the fusion node's
+    ``calibration.extrinsic``); the camera's mounting is fixed, so this holds for every SimConfig."""
+    return [float(v) for v in CameraConfig().extrinsic().matrix.reshape(-1)]
+
+
+def cloud_points(scan: Scan) -> np.ndarray:
+    """A simulated sweep's points as :data:`CLOUD_DTYPE` (the ``semantic`` field is left out)."""
+    out = np.empty(len(scan.points), dtype=CLOUD_DTYPE)
+    for name in CLOUD_DTYPE.names or ():
+        out[name] = scan.points[name]
+    return out
+
+
+def _transform(parent: str, child: str, rotation: np.ndarray, translation: np.ndarray) -> StaticTransform:
+    qx, qy, qz, qw = (float(v) for v in Rotation.from_matrix(rotation).as_quat())
+    tx, ty, tz = (float(v) for v in translation)
+    return StaticTransform(parent, child, (tx, ty, tz), (qx, qy, qz, qw))

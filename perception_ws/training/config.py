@@ -1,0 +1,75 @@
+"""The settings of a training run (what ``perception train`` takes), checked up front."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from perception_ws.errors import PerceptionError
+from perception_ws.models.registry import get_spec
+
+CLASS_SETS = ("kitti3", "semantic")
+INTENSITY_INPUTS = ("keep", "zero")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "squeezesegv2"
+    crf: bool = True
+    classes: str = "kitti3"
+    #: "sim" (rendered on the fly) or a path that perception_ws.io reads (simulated dataset, real frames).
+    data: str = "sim"
+    steps: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    seed: int = 0
+    crop_width: int = 512
+    #: simulated source: sensor, sweep columns, dropout and intensity modes, frames per scene.
+    sensor: str = "hdl64e"
+    columns: int = 2048
+    dropout: str = "measured"
+    intensity: str = "model"
+    frames_per_scene: int = 4
+    #: "zero": the model ignores the intensity channel (it is zeroed inside the model, in training and use).
+    intensity_input: str = "keep"
+    #: samples used to fit the input normalisation before the first step.
+    normalizer_samples: int = 64
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = True
+    checkpoint_every: int = 500
+    log_every: int = 20
+    #: stop (with a checkpoint) after this much wall time; None: run all ``steps``.
+    max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        get_spec(self.model)  # unknown names fail with the list of known ones
+        if self.classes not in CLASS_SETS:
+            raise PerceptionError(f"train: classes {self.classes!r}; expected one of {', '.join(CLASS_SETS)}")
+        if self.intensity_input not in INTENSITY_INPUTS:
+            raise PerceptionError(
+                f"train: intensity_input {self.intensity_input!r}; expected one of {', '.join(INTENSITY_INPUTS)}"
+            )
+        for name in ("steps", "batch_size", "crop_width", "columns", "frames_per_scene", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise PerceptionError(f"train: {name} must be >= 1; got {getattr(self, name)!r}")
+        if self.lr <= 0 or self.workers < 0 or self.log_every < 1 or self.normalizer_samples < 1:
+            raise PerceptionError("train: lr must be > 0, workers >= 0, log_every and normalizer_samples >= 1")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def schedule_fields(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the checkpoint (all but the run's budget and workers)."""
+        data = self.to_json()
+        for transient in ("workers", "max_minutes", "device", "log_every", "checkpoint_every"):
+            data.pop(transient)
+        return data

@@ -1,0 +1,43 @@
+"""Several processes through torchrun and DistributedDataParallel (NCCL on GPUs, gloo on CPU)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def finish(self) -> None:
+        if self.world > 1 and torch_dist.is_initialized():
+            torch_dist.barrier()
+            torch_dist.destroy_process_group()
+
+
+def start_distributed() -> Distributed:
+    """The process group torchrun describes in the environment (WORLD_SIZE, RANK, LOCAL_RANK), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local)
+    torch_dist.init_process_group("nccl" if cuda else "gloo")
+    return Distributed(rank, world, torch.device("cuda", local) if cuda else torch.device("cpu"))

@@ -1,0 +1,229 @@
+"""The training loop: normalisation fit, AMP on GPU, DDP across processes, checkpoints, exact resume.
+
+One process per GPU under ``torchrun`` (or one process on CPU/GPU without it). Rank 0 writes the
+checkpoint, the CSV log and the curves into ``out``. A run that finds ``out/checkpoint.pt`` with the same
+settings continues from it: model, optimiser, schedule and torch RNG state are restored and the batches
+are addressed by step, so the result equals an uninterrupted run's (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from perception_ws.errors import PerceptionError
+from perception_ws.labels import get_class_set
+from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEG, KITTI3_WEIGHTS_SQUEEZESEGV2, SegmentationLoss
+from perception_ws.models.registry import build_model
+from perception_ws.models.segmenter import RangeSegmenter
+from perception_ws.training.augment import Augmentation
+from perception_ws.training.checkpoint import CHECKPOINT, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from perception_ws.training.config import TrainConfig
+from perception_ws.training.curves import CURVES, LOG, plot_curves, read_log, write_log
+from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
+from perception_ws.training.distributed import start_distributed
+from perception_ws.training.monitor import frame_scores
+from perception_ws.training.samples import SampleSource, make_source
+
+INTENSITY, MASK = 3, 5
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    finished: bool
+    loss: float
+    log: list[dict[str, float]] = field(default_factory=list)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PerceptionError(f"train: device {name!r} asked for, but torch sees no CUDA GPU here")
+    return torch.device(name)
+
+
+def build_training_model(config: TrainConfig) -> RangeSegmenter:
+    class_set = get_class_set(config.classes)
+    zero = [INTENSITY] if config.intensity_input == "zero" else []
+    return build_model(config.model, len(class_set), crf=config.crf, zero_channels=zero)
+
+
+def _loss(config: TrainConfig) -> SegmentationLoss:
+    v2 = config.model == "squeezesegv2"
+    if config.classes == "kitti3":
+        weights = KITTI3_WEIGHTS_SQUEEZESEGV2 if v2 else KITTI3_WEIGHTS_SQUEEZESEG
+        return SegmentationLoss("focal" if v2 else "cross_entropy", class_weights=weights)
+    return SegmentationLoss("focal" if v2 else "cross_entropy", ignore_index=0)
+
+
+def _lr_factor(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 2 % of the peak at the last step."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _source(config: TrainConfig) -> SampleSource:
+    return make_source(
+        config.data,
+        seed=config.seed,
+        sensor=config.sensor,
+        columns=config.columns,
+        crop_width=config.crop_width,
+        dropout=config.dropout,
+        intensity=config.intensity,
+        frames_per_scene=config.frames_per_scene,
+        classes=config.classes,
+    )
+
+
+def _fit_normalizer(model: RangeSegmenter, source: SampleSource, config: TrainConfig) -> None:
+    """Input statistics from ``normalizer_samples`` samples: the first ones of a finite source; for the
+    unbounded simulation, samples far beyond any run's batches."""
+    count = config.normalizer_samples if source.size is None else min(config.normalizer_samples, source.size)
+    first = 2**40 if source.size is None else 0
+    pairs = [source.sample(first + i) for i in range(count)]
+    images = torch.from_numpy(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2).copy())
+    skip = [MASK, *model.zero_channels] if model.in_channels > MASK else list(model.zero_channels)
+    model.normalizer.fit(images, images[:, 4] > 0, skip=skip)
+
+
+def train(
+    config: TrainConfig,
+    out: Path,
+    *,
+    monitor: SampleSource | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) into ``out``; ``stop_after`` ends this process after that many steps of the run
+    (as a kill would, but cleanly, with a checkpoint): for tests of the resume path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dist = start_distributed()
+    device = dist.device if dist.world > 1 else _device(config.device)
+    torch.manual_seed(config.seed)
+    class_set = get_class_set(config.classes)
+    source = _source(config)
+    model = build_training_model(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(config, s))
+    start, log = 0, []
+    checkpoint_path = out / CHECKPOINT
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        stored = TrainConfig.from_json(state["config"]).schedule_fields()
+        if stored != config.schedule_fields():
+            differ = sorted(k for k in stored if stored[k] != config.schedule_fields().get(k))
+            raise PerceptionError(
+                f"{checkpoint_path}: a run with other settings ({', '.join(differ)}); resume with the same "
+                "settings, or choose another --out"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"])
+        start = int(state["step"])
+        log = [row for row in read_log(out / LOG) if row["step"] < start]
+    else:
+        _fit_normalizer(model, source, config)
+    model.to(device)
+    wrapped: nn.Module = dist.wrap(model)
+    loss_fn = _loss(config)
+    samples = AugmentedSamples(source, Augmentation(crop_width=config.crop_width), config.seed)
+    stop = config.steps if stop_after is None else min(config.steps, start + stop_after)
+    loader = make_loader(samples, StepBatches(start, stop, config.batch_size, dist.rank, dist.world), config.workers)
+    amp = config.amp and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    began, last_loss, step = time.monotonic(), math.nan, start
+    window_loss, window_start, window_samples = 0.0, time.monotonic(), 0
+    bar = _progress(start, config.steps, progress and dist.rank == 0)
+    model.train()
+    for images, labels in loader:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = wrapped(images)
+        loss = loss_fn(logits.float(), labels, images[:, 4] > 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        window_loss += float(loss.detach())
+        window_samples += images.shape[0] * dist.world
+        bar.update(1)
+        last = step == stop or (config.max_minutes is not None and time.monotonic() - began > 60 * config.max_minutes)
+        if step % config.log_every == 0 or last:
+            now = time.monotonic()
+            n = (step - 1) % config.log_every + 1
+            last_loss = window_loss / n
+            row = {
+                "step": float(step),
+                "loss": last_loss,
+                "lr": scheduler.get_last_lr()[0],
+                "samples_per_s": window_samples / max(1e-9, now - window_start),
+                "elapsed_s": (log[-1]["elapsed_s"] if log else 0.0) + (now - window_start),
+            }
+            log.append(row)
+            bar.set_postfix(loss=f"{last_loss:.4f}")
+            window_loss, window_start, window_samples = 0.0, now, 0
+        if step % config.checkpoint_every == 0 or last:
+            if monitor is not None and dist.rank == 0:
+                log[-1].update(frame_scores(model, monitor, class_set, device))
+            if dist.rank == 0:
+                _save(out, model, optimizer, scheduler, config, step, log)
+        if last:
+            break
+    bar.close()
+    dist.finish()
+    return TrainResult(out=out, step=step, finished=step >= config.steps, loss=last_loss, log=log)
+
+
+def _save(
+    out: Path,
+    model: RangeSegmenter,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: TrainConfig,
+    step: int,
+    log: list[dict[str, float]],
+) -> None:
+    state: dict[str, Any] = {
+        "step": step,
+        "config": config.to_json(),
+        "model_config": model.config,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "data": _describe(config),
+    }
+    save_checkpoint(out / CHECKPOINT, state)
+    write_log(out / LOG, log)
+    plot_curves(log, out / CURVES)
+    (out / "run.json").write_text(json.dumps({"step": step, "config": config.to_json(), "pid": os.getpid()}, indent=2))
+
+
+def _describe(config: TrainConfig) -> dict[str, Any]:
+    return {"data": config.data, "sensor": config.sensor, "dropout": config.dropout, "intensity": config.intensity}
+
+
+def _progress(start: int, total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", disable=not enabled, dynamic_ncols=True)
