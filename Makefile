@@ -5,7 +5,7 @@
 #   make interfaces  build msg/ into .interfaces/ and make `perception_ws.msg` importable
 #   make lint        ruff check, ruff format --check, mypy
 #   make test        all of the above, then the test suite (DDS confined to this machine)
-#   make demo        the demo on the real sample data
+#   make demo        the live graph on simulated data (simulator -> perception -> fusion), recorded
 #   make bench       every benchmarks/bench_*.py
 #   make clean       remove build products (keeps .venv); `make distclean` removes .venv too
 

@@ -1,7 +1,7 @@
 """Launch the perception graph on a machine with ROS 2 installed: ``ros2 launch perception_ws perception.launch.py``.
 
 Arguments (``ros2 launch perception_ws perception.launch.py --show-args``): sensor, model, weights, config,
-bag, use_sim_time, rviz, camera. Which nodes start, and with which parameters, is decided by
+bag, use_sim_time, rviz, camera, sim, segmenter. Which nodes start, and with which parameters, is decided by
 ``perception_ws.nodes.launch_graph.plan_graph`` — the same function ``perception run`` uses where
 ``ros2 launch`` is not installed — so both start the same graph from the same params file. Each node is
 the installed Python module run as ``python3 -m MODULE --ros-args …``; the graph shuts down when the
@@ -36,13 +36,15 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
             DeclareLaunchArgument("rviz", default_value="false", description="start RViz2 with perception.rviz"),
             DeclareLaunchArgument("camera", default_value="false", description="start the camera-fusion node"),
+            DeclareLaunchArgument("sim", default_value="false", description="start the simulator node as the input"),
+            DeclareLaunchArgument("segmenter", default_value="", description="model, labels or none; empty: config's"),
             OpaqueFunction(function=_nodes),
         ]
     )
 
 
 def _nodes(context: LaunchContext) -> list[Node]:
-    names = ("sensor", "model", "weights", "config", "bag", "use_sim_time", "rviz", "camera")
+    names = ("sensor", "model", "weights", "config", "bag", "use_sim_time", "rviz", "camera", "sim", "segmenter")
     values = {name: LaunchConfiguration(name).perform(context) for name in names}
     actions = []
     for spec in plan_graph(values):

@@ -57,9 +57,21 @@ def _cmd_viz(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from perception_ws.demo import run_demo
+    if args.real:  # the offline summary of the real sample frames
+        from perception_ws.demo import run_demo
 
-    return run_demo(data=args.data, out=Path(args.out), max_frames=args.frames)
+        return run_demo(data=args.real, out=Path(args.out), max_frames=args.frames or 2)
+    from perception_ws.demo_live import DemoOptions, run_live_demo
+
+    options = DemoOptions(
+        out=Path(args.out),
+        frames=args.frames or 30,
+        seed=args.seed,
+        columns=args.columns,
+        camera=not args.no_camera,
+        segmenter=args.segmenter,
+    )
+    return run_live_demo(options)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -106,10 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("--fov", type=float, default=None, help="horizontal field of view in degrees (default 360)")
     viz.set_defaults(handler=_cmd_viz)
 
-    demo = sub.add_parser("demo", help="run what exists end to end on real frames and print a summary")
-    demo.add_argument("--data", default=None, help="folder of real data (default: ../shared/data/real)")
-    demo.add_argument("--out", default="out/demo", help="folder for pictures and the summary (default out/demo)")
-    demo.add_argument("--frames", type=int, default=2, help="frames per source (default 2)")
+    demo = sub.add_parser(
+        "demo", help="the live graph (simulator -> perception -> fusion over loopback DDS), recorded and summarised"
+    )
+    demo.add_argument("--out", default="out/demo", help="folder for the bag, pictures and summary (default out/demo)")
+    demo.add_argument("--frames", type=int, default=None, help="simulated frames (default 30; --real: 2 per source)")
+    demo.add_argument("--seed", type=int, default=0, help="simulated street (default 0)")
+    demo.add_argument("--columns", type=int, default=2048, help="LiDAR columns per turn (default 2048)")
+    demo.add_argument("--no-camera", action="store_true", help="no simulated camera and no fusion node")
+    demo.add_argument("--segmenter", default="auto", choices=("auto", "model", "labels", "none"),
+                      help="auto (default): the trained model if weights load, else ground-truth labels")  # fmt: skip
+    demo.add_argument("--real", "--data", dest="real", default=None, metavar="DIR",
+                      help="instead: the offline summary of the real sample frames in DIR")  # fmt: skip
     demo.set_defaults(handler=_cmd_demo)
 
     replay = sub.add_parser("replay", help="publish a bag over ROS 2 with its original timing and /clock")
@@ -136,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the node graph of launch/perception.launch.py without ros2 launch")
     add_arguments(run)
     run.set_defaults(handler=_cmd_run)
+
+    from perception_ws.cli_sim import add_sim_parser  # standard library only, like launch_graph
+
+    add_sim_parser(sub)
+
+    from perception_ws.cli_eval import add_eval_parser  # standard library only
+
+    add_eval_parser(sub)
+
+    from perception_ws.cli_train import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

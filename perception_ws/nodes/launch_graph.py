@@ -43,12 +43,21 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("use_sim_time", "false", "true: every node follows /clock (set it with bag)"),
     LaunchArgument("rviz", "false", "true: start RViz2 with launch/perception.rviz"),
     LaunchArgument("camera", "false", "true: start the camera-fusion node"),
+    LaunchArgument("sim", "false", "true: start the simulator node (scans, camera, ground truth) as the input"),
+    LaunchArgument("segmenter", "", "segmenter kind: model, labels or none; empty: segmenter.kind of the config file"),
 )
 #: launch argument -> the perception node parameter it overrides when not empty.
-PARAMETER_ARGUMENTS = {"sensor": "sensor.model", "model": "segmenter.model", "weights": "segmenter.weights"}
+PARAMETER_ARGUMENTS = {
+    "sensor": "sensor.model",
+    "model": "segmenter.model",
+    "weights": "segmenter.weights",
+    "segmenter": "segmenter.kind",
+}
 PERCEPTION_NODE = "perception_node"
 FUSION_NODE = "fusion_node"
 FUSION_MODULE = "perception_ws.nodes.fusion_node"
+SIM_NODE = "sim_node"
+SIM_MODULE = "perception_ws.nodes.sim_node"
 #: how long a stopping child gets after SIGINT, then after SIGTERM.
 STOP_GRACE_S = (10.0, 5.0)
 
@@ -104,10 +113,16 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
             required=True,
         )
     ]
+    simulate = _flag(args, "sim")
+    if simulate:
+        nodes.append(NodeSpec(SIM_NODE, module=SIM_MODULE, params_file=config, parameters={"use_sim_time": False}))
     if _flag(args, "camera"):
-        nodes.append(
-            NodeSpec(FUSION_NODE, module=FUSION_MODULE, params_file=config, parameters={"use_sim_time": sim_time})
-        )
+        fusion: dict[str, Any] = {"use_sim_time": sim_time}
+        if simulate:  # the simulated camera's mounting (fixed), so the fusion node needs no calibration file
+            from perception_ws.sim.stream import sim_camera_extrinsic
+
+            fusion["calibration.extrinsic"] = sim_camera_extrinsic()
+        nodes.append(NodeSpec(FUSION_NODE, module=FUSION_MODULE, params_file=config, parameters=fusion))
     if args["bag"]:
         nodes.append(NodeSpec("replay", module="perception_ws.cli", arguments=("replay", args["bag"])))
     if _flag(args, "rviz"):
@@ -119,6 +134,8 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
 
 
 def _parameter_value(value: Any) -> str:
+    if isinstance(value, list | tuple):  # a YAML list, as ``-p key:=[1.0, 2.0]`` takes it
+        return "[" + ", ".join(_parameter_value(v) for v in value) + "]"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

@@ -1,0 +1,239 @@
+"""`perception demo`: the live ROS 2 graph on simulated data, end to end, over real DDS on loopback.
+
+The simulator node (:mod:`perception_ws.nodes.sim_node`) publishes ``frames`` scans (and camera images)
+of a procedural street; the perception node labels them and returns detections and tracks; the
+camera-fusion node draws them on the image. Every node is its own process, all on one local DDS
+domain (:mod:`perception_ws.ros_env`). This process records the graph's outputs to MCAP while it runs
+(:class:`perception_ws.nodes.record.Recorder`), then reads the bag back for the summary and the
+pictures (:mod:`perception_ws.demo_report`).
+
+Segmenter: the trained network when ``perception_ws.models.load_weights(None)`` finds shipped weights,
+else the 'labels' segmenter reading the simulator's ground-truth ``label`` field (the rest of the
+pipeline, detection and tracking, runs the same either way); the summary says which one ran.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from perception_ws.errors import PerceptionError
+from perception_ws.nodes.launch_graph import (
+    FUSION_MODULE,
+    FUSION_NODE,
+    PERCEPTION_NODE,
+    SIM_MODULE,
+    SIM_NODE,
+    NodeSpec,
+    _stop_all,
+    command_of,
+    share_path,
+)
+from perception_ws.nodes.record import OUTPUT_TYPES, Recorder, bag_destination, register_project_types
+
+#: topics recorded besides the perception node's outputs (the simulator's ground truth, the fusion overlay).
+GROUND_TRUTH_TOPIC = "/sim/ground_truth/boxes"
+OVERLAY_TOPIC = "/fusion/overlay"
+#: longest wait for the nodes to come up, and for the last results once the simulator has finished.
+STARTUP_TIMEOUT_S = 90.0
+DRAIN_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: Path
+    frames: int = 30
+    seed: int = 0
+    columns: int = 2048
+    rate_hz: float = 10.0
+    camera: bool = True
+    #: auto: the trained model if weights load, else the labels segmenter; or model / labels / none.
+    segmenter: str = "auto"
+    pictures: int = 3
+
+
+@dataclass(frozen=True)
+class SegmenterChoice:
+    kind: str
+    model: str | None  # the network's name (segmenter.model) when kind is 'model'
+    reason: str
+
+
+def choose_segmenter(requested: str = "auto") -> SegmenterChoice:
+    """The segmenter the demo runs: see the module doc."""
+    if requested in ("labels", "none"):
+        return SegmenterChoice(requested, None, "as requested")
+    if requested not in ("auto", "model"):
+        raise PerceptionError(f"demo segmenter {requested!r}: expected auto, model, labels or none")
+    try:
+        from perception_ws.models import load_weights
+
+        network = load_weights(None)
+    except (ImportError, PerceptionError, OSError) as err:
+        if requested == "model":
+            raise PerceptionError(f"demo segmenter 'model': the shipped weights do not load: {err}") from err
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return SegmenterChoice("labels", None, f"no trained weights load ({why}); using ground-truth labels")
+    name = str(getattr(network, "name", "squeezesegv2"))
+    return SegmenterChoice("model", name, "the shipped trained weights")
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` = ``env`` inside the block (rclpy reads it at init), restored after."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[NodeSpec]:
+    """The demo's nodes: perception (and fusion) first, the simulator last (it starts publishing at once)."""
+    from perception_ws.sim.stream import sim_camera_extrinsic
+
+    config = str(share_path("config", "perception.yaml"))
+    perception: dict[str, Any] = {"segmenter.kind": segmenter.kind}
+    if segmenter.model:
+        perception["segmenter.model"] = segmenter.model
+    nodes = [NodeSpec(PERCEPTION_NODE, module="perception_ws.nodes.perception_node", params_file=config,
+                      parameters=perception, required=True)]  # fmt: skip
+    if options.camera:
+        fusion = {"calibration.extrinsic": sim_camera_extrinsic()}
+        nodes.append(NodeSpec(FUSION_NODE, module=FUSION_MODULE, params_file=config, parameters=fusion))
+    sim = {
+        "run.max_frames": options.frames,
+        "run.wait_for_subscribers_s": STARTUP_TIMEOUT_S,  # every frame reaches the graph, the first one too
+        "scene.seed": options.seed,
+        "sensor.columns": options.columns,
+        "sensor.rate_hz": float(options.rate_hz),
+        "camera.enabled": options.camera,
+    }
+    nodes.append(NodeSpec(SIM_NODE, module=SIM_MODULE, params_file=config, parameters=sim))
+    return nodes
+
+
+def recorded_topics(camera: bool) -> dict[str, str | None]:
+    from perception_ws.config import PerceptionConfig
+
+    topics = PerceptionConfig().topics
+    out: dict[str, str | None] = {f"/{getattr(topics, key)}".replace("//", "/"): t for key, t in OUTPUT_TYPES.items()}
+    out[GROUND_TRUTH_TOPIC] = "perception_ws/msg/Detection3DArray"
+    if camera:
+        out[OVERLAY_TOPIC] = "sensor_msgs/msg/Image"
+    return out
+
+
+def run_live_demo(options: DemoOptions) -> int:
+    """Run the graph, record it, write pictures and the summary under ``options.out``; exit status."""
+    from perception_ws.demo_report import report
+    from perception_ws.ros_env import DOMAIN_ID_OVERRIDE, local_dds_env
+
+    if options.frames < 1:
+        raise PerceptionError(f"demo frames = {options.frames}; expected at least 1")
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    bag_path = out / "demo.mcap"
+    if bag_path.exists():
+        bag_path.unlink()  # the demo's own output from an earlier run
+    segmenter = choose_segmenter(options.segmenter)
+    print(f"demo: segmenter '{segmenter.kind}'" + (f" ({segmenter.model})" if segmenter.model else "") +
+          f": {segmenter.reason}", flush=True)  # fmt: skip
+    env = local_dds_env()
+    env[DOMAIN_ID_OVERRIDE] = env["ROS_DOMAIN_ID"]
+    print(f"demo: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} (loopback only), logs in {env['ROS_LOG_DIR']}", flush=True)
+    nodes = plan_demo_graph(options, segmenter)
+    started = time.perf_counter()
+    with _environment(env):
+        counts, exits = _run_and_record(nodes, env, bag_path, options)
+    wall_s = time.perf_counter() - started
+    failed = {name: code for name, code in exits.items() if code not in (0, None)}
+    if failed:
+        raise PerceptionError(f"demo: node(s) failed: {failed}; their logs are in {env['ROS_LOG_DIR']}")
+    return report(bag_path, out, options, segmenter, counts, wall_s)
+
+
+def _run_and_record(
+    nodes: list[NodeSpec], env: dict[str, str], bag_path: Path, options: DemoOptions
+) -> tuple[dict[str, int], dict[str, int | None]]:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from perception_ws.io.bag import BagWriter
+
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+    try:
+        with bag_destination(bag_path) as destination, BagWriter(destination, "mcap") as bag:
+            register_project_types(bag.typestore)
+            node = Node("demo_recorder", context=context)
+            recorder = Recorder(node, bag, recorded_topics(options.camera))
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            for spec in nodes[:-1]:
+                children[spec.name] = subprocess.Popen(command_of(spec), env=env, start_new_session=True)
+            _spin_until(executor, lambda: _ready(node, options.camera), STARTUP_TIMEOUT_S, children, "nodes up")
+            sim = nodes[-1]
+            children[sim.name] = subprocess.Popen(command_of(sim), env=env, start_new_session=True)
+            detections = next(t for t in recorder.counts if t.endswith("/detections"))
+            with tqdm(total=options.frames, desc="demo frames", unit="frame") as bar:
+
+                def progress() -> bool:
+                    if recorder.counts[detections] > bar.n:
+                        bar.update(recorder.counts[detections] - bar.n)
+                    return children[sim.name].poll() is not None
+
+                _spin_until(executor, progress, STARTUP_TIMEOUT_S + options.frames * 5.0, children, "the simulator")
+                # the last frames' results: until every published frame is answered or nothing comes any more
+                last, quiet_since = -1, time.monotonic()
+                deadline = time.monotonic() + DRAIN_TIMEOUT_S
+                while time.monotonic() < deadline and time.monotonic() - quiet_since < 3.0:
+                    executor.spin_once(timeout_sec=0.1)
+                    done = recorder.counts[detections]
+                    if done != last:
+                        last, quiet_since = done, time.monotonic()
+                    if done >= recorder.counts[GROUND_TRUTH_TOPIC]:
+                        break
+                bar.update(max(0, recorder.counts[detections] - bar.n))
+            node.destroy_node()
+    finally:
+        exits = {name: child.poll() for name, child in children.items()}
+        _stop_all(list(children.values()))
+        rclpy.try_shutdown(context=context)
+    return dict(recorder.counts), exits
+
+
+def _ready(node: Any, camera: bool) -> bool:
+    """The perception node (and the fusion node) have subscribed to the simulator's topics."""
+    from perception_ws.sim.stream_config import SimConfig
+
+    topics = SimConfig().topics
+    if node.count_subscribers(topics.points) < 1:
+        return False
+    return not camera or node.count_subscribers(topics.image) >= 1
+
+
+def _spin_until(
+    executor: Any, condition: Any, timeout_s: float, children: dict[str, subprocess.Popen[bytes]], what: str
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        ended = {name: child.poll() for name, child in children.items() if child.poll() not in (None, 0)}
+        if ended:
+            raise PerceptionError(f"demo: {', '.join(f'{n} exited with {c}' for n, c in ended.items())} ({what})")
+        if time.monotonic() > deadline:
+            raise PerceptionError(f"demo: timed out after {timeout_s:.0f} s waiting for {what}")
+        executor.spin_once(timeout_sec=0.1)

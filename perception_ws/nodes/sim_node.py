@@ -1,0 +1,234 @@
+"""The simulator node: a thin ROS 2 shell over :class:`perception_ws.sim.stream.SimStream`.
+
+Out, every ``1 / sensor.rate_hz`` seconds: the LiDAR sweep as a PointCloud2 (fields x y z intensity ring
+label instance; ``label`` is the KITTI-3 ground truth, ``instance`` the actor id; SensorData QoS), the
+ground-truth boxes as a perception_ws/Detection3DArray (reliable; ``track_id`` = instance), the camera
+Image (rgb8) and CameraInfo (SensorData QoS; ``camera.enabled``), /clock at each frame's stamp
+(``clock.publish``), and diagnostics (achieved rate; ``processing_ms``: the rendering, ``latency_ms``:
+tick to publication; ``frames_dropped``: skipped ticks).
+
+Static transforms: tf2_msgs is not among the pip ROS 2 wheels, so /tf_static is not published. The
+mounting is reported as read-only parameters instead, one per transform,
+``transforms.<parent>_to_<child>`` = ``[x, y, z, qx, qy, qz, qw]`` (the child frame's pose in the parent
+frame): ``base_link_to_lidar`` and ``lidar_to_camera`` with the default frame names
+(``ros2 param get /sim_node transforms.lidar_to_camera``).
+
+Timing: a timer ticks at the sensor rate and hands the tick to a worker thread through a one-item
+mailbox (:mod:`.latest`); the worker renders and publishes. A tick that comes while a frame is still
+being rendered waits in the mailbox, and a later one replaces it (counted as skipped): the stream
+runs at the rendering speed when that is slower than the rate, never building a queue.
+
+Run: ``python -m perception_ws.nodes.sim_node --ros-args --params-file config/perception.yaml``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from perception_ws.cloud import to_msg
+from perception_ws.config import declare_schema_parameters
+from perception_ws.errors import PerceptionError
+from perception_ws.labels import KITTI3
+from perception_ws.msg import Detection3DArray
+from perception_ws.nodes.conversions import detections_msg
+from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
+from perception_ws.nodes.image_intake import image_msg
+from perception_ws.nodes.issues import IssueLog
+from perception_ws.nodes.latest import LatestSlot
+from perception_ws.nodes.qos import output_qos, sensor_input_qos
+from perception_ws.sim.stream import SimFrame, SimStream
+from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
+
+_WORKER_JOIN_S = 10.0
+#: queue depth of the SensorData publishers (best effort: a late scan is worth nothing).
+_SENSOR_DEPTH = 2
+
+
+class SimNode(Node):
+    """See the module doc. ``defaults`` replace the schema's defaults (parameters still override them)."""
+
+    def __init__(
+        self,
+        *,
+        context: Context | None = None,
+        defaults: SimConfig | None = None,
+        node_name: str = SIM_NODE_NAME,
+        cli_args: Sequence[str] | None = None,
+    ) -> None:
+        self._slot: LatestSlot[int] = LatestSlot()
+        self._worker: threading.Thread | None = None
+        super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
+        self.config = c = declare_schema_parameters(self, defaults or SimConfig())
+        self.stream = SimStream(c)
+        for transform in self.stream.static_transforms():
+            self.declare_parameter(
+                f"transforms.{transform.parent}_to_{transform.child}",
+                transform.values(),
+                ParameterDescriptor(
+                    description=f"pose of {transform.child} in {transform.parent}: x y z (m), qx qy qz qw",
+                    read_only=True,
+                ),
+            )
+        sensor_qos, depth = sensor_input_qos(_SENSOR_DEPTH), c.run.output_depth
+        self.points_pub = self.create_publisher(PointCloud2, c.topics.points, sensor_qos)
+        self.boxes_pub = self.create_publisher(Detection3DArray, c.topics.boxes, output_qos(depth))
+        camera_on = c.camera.enabled
+        self.image_pub = self.create_publisher(Image, c.topics.image, sensor_qos) if camera_on else None
+        self.info_pub = self.create_publisher(CameraInfo, c.topics.camera_info, sensor_qos) if camera_on else None
+        self.clock_pub = self.create_publisher(Clock, "/clock", output_qos(1)) if c.clock.publish else None
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, c.topics.diagnostics, output_qos(depth))
+        self.stats = NodeStats()
+        self.issues = IssueLog(self.get_logger().warning, "frame")
+        #: set once run.max_frames frames are out; main() then ends the process.
+        self.finished = threading.Event()
+        self.published = 0
+        self._first_ns = self._last_ns = 0  # monotonic times of the first and the latest frame out
+        self._start_ns = time.time_ns()
+        self._start_mono_ns = time.monotonic_ns()
+        self._worker = threading.Thread(target=self._work, name=f"{node_name}_worker", daemon=True)
+        self._worker.start()
+        self.create_timer(self.stream.period_s, self._tick)
+        self.create_timer(c.run.diagnostics_period_s, self.publish_diagnostics)
+        camera = f", camera {c.camera.downscale}x downscaled" if c.camera.enabled else ", no camera"
+        self.get_logger().info(
+            f"simulating seed {c.scene.seed}: {c.sensor.model} x {c.sensor.columns} columns at {c.sensor.rate_hz} Hz "
+            f"on {self.points_pub.topic_name}{camera}, clock {c.clock.mode}, motion {c.scene.motion}"
+        )
+
+    # -- timer: hand the tick to the worker (a tick still waiting is replaced: skipped) ------------
+
+    def _tick(self) -> None:
+        if not self.finished.is_set():
+            self.stats.frame_received()
+            self._slot.put(time.monotonic_ns())
+
+    @property
+    def ticks_skipped(self) -> int:
+        return self._slot.dropped
+
+    # -- worker: render, then publish ------------------------------------------------------------
+
+    def _work(self) -> None:
+        self._wait_for_subscribers(self.config.run.wait_for_subscribers_s)
+        while (tick_ns := self._slot.take()) is not None:
+            if self.finished.is_set():  # a tick that was waiting when the last frame went out
+                continue
+            try:
+                self.publish_frame(tick_ns)
+            except Exception as err:  # a bug, or publishing while shutting down: counted, logged once per type
+                self.stats.frame_failed()
+                self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
+
+    def _wait_for_subscribers(self, timeout_s: float) -> None:
+        """Hold the first frame until every sensor topic is subscribed (a recording that must be complete)."""
+        publishers = [p for p in (self.points_pub, self.image_pub) if p is not None]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(p.get_subscription_count() < 1 for p in publishers):
+            time.sleep(0.05)
+        if timeout_s > 0 and any(p.get_subscription_count() < 1 for p in publishers):
+            self.get_logger().warning(f"no subscriber on every sensor topic after {timeout_s:g} s; starting anyway")
+        self._slot.take(timeout_s=0.0)  # the ticks that came while waiting are not frames to catch up on
+        self._start_ns, self._start_mono_ns = time.time_ns(), time.monotonic_ns()  # scene time 0 is now
+
+    def publish_frame(self, tick_ns: int) -> SimFrame:
+        """Render the next frame for the tick at monotonic ``tick_ns`` and publish everything of it."""
+        index = self.published
+        elapsed_s = (tick_ns - self._start_mono_ns) / 1e9
+        frame = self.stream.frame(index, self.stream.scene_time(index, elapsed_s))
+        stamp = _time(self.stream.stamp_ns(index, time.time_ns(), self._start_ns))
+        c = self.config
+        lidar_header = Header(stamp=stamp, frame_id=c.frames.lidar)
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=stamp))
+        self.points_pub.publish(to_msg(frame.points, header=lidar_header))
+        self.boxes_pub.publish(detections_msg(lidar_header, frame.boxes, KITTI3))
+        if frame.camera is not None and self.image_pub is not None and self.info_pub is not None:
+            camera_header = Header(stamp=stamp, frame_id=c.frames.camera)
+            self.image_pub.publish(image_msg(camera_header, frame.camera.rgb))
+            self.info_pub.publish(CameraInfo(header=camera_header, **frame.camera.camera_info()))
+        self.published += 1
+        self._first_ns = self._first_ns or time.monotonic_ns()
+        self._last_ns = time.monotonic_ns()
+        # "latency": how far behind its tick a frame went out; "processing": the rendering alone
+        self.stats.frame_processed((time.monotonic_ns() - tick_ns) / 1e6, frame.render_ms, {})
+        if c.run.max_frames and self.published >= c.run.max_frames:
+            self.finished.set()
+        return frame
+
+    # -- diagnostics, shutdown -------------------------------------------------------------------
+
+    def achieved_rate_hz(self) -> float:
+        """Frames per second between the first frame out and the latest (0 before two frames)."""
+        if self.published < 2:
+            return 0.0
+        return (self.published - 1) / max((self._last_ns - self._first_ns) / 1e9, 1e-9)
+
+    def publish_diagnostics(self) -> None:
+        report = self.stats.report(self.ticks_skipped, self.issues.counts(), 0)
+        name = f"{self.get_name()}: simulator"
+        stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(diagnostics_msg(stamp, name, self.config.sensor.model, report))
+
+    def summary(self) -> str:
+        return (
+            f"published {self.published} frames at {self.achieved_rate_hz():.2f} Hz "
+            f"(target {self.config.sensor.rate_hz:g} Hz), {self.ticks_skipped} ticks skipped while rendering"
+        )
+
+    def destroy_node(self) -> None:
+        """Stop the worker (after the frame it is on), then the node."""
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=_WORKER_JOIN_S)
+        super().destroy_node()
+
+
+def _time(stamp_ns: int) -> Time:
+    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m perception_ws.nodes.sim_node [--ros-args ...]``; exit status 1 on a configuration
+    error (one line saying what is wrong). Ends by itself after ``run.max_frames`` frames when that is set."""
+    rclpy.init(args=list(args) if args is not None else None)
+    try:
+        node = SimNode()
+    except PerceptionError as err:
+        rclpy.logging.get_logger(SIM_NODE_NAME).fatal(str(err))
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok() and not node.finished.is_set():
+            executor.spin_once(timeout_sec=0.1)
+        if node.finished.is_set():  # let the last frame's reliable messages be acknowledged
+            end = time.monotonic() + 1.0
+            while rclpy.ok() and time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.get_logger().info(node.summary())
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

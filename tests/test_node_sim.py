@@ -1,0 +1,117 @@
+"""The simulator node over real DDS on loopback: its clouds reach the perception node, which labels them and
+finds the simulated objects; its ground truth, /clock and reported mounting; the live demo end to end; the
+graph of `perception run --sim true`."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.context import Context
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import PointCloud2
+
+from perception_ws.cloud import from_msg
+from perception_ws.config import PerceptionConfig
+from perception_ws.demo_live import DemoOptions, run_live_demo
+from perception_ws.labels import KITTI3
+from perception_ws.msg import Detection3DArray
+from perception_ws.nodes.fusion_node import detection_boxes
+from perception_ws.nodes.launch_graph import command_of, plan_graph
+from perception_ws.nodes.perception_node import PerceptionNode
+from perception_ws.nodes.qos import output_qos, sensor_input_qos
+from perception_ws.nodes.sim_node import SimNode
+from perception_ws.sim.stream import sim_camera_extrinsic
+from perception_ws.sim.stream_config import SimConfig
+from tests.test_node_perception import Spinner, wait_for
+
+CAR = KITTI3.id_of("car")
+
+
+@pytest.mark.dds
+def test_simulated_clouds_come_back_labelled_with_the_simulated_objects(ros_context: Context) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"points": f"sim_points_{suffix}", "boxes": f"sim_boxes_{suffix}"}
+    sim_config = SimConfig().replace(
+        **{"sensor.columns": 1024, "camera.enabled": False, "clock.mode": "sim", "topics.points": topics["points"]},
+        **{"topics.boxes": topics["boxes"]},
+    )
+    config = PerceptionConfig().replace(
+        **{"segmenter.kind": "labels", "topics.input": topics["points"], "detection.eps_m": 0.6},
+        **{"detection.min_samples": 8, "topics.detections": f"dets_{suffix}", "topics.labelled_cloud": f"lab_{suffix}"},
+    )
+    perception = PerceptionNode(context=ros_context, defaults=config)
+    listener = rclpy.create_node("listener", context=ros_context)
+    got: dict[str, dict[tuple[int, int], Any]] = {"points": {}, "truth": {}, "dets": {}, "labelled": {}, "clock": {}}
+
+    def keep(key: str) -> Any:
+        def callback(msg: Any) -> None:
+            stamp = msg.clock if key == "clock" else msg.header.stamp
+            got[key][(stamp.sec, stamp.nanosec)] = msg
+
+        return callback
+
+    listener.create_subscription(PointCloud2, topics["points"], keep("points"), sensor_input_qos(5))
+    listener.create_subscription(Detection3DArray, topics["boxes"], keep("truth"), output_qos(20))
+    listener.create_subscription(Detection3DArray, config.topics.detections, keep("dets"), output_qos(20))
+    listener.create_subscription(PointCloud2, config.topics.labelled_cloud, keep("labelled"), output_qos(20))
+    listener.create_subscription(Clock, "/clock", keep("clock"), output_qos(20))
+
+    def answered() -> list[tuple[int, int]]:
+        return sorted(set(got["points"]) & set(got["truth"]) & set(got["dets"]) & set(got["labelled"]))
+
+    with Spinner(ros_context, perception, listener):
+        sim = SimNode(context=ros_context, defaults=sim_config)
+        try:
+            with Spinner(ros_context, sim):
+                wait_for(lambda: len(answered()) >= 3, "three simulated frames answered by the perception node", 120)
+        finally:
+            sim.destroy_node()
+            perception.destroy_node()
+    assert sim.published >= 3 and sim.get_parameter("transforms.base_link_to_lidar").value[2] == pytest.approx(1.73)
+    for stamp in answered():
+        sent, labelled = from_msg(got["points"][stamp]), from_msg(got["labelled"][stamp])
+        assert sent.dtype.names == ("x", "y", "z", "intensity", "ring", "label", "instance")
+        assert got["points"][stamp].header.frame_id == "lidar" and stamp in got["clock"]
+        assert np.array_equal(labelled["label"], sent["label"])  # the labels segmenter read the ground truth
+        xyz = np.stack([sent["x"], sent["y"], sent["z"]], axis=1).astype(np.float64)
+        truth, detections = detection_boxes(got["truth"][stamp]), detection_boxes(got["dets"][stamp])
+        # an actor's points lie in its box (range noise, ~2 cm, moves a rare one a little further out)
+        assert all(box.contains(xyz[sent["instance"] == box.track_id], margin=0.1).mean() > 0.98 for box in truth)
+        cars = np.array([d.center for d in detections if d.label == CAR]).reshape(-1, 3)
+        big = [box for box in truth if box.label == CAR and box.num_points >= 100]
+        assert big and all(box.contains(cars, margin=0.5).any() for box in big)
+    # sim clock: one period between consecutive frames' stamps
+    stamps = sorted(got["truth"])
+    steps = {round((b[0] - a[0]) + (b[1] - a[1]) / 1e9, 3) for a, b in itertools.pairwise(stamps)}
+    assert steps == {0.1}
+
+
+@pytest.mark.dds
+def test_demo_runs_the_live_graph_end_to_end(local_env: dict[str, str], tmp_path: Path) -> None:
+    options = DemoOptions(out=tmp_path / "demo", frames=4, columns=512, segmenter="labels", pictures=1)
+    assert run_live_demo(options) == 0
+    summary = (options.out / "summary.txt").read_text()
+    answered = re.search(r"frames answered\s+(\d+) of (\d+)", summary)
+    assert answered and 1 <= int(answered[1]) <= int(answered[2]) == 4, summary
+    assert "segmenter            labels" in summary and re.search(r"latency stamp->dets\s+p50 \d+", summary)
+    assert (options.out / "demo.mcap").stat().st_size > 0
+    assert list(options.out.glob("frame_*.png")) and list(options.out.glob("overlay_*.png")), summary
+
+
+def test_run_with_sim_starts_the_simulator_and_calibrates_the_fusion_node() -> None:
+    nodes = {n.name: n for n in plan_graph({"sim": "true", "camera": "true", "segmenter": "labels"})}
+    assert list(nodes) == ["perception_node", "sim_node", "fusion_node"]
+    assert nodes["perception_node"].parameters["segmenter.kind"] == "labels"
+    command = command_of(nodes["fusion_node"])
+    extrinsic = command[command.index("-p", command.index("--params-file")) + 1 :]
+    values = next(arg for arg in extrinsic if arg.startswith("calibration.extrinsic:="))
+    assert [float(v) for v in values.split(":=")[1].strip("[]").split(",")] == sim_camera_extrinsic()
+    assert command_of(nodes["sim_node"])[:3] == [sys.executable, "-m", "perception_ws.nodes.sim_node"]
