@@ -1,0 +1,55 @@
+"""Turn a training checkpoint into the shipped default weights, scored on the real frames.
+
+    .venv/bin/python scripts/ship_weights.py CHECKPOINT [--real DIR] [--out perception_ws/models/weights/default.pt]
+
+The manifest records the model config, the training run (data, steps, settings from the checkpoint) and the
+scores of ``perception eval`` on every labelled real source, so the numbers travel with the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from perception_ws.evaluation import evaluate
+from perception_ws.models import model_from_config, save_weights
+from perception_ws.training.checkpoint import load_checkpoint
+
+SOURCES = ("kitti_squeezeseg", "kitti_object", "semantickitti")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/real")
+    parser.add_argument("--out", type=Path, default=Path("perception_ws/models/weights/default.pt"))
+    parser.add_argument("--machine", default="", help="where it was trained, for the manifest")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    state = load_checkpoint(args.checkpoint)
+    model = model_from_config(state["model_config"])
+    model.load_state_dict(state["model"])
+    model.eval()
+    scores = {}
+    for name in SOURCES:
+        result = evaluate(model, args.real / name, progress=True)
+        print(result.table())
+        scores[name] = result.to_json()
+    config = state["config"]
+    training = {
+        "data": "simulated only (rendered on the fly; no real scan in training)",
+        "steps": int(state["step"]),
+        "batch_size": config["batch_size"],
+        "samples_seen": int(state["step"]) * int(config["batch_size"]),
+        "settings": config,
+        "machine": args.machine,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    path = save_weights(model, args.out, training=training, scores=scores)
+    print(f"wrote {path} and its manifest")
+
+
+if __name__ == "__main__":
+    main()
