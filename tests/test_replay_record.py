@@ -102,7 +102,9 @@ def test_replay_keeps_messages_headers_and_timing(
     arrivals = np.array([t for t, _ in clouds])
     expected_span = (len(scans) - 1) * PERIOD_S / RATE  # 0.8 s
     assert 0.7 * expected_span < arrivals[-1] - arrivals[0] < expected_span + 0.5
-    assert np.all(np.diff(arrivals) > 0.3 * PERIOD_S / RATE)
+    # paced, not dumped: the typical gap is near the bag's (one callback delayed by a busy machine can
+    # make a single pair of arrivals close, so the median is judged, not every gap)
+    assert np.median(np.diff(arrivals)) > 0.5 * PERIOD_S / RATE
     # /clock follows the bag's time and reaches its last message
     assert clocks and min(clocks) >= start_ns and max(clocks) == scans[-1].stamp_ns
     assert clocks == sorted(clocks)
