@@ -14,7 +14,6 @@ node, the CLI and the benchmarks, so what is measured is what runs. No ROS in he
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -290,20 +289,14 @@ def make_segmenter(
 def load_network(config: PerceptionConfig) -> nn.Module:
     """The trained network of ``segmenter.model`` from ``segmenter.weights`` (empty: the shipped default).
 
-    Loading, checksums and the manifest belong to :mod:`perception_ws.models`; this asks it for
-    ``load_weights(path_or_None, device=...)``. Without a loader or weights, one WeightsError says what to do.
+    Loading, checksums and the manifest belong to :func:`perception_ws.models.load_weights`; a missing or
+    refused file gives one WeightsError that says what to do.
     """
+    from perception_ws.models import load_weights  # torch-heavy: imported when a model is wanted
+
     settings = config.segmenter
-    models = importlib.import_module("perception_ws.models")
-    loader = getattr(models, "load_weights", None)
-    if loader is None:
-        raise WeightsError(
-            f"segmenter.kind 'model' needs trained weights for {settings.model!r}, but this version ships none "
-            "and has no weights loader; set segmenter.kind to 'labels' (the input carries a class-id field) or "
-            "'none'"
-        )
     try:
-        network = loader(settings.weights or None, device=settings.device)
+        network = load_weights(settings.weights or None, device=settings.device)
     except WeightsError as error:
         if settings.weights:
             raise

@@ -274,7 +274,7 @@ def test_latest_slot_keeps_only_the_newest_item() -> None:
     ("params", "message"),
     [
         ({"sensor": {"widht": 1024}}, "unknown key 'sensor.widht'; did you mean 'sensor.width'"),
-        ({}, "segmenter.kind 'model' needs trained weights"),
+        ({"segmenter": {"weights": "/nonexistent/w.pt"}}, "/nonexistent/w.pt: no such weights file"),
     ],
 )
 def test_the_entry_point_exits_with_one_line_on_a_bad_start(

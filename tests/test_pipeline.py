@@ -148,9 +148,17 @@ def test_no_segmenter_finds_nothing(semantic_scan: Scan) -> None:
     assert not result.labels.any() and result.detections == [] and result.live_tracks == []
 
 
-def test_model_segmenter_without_weights_says_what_to_do() -> None:
-    with pytest.raises(WeightsError, match=r"segmenter\.kind to 'labels'"):
-        Pipeline(PerceptionConfig())
+def test_the_default_config_runs_the_shipped_weights() -> None:
+    pipeline = Pipeline(PerceptionConfig())
+    network = pipeline.segmenter.network
+    assert network.name == "squeezesegv2" and network.crf is not None and not network.training
+
+
+def test_missing_or_mismatched_weights_are_refused_by_name() -> None:
+    with pytest.raises(WeightsError, match=r"/nonexistent/w\.pt: no such weights file"):
+        Pipeline(PerceptionConfig().replace(**{"segmenter.weights": "/nonexistent/w.pt"}))
+    with pytest.raises(WeightsError, match=r"hold a 'squeezesegv2' network, but segmenter\.model is 'squeezeseg'"):
+        Pipeline(PerceptionConfig().replace(**{"segmenter.model": "squeezeseg"}))
 
 
 def test_a_real_network_runs_through_every_stage(real_data: Path) -> None:
