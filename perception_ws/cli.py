@@ -70,6 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         columns=args.columns,
         camera=not args.no_camera,
         segmenter=args.segmenter,
+        real_time_factor=args.real_time_factor,
     )
     return run_live_demo(options)
 
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="simulated street (default 0)")
     demo.add_argument("--columns", type=int, default=2048, help="LiDAR columns per turn (default 2048)")
     demo.add_argument("--no-camera", action="store_true", help="no simulated camera and no fusion node")
+    demo.add_argument("--real-time-factor", type=float, default=None, metavar="F",
+                      help="simulator pace, 0 < F <= 1 (default: 0.1 with the model on CPU, else 1)")  # fmt: skip
     demo.add_argument("--segmenter", default="auto", choices=("auto", "model", "labels", "none"),
                       help="auto (default): the trained model if weights load, else ground-truth labels")  # fmt: skip
     demo.add_argument("--real", "--data", dest="real", default=None, metavar="DIR",

@@ -33,6 +33,7 @@ import yaml
 from perception_ws.calib.sensors import SensorModel, load_sensor
 from perception_ws.errors import PerceptionError, SensorError
 from perception_ws.instances.config import (
+    THESIS_CLUSTER,
     BoxMethod,
     ClusterConfig,
     ClusterParams,
@@ -112,8 +113,10 @@ class SegmenterConfig:
 @dataclass(frozen=True)
 class DetectionConfig:
     classes: tuple[str, ...] = _doc((), "class names to detect; empty: the class set's object classes")
-    eps_m: float = _doc(ClusterParams.eps_m, "DBSCAN radius, metres")
-    min_samples: int = _doc(ClusterParams.min_points, "DBSCAN core point neighbours (the point counts)")
+    eps_m: float = _doc(THESIS_CLUSTER.eps_m, "DBSCAN radius of classes other than car, metres (measured: 0.5)")
+    min_samples: int = _doc(THESIS_CLUSTER.min_points, "DBSCAN core neighbours, the point counts (measured: 10)")
+    car_eps_m: float = _doc(THESIS_CLUSTER.eps_m, "DBSCAN radius of cars, metres (measured: 1.0)")
+    car_min_samples: int = _doc(THESIS_CLUSTER.min_points, "DBSCAN core point neighbours of cars (measured: 10)")
     box_method: str = _doc(DetectConfig.box_method, f"box fitting: {', '.join(BOX_METHODS)}")
     merge_overlap: float = _doc(DetectConfig.merge_overlap, "merge same-class boxes overlapping this much")
     remove_ground: bool = _doc(DetectConfig.remove_ground, "remove ground points before clustering")
@@ -171,7 +174,9 @@ class PerceptionConfig:
     def detect_config(self) -> DetectConfig:
         d = self.detection
         return DetectConfig(
-            cluster=ClusterConfig(default=ClusterParams(d.eps_m, d.min_samples)),
+            cluster=ClusterConfig(
+                ClusterParams(d.eps_m, d.min_samples), {"car": ClusterParams(d.car_eps_m, d.car_min_samples)}
+            ),
             box_method=cast(BoxMethod, d.box_method),  # validated against BOX_METHODS
             classes=d.classes or None,
             merge_overlap=d.merge_overlap,
@@ -452,9 +457,11 @@ def _validate(c: PerceptionConfig) -> None:
             raise ConfigError(
                 f"detection.classes: {name!r} is not a class of {c.class_set}; known: {', '.join(c.classes.names)}"
             )
-    if not c.detection.eps_m > 0:
-        raise ConfigError(f"detection.eps_m = {c.detection.eps_m!r}; expected a radius > 0")
-    _at_least("detection.min_samples", c.detection.min_samples, 1)
+    for prefix in ("", "car_"):
+        eps = getattr(c.detection, f"{prefix}eps_m")
+        if not eps > 0:
+            raise ConfigError(f"detection.{prefix}eps_m = {eps!r}; expected a radius > 0")
+        _at_least(f"detection.{prefix}min_samples", getattr(c.detection, f"{prefix}min_samples"), 1)
     _one_of("detection.box_method", c.detection.box_method, BOX_METHODS)
     if not 0.0 <= c.detection.merge_overlap <= 1.0:
         raise ConfigError(f"detection.merge_overlap = {c.detection.merge_overlap!r}; expected 0 to 1")

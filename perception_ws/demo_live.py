@@ -10,6 +10,12 @@ pictures (:mod:`perception_ws.demo_report`).
 Segmenter: the trained network when ``perception_ws.models.load_weights(None)`` finds shipped weights,
 else the 'labels' segmenter reading the simulator's ground-truth ``label`` field (the rest of the
 pipeline, detection and tracking, runs the same either way); the summary says which one ran.
+
+Pace: the network on CPU labels a scan in about a second here, ten sensor periods. Run in real time, the
+perception node (latest-only) would answer about one scan in ten, and the tracker would see the street
+jump a metre or more between answered scans. So with the model on CPU the simulator runs at
+:data:`MODEL_CPU_REAL_TIME_FACTOR` x real time (``clock.mode`` sim): scans keep their 10 Hz stamps and
+scene motion, they are only sent further apart. The summary states the pace and every drop.
 """
 
 from __future__ import annotations
@@ -41,10 +47,13 @@ from perception_ws.nodes.record import OUTPUT_TYPES, Recorder, bag_destination, 
 
 #: topics recorded besides the perception node's outputs (the simulator's ground truth, the fusion overlay).
 GROUND_TRUTH_TOPIC = "/sim/ground_truth/boxes"
+INPUT_TOPIC = "/points"
 OVERLAY_TOPIC = "/fusion/overlay"
 #: longest wait for the nodes to come up, and for the last results once the simulator has finished.
 STARTUP_TIMEOUT_S = 90.0
 DRAIN_TIMEOUT_S = 15.0
+#: simulated seconds per wall second with the network on CPU (see the module doc): one 10 Hz scan a second.
+MODEL_CPU_REAL_TIME_FACTOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class DemoOptions:
     seed: int = 0
     columns: int = 2048
     rate_hz: float = 10.0
+    #: None: :data:`MODEL_CPU_REAL_TIME_FACTOR` with the network on CPU, else 1 (real time).
+    real_time_factor: float | None = None
     camera: bool = True
     #: auto: the trained model if weights load, else the labels segmenter; or model / labels / none.
     segmenter: str = "auto"
@@ -65,6 +76,14 @@ class SegmenterChoice:
     kind: str
     model: str | None  # the network's name (segmenter.model) when kind is 'model'
     reason: str
+    device: str = "cpu"  # segmenter.device of the params file
+
+
+def real_time_factor(options: DemoOptions, segmenter: SegmenterChoice) -> float:
+    """The simulator's pace: ``options.real_time_factor``, else see the module doc."""
+    if options.real_time_factor is not None:
+        return options.real_time_factor
+    return MODEL_CPU_REAL_TIME_FACTOR if segmenter.kind == "model" and segmenter.device == "cpu" else 1.0
 
 
 def choose_segmenter(requested: str = "auto") -> SegmenterChoice:
@@ -82,8 +101,11 @@ def choose_segmenter(requested: str = "auto") -> SegmenterChoice:
             raise PerceptionError(f"demo segmenter 'model': the shipped weights do not load: {err}") from err
         why = str(err).splitlines()[0] if str(err) else type(err).__name__
         return SegmenterChoice("labels", None, f"no trained weights load ({why}); using ground-truth labels")
+    from perception_ws.config import load_config
+
     name = str(getattr(network, "name", "squeezesegv2"))
-    return SegmenterChoice("model", name, "the shipped trained weights")
+    device = load_config(share_path("config", "perception.yaml")).segmenter.device
+    return SegmenterChoice("model", name, "the shipped trained weights", device)
 
 
 @contextmanager
@@ -112,7 +134,7 @@ def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[No
     if options.camera:
         fusion = {"calibration.extrinsic": sim_camera_extrinsic()}
         nodes.append(NodeSpec(FUSION_NODE, module=FUSION_MODULE, params_file=config, parameters=fusion))
-    sim = {
+    sim: dict[str, Any] = {
         "run.max_frames": options.frames,
         "run.wait_for_subscribers_s": STARTUP_TIMEOUT_S,  # every frame reaches the graph, the first one too
         "scene.seed": options.seed,
@@ -120,15 +142,21 @@ def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[No
         "sensor.rate_hz": float(options.rate_hz),
         "camera.enabled": options.camera,
     }
+    factor = real_time_factor(options, segmenter)
+    if factor != 1.0:  # stamps one sensor period apart, sent further apart
+        sim.update({"clock.mode": "sim", "clock.real_time_factor": float(factor)})
     nodes.append(NodeSpec(SIM_NODE, module=SIM_MODULE, params_file=config, parameters=sim))
     return nodes
 
 
 def recorded_topics(camera: bool) -> dict[str, str | None]:
+    """The perception node's outputs, the simulator's scans (with their ground-truth labels: the bag can be
+    replayed into the graph, and the summary scores the labels against them) and boxes, the overlay."""
     from perception_ws.config import PerceptionConfig
 
     topics = PerceptionConfig().topics
     out: dict[str, str | None] = {f"/{getattr(topics, key)}".replace("//", "/"): t for key, t in OUTPUT_TYPES.items()}
+    out[INPUT_TOPIC] = "sensor_msgs/msg/PointCloud2"
     out[GROUND_TRUTH_TOPIC] = "perception_ws/msg/Detection3DArray"
     if camera:
         out[OVERLAY_TOPIC] = "sensor_msgs/msg/Image"
@@ -150,13 +178,20 @@ def run_live_demo(options: DemoOptions) -> int:
     segmenter = choose_segmenter(options.segmenter)
     print(f"demo: segmenter '{segmenter.kind}'" + (f" ({segmenter.model})" if segmenter.model else "") +
           f": {segmenter.reason}", flush=True)  # fmt: skip
+    factor = real_time_factor(options, segmenter)
+    if not 0 < factor <= 1:
+        raise PerceptionError(f"demo real-time factor = {factor:g}; expected 0 < factor <= 1")
+    if factor != 1.0:
+        period = 1.0 / (options.rate_hz * factor)
+        print(f"demo: simulator at {factor:g}x real time: {options.rate_hz:g} Hz scans sent every {period:.1f} s, "
+              f"so the model on {segmenter.device} keeps up", flush=True)  # fmt: skip
     env = local_dds_env()
     env[DOMAIN_ID_OVERRIDE] = env["ROS_DOMAIN_ID"]
     print(f"demo: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} (loopback only), logs in {env['ROS_LOG_DIR']}", flush=True)
     nodes = plan_demo_graph(options, segmenter)
     started = time.perf_counter()
     with _environment(env):
-        counts, exits = _run_and_record(nodes, env, bag_path, options)
+        counts, exits = _run_and_record(nodes, env, bag_path, options, 1.0 / (options.rate_hz * factor))
     wall_s = time.perf_counter() - started
     failed = {name: code for name, code in exits.items() if code not in (0, None)}
     if failed:
@@ -165,8 +200,10 @@ def run_live_demo(options: DemoOptions) -> int:
 
 
 def _run_and_record(
-    nodes: list[NodeSpec], env: dict[str, str], bag_path: Path, options: DemoOptions
+    nodes: list[NodeSpec], env: dict[str, str], bag_path: Path, options: DemoOptions, period_s: float
 ) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Start the nodes, record until the simulator has sent every frame (sent every ``period_s``) and the
+    last answers are in; the messages per topic and the nodes' exit statuses."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -180,7 +217,7 @@ def _run_and_record(
         with bag_destination(bag_path) as destination, BagWriter(destination, "mcap") as bag:
             register_project_types(bag.typestore)
             node = Node("demo_recorder", context=context)
-            recorder = Recorder(node, bag, recorded_topics(options.camera))
+            recorder = Recorder(node, bag, recorded_topics(options.camera), best_effort=[INPUT_TOPIC])
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             for spec in nodes[:-1]:
@@ -196,7 +233,8 @@ def _run_and_record(
                         bar.update(recorder.counts[detections] - bar.n)
                     return children[sim.name].poll() is not None
 
-                _spin_until(executor, progress, STARTUP_TIMEOUT_S + options.frames * 5.0, children, "the simulator")
+                timeout_s = STARTUP_TIMEOUT_S + options.frames * (5.0 + period_s)
+                _spin_until(executor, progress, timeout_s, children, "the simulator")
                 # the last frames' results: until every published frame is answered or nothing comes any more
                 last, quiet_since = -1, time.monotonic()
                 deadline = time.monotonic() + DRAIN_TIMEOUT_S

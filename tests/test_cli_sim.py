@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from perception_ws.cli import main
-from perception_ws.io import open_dataset
+from perception_ws.io import load, open_dataset
+from perception_ws.io.simdata import load_camera
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -42,6 +43,32 @@ def test_generate_writes_a_dataset_and_resuming_it_is_a_no_op(
     assert main([*args, "--seed", "5", "--dropout", "measured", "--intensity", "off"]) == 2
     line = _error_line(capsys)
     assert line.startswith("perception sim: error:") and "other settings (seed)" in line
+
+
+def test_generate_with_camera_stores_a_picture_whose_masks_match_the_lidar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cam"
+    args = ["sim", "generate", "--out", str(out), "--scenes", "1", "--frames", "1", "--columns", "256", "--camera"]
+    assert main([*args, "--quiet"]) == 0
+    assert "1 of 1 frames" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["camera"] is True
+    path = out / manifest["frames"][0]["file"]
+    scan, frame = load(path), load_camera(path)
+    assert frame is not None and scan.image is not None and scan.calib is not None
+    height, width = frame.rgb.shape[:2]
+    assert frame.rgb.dtype == np.uint8 and frame.label.shape == frame.instance.shape == (height, width)
+    np.testing.assert_array_equal(scan.image, frame.rgb)
+    # the objects the LiDAR sees ahead are in the picture under the same instance ids and classes
+    uv, depth = scan.calib.velo_to_image(scan.xyz)
+    uv = np.where(np.isfinite(uv), uv, -1.0)  # NaN behind the camera
+    col, row = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+    seen = (depth > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height) & (scan.instances > 0)
+    assert seen.sum() > 200  # a street scene: cars ahead of the ego car
+    agree = frame.instance[row[seen], col[seen]] == scan.instances[seen]
+    assert agree.mean() > 0.8, agree.mean()  # the camera sits beside the LiDAR: parallax hides a few
+    assert np.array_equal(frame.label[row[seen], col[seen]][agree], scan.labels[seen][agree])
 
 
 @pytest.mark.parametrize(

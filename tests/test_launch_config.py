@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from perception_ws.cli import build_parser
-from perception_ws.config import NODE_NAME, PerceptionConfig, flatten, load_config
+from perception_ws.config import NODE_NAME, FusionConfig, PerceptionConfig, flatten, load_config
 from perception_ws.errors import PerceptionError
 from perception_ws.nodes.launch_graph import LAUNCH_ARGUMENTS, PARAMETER_ARGUMENTS, command_of, plan_graph
+from perception_ws.sim.stream_config import SimConfig
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
@@ -106,12 +107,23 @@ def test_graph_parameters_are_schema_keys_and_reach_the_command_line() -> None:
 
 def test_rviz_config_shows_the_node_outputs() -> None:
     rviz = yaml.safe_load((REPO / "launch" / "perception.rviz").read_text(encoding="utf-8"))
-    displays = {d["Class"]: d for d in rviz["Visualization Manager"]["Displays"]}
-    topics = PerceptionConfig().topics
-    cloud = displays["rviz_default_plugins/PointCloud2"]
-    assert cloud["Topic"]["Value"] == f"/{topics.labelled_cloud}" and cloud["Channel Name"] == "label"
-    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == f"/{topics.markers}"
-    assert displays["rviz_default_plugins/Image"]["Topic"]["Value"].startswith("/")
+    displays: dict[str, dict[str, dict]] = {}  # class -> topic -> display
+    for display in rviz["Visualization Manager"]["Displays"]:
+        if "Topic" in display:
+            displays.setdefault(display["Class"].split("/")[-1], {})[display["Topic"]["Value"]] = display
+    topics, sim, fusion = PerceptionConfig().topics, SimConfig().topics, FusionConfig().topics
+    cloud = displays["PointCloud2"][f"/{topics.labelled_cloud}"]
+    assert cloud["Channel Name"] == "label" and cloud["Enabled"]
+    assert f"/{topics.markers}" in displays["MarkerArray"] and f"/{fusion.overlay}" in displays["Image"]
+    # the simulator's: ground-truth boxes, camera, and its scan coloured by the true labels (sensor data: best effort)
+    assert f"/{sim.markers}" in displays["MarkerArray"]
+    assert displays["Image"][f"/{sim.image}"]["Topic"]["Reliability Policy"] == "Best Effort"
+    truth = displays["PointCloud2"][f"/{sim.points}"]
+    assert truth["Channel Name"] == "label" and truth["Topic"]["Reliability Policy"] == "Best Effort"
+    # RViz's fixed frame is KITTI's; with the simulator the graph hands RViz the simulator's LiDAR frame
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "velodyne"
+    rviz2 = {n.name: n for n in plan_graph({"sim": "true", "rviz": "true"})}["rviz2"]
+    assert rviz2.arguments[-2:] == ("-f", SimConfig().frames.lidar)
 
 
 @pytest.mark.dds

@@ -40,7 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 WAIT_S = 30.0
 CAR = KITTI3.id_of("car")
 #: the labels segmenter with DBSCAN settings for cars 20-60 m away (rings there lie > 0.3 m apart).
-LABELLED = {"segmenter.kind": "labels", "detection.eps_m": 0.6, "detection.min_samples": 8}
+LABELLED = {
+    "segmenter.kind": "labels",
+    **{"detection.eps_m": 0.6, "detection.min_samples": 8, "detection.car_eps_m": 0.6, "detection.car_min_samples": 8},
+}
 
 
 class Spinner:

@@ -17,10 +17,17 @@ import rclpy
 from rclpy.context import Context
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 from perception_ws.cloud import from_msg
-from perception_ws.config import PerceptionConfig
-from perception_ws.demo_live import DemoOptions, run_live_demo
+from perception_ws.config import ConfigError, PerceptionConfig
+from perception_ws.demo_live import (
+    MODEL_CPU_REAL_TIME_FACTOR,
+    DemoOptions,
+    choose_segmenter,
+    plan_demo_graph,
+    run_live_demo,
+)
 from perception_ws.labels import KITTI3
 from perception_ws.msg import Detection3DArray
 from perception_ws.nodes.fusion_node import detection_boxes
@@ -49,11 +56,17 @@ def test_simulated_clouds_come_back_labelled_with_the_simulated_objects(ros_cont
     )
     perception = PerceptionNode(context=ros_context, defaults=config)
     listener = rclpy.create_node("listener", context=ros_context)
-    got: dict[str, dict[tuple[int, int], Any]] = {"points": {}, "truth": {}, "dets": {}, "labelled": {}, "clock": {}}
+    keys = ("points", "truth", "dets", "labelled", "clock", "markers")
+    got: dict[str, dict[tuple[int, int], Any]] = {key: {} for key in keys}
 
     def keep(key: str) -> Any:
         def callback(msg: Any) -> None:
-            stamp = msg.clock if key == "clock" else msg.header.stamp
+            if key == "clock":
+                stamp = msg.clock
+            elif key == "markers":
+                stamp = msg.markers[0].header.stamp  # the DELETEALL marker, stamped like the boxes
+            else:
+                stamp = msg.header.stamp
             got[key][(stamp.sec, stamp.nanosec)] = msg
 
         return callback
@@ -63,6 +76,7 @@ def test_simulated_clouds_come_back_labelled_with_the_simulated_objects(ros_cont
     listener.create_subscription(Detection3DArray, config.topics.detections, keep("dets"), output_qos(20))
     listener.create_subscription(PointCloud2, config.topics.labelled_cloud, keep("labelled"), output_qos(20))
     listener.create_subscription(Clock, "/clock", keep("clock"), output_qos(20))
+    listener.create_subscription(MarkerArray, f"/{sim_config.topics.markers}", keep("markers"), output_qos(20))
 
     def answered() -> list[tuple[int, int]]:
         return sorted(set(got["points"]) & set(got["truth"]) & set(got["dets"]) & set(got["labelled"]))
@@ -83,6 +97,8 @@ def test_simulated_clouds_come_back_labelled_with_the_simulated_objects(ros_cont
         assert np.array_equal(labelled["label"], sent["label"])  # the labels segmenter read the ground truth
         xyz = np.stack([sent["x"], sent["y"], sent["z"]], axis=1).astype(np.float64)
         truth, detections = detection_boxes(got["truth"][stamp]), detection_boxes(got["dets"][stamp])
+        boxes = [m for m in got["markers"][stamp].markers if m.ns == "boxes"]  # RViz's view of the ground truth
+        assert len(boxes) == len(truth) and all(m.header.frame_id == "lidar" for m in boxes)
         # an actor's points lie in its box (range noise, ~2 cm, moves a rare one a little further out)
         assert all(box.contains(xyz[sent["instance"] == box.track_id], margin=0.1).mean() > 0.98 for box in truth)
         cars = np.array([d.center for d in detections if d.label == CAR]).reshape(-1, 3)
@@ -101,9 +117,26 @@ def test_demo_runs_the_live_graph_end_to_end(local_env: dict[str, str], tmp_path
     summary = (options.out / "summary.txt").read_text()
     answered = re.search(r"frames answered\s+(\d+) of (\d+)", summary)
     assert answered and 1 <= int(answered[1]) <= int(answered[2]) == 4, summary
-    assert "segmenter            labels" in summary and re.search(r"latency stamp->dets\s+p50 \d+", summary)
+    assert "segmenter            labels" in summary and re.search(r"latency scan->dets\s+p50 \d+", summary)
+    assert re.search(r"pace\s+4 scans of a 10 Hz sensor sent at [\d.]+ Hz \(real time", summary), summary
+    # the labelled clouds were paired with their scans: the labels segmenter copies the ground truth exactly
+    assert re.search(r"segmentation IoU %\s+car 100\.0, .*; mean 100\.0", summary), summary
+    assert re.search(r"every point of [1-4] answered frames", summary), summary
     assert (options.out / "demo.mcap").stat().st_size > 0
     assert list(options.out.glob("frame_*.png")) and list(options.out.glob("overlay_*.png")), summary
+
+
+def test_demo_runs_the_shipped_model_slower_than_real_time() -> None:
+    choice = choose_segmenter("auto")
+    assert (choice.kind, choice.model, choice.device) == ("model", "squeezesegv2", "cpu"), choice
+    options = DemoOptions(out=Path("unused"))
+    sim = plan_demo_graph(options, choice)[-1].parameters
+    assert sim["clock.mode"] == "sim" and sim["clock.real_time_factor"] == MODEL_CPU_REAL_TIME_FACTOR < 1
+    assert sim["sensor.rate_hz"] == 10.0  # stamps and scene motion stay a 10 Hz sensor's
+    labels = plan_demo_graph(options, choose_segmenter("labels"))[-1].parameters
+    assert "clock.real_time_factor" not in labels  # the labels segmenter keeps up in real time
+    with pytest.raises(ConfigError, match=r"real_time_factor = 0\.5 needs clock\.mode 'sim'"):
+        SimConfig().replace(**{"clock.real_time_factor": 0.5})
 
 
 def test_run_with_sim_starts_the_simulator_and_calibrates_the_fusion_node() -> None:

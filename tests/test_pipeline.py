@@ -18,6 +18,7 @@ from perception_ws.config import (
     to_params_document,
 )
 from perception_ws.errors import CloudFormatError, WeightsError
+from perception_ws.instances import ClusterParams, DetectConfig
 from perception_ws.io import load
 from perception_ws.labels import KITTI3
 from perception_ws.pipeline import STAGES, Pipeline
@@ -54,7 +55,8 @@ def semantic_scan(real_data: Path) -> Scan:
 def test_labels_segmenter_finds_the_labelled_cars_of_a_real_scan(semantic_scan: Scan) -> None:
     points = with_label_field(semantic_scan)
     # a wider radius than the thesis' 0.3 m: at 20 m and beyond, a car's rings lie more than 0.3 m apart
-    config = LABELS.replace(**{"detection.eps_m": 0.5, "detection.min_samples": 10})
+    wider = {"detection.eps_m": 0.5, "detection.min_samples": 10, "detection.car_eps_m": 0.5}
+    config = LABELS.replace(**wider, **{"detection.car_min_samples": 10})
     result = Pipeline(config).process(points, stamp_s=0.0)
     labels, instances = truth(semantic_scan)
     assert np.array_equal(result.labels, labels)
@@ -254,9 +256,13 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_schema_defaults_build_the_instance_stage_settings() -> None:
-    config = PerceptionConfig().replace(**{"detection.eps_m": 0.5, "detection.min_samples": 7})
+    ours, default = PerceptionConfig().detect_config().cluster, DetectConfig().cluster  # both the thesis'
+    assert all(ours.params(name) == default.params(name) for name in ("car", "pedestrian", "cyclist"))
+    config = PerceptionConfig().replace(**{"detection.eps_m": 0.4, "detection.min_samples": 7})
+    config = config.replace(**{"detection.car_eps_m": 0.9, "detection.car_min_samples": 12})
     detect_config = config.detect_config()
-    assert detect_config.cluster.params("car").eps_m == 0.5 and detect_config.cluster.params("car").min_points == 7
+    assert detect_config.cluster.params("pedestrian") == ClusterParams(0.4, 7)
+    assert detect_config.cluster.params("car") == ClusterParams(0.9, 12)
     assert detect_config.classes is None  # empty list: the class set's object classes
     assert config.tracker_config().confirm_hits == config.tracking.confirm_hits
 

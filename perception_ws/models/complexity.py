@@ -4,8 +4,8 @@ Conventions of the thesis (ch. 1): batch size 1; a conv's MACs are ``outputs x (
 bias additions, activations, pooling and normalisation are not MACs. A transposed conv scatters every input
 element through its kernel: ``inputs x (C_out / groups) x kh x kw``. The CRF's message passing is a
 locally connected op, not a conv: per iteration it multiplies each of the N window neighbours of each pixel
-and class twice (bilateral and angular message), ``2 x N x K x H x W`` MACs, plus its 1x1 compatibility conv
-(counted by the conv hook, once per iteration).
+and class twice (bilateral and angular message), ``2 x N x K x H x W`` MACs, plus its compatibility transform,
+counted as the 1x1 conv it is (``K x K x H x W``; the layer applies it as a matrix product, so no conv hook sees it).
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def model_complexity(model: nn.Module, example: torch.Tensor) -> Complexity:
             handles.append(
                 module.register_forward_hook(
                     lambda m, i, o, n=name: layers.append(
-                        LayerCost(n + ".messages", "crf", 2 * len(m.offsets) * o[0].numel() * m.iterations)
+                        LayerCost(
+                            n + ".messages", "crf", (2 * len(m.offsets) + m.num_classes) * o[0].numel() * m.iterations
+                        )
                     )
                 )
             )

@@ -135,13 +135,17 @@ class RecurrentCRF(nn.Module):
         """The neighbour at offset (dy, dx) of every pixel, from a map padded by the window's half size."""
         return padded[..., self.pad_h + dy : self.pad_h + dy + h, self.pad_w + dx : self.pad_w + dx + w]
 
-    def angular_filter(self) -> torch.Tensor:
-        """The angular kernel k2 as a depthwise conv weight (K, 1, kh, kw), centre zero (no self-message)."""
-        kh, kw = 2 * self.pad_h + 1, 2 * self.pad_w + 1
-        off = self.offset_sq.view(1, 1, kh, kw)
-        weight = torch.exp(-off / (2 * self.sigma_gamma.view(-1, 1, 1, 1) ** 2))
-        weight[:, :, self.pad_h, self.pad_w] = 0.0
-        return weight.expand(self.num_classes, 1, kh, kw).contiguous()
+    def angular_taps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The angular kernel k2 as its two 1-D factors, (K or 1, kh) down the rows and (K or 1, kw) along them.
+
+        ``exp(-(dy^2 + dx^2) / 2 s^2) = exp(-dy^2 / 2 s^2) * exp(-dx^2 / 2 s^2)``, so the window filter is a pass
+        down the rows, then one along them; the centre weight is exactly 1 (taken off after: no self-message).
+        On CPU these few shifted products cost a fraction of a depthwise conv of K channels.
+        """
+        rows = torch.arange(-self.pad_h, self.pad_h + 1, dtype=self.sigma_gamma.dtype, device=self.sigma_gamma.device)
+        cols = torch.arange(-self.pad_w, self.pad_w + 1, dtype=rows.dtype, device=rows.device)
+        scale = (-0.5 / self.sigma_gamma**2).view(-1, 1)
+        return torch.exp(scale * rows.square()), torch.exp(scale * cols.square())
 
     @torch.no_grad()
     def bilateral_kernel(self, xyz: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -155,47 +159,65 @@ class RecurrentCRF(nn.Module):
         h, w = xyz.shape[-2:]
         pad = (self.pad_w, self.pad_w, self.pad_h, self.pad_h)
         slots = [(dy, dx) for dy in range(-self.pad_h, self.pad_h + 1) for dx in range(-self.pad_w, self.pad_w + 1)]
-        # every window slot stacked per channel: a few large ops (PyTorch's unfold is several times slower)
+        # every window slot of all three channels in one stack: a few large ops (PyTorch's unfold is several
+        # times slower, and per-channel stacks cost more ops)
         xyz_p = nnf.pad(xyz, pad)
-        sq_diffs = [
-            (
-                torch.stack([self._shifted(xyz_p[:, ch], dy, dx, h, w) for dy, dx in slots], dim=1)
-                - xyz[:, ch : ch + 1]
-            ).square_()
-            for ch in range(3)
-        ]
-        dist_sq = sq_diffs[0].add_(sq_diffs[1]).add_(sq_diffs[2])  # (B, S, H, W)
+        neighbours = torch.stack([self._shifted(xyz_p, dy, dx, h, w) for dy, dx in slots], dim=1)  # (B, S, 3, H, W)
+        dist_sq = neighbours.sub_(xyz.unsqueeze(1)).square_().sum(2)  # (B, S, H, W)
         valid_p = nnf.pad(valid, pad)  # False outside the image
         pair_valid = torch.stack([self._shifted(valid_p, dy, dx, h, w) for dy, dx in slots], dim=1)
         pair_valid &= valid.unsqueeze(1)
         pair_valid[:, len(slots) // 2] = False  # no message to itself
-        dist_sq = dist_sq.unsqueeze(1).masked_fill_(~pair_valid.unsqueeze(1), float("inf"))  # exp(-inf) = 0
         beta = (-0.5 / self.kernel_sigma_beta**2).view(1, -1, 1, 1, 1)
         alpha = (-0.5 * self.offset_sq.view(1, -1) / self.kernel_sigma_alpha.view(-1, 1) ** 2).unsqueeze(-1)
-        log_k = (dist_sq * beta).add_(alpha.unsqueeze(0).unsqueeze(-1))
-        log_k.masked_fill_(log_k < self.MIN_LOG_WEIGHT, float("-inf"))
-        kernel = log_k.exp_()
+        log_k = (dist_sq.unsqueeze(1) * beta).add_(alpha.unsqueeze(0).unsqueeze(-1))  # (B, Kb, S, H, W)
+        keep = (log_k >= self.MIN_LOG_WEIGHT).logical_and_(pair_valid.unsqueeze(1))
+        kernel = log_k.exp_().mul_(keep)  # exactly zero where dropped (exp of finite values: never NaN)
         if self._kernel_per_class:
             kernel = kernel.index_select(1, self.kernel_group)
         return kernel
 
-    def pairwise(self, q: torch.Tensor, bilateral: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def pairwise(
+        self,
+        q: torch.Tensor,
+        bilateral: torch.Tensor,
+        valid: torch.Tensor,
+        angular: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Pairwise energy per pixel and label for marginals ``q`` (B, K, H, W): compat(w1 m1 + w2 m2).
 
         m1 is the locally connected bilateral message (per-pixel weights, one shifted view per neighbour); m2, whose
-        weights depend on the pixel offset only, is a depthwise conv of the masked marginals.
+        weights depend on the pixel offset only, is a depthwise filter of the masked marginals, applied as its two
+        1-D passes (:meth:`angular_taps`; ``angular``: those taps, if the caller computed them once for all
+        iterations).
+
+        The compatibility is linear, so ``compat(w1 m1 + w2 m2) = (C diag w1) m1 + (C diag w2) m2``: two K x K
+        matrix products over the pixels, which on CPU cost far less than a 1x1 conv of K channels plus the
+        separate weighting (the same numbers up to float rounding).
         """
-        h, w = q.shape[-2:]
+        b, k, h, w = q.shape
         validf = valid.to(q.dtype).unsqueeze(1)
         q_valid = q * validf
         q_p = nnf.pad(q_valid, (self.pad_w, self.pad_w, self.pad_h, self.pad_h))
-        m_bi = torch.zeros_like(q)
-        for slot, dy, dx in self.neighbours:
-            m_bi = m_bi.addcmul(bilateral[:, :, slot], self._shifted(q_p, dy, dx, h, w))
-        angular = self.angular_filter().to(q.dtype)
-        m_ang = nnf.conv2d(q_valid, angular, padding=(self.pad_h, self.pad_w), groups=self.num_classes) * validf
-        weighted = self.bilateral_weight.view(1, -1, 1, 1) * m_bi + self.angular_weight.view(1, -1, 1, 1) * m_ang
-        return self.compatibility(weighted)
+        (slot, dy, dx), *rest = self.neighbours
+        m_bi = bilateral[:, :, slot] * self._shifted(q_p, dy, dx, h, w)
+        for slot, dy, dx in rest:  # accumulated in place: no new map per neighbour
+            m_bi.addcmul_(bilateral[:, :, slot], self._shifted(q_p, dy, dx, h, w))
+        down, along = angular if angular is not None else self.angular_taps()
+        down = down.to(q.dtype).view(1, -1, down.shape[-1], 1, 1)  # (1, K or 1, kh, 1, 1)
+        along = along.to(q.dtype).view(1, -1, along.shape[-1], 1, 1)
+        rows = down[:, :, 0] * q_p[:, :, 0:h]  # the rows pass keeps the padded columns for the second pass
+        for dy in range(1, 2 * self.pad_h + 1):
+            rows.addcmul_(down[:, :, dy], q_p[:, :, dy : dy + h])
+        m_ang = along[:, :, 0] * rows[..., 0:w]
+        for dx in range(1, 2 * self.pad_w + 1):
+            m_ang.addcmul_(along[:, :, dx], rows[..., dx : dx + w])
+        m_ang = m_ang.sub_(q_valid).mul_(validf)  # no self-message (centre weight 1); empty pixels receive none
+        compat = self.compatibility.weight.view(k, k)
+        to_bi = (compat * self.bilateral_weight.view(1, k)).expand(b, k, k)
+        to_ang = (compat * self.angular_weight.view(1, k)).expand(b, k, k)
+        energy = torch.baddbmm(torch.bmm(to_bi, m_bi.reshape(b, k, h * w)), to_ang, m_ang.reshape(b, k, h * w))
+        return energy.view(b, k, h, w)
 
     def forward(self, logits: torch.Tensor, xyz: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         if logits.shape[1] != self.num_classes:
@@ -207,11 +229,12 @@ class RecurrentCRF(nn.Module):
             )
         logits = logits.contiguous()  # the backbone may hand over channels-last maps: keep the CRF on NCHW
         bilateral = self.bilateral_kernel(xyz.to(logits.dtype), valid.to(torch.bool))
-        unary = -logits  # -log P up to a per-pixel constant, which softmax ignores
+        angular = self.angular_taps()  # the same for every iteration
+        # energy = unary + pairwise with unary = -logits (-log P up to a per-pixel constant, which softmax
+        # ignores); the layer returns -energy
         out = logits
         for _ in range(self.iterations):
-            energy = unary + self.pairwise(torch.softmax(out, dim=1), bilateral, valid)
-            out = -energy
+            out = logits - self.pairwise(torch.softmax(out, dim=1), bilateral, valid, angular)
         return out
 
     def extra_repr(self) -> str:

@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -61,6 +59,7 @@ from perception_ws.nodes.image_intake import (
 from perception_ws.nodes.intake import REJECT_REASONS, Frame, RejectedFrameError, accept_cloud
 from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.latest import LatestSlot
+from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.sync import ApproximateTimeSync
 
@@ -280,22 +279,8 @@ def detection_boxes(msg: Detection3DArray) -> list[Box3D]:
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m perception_ws.nodes.fusion_node [--ros-args ...]``; exit status 1 on a
-    configuration or calibration error (one line saying what is wrong)."""
-    rclpy.init(args=list(args) if args is not None else None)
-    try:
-        node = FusionNode()
-    except PerceptionError as err:
-        rclpy.logging.get_logger(FUSION_NODE_NAME).fatal(str(err))
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    configuration or calibration error (one line saying what is wrong). Ctrl-C ends it cleanly (:mod:`.process`)."""
+    return run_node(args, FusionNode, FUSION_NODE_NAME)
 
 
 if __name__ == "__main__":

@@ -126,10 +126,12 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
     if args["bag"]:
         nodes.append(NodeSpec("replay", module="perception_ws.cli", arguments=("replay", args["bag"])))
     if _flag(args, "rviz"):
-        rviz_config = str(share_path("launch", "perception.rviz"))
-        nodes.append(
-            NodeSpec("rviz2", executable="rviz2", arguments=("-d", rviz_config), parameters={"use_sim_time": sim_time})
-        )
+        arguments: tuple[str, ...] = ("-d", str(share_path("launch", "perception.rviz")))
+        if simulate:  # the config's fixed frame is KITTI's 'velodyne'; the simulator's scans are in its LiDAR frame
+            from perception_ws.sim.stream_config import SimConfig
+
+            arguments += ("-f", SimConfig().frames.lidar)
+        nodes.append(NodeSpec("rviz2", executable="rviz2", arguments=arguments, parameters={"use_sim_time": sim_time}))
     return nodes
 
 

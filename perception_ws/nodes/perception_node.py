@@ -21,11 +21,9 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import PointCloud2
@@ -40,6 +38,7 @@ from perception_ws.nodes.intake import NON_FINITE_POINTS, REJECT_REASONS, Frame,
 from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.markers import markers_msg
+from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.pipeline import Pipeline, PipelineResult
 
@@ -180,22 +179,8 @@ class PerceptionNode(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m perception_ws.nodes.perception_node [--ros-args ...]``; exit status 1 on a
-    configuration or weights error (one line saying what is wrong)."""
-    rclpy.init(args=list(args) if args is not None else None)
-    try:
-        node = PerceptionNode()
-    except PerceptionError as err:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(err))
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    configuration or weights error (one line saying what is wrong). Ctrl-C ends it cleanly (:mod:`.process`)."""
+    return run_node(args, PerceptionNode, NODE_NAME)
 
 
 if __name__ == "__main__":

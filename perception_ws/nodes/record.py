@@ -17,7 +17,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,19 +75,31 @@ def register_project_types(typestore: Typestore) -> None:
 
 
 class Recorder:
-    """Raw subscriptions of ``node`` that append every message to an open :class:`BagWriter`."""
+    """Raw subscriptions of ``node`` that append every message to an open :class:`BagWriter`.
 
-    def __init__(self, node: Node, bag: BagWriter, topics: dict[str, str | None]) -> None:
+    ``best_effort``: topics whose publishers are best effort (sensor data): a reliable subscription
+    would not match them, so these are subscribed best effort."""
+
+    def __init__(
+        self, node: Node, bag: BagWriter, topics: dict[str, str | None], best_effort: Collection[str] = ()
+    ) -> None:
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         self.node, self.bag = node, bag
-        # reliable subscriptions see every message of a reliable publisher and are matched by best-effort ones
+        # reliable: every message of a reliable publisher; a best-effort publisher matches only `best_effort` topics
         self._qos = QoSProfile(
             depth=100,
             history=HistoryPolicy.KEEP_LAST,
             reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.VOLATILE,
         )
+        self._best_effort_qos = QoSProfile(
+            depth=100,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        self._best_effort = {node.resolve_topic_name(name) for name in best_effort}
         self.pending = {node.resolve_topic_name(name): msgtype for name, msgtype in topics.items()}
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()  # the bag is written from subscription callbacks
@@ -109,7 +121,8 @@ class Recorder:
             if msgtype not in self.bag.typestore.fielddefs:
                 raise DatasetError(f"topic {topic}: no message definition of {msgtype} to store in the bag")
             callback = functools.partial(self._write, topic, msgtype)
-            self._subscriptions.append(self.node.create_subscription(cls, topic, callback, self._qos, raw=True))
+            qos = self._best_effort_qos if topic in self._best_effort else self._qos
+            self._subscriptions.append(self.node.create_subscription(cls, topic, callback, qos, raw=True))
             self.counts[topic] = 0
             del self.pending[topic]
 

@@ -1,11 +1,12 @@
 """The simulator node: a thin ROS 2 shell over :class:`perception_ws.sim.stream.SimStream`.
 
-Out, every ``1 / sensor.rate_hz`` seconds: the LiDAR sweep as a PointCloud2 (fields x y z intensity ring
-label instance; ``label`` is the KITTI-3 ground truth, ``instance`` the actor id; SensorData QoS), the
-ground-truth boxes as a perception_ws/Detection3DArray (reliable; ``track_id`` = instance), the camera
-Image (rgb8) and CameraInfo (SensorData QoS; ``camera.enabled``), /clock at each frame's stamp
-(``clock.publish``), and diagnostics (achieved rate; ``processing_ms``: the rendering, ``latency_ms``:
-tick to publication; ``frames_dropped``: skipped ticks).
+Out, every ``1 / sensor.rate_hz`` seconds (divided by ``clock.real_time_factor``): the LiDAR sweep as a
+PointCloud2 (fields x y z intensity ring label instance; ``label`` is the KITTI-3 ground truth,
+``instance`` the actor id; SensorData QoS), the ground-truth boxes as a perception_ws/Detection3DArray
+(reliable; ``track_id`` = instance) and as a MarkerArray for RViz, the camera Image (rgb8) and
+CameraInfo (SensorData QoS; ``camera.enabled``), /clock at each frame's stamp (``clock.publish``), and
+diagnostics (achieved rate; ``processing_ms``: the rendering, ``latency_ms``: tick to publication;
+``frames_dropped``: skipped ticks).
 
 Static transforms: tf2_msgs is not among the pip ROS 2 wheels, so /tf_static is not published. The
 mounting is reported as read-only parameters instead, one per transform,
@@ -28,20 +29,18 @@ import time
 import traceback
 from collections.abc import Sequence
 
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
 from perception_ws.cloud import to_msg
 from perception_ws.config import declare_schema_parameters
-from perception_ws.errors import PerceptionError
 from perception_ws.labels import KITTI3
 from perception_ws.msg import Detection3DArray
 from perception_ws.nodes.conversions import detections_msg
@@ -49,6 +48,8 @@ from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
 from perception_ws.nodes.image_intake import image_msg
 from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.latest import LatestSlot
+from perception_ws.nodes.markers import markers_msg
+from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.sim.stream import SimFrame, SimStream
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
@@ -86,6 +87,7 @@ class SimNode(Node):
         sensor_qos, depth = sensor_input_qos(_SENSOR_DEPTH), c.run.output_depth
         self.points_pub = self.create_publisher(PointCloud2, c.topics.points, sensor_qos)
         self.boxes_pub = self.create_publisher(Detection3DArray, c.topics.boxes, output_qos(depth))
+        self.markers_pub = self.create_publisher(MarkerArray, c.topics.markers, output_qos(depth))
         camera_on = c.camera.enabled
         self.image_pub = self.create_publisher(Image, c.topics.image, sensor_qos) if camera_on else None
         self.info_pub = self.create_publisher(CameraInfo, c.topics.camera_info, sensor_qos) if camera_on else None
@@ -106,7 +108,9 @@ class SimNode(Node):
         camera = f", camera {c.camera.downscale}x downscaled" if c.camera.enabled else ", no camera"
         self.get_logger().info(
             f"simulating seed {c.scene.seed}: {c.sensor.model} x {c.sensor.columns} columns at {c.sensor.rate_hz} Hz "
-            f"on {self.points_pub.topic_name}{camera}, clock {c.clock.mode}, motion {c.scene.motion}"
+            f"on {self.points_pub.topic_name}{camera}, clock {c.clock.mode}"
+            + (f" at {c.clock.real_time_factor:g}x real time" if c.clock.real_time_factor != 1 else "")
+            + f", motion {c.scene.motion}"
         )
 
     # -- timer: hand the tick to the worker (a tick still waiting is replaced: skipped) ------------
@@ -156,6 +160,8 @@ class SimNode(Node):
             self.clock_pub.publish(Clock(clock=stamp))
         self.points_pub.publish(to_msg(frame.points, header=lidar_header))
         self.boxes_pub.publish(detections_msg(lidar_header, frame.boxes, KITTI3))
+        # for RViz: the boxes, and as "tracks" their ids and speeds (the truth the tracker is measured against)
+        self.markers_pub.publish(markers_msg(lidar_header, frame.boxes, frame.boxes, KITTI3))
         if frame.camera is not None and self.image_pub is not None and self.info_pub is not None:
             camera_header = Header(stamp=stamp, frame_id=c.frames.camera)
             self.image_pub.publish(image_msg(camera_header, frame.camera.rgb))
@@ -186,7 +192,7 @@ class SimNode(Node):
     def summary(self) -> str:
         return (
             f"published {self.published} frames at {self.achieved_rate_hz():.2f} Hz "
-            f"(target {self.config.sensor.rate_hz:g} Hz), {self.ticks_skipped} ticks skipped while rendering"
+            f"(target {1.0 / self.stream.period_s:g} Hz), {self.ticks_skipped} ticks skipped while rendering"
         )
 
     def destroy_node(self) -> None:
@@ -204,30 +210,16 @@ def _time(stamp_ns: int) -> Time:
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m perception_ws.nodes.sim_node [--ros-args ...]``; exit status 1 on a configuration
-    error (one line saying what is wrong). Ends by itself after ``run.max_frames`` frames when that is set."""
-    rclpy.init(args=list(args) if args is not None else None)
-    try:
-        node = SimNode()
-    except PerceptionError as err:
-        rclpy.logging.get_logger(SIM_NODE_NAME).fatal(str(err))
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while rclpy.ok() and not node.finished.is_set():
-            executor.spin_once(timeout_sec=0.1)
-        if node.finished.is_set():  # let the last frame's reliable messages be acknowledged
-            end = time.monotonic() + 1.0
-            while rclpy.ok() and time.monotonic() < end:
-                executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.get_logger().info(node.summary())
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    error (one line saying what is wrong). Ends by itself after ``run.max_frames`` frames when that is set
+    (a second later: the last frame's reliable messages get acknowledged); Ctrl-C ends it cleanly."""
+    return run_node(
+        args,
+        SimNode,
+        SIM_NODE_NAME,
+        finished=lambda node: node.finished.is_set(),
+        linger_s=1.0,
+        on_exit=lambda node: node.get_logger().info(node.summary()),
+    )
 
 
 if __name__ == "__main__":

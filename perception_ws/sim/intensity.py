@@ -17,6 +17,7 @@ renderer trained on real scans (SPEC §5, LIR) replaces this when realism of int
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -49,9 +50,8 @@ class ReflectanceModel:
             )
 
     def beam_gains(self, beams: int) -> np.ndarray:
-        """(beams,) float32 gain of each beam: a fixed table per number of beams (not per sweep)."""
-        z = np.random.default_rng([_BEAM_GAIN_SEED, beams]).standard_normal(beams)
-        return np.exp(self.beam_gain_spread * z).astype(np.float32)
+        """(beams,) float32 gain of each beam: a fixed table per number of beams (not per sweep); read-only."""
+        return _beam_gains(self.beam_gain_spread, beams)
 
     def render(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
         """(N,) float32 intensity in 0..1 for each return."""
@@ -63,3 +63,12 @@ class ReflectanceModel:
         if self.noise > 0:
             value = value * (f32(1) + f32(self.noise) * rng.standard_normal(len(returns), dtype=np.float32))
         return np.clip(value, 0.0, 1.0).astype(np.float32)
+
+
+@cache
+def _beam_gains(spread: float, beams: int) -> np.ndarray:
+    # made once per (spread, beams): seeding a generator each sweep cost about 1 ms
+    z = np.random.default_rng([_BEAM_GAIN_SEED, beams]).standard_normal(beams)
+    gains = np.exp(spread * z).astype(np.float32)
+    gains.flags.writeable = False
+    return gains

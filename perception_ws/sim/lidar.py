@@ -24,6 +24,7 @@ from perception_ws.boxes import Box3D
 from perception_ws.calib.sensors import SensorModel, get_sensor
 from perception_ws.errors import PerceptionError
 from perception_ws.scan import Scan
+from perception_ws.sim.blas import one_blas_thread
 from perception_ws.sim.intensity import ReflectanceModel
 from perception_ws.sim.mesh import rotation_x, rotation_y, rotation_z
 from perception_ws.sim.noise import Dropout, PhysicalDropout, RangeNoise
@@ -102,6 +103,16 @@ class RayPattern:
         return np.repeat(self.origins, self.columns, axis=0)
 
     @cached_property
+    def direction_columns(self) -> np.ndarray:
+        """(3, H * W) float32: the x, y and z of every pixel's direction, each contiguous (fast gathers)."""
+        return np.ascontiguousarray(self.directions.reshape(-1, 3).T)
+
+    @cached_property
+    def pixel_origins_z(self) -> np.ndarray:
+        """(H * W,) float32 height of every pixel's beam origin (its x and y are 0)."""
+        return np.ascontiguousarray(self.pixel_origins[:, 2])
+
+    @cached_property
     def ring_of_row(self) -> np.ndarray:
         """(H,) uint16 ring value of each row under the sensor's ring numbering (what a driver would write)."""
         ring = np.empty(self.rows, dtype=np.uint16)
@@ -161,8 +172,9 @@ class Lidar:
         soup = scene.soup
         rot, trans = self.pose_in_world(pose)
         p = self.pattern
-        dirs_s, orig_s = p.directions.reshape(-1, 3), p.pixel_origins
-        dirs_w = dirs_s @ rot.T.astype(np.float32)
+        dirs_s = p.directions.reshape(-1, 3)
+        with one_blas_thread():
+            dirs_w = dirs_s @ rot.T.astype(np.float32)
         # beam origins sit on the sensor's z axis: move the H of them, then repeat per column
         orig_w = np.repeat((p.origins.astype(np.float64) @ rot.T + trans).astype(np.float32), p.columns, axis=0)
         max_range = float(self.max_range or 0.0)
@@ -188,16 +200,18 @@ class Lidar:
         keep = np.ones(len(hit), dtype=bool)
         for model in self.dropout:
             keep &= model.keeps(returns, rng)
-        hit, returns = hit[keep], returns.subset(keep)
+        kept = np.flatnonzero(keep)
+        hit, returns = hit[kept], returns.subset(kept)
         ranges = self.noise.apply(returns.range, rng)
         intensity = (
             self.intensity.render(returns, rng) if self.intensity is not None else np.zeros(len(hit), np.float32)
         )
-        # np.take: row gathers of (N, 3) arrays run several times faster than fancy indexing
-        xyz = np.take(orig_s, hit, axis=0) + np.take(dirs_s, hit, axis=0) * ranges[:, None]
-        tris = tri[hit]
-        points = np.zeros(len(hit), dtype=POINT_DTYPE)
-        points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+        tris = np.take(tri, hit)
+        points = np.empty(len(hit), dtype=POINT_DTYPE)
+        # beam origins lie on the z axis (x = y = 0): x and y are the direction times the range alone
+        for axis, name in enumerate("xyz"):
+            np.multiply(p.direction_columns[axis].take(hit), ranges, out=points[name])
+        points["z"] += p.pixel_origins_z.take(hit)
         points["intensity"] = intensity
         points["ring"] = p.ring_of_row[returns.row]
         points["label"] = soup.kitti3[tris]
@@ -220,9 +234,10 @@ class Lidar:
         tris = tri[hit]
         normal, direction = np.take(soup.normals, tris, axis=0), np.take(dirs_w, hit, axis=0)
         cos = np.abs(normal[:, 0] * direction[:, 0] + normal[:, 1] * direction[:, 1] + normal[:, 2] * direction[:, 2])
+        row, col = np.divmod(hit, self.pattern.columns)
         return Returns(
-            row=hit // self.pattern.columns,
-            col=hit % self.pattern.columns,
+            row=row,
+            col=col,
             height=self.pattern.rows,
             width=self.pattern.columns,
             range=t[hit].astype(np.float32),

@@ -69,6 +69,8 @@ class PixelDropout:
 
     probability: np.ndarray = field(repr=False)
     fov_deg: float = 360.0
+    #: per sweep width, :meth:`per_pixel` (built on first use: the map is fixed, sweeps are many)
+    _per_pixel: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         p = np.asarray(self.probability, dtype=np.float64)
@@ -84,18 +86,28 @@ class PixelDropout:
         return np.zeros(len(returns), dtype=bool)
 
     def keeps(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
-        rows, cols = self.probability.shape
+        rows = self.probability.shape[0]
         if rows != returns.height:
             raise PerceptionError(
                 f"pixel dropout: the map has {rows} rows but the sensor has {returns.height} beams; "
                 "measure the map with the same sensor"
             )
+        table = self._per_pixel.get(returns.width)
+        if table is None:
+            table = self._per_pixel[returns.width] = self.per_pixel(returns.width)
+        p = np.take(table, returns.row * returns.width + returns.col)  # a flat gather: faster than table[row, col]
+        return rng.random(len(returns), dtype=np.float32) >= p
+
+    def per_pixel(self, width: int) -> np.ndarray:
+        """(rows, width) float64 drop probability of each pixel of a sweep ``width`` columns wide."""
+        cols = self.probability.shape[1]
         # the azimuth of each sweep column, in degrees left of the map's left edge
-        offset = (returns.col + 0.5) * 360.0 / returns.width - (180.0 - self.fov_deg / 2)
+        offset = (np.arange(width) + 0.5) * 360.0 / width - (180.0 - self.fov_deg / 2)
         inside = (offset >= 0) & (offset < self.fov_deg)
         map_col = np.clip((offset / self.fov_deg * cols).astype(np.int64), 0, cols - 1)
-        p = np.where(inside, self.probability[returns.row, map_col], self.probability.mean(axis=1)[returns.row])
-        return rng.random(len(returns), dtype=np.float32) >= p
+        table = np.where(inside[None, :], self.probability[:, map_col], self.probability.mean(axis=1)[:, None])
+        table.flags.writeable = False  # C-contiguous (rows, width): keeps() gathers it by flat pixel index
+        return table
 
 
 @dataclass(frozen=True)

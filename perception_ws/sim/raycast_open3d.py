@@ -22,11 +22,12 @@ class Open3DRaycaster:
 
     def cast(self, origins: np.ndarray, directions: np.ndarray, max_range: float) -> Hits:
         o, d = check_rays(origins, directions)
-        rays = o3d.core.Tensor.from_numpy(np.concatenate([o, d], axis=1))
-        result = self._scene.cast_rays(rays, nthreads=self._threads)
-        t = result["t_hit"].numpy()
+        rays = np.empty((len(o), 6), dtype=np.float32)
+        rays[:, :3], rays[:, 3:] = o, d
+        result = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self._threads)
+        t = result["t_hit"].numpy()  # float32, a fresh array of ours: edited in place
         triangle = result["primitive_ids"].numpy().astype(np.int64)
-        miss = ~np.isfinite(t) | (t > max_range) | (t <= 0)
-        t = np.where(miss, np.inf, t).astype(np.float32)
+        miss = ~(t <= np.float32(max_range)) | (t <= 0)  # not <= max_range: also inf and NaN
+        t[miss] = np.inf
         triangle[miss] = -1
         return Hits(t=t, triangle=triangle)

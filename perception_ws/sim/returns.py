@@ -27,15 +27,18 @@ class Returns:
     def __len__(self) -> int:
         return len(self.row)
 
-    def subset(self, mask: np.ndarray) -> Returns:
+    def subset(self, which: np.ndarray) -> Returns:
+        """The returns ``which`` selects: a boolean mask, or (faster over many arrays) indices."""
+        if which.dtype == np.bool_:
+            which = np.flatnonzero(which)
         return Returns(
-            row=self.row[mask],
-            col=self.col[mask],
+            row=np.take(self.row, which),
+            col=np.take(self.col, which),
             height=self.height,
             width=self.width,
-            range=self.range[mask],
-            cos_incidence=self.cos_incidence[mask],
-            albedo=self.albedo[mask],
-            retro=self.retro[mask],
-            glass=self.glass[mask],
+            range=np.take(self.range, which),
+            cos_incidence=np.take(self.cos_incidence, which),
+            albedo=np.take(self.albedo, which),
+            retro=np.take(self.retro, which),
+            glass=np.take(self.glass, which),
         )

@@ -11,8 +11,10 @@ ray caster's static layer), then :meth:`SimStream.frame` renders frame ``index``
 Time: with ``clock.mode`` ``sim`` frame k shows scene time k / rate whatever the rendering speed (the
 stamps advance by exactly one period); with ``wall`` it shows the wall time elapsed since the start,
 so a slow renderer skips scene time like a real sensor skips frames. The scene time wraps every
-``scene.loop_s`` seconds (the street is finite). :meth:`SimStream.static_transforms` gives the
-sensor mounting (vehicle -> LiDAR -> camera) that the node reports.
+``scene.loop_s`` seconds (the street is finite). ``clock.real_time_factor`` < 1 (mode ``sim``) slows
+the wall rate only, for a consumer slower than the sensor: the scene and the stamps do not change.
+:meth:`SimStream.static_transforms` gives the sensor mounting (vehicle -> LiDAR -> camera) that the
+node reports.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class SimStream:
 
     @property
     def period_s(self) -> float:
-        return 1.0 / self.config.sensor.rate_hz
+        """Wall seconds between frames: one sensor period, stretched by ``clock.real_time_factor``."""
+        return 1.0 / (self.config.sensor.rate_hz * self.config.clock.real_time_factor)
 
     def scene_time(self, index: int, elapsed_s: float) -> float:
         return scene_time(self.config, index, elapsed_s)

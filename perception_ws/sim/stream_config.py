@@ -25,6 +25,7 @@ CLOCK_MODES = ("wall", "sim")
 class SimTopicsConfig:
     points: str = _doc("points", "PointCloud2 out (SensorData QoS): x y z intensity ring label instance")
     boxes: str = _doc("sim/ground_truth/boxes", "perception_ws/Detection3DArray: ground-truth boxes, id = instance")
+    markers: str = _doc("sim/ground_truth/markers", "visualization_msgs/MarkerArray of those boxes, for RViz")
     image: str = _doc("camera/image", "sensor_msgs/Image rgb8 of the simulated camera (SensorData QoS)")
     camera_info: str = _doc("camera/camera_info", "sensor_msgs/CameraInfo of that image")
     diagnostics: str = _doc("/diagnostics", "diagnostic_msgs/DiagnosticArray: achieved rate, render time, skips")
@@ -62,6 +63,11 @@ class SimFramesConfig:
 class SimClockConfig:
     mode: str = _doc("wall", "wall: stamp = wall time a scan is ready; sim: stamp = start + index / rate")
     publish: bool = _doc(True, "publish /clock (rosgraph_msgs/Clock) at every frame's stamp")
+    real_time_factor: float = _doc(
+        1.0,
+        "simulated seconds per wall second (mode sim only): below 1 frames go out slower than the sensor rate "
+        "(0.1: a 10 Hz sensor once a second), for a slow consumer; stamps stay one sensor period apart",
+    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,13 @@ def _validate(c: SimConfig) -> None:
         raise ConfigError(f"sensor.rate_hz = {c.sensor.rate_hz!r}; expected 0 < rate <= 100 scans per second")
     _one_of("sensor.backend", c.sensor.backend, ("auto", *BACKENDS))
     _one_of("clock.mode", c.clock.mode, CLOCK_MODES)
+    if not 0 < c.clock.real_time_factor <= 1:
+        raise ConfigError(f"clock.real_time_factor = {c.clock.real_time_factor!r}; expected 0 < factor <= 1")
+    if c.clock.real_time_factor != 1 and c.clock.mode != "sim":
+        raise ConfigError(
+            f"clock.real_time_factor = {c.clock.real_time_factor!r} needs clock.mode 'sim' (with 'wall' the stamps "
+            "are the wall time, so the stream cannot run slower than real time)"
+        )
     for key, frame in flatten(c.frames, "frames.").items():
         if not frame or frame.startswith("/") or " " in frame:
             raise ConfigError(f"{key} = {frame!r}; expected a frame id such as 'lidar' (no leading slash)")

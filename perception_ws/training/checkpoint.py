@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from perception_ws.errors import WeightsError
 from perception_ws.io.atomic import atomic_file
@@ -44,3 +46,14 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def parameter_digest(model: nn.Module) -> str:
+    """sha256 of every parameter (name order, raw bytes): equal on all ranks iff DDP kept them in step.
+
+    Buffers are left out on purpose: each rank's batch-norm statistics follow its own last batch."""
+    digest = hashlib.sha256()
+    for name, value in model.named_parameters():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

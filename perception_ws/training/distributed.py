@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -23,6 +24,14 @@ class Distributed:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
+
+    def gather(self, value: Any) -> list[Any]:
+        """``value`` of every rank, in rank order (a collective: every rank must call it)."""
+        if self.world == 1:
+            return [value]
+        values: list[Any] = [None] * self.world
+        torch_dist.all_gather_object(values, value)
+        return values
 
     def finish(self) -> None:
         if self.world > 1 and torch_dist.is_initialized():

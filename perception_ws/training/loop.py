@@ -26,7 +26,14 @@ from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEG, KITTI3_WEIGHT
 from perception_ws.models.registry import build_model
 from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.training.augment import Augmentation
-from perception_ws.training.checkpoint import CHECKPOINT, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from perception_ws.training.checkpoint import (
+    CHECKPOINT,
+    load_checkpoint,
+    parameter_digest,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from perception_ws.training.config import TrainConfig
 from perception_ws.training.curves import CURVES, LOG, plot_curves, read_log, write_log
 from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
@@ -112,12 +119,12 @@ def train(
     """Train (or resume) into ``out``; ``stop_after`` ends this process after that many steps of the run
     (as a kill would, but cleanly, with a checkpoint): for tests of the resume path."""
     out = Path(out)
+    source = _source(config)  # a missing data path fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     dist = start_distributed()
     device = dist.device if dist.world > 1 else _device(config.device)
     torch.manual_seed(config.seed)
     class_set = get_class_set(config.classes)
-    source = _source(config)
     model = build_training_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(config, s))
@@ -137,7 +144,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])
         start = int(state["step"])
-        log = [row for row in read_log(out / LOG) if row["step"] < start]
+        log = [row for row in read_log(out / LOG) if row["step"] <= start]  # the rows the checkpoint saw
     else:
         _fit_normalizer(model, source, config)
     model.to(device)
@@ -150,7 +157,7 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     began, last_loss, step = time.monotonic(), math.nan, start
-    window_loss, window_start, window_samples = 0.0, time.monotonic(), 0
+    window_loss, window_start, window_samples, window_steps = 0.0, time.monotonic(), 0, 0
     bar = _progress(start, config.steps, progress and dist.rank == 0)
     model.train()
     for images, labels in loader:
@@ -166,12 +173,12 @@ def train(
         step += 1
         window_loss += float(loss.detach())
         window_samples += images.shape[0] * dist.world
+        window_steps += 1
         bar.update(1)
         last = step == stop or (config.max_minutes is not None and time.monotonic() - began > 60 * config.max_minutes)
         if step % config.log_every == 0 or last:
             now = time.monotonic()
-            n = (step - 1) % config.log_every + 1
-            last_loss = window_loss / n
+            last_loss = window_loss / window_steps  # counted: a resumed run's first window is shorter
             row = {
                 "step": float(step),
                 "loss": last_loss,
@@ -181,12 +188,13 @@ def train(
             }
             log.append(row)
             bar.set_postfix(loss=f"{last_loss:.4f}")
-            window_loss, window_start, window_samples = 0.0, now, 0
+            window_loss, window_start, window_samples, window_steps = 0.0, now, 0, 0
         if step % config.checkpoint_every == 0 or last:
             if monitor is not None and dist.rank == 0:
                 log[-1].update(frame_scores(model, monitor, class_set, device))
+            digests = dist.gather(parameter_digest(model))  # collective: before rank 0 alone writes
             if dist.rank == 0:
-                _save(out, model, optimizer, scheduler, config, step, log)
+                _save(out, model, optimizer, scheduler, config, step, log, digests)
         if last:
             break
     bar.close()
@@ -202,6 +210,7 @@ def _save(
     config: TrainConfig,
     step: int,
     log: list[dict[str, float]],
+    digests: list[str],
 ) -> None:
     state: dict[str, Any] = {
         "step": step,
@@ -216,7 +225,15 @@ def _save(
     save_checkpoint(out / CHECKPOINT, state)
     write_log(out / LOG, log)
     plot_curves(log, out / CURVES)
-    (out / "run.json").write_text(json.dumps({"step": step, "config": config.to_json(), "pid": os.getpid()}, indent=2))
+    run = {
+        "step": step,
+        "config": config.to_json(),
+        "pid": os.getpid(),
+        "world_size": len(digests),
+        # one per rank: all equal when the processes stayed in step (see checkpoint.parameter_digest)
+        "parameter_sha256_by_rank": digests,
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=2))
 
 
 def _describe(config: TrainConfig) -> dict[str, Any]:
