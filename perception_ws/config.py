@@ -108,6 +108,8 @@ class SegmenterConfig:
     weights: str = _doc("", "weights file; empty: the shipped default weights")
     device: str = _doc("cpu", "torch device: cpu, cuda or cuda:N")
     label_field: str = _doc("label", "input field holding class ids (kind labels)")
+    threads: int = _doc(0, "torch CPU threads for the network; 0: torch's default (one per core)")
+    compile: bool = _doc(False, "torch.compile the network (kind model), compiled and warmed up at start (~1 min)")
 
 
 @dataclass(frozen=True)
@@ -450,6 +452,7 @@ def _validate(c: PerceptionConfig) -> None:
     _one_of("segmenter.kind", c.segmenter.kind, SEGMENTER_KINDS)
     if not _DEVICE.match(c.segmenter.device):
         raise ConfigError(f"segmenter.device = {c.segmenter.device!r}; expected cpu, cuda or cuda:N")
+    _at_least("segmenter.threads", c.segmenter.threads, 0)
     if c.segmenter.kind == "labels" and not c.segmenter.label_field:
         raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")
     for name in c.detection.classes:

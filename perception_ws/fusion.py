@@ -180,9 +180,11 @@ def overlay_image(
     class_set: ClassSet | None = None,
     radius: int = 1,
     max_depth: float | None = 80.0,
+    draw_background: bool = False,
 ) -> np.ndarray:
     """RGB uint8 copy of ``image`` with the points drawn (class colours of ``labels`` in ``class_set``, else
-    by depth) and the boxes' projected edges (class colours, white without a class set)."""
+    by depth) and the boxes' projected edges (class colours, white without a class set). With labels, only
+    points of the object classes are drawn unless ``draw_background``."""
     _check_models(camera, extrinsic)
     img = _check_image(image, camera, "image", 3)
     proj = project_points(xyz, camera, extrinsic)
@@ -195,6 +197,9 @@ def overlay_image(
         if ids.shape != (len(depth),):
             raise PerceptionError(f"fusion: {ids.size} labels for {len(depth)} points; expected one per point")
         colors = class_colors(ids, class_set)
+        if not draw_background:
+            # the background class would grey out the whole picture; the labelled objects are what to see
+            depth = np.where(np.isin(ids, class_set.object_ids), depth, -1.0)
     corners: list[np.ndarray] = []
     box_colors: list[tuple[int, int, int]] = []
     for box in boxes:

@@ -207,7 +207,9 @@ def instance_ids(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3D]) -
 class NetworkSegmenter:
     """A range-image network (with its CRF, if it has one): class and confidence per pixel."""
 
-    def __init__(self, network: nn.Module, device: str, class_set: ClassSet) -> None:
+    def __init__(
+        self, network: nn.Module, device: str, class_set: ClassSet, *, threads: int = 0, compile: bool = False
+    ) -> None:
         import torch
 
         from perception_ws.models.inference import prepare_for_inference
@@ -222,7 +224,15 @@ class NetworkSegmenter:
             raise WeightsError(f"segmenter.device = {device!r} but torch sees no CUDA device; use 'cpu'")
         self.device = torch.device(device)
         self.in_channels = int(getattr(network, "in_channels", 6))
-        self.network = prepare_for_inference(network).to(self.device)
+        if threads > 0:  # process-wide: torch has one intra-op pool
+            torch.set_num_threads(threads)
+        self.compiled = compile
+        self.network = prepare_for_inference(network, compile=compile).to(self.device)
+
+    def warm_up(self, height: int, width: int) -> None:
+        """Run the network once on an empty (height, width) image: a compiled network compiles here (about a
+        minute on 2 cores), not on the first scans."""
+        self.segment_image(np.zeros((height, width, self.in_channels), dtype=np.float32))
 
     def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
@@ -283,7 +293,16 @@ def make_segmenter(
         return LabelFieldSegmenter(settings.label_field, config.classes)
     if settings.kind == "none":
         return NoSegmenter()
-    return NetworkSegmenter(network or load_network(config), settings.device, config.classes)
+    segmenter = NetworkSegmenter(
+        network or load_network(config),
+        settings.device,
+        config.classes,
+        threads=settings.threads,
+        compile=settings.compile,
+    )
+    if settings.compile:
+        segmenter.warm_up(config.sensor_model.height, config.sensor.width)
+    return segmenter
 
 
 def load_network(config: PerceptionConfig) -> nn.Module:

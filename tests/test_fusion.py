@@ -114,7 +114,9 @@ def test_occlusion_keeps_hidden_points_from_taking_the_occluders_label() -> None
 def test_overlay_draws_points_in_class_colours_and_the_boxes(real_data: Path) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, "000002")
     assert scan.image is not None and scan.labels is not None
-    picture = overlay_image(scan.image, scan.xyz, scan.labels, [], camera, extrinsic, class_set=KITTI3, radius=0)
+    picture = overlay_image(
+        scan.image, scan.xyz, scan.labels, [], camera, extrinsic, class_set=KITTI3, radius=0, draw_background=True
+    )
     proj = project_points(scan.xyz, camera, extrinsic)
     seen = np.flatnonzero(proj.visible)
     # the nearest point of every pixel shows its class colour
@@ -126,6 +128,12 @@ def test_overlay_draws_points_in_class_colours_and_the_boxes(real_data: Path) ->
     untouched = np.ones(picture.shape[:2], dtype=bool)
     untouched[proj.row[nearest], proj.col[nearest]] = False
     assert np.array_equal(picture[untouched], scan.image[untouched])
+    # by default only the object classes are drawn: every changed pixel wears an object colour
+    objects_only = overlay_image(scan.image, scan.xyz, scan.labels, [], camera, extrinsic, class_set=KITTI3, radius=0)
+    changed = np.any(objects_only != scan.image, axis=2)
+    object_colours = KITTI3.colorize(np.array(KITTI3.object_ids))
+    assert 0 < changed.sum() < (~untouched).sum() / 10
+    assert np.all(np.any(np.all(objects_only[changed][:, None, :] == object_colours[None], axis=2), axis=1))
     with_boxes = overlay_image(scan.image, scan.xyz, None, scan.boxes, camera, extrinsic, class_set=KITTI3)
     without = overlay_image(scan.image, scan.xyz, None, [], camera, extrinsic, class_set=KITTI3)
     changed = np.any(with_boxes != without, axis=2)
