@@ -132,21 +132,28 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_two_cpu_processes_under_torchrun_train_in_step(frames: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("budget", "steps"),
+    [([], 2), (["--max-minutes", "0.00001"], 1000)],  # the second: the ranks must agree on stopping early
+    ids=["steps", "time-budget"],
+)
+def test_two_cpu_processes_under_torchrun_train_in_step(
+    frames: Path, tmp_path: Path, budget: list[str], steps: int
+) -> None:
     out = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        "-m", "perception_ws.cli", "train", "--data", str(frames), "--steps", "2", "--batch-size", "1",
-        "--workers", "0", "--device", "cpu", "--out", str(out), "--quiet",
+        "-m", "perception_ws.cli", "train", "--data", str(frames), "--steps", str(steps), "--batch-size", "1",
+        "--workers", "0", "--device", "cpu", "--out", str(out), "--quiet", *budget,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     state = load_checkpoint(out / CHECKPOINT)
-    assert state["step"] == 2
+    assert state["step"] == 2 if not budget else 1 <= state["step"] < steps
     run = json.loads((out / "run.json").read_text())
-    assert run["step"] == 2 and run["world_size"] == 2
+    assert run["step"] == state["step"] and run["world_size"] == 2
     digests = run["parameter_sha256_by_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]  # gradients were averaged across the ranks
     # the digest is that of the weights rank 0 saved: rebuild the model from the checkpoint and hash it

@@ -33,6 +33,15 @@ class Distributed:
         torch_dist.all_gather_object(values, value)
         return values
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any (a collective): ranks must agree on when to stop,
+        or the next gradient sync would wait forever for the rank that left."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+        return bool(value.item() > 0)
+
     def finish(self) -> None:
         if self.world > 1 and torch_dist.is_initialized():
             torch_dist.barrier()

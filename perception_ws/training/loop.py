@@ -175,7 +175,8 @@ def train(
         window_samples += images.shape[0] * dist.world
         window_steps += 1
         bar.update(1)
-        last = step == stop or (config.max_minutes is not None and time.monotonic() - began > 60 * config.max_minutes)
+        time_up = config.max_minutes is not None and time.monotonic() - began > 60 * config.max_minutes
+        last = step == stop or (config.max_minutes is not None and dist.any(time_up))
         if step % config.log_every == 0 or last:
             now = time.monotonic()
             last_loss = window_loss / window_steps  # counted: a resumed run's first window is shorter
