@@ -18,13 +18,16 @@ Rows, each run for ``--minutes`` in the same invocation, so they share the machi
 - ``dds labels``: the graph with the 'labels' segmenter (the ground-truth field; no network);
 - ``dds model (cpu)``: the same with the 'model' segmenter, SqueezeSegV2 on the CPU, with the shipped
   weights when they load, else freshly initialised weights (same compute; the labels are meaningless);
+- ``dds model (cpu, front 90° preset)``: the same with config/perception_cpu_front.yaml (front 90° as a
+  64 x 512 image, 2 torch threads, torch.compile warmed up at node start), and ``… eager``: the
+  preset with ``segmenter.compile`` false;
 - ``in-process labels`` (the named baseline): the same Pipeline called directly on the same scans, no
   DDS, no serialisation: its per-frame processing time (no drops: it is not paced).
 
 Soak: the ``dds labels`` graph runs for ``--soak-minutes`` more while the node's resident memory
 (VmRSS) is sampled every second; growth = median of the last tenth of samples over the median of the
 first tenth after a one-minute (or 10 %) warm-up, in percent. ``--soak-minutes 0`` skips it.
-The machine's CPU count and load averages are printed with the table.
+The machine's CPU count and load averages are printed with the table. ``--rows`` runs some rows only.
 """
 
 from __future__ import annotations
@@ -43,14 +46,22 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from perception_ws.config import PerceptionConfig, to_params_document
+from perception_ws.config import PerceptionConfig, flatten, load_config, to_params_document
 from perception_ws.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("PERCEPTION_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 #: the perception node's settings in every row (DBSCAN radius as the node tests use for 20-60 m objects).
-NODE_SETTINGS = {"detection.eps_m": 0.6, "detection.min_samples": 8}
-STARTUP_TIMEOUT_S = 120.0
+NODE_SETTINGS = {
+    "detection.eps_m": 0.6,
+    "detection.min_samples": 8,
+    "detection.car_eps_m": 0.6,
+    "detection.car_min_samples": 8,
+}
+#: the shipped real-time CPU preset (front 90°, 64 x 512, compiled network).
+CPU_PRESET = REPO / "config" / "perception_cpu_front.yaml"
+ROWS = ("labels", "model", "front", "front-eager", "in-process")
+STARTUP_TIMEOUT_S = 300.0  # a compiled network compiles before the node subscribes (about a minute, more if loaded)
 DRAIN_S = 3.0
 
 
@@ -118,8 +129,14 @@ def untrained_weights(folder: Path) -> tuple[str, str]:
         return str(path), "untrained weights (timing only)"
 
 
+def preset_settings(path: Path) -> dict[str, Any]:
+    """The keys a params file sets to other values than the schema defaults."""
+    defaults = flatten(PerceptionConfig())
+    return {key: value for key, value in flatten(load_config(path)).items() if value != defaults[key]}
+
+
 def start_node(settings: dict[str, Any], folder: Path) -> subprocess.Popen[bytes]:
-    config = PerceptionConfig().replace(**NODE_SETTINGS, **settings)
+    config = PerceptionConfig().replace(**{**NODE_SETTINGS, **settings})
     params = folder / f"params_{time.monotonic_ns()}.yaml"
     params.write_text(yaml.safe_dump(to_params_document(config)))
     command = [sys.executable, "-m", "perception_ws.nodes.perception_node", "--ros-args", "--params-file", str(params)]
@@ -262,6 +279,7 @@ def main() -> int:
     parser.add_argument("--source", choices=("sim", "kitti"), default="sim", help="scans (default sim)")
     parser.add_argument("--frames", type=int, default=20, help="simulated scans to loop over (default 20)")
     parser.add_argument("--rate", type=float, default=10.0, help="scans per second (default 10)")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="rows to run (default all)")
     args = parser.parse_args()
     if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
         print("run under `python -m perception_ws.ros_env` (loopback-only DDS)", file=sys.stderr)
@@ -273,13 +291,23 @@ def main() -> int:
     rows: list[RowResult] = []
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         folder = Path(tmp)
-        rows.append(run_graph("dds labels", {"segmenter.kind": "labels"}, scans, args.rate, seconds, folder))
+        if "labels" in args.rows:
+            rows.append(run_graph("dds labels", {"segmenter.kind": "labels"}, scans, args.rate, seconds, folder))
         weights, note = untrained_weights(folder)
-        model = run_graph("dds model (cpu)", {"segmenter.kind": "model", "segmenter.weights": weights}, scans,
-                          args.rate, seconds, folder)  # fmt: skip
-        model.note = f"SqueezeSegV2, {note}"
-        rows.append(model)
-        rows.append(in_process(scans, seconds))
+        model_rows = {
+            "model": ("dds model (cpu)", {}, "360° 64x2048"),
+            "front": ("dds model (cpu, front 90° preset)", preset_settings(CPU_PRESET), "64x512, compiled"),
+            "front-eager": ("dds model (cpu, front 90°, eager)",
+                            {**preset_settings(CPU_PRESET), "segmenter.compile": False}, "64x512"),
+        }  # fmt: skip
+        for key, (name, settings, shape) in model_rows.items():
+            if key in args.rows:
+                settings = {**settings, "segmenter.kind": "model", "segmenter.weights": weights}
+                model = run_graph(name, settings, scans, args.rate, seconds, folder)
+                model.note = f"SqueezeSegV2 {shape}, {note}"
+                rows.append(model)
+        if "in-process" in args.rows:
+            rows.append(in_process(scans, seconds))
         soak = None
         if args.soak_minutes > 0:
             soak = run_graph("soak: dds labels", {"segmenter.kind": "labels"}, scans, args.rate,

@@ -102,32 +102,9 @@ class Pipeline:
         start = time.perf_counter()
 
         # 1-3. semantic class of every point
-        if isinstance(self.segmenter, NetworkSegmenter):
-            with _stage(timings, "projection"):
-                settings = self.config.sensor
-                projection = project(
-                    cloud, self.sensor, settings.fov_deg, settings.width, row_source=self.config.row_source
-                )
-            with _stage(timings, "segmentation"):
-                pixel_classes, pixel_confidence = self.segmenter.segment_image(projection.image)
-            with _stage(timings, "back_projection"):
-                labels = projection.labels_to_points(pixel_classes)
-                confidence = projection.pixel_values_to_points(pixel_confidence)
-        else:
-            confidence = None
-            with _stage(timings, "segmentation"):
-                labels = self.segmenter.segment_points(cloud)
-        labels = np.where(finite, labels, 0).astype(np.uint16)
-
+        labels, confidence = self._classes(cloud, finite, timings)
         # 4. objects: per-class clustering (after ground removal, if configured), one fitted box per object
-        with _stage(timings, "detection"):
-            xyz = xyz_array(cloud[finite])
-            scores = None if confidence is None else confidence[finite]
-            detections = detect(xyz, labels[finite], self.class_set, self.detect_config, scores)
-            detections = [box for box in detections if box.score >= self.config.detection.min_score]
-        with _stage(timings, "instances"):
-            instances = np.zeros(len(cloud), dtype=np.uint32)
-            instances[finite] = instance_ids(xyz, labels[finite], detections)
+        detections, instances = self._objects(cloud, finite, labels, confidence, timings)
 
         # 5. tracks
         tracks: list[Box3D] = []
@@ -149,6 +126,60 @@ class Pipeline:
             num_valid=int(finite.sum()),
             tracker_reset=reset,
         )
+
+    def warm_up(self) -> None:
+        """Run the stateless stages once on a small synthetic scan (tracks untouched): numba kernels load and a
+        compiled network compiles (about a minute on 2 cores) here, not on the first real scans."""
+        rng = np.random.default_rng(0)
+        field = self.config.segmenter.label_field or "label"  # kind 'labels' reads its class ids from this field
+        cloud = np.zeros(4096, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("intensity", "f4"), (field, "u2")])
+        # a 2 m blob 10 m ahead (inside any field of view), every point of the first object class
+        for axis, (low, high) in zip("xyz", ((9.0, 11.0), (-1.0, 1.0), (-1.5, 0.0)), strict=True):
+            cloud[axis] = rng.uniform(low, high, len(cloud))
+        cloud[field] = min(1, len(self.class_set) - 1)
+        finite = finite_mask(cloud)
+        self._classes(cloud, finite, {})
+        self._objects(cloud, finite, cloud[field], None, {})  # given labels: clusters whatever the network says
+
+    def _classes(
+        self, cloud: np.ndarray, finite: np.ndarray, timings: dict[str, float]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N,) uint16 class per point (0 where not finite) and (N,) confidence per point (None without a network)."""
+        confidence = None
+        if isinstance(self.segmenter, NetworkSegmenter):
+            with _stage(timings, "projection"):
+                settings = self.config.sensor
+                projection = project(
+                    cloud, self.sensor, settings.fov_deg, settings.width, row_source=self.config.row_source
+                )
+            with _stage(timings, "segmentation"):
+                pixel_classes, pixel_confidence = self.segmenter.segment_image(projection.image)
+            with _stage(timings, "back_projection"):
+                labels = projection.labels_to_points(pixel_classes)
+                confidence = projection.pixel_values_to_points(pixel_confidence)
+        else:
+            with _stage(timings, "segmentation"):
+                labels = self.segmenter.segment_points(cloud)
+        return np.where(finite, labels, 0).astype(np.uint16), confidence
+
+    def _objects(
+        self,
+        cloud: np.ndarray,
+        finite: np.ndarray,
+        labels: np.ndarray,
+        confidence: np.ndarray | None,
+        timings: dict[str, float],
+    ) -> tuple[list[Box3D], np.ndarray]:
+        """The detections (boxes) and the (N,) uint32 instance id of every point."""
+        with _stage(timings, "detection"):
+            xyz = xyz_array(cloud[finite])
+            scores = None if confidence is None else confidence[finite]
+            detections = detect(xyz, labels[finite], self.class_set, self.detect_config, scores)
+            detections = [box for box in detections if box.score >= self.config.detection.min_score]
+        with _stage(timings, "instances"):
+            instances = np.zeros(len(cloud), dtype=np.uint32)
+            instances[finite] = instance_ids(xyz, labels[finite], detections)
+        return detections, instances
 
     def reset(self) -> None:
         """Forget every track (a new recording starts); track ids keep counting up."""
@@ -226,13 +257,7 @@ class NetworkSegmenter:
         self.in_channels = int(getattr(network, "in_channels", 6))
         if threads > 0:  # process-wide: torch has one intra-op pool
             torch.set_num_threads(threads)
-        self.compiled = compile
         self.network = prepare_for_inference(network, compile=compile).to(self.device)
-
-    def warm_up(self, height: int, width: int) -> None:
-        """Run the network once on an empty (height, width) image: a compiled network compiles here (about a
-        minute on 2 cores), not on the first scans."""
-        self.segment_image(np.zeros((height, width, self.in_channels), dtype=np.float32))
 
     def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
@@ -293,16 +318,10 @@ def make_segmenter(
         return LabelFieldSegmenter(settings.label_field, config.classes)
     if settings.kind == "none":
         return NoSegmenter()
-    segmenter = NetworkSegmenter(
-        network or load_network(config),
-        settings.device,
-        config.classes,
-        threads=settings.threads,
-        compile=settings.compile,
+    network = network or load_network(config)
+    return NetworkSegmenter(
+        network, settings.device, config.classes, threads=settings.threads, compile=settings.compile
     )
-    if settings.compile:
-        segmenter.warm_up(config.sensor_model.height, config.sensor.width)
-    return segmenter
 
 
 def load_network(config: PerceptionConfig) -> nn.Module:

@@ -66,6 +66,7 @@ class PerceptionNode(Node):
         self.config = declare_ros_parameters(self, defaults)
         self.add_on_set_parameters_callback(self._refuse_changes)
         self.pipeline = Pipeline(self.config, network)
+        self.pipeline.warm_up()  # before subscribing: the first scans are not slowed by JIT or torch.compile
         topics, depth = self.config.topics, self.config.qos.output_depth
         self.cloud_pub = self.create_publisher(PointCloud2, topics.labelled_cloud, output_qos(depth))
         self.detections_pub = self.create_publisher(Detection3DArray, topics.detections, output_qos(depth))
