@@ -64,90 +64,90 @@ BOX_METHODS = ("search", "pca", "min_area")
 MOTION_MODELS = ("ca", "cv")
 MARKER_STYLES = ("line_list", "cube")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-_TOPIC = re.compile(r"^~?/?[A-Za-z_{][A-Za-z0-9_{}/~]*$")
+TOPIC_PATTERN = re.compile(r"^~?/?[A-Za-z_{][A-Za-z0-9_{}/~]*$")
 
 
 class ConfigError(PerceptionError):
     """A configuration key is unknown, or its value has the wrong type or lies out of range."""
 
 
-def _doc(default: Any, doc: str) -> Any:
+def doc(default: Any, doc: str) -> Any:
     """A dataclass field with a default and the one-line description a ROS parameter shows."""
     return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
 class TopicsConfig:
-    input: str = _doc("points", "PointCloud2 input (SensorData QoS)")
-    labelled_cloud: str = _doc("perception/labelled_points", "input cloud plus fields label and instance")
-    detections: str = _doc("perception/detections", "perception_ws/Detection3DArray")
-    tracks: str = _doc("perception/tracks", "perception_ws/TrackArray")
-    markers: str = _doc("perception/markers", "visualization_msgs/MarkerArray of boxes, ids and classes")
-    diagnostics: str = _doc("/diagnostics", "diagnostic_msgs/DiagnosticArray: latency, rate, drops, rejects")
+    input: str = doc("points", "PointCloud2 input (SensorData QoS)")
+    labelled_cloud: str = doc("perception/labelled_points", "input cloud plus fields label and instance")
+    detections: str = doc("perception/detections", "perception_ws/Detection3DArray")
+    tracks: str = doc("perception/tracks", "perception_ws/TrackArray")
+    markers: str = doc("perception/markers", "visualization_msgs/MarkerArray of boxes, ids and classes")
+    diagnostics: str = doc("/diagnostics", "diagnostic_msgs/DiagnosticArray: latency, rate, drops, rejects")
 
 
 @dataclass(frozen=True)
 class QosConfig:
-    input_depth: int = _doc(2, "queue depth of the input subscription (best effort)")
-    output_depth: int = _doc(5, "queue depth of every output publisher (reliable)")
+    input_depth: int = doc(2, "queue depth of the input subscription (best effort)")
+    output_depth: int = doc(5, "queue depth of every output publisher (reliable)")
 
 
 @dataclass(frozen=True)
 class SensorConfig:
-    model: str = _doc("hdl64e", "built-in sensor name (calib/data) or a sensor YAML file")
-    fov_deg: float = _doc(360.0, "horizontal field of view of the range image, degrees, centred on +x")
-    width: int = _doc(2048, "range image columns")
-    row_source: str = _doc("auto", f"range image rows from: {', '.join(ROW_SOURCES)}")
-    max_points: int = _doc(1_000_000, "clouds with more points are rejected (bounded latency)")
+    model: str = doc("hdl64e", "built-in sensor name (calib/data) or a sensor YAML file")
+    fov_deg: float = doc(360.0, "horizontal field of view of the range image, degrees, centred on +x")
+    width: int = doc(2048, "range image columns")
+    row_source: str = doc("auto", f"range image rows from: {', '.join(ROW_SOURCES)}")
+    max_points: int = doc(1_000_000, "clouds with more points are rejected (bounded latency)")
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    kind: str = _doc("model", "model: the network; labels: the input's label field; none: every point 0")
-    model: str = _doc("squeezesegv2", "network architecture (perception_ws.models.MODELS)")
-    weights: str = _doc("", "weights file; empty: the shipped default weights")
-    device: str = _doc("cpu", "torch device: cpu, cuda or cuda:N")
-    label_field: str = _doc("label", "input field holding class ids (kind labels)")
-    threads: int = _doc(0, "torch CPU threads for the network; 0: torch's default (one per core)")
-    compile: bool = _doc(False, "torch.compile the network (kind model), compiled and warmed up at start (~1 min)")
+    kind: str = doc("model", "model: the network; labels: the input's label field; none: every point 0")
+    model: str = doc("squeezesegv2", "network architecture (perception_ws.models.MODELS)")
+    weights: str = doc("", "weights file; empty: the shipped default weights")
+    device: str = doc("cpu", "torch device: cpu, cuda or cuda:N")
+    label_field: str = doc("label", "input field holding class ids (kind labels)")
+    threads: int = doc(0, "torch CPU threads for the network; 0: torch's default (one per core)")
+    compile: bool = doc(False, "torch.compile the network (kind model), compiled and warmed up at start (~1 min)")
 
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    classes: tuple[str, ...] = _doc((), "class names to detect; empty: the class set's object classes")
-    eps_m: float = _doc(THESIS_CLUSTER.eps_m, "DBSCAN radius of classes other than car, metres (measured: 0.5)")
-    min_samples: int = _doc(THESIS_CLUSTER.min_points, "DBSCAN core neighbours, the point counts (measured: 10)")
-    car_eps_m: float = _doc(THESIS_CLUSTER.eps_m, "DBSCAN radius of cars, metres (measured: 1.0)")
-    car_min_samples: int = _doc(THESIS_CLUSTER.min_points, "DBSCAN core point neighbours of cars (measured: 10)")
-    box_method: str = _doc(DetectConfig.box_method, f"box fitting: {', '.join(BOX_METHODS)}")
-    merge_overlap: float = _doc(DetectConfig.merge_overlap, "merge same-class boxes overlapping this much")
-    remove_ground: bool = _doc(DetectConfig.remove_ground, "remove ground points before clustering")
-    min_score: float = _doc(0.0, "drop detections whose score (mean class probability) is lower")
+    classes: tuple[str, ...] = doc((), "class names to detect; empty: the class set's object classes")
+    eps_m: float = doc(THESIS_CLUSTER.eps_m, "DBSCAN radius of classes other than car, metres (measured: 0.5)")
+    min_samples: int = doc(THESIS_CLUSTER.min_points, "DBSCAN core neighbours, the point counts (measured: 10)")
+    car_eps_m: float = doc(THESIS_CLUSTER.eps_m, "DBSCAN radius of cars, metres (measured: 1.0)")
+    car_min_samples: int = doc(THESIS_CLUSTER.min_points, "DBSCAN core point neighbours of cars (measured: 10)")
+    box_method: str = doc(DetectConfig.box_method, f"box fitting: {', '.join(BOX_METHODS)}")
+    merge_overlap: float = doc(DetectConfig.merge_overlap, "merge same-class boxes overlapping this much")
+    remove_ground: bool = doc(DetectConfig.remove_ground, "remove ground points before clustering")
+    min_score: float = doc(0.0, "drop detections whose score (mean class probability) is lower")
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    enabled: bool = _doc(True, "run the tracker")
-    motion_model: str = _doc(TrackerConfig.motion_model, "ca: constant acceleration; cv: constant velocity")
-    confirm_hits: int = _doc(TrackerConfig.confirm_hits, "matches for a new track to be confirmed")
-    max_misses: int = _doc(TrackerConfig.max_misses, "missed scans before a lost track is deleted")
-    gate_distance_m: float = _doc(TrackerConfig.gate_distance_m, "largest detection-to-track distance, metres")
-    gate_mahalanobis2: float = _doc(TrackerConfig.gate_mahalanobis2, "largest squared Mahalanobis distance")
-    match_class: bool = _doc(TrackerConfig.match_class, "match detections only to tracks of their class")
-    report_lost: bool = _doc(TrackerConfig.report_lost, "report lost tracks at their prediction")
+    enabled: bool = doc(True, "run the tracker")
+    motion_model: str = doc(TrackerConfig.motion_model, "ca: constant acceleration; cv: constant velocity")
+    confirm_hits: int = doc(TrackerConfig.confirm_hits, "matches for a new track to be confirmed")
+    max_misses: int = doc(TrackerConfig.max_misses, "missed scans before a lost track is deleted")
+    gate_distance_m: float = doc(TrackerConfig.gate_distance_m, "largest detection-to-track distance, metres")
+    gate_mahalanobis2: float = doc(TrackerConfig.gate_mahalanobis2, "largest squared Mahalanobis distance")
+    match_class: bool = doc(TrackerConfig.match_class, "match detections only to tracks of their class")
+    report_lost: bool = doc(TrackerConfig.report_lost, "report lost tracks at their prediction")
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    marker_style: str = _doc("line_list", f"box markers: {', '.join(MARKER_STYLES)}")
-    diagnostics_period_s: float = _doc(1.0, "seconds between diagnostics messages")
+    marker_style: str = doc("line_list", f"box markers: {', '.join(MARKER_STYLES)}")
+    diagnostics_period_s: float = doc(1.0, "seconds between diagnostics messages")
 
 
 @dataclass(frozen=True)
 class PerceptionConfig:
     """Everything the pipeline and the perception node are told; see the module doc."""
 
-    class_set: str = _doc("kitti3", f"class table: {', '.join(CLASS_SETS)}")
+    class_set: str = doc("kitti3", f"class table: {', '.join(CLASS_SETS)}")
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     qos: QosConfig = field(default_factory=QosConfig)
     sensor: SensorConfig = field(default_factory=SensorConfig)
@@ -421,24 +421,24 @@ def _unknown_key_message(key: str, known: Mapping[str, Any]) -> str:
     return f"unknown key {key!r}{hint}"
 
 
-def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+def check_one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} = {value!r}; expected one of {', '.join(allowed)}")
 
 
-def _at_least(key: str, value: float, low: float) -> None:
+def check_at_least(key: str, value: float, low: float) -> None:
     if value < low:
         raise ConfigError(f"{key} = {value!r}; expected at least {low}")
 
 
 def _validate(c: PerceptionConfig) -> None:
     """Range and consistency checks; each error names its key."""
-    _one_of("class_set", c.class_set, tuple(CLASS_SETS))
+    check_one_of("class_set", c.class_set, tuple(CLASS_SETS))
     for key, topic in flatten(c.topics, "topics.").items():
-        if not _TOPIC.match(topic):
+        if not TOPIC_PATTERN.match(topic):
             raise ConfigError(f"{key} = {topic!r}; expected a ROS topic name such as 'points' or '/lidar/points'")
-    _at_least("qos.input_depth", c.qos.input_depth, 1)
-    _at_least("qos.output_depth", c.qos.output_depth, 1)
+    check_at_least("qos.input_depth", c.qos.input_depth, 1)
+    check_at_least("qos.output_depth", c.qos.output_depth, 1)
     try:
         load_sensor(c.sensor.model)
         fov_bounds(c.sensor.fov_deg)
@@ -446,13 +446,13 @@ def _validate(c: PerceptionConfig) -> None:
         raise ConfigError(f"sensor.model = {c.sensor.model!r}: {err}") from None
     except PerceptionError as err:
         raise ConfigError(f"sensor.fov_deg = {c.sensor.fov_deg!r}: {err}") from None
-    _at_least("sensor.width", c.sensor.width, 1)
-    _one_of("sensor.row_source", c.sensor.row_source, ROW_SOURCES)
-    _at_least("sensor.max_points", c.sensor.max_points, 1)
-    _one_of("segmenter.kind", c.segmenter.kind, SEGMENTER_KINDS)
+    check_at_least("sensor.width", c.sensor.width, 1)
+    check_one_of("sensor.row_source", c.sensor.row_source, ROW_SOURCES)
+    check_at_least("sensor.max_points", c.sensor.max_points, 1)
+    check_one_of("segmenter.kind", c.segmenter.kind, SEGMENTER_KINDS)
     if not _DEVICE.match(c.segmenter.device):
         raise ConfigError(f"segmenter.device = {c.segmenter.device!r}; expected cpu, cuda or cuda:N")
-    _at_least("segmenter.threads", c.segmenter.threads, 0)
+    check_at_least("segmenter.threads", c.segmenter.threads, 0)
     if c.segmenter.kind == "labels" and not c.segmenter.label_field:
         raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")
     for name in c.detection.classes:
@@ -464,19 +464,19 @@ def _validate(c: PerceptionConfig) -> None:
         eps = getattr(c.detection, f"{prefix}eps_m")
         if not eps > 0:
             raise ConfigError(f"detection.{prefix}eps_m = {eps!r}; expected a radius > 0")
-        _at_least(f"detection.{prefix}min_samples", getattr(c.detection, f"{prefix}min_samples"), 1)
-    _one_of("detection.box_method", c.detection.box_method, BOX_METHODS)
+        check_at_least(f"detection.{prefix}min_samples", getattr(c.detection, f"{prefix}min_samples"), 1)
+    check_one_of("detection.box_method", c.detection.box_method, BOX_METHODS)
     if not 0.0 <= c.detection.merge_overlap <= 1.0:
         raise ConfigError(f"detection.merge_overlap = {c.detection.merge_overlap!r}; expected 0 to 1")
     if not 0.0 <= c.detection.min_score <= 1.0:
         raise ConfigError(f"detection.min_score = {c.detection.min_score!r}; expected 0 to 1")
-    _one_of("tracking.motion_model", c.tracking.motion_model, MOTION_MODELS)
-    _at_least("tracking.confirm_hits", c.tracking.confirm_hits, 1)
-    _at_least("tracking.max_misses", c.tracking.max_misses, 0)
+    check_one_of("tracking.motion_model", c.tracking.motion_model, MOTION_MODELS)
+    check_at_least("tracking.confirm_hits", c.tracking.confirm_hits, 1)
+    check_at_least("tracking.max_misses", c.tracking.max_misses, 0)
     for key in ("gate_distance_m", "gate_mahalanobis2"):
         if not getattr(c.tracking, key) > 0:
             raise ConfigError(f"tracking.{key} = {getattr(c.tracking, key)!r}; expected a value > 0")
-    _one_of("output.marker_style", c.output.marker_style, MARKER_STYLES)
+    check_one_of("output.marker_style", c.output.marker_style, MARKER_STYLES)
     if not c.output.diagnostics_period_s > 0:
         raise ConfigError(f"output.diagnostics_period_s = {c.output.diagnostics_period_s!r}; expected > 0")
 
@@ -486,48 +486,48 @@ def _validate(c: PerceptionConfig) -> None:
 
 @dataclass(frozen=True)
 class FusionTopicsConfig:
-    image: str = _doc("camera/image", "sensor_msgs/Image in: rgb8, bgr8, bgra8 or mono8")
-    camera_info: str = _doc("camera/camera_info", "sensor_msgs/CameraInfo of the image")
-    cloud: str = _doc("perception/labelled_points", "PointCloud2 in: the perception node's labelled cloud or a raw one")
-    detections: str = _doc("perception/detections", "Detection3DArray in, drawn as boxes; empty: not subscribed")
-    label_mask: str = _doc("", "Image of class ids (mono8/mono16) to transfer to points; empty: not subscribed")
-    painted_cloud: str = _doc("fusion/painted_points", "the input cloud plus an rgb field (PCL packing)")
-    overlay: str = _doc("fusion/overlay", "rgb8 Image: points by label or depth, boxes as projected edges")
-    mask_labelled_cloud: str = _doc("fusion/mask_labelled_points", "the input cloud with labels from the mask")
-    diagnostics: str = _doc("/diagnostics", "diagnostic_msgs/DiagnosticArray: rate, latency, drops, rejects")
+    image: str = doc("camera/image", "sensor_msgs/Image in: rgb8, bgr8, bgra8 or mono8")
+    camera_info: str = doc("camera/camera_info", "sensor_msgs/CameraInfo of the image")
+    cloud: str = doc("perception/labelled_points", "PointCloud2 in: the perception node's labelled cloud or a raw one")
+    detections: str = doc("perception/detections", "Detection3DArray in, drawn as boxes; empty: not subscribed")
+    label_mask: str = doc("", "Image of class ids (mono8/mono16) to transfer to points; empty: not subscribed")
+    painted_cloud: str = doc("fusion/painted_points", "the input cloud plus an rgb field (PCL packing)")
+    overlay: str = doc("fusion/overlay", "rgb8 Image: points by label or depth, boxes as projected edges")
+    mask_labelled_cloud: str = doc("fusion/mask_labelled_points", "the input cloud with labels from the mask")
+    diagnostics: str = doc("/diagnostics", "diagnostic_msgs/DiagnosticArray: rate, latency, drops, rejects")
 
 
 @dataclass(frozen=True)
 class FusionSyncConfig:
-    slop_s: float = _doc(0.05, "largest stamp difference between the paired messages, seconds")
-    queue_size: int = _doc(10, "messages per input waiting for partners")
-    min_period_s: float = _doc(
+    slop_s: float = doc(0.05, "largest stamp difference between the paired messages, seconds")
+    queue_size: int = doc(10, "messages per input waiting for partners")
+    min_period_s: float = doc(
         0.03, "lower bound of every input's period, s (0: unknown); lets a set go out without waiting for the next"
     )
 
 
 @dataclass(frozen=True)
 class FusionCalibrationConfig:
-    extrinsic: tuple[float, ...] = _doc((), "LiDAR -> camera transform, 16 (4x4) or 12 (3x4) row-major values")
-    kitti_calib: str = _doc("", "or a KITTI calibration file: R0_rect · Tr_velo_to_cam")
+    extrinsic: tuple[float, ...] = doc((), "LiDAR -> camera transform, 16 (4x4) or 12 (3x4) row-major values")
+    kitti_calib: str = doc("", "or a KITTI calibration file: R0_rect · Tr_velo_to_cam")
 
 
 @dataclass(frozen=True)
 class FusionPaintConfig:
-    class_set: str = _doc("kitti3", f"class table of the cloud's and the mask's labels: {', '.join(CLASS_SETS)}")
-    label_field: str = _doc("label", "cloud field coloured by class on the overlay (else points by depth)")
-    occlusion: bool = _doc(True, "z-buffer test so hidden points take no colour or label from the image")
-    occlusion_window: int = _doc(5, "z-buffer neighbourhood, pixels (odd)")
-    occlusion_tolerance_m: float = _doc(0.5, "depth beyond the nearest point that still counts as the same surface")
-    occlusion_tolerance_rel: float = _doc(0.1, "plus this fraction of the nearest depth")
-    point_radius: int = _doc(1, "overlay point size: squares of 2r+1 pixels")
-    max_depth_m: float = _doc(80.0, "overlay depth colours saturate here")
-    max_points: int = _doc(1_000_000, "larger clouds are rejected")
+    class_set: str = doc("kitti3", f"class table of the cloud's and the mask's labels: {', '.join(CLASS_SETS)}")
+    label_field: str = doc("label", "cloud field coloured by class on the overlay (else points by depth)")
+    occlusion: bool = doc(True, "z-buffer test so hidden points take no colour or label from the image")
+    occlusion_window: int = doc(5, "z-buffer neighbourhood, pixels (odd)")
+    occlusion_tolerance_m: float = doc(0.5, "depth beyond the nearest point that still counts as the same surface")
+    occlusion_tolerance_rel: float = doc(0.1, "plus this fraction of the nearest depth")
+    point_radius: int = doc(1, "overlay point size: squares of 2r+1 pixels")
+    max_depth_m: float = doc(80.0, "overlay depth colours saturate here")
+    max_points: int = doc(1_000_000, "larger clouds are rejected")
 
 
 @dataclass(frozen=True)
 class FusionOutputConfig:
-    diagnostics_period_s: float = _doc(1.0, "seconds between diagnostics messages")
+    diagnostics_period_s: float = doc(1.0, "seconds between diagnostics messages")
 
 
 @dataclass(frozen=True)
@@ -564,28 +564,28 @@ _OPTIONAL_FUSION_TOPICS = ("topics.detections", "topics.label_mask")
 
 def _validate_fusion(c: FusionConfig) -> None:
     for key, topic in flatten(c.topics, "topics.").items():
-        if not (_TOPIC.match(topic) or (topic == "" and key in _OPTIONAL_FUSION_TOPICS)):
+        if not (TOPIC_PATTERN.match(topic) or (topic == "" and key in _OPTIONAL_FUSION_TOPICS)):
             raise ConfigError(f"{key} = {topic!r}; expected a ROS topic name such as 'camera/image'")
-    _at_least("qos.input_depth", c.qos.input_depth, 1)
-    _at_least("qos.output_depth", c.qos.output_depth, 1)
+    check_at_least("qos.input_depth", c.qos.input_depth, 1)
+    check_at_least("qos.output_depth", c.qos.output_depth, 1)
     if not c.sync.slop_s >= 0:
         raise ConfigError(f"sync.slop_s = {c.sync.slop_s!r}; expected >= 0")
-    _at_least("sync.queue_size", c.sync.queue_size, 1)
-    _at_least("sync.min_period_s", c.sync.min_period_s, 0.0)
+    check_at_least("sync.queue_size", c.sync.queue_size, 1)
+    check_at_least("sync.min_period_s", c.sync.min_period_s, 0.0)
     if len(c.calibration.extrinsic) not in (0, 12, 16):
         raise ConfigError(
             f"calibration.extrinsic has {len(c.calibration.extrinsic)} values; expected 16 (4x4), 12 (3x4) or none"
         )
     if c.calibration.extrinsic and c.calibration.kitti_calib:
         raise ConfigError("calibration.extrinsic and calibration.kitti_calib are both set; expected one of them")
-    _one_of("fusion.class_set", c.fusion.class_set, tuple(CLASS_SETS))
+    check_one_of("fusion.class_set", c.fusion.class_set, tuple(CLASS_SETS))
     if c.fusion.occlusion_window < 1 or c.fusion.occlusion_window % 2 == 0:
         raise ConfigError(f"fusion.occlusion_window = {c.fusion.occlusion_window!r}; expected an odd number >= 1")
-    _at_least("fusion.occlusion_tolerance_m", c.fusion.occlusion_tolerance_m, 0.0)
-    _at_least("fusion.occlusion_tolerance_rel", c.fusion.occlusion_tolerance_rel, 0.0)
-    _at_least("fusion.point_radius", c.fusion.point_radius, 0)
+    check_at_least("fusion.occlusion_tolerance_m", c.fusion.occlusion_tolerance_m, 0.0)
+    check_at_least("fusion.occlusion_tolerance_rel", c.fusion.occlusion_tolerance_rel, 0.0)
+    check_at_least("fusion.point_radius", c.fusion.point_radius, 0)
     if not c.fusion.max_depth_m > 0:
         raise ConfigError(f"fusion.max_depth_m = {c.fusion.max_depth_m!r}; expected > 0")
-    _at_least("fusion.max_points", c.fusion.max_points, 1)
+    check_at_least("fusion.max_points", c.fusion.max_points, 1)
     if not c.output.diagnostics_period_s > 0:
         raise ConfigError(f"output.diagnostics_period_s = {c.output.diagnostics_period_s!r}; expected > 0")
