@@ -147,25 +147,6 @@ def true_detections(truth: list[Box3D], detections: list[Box3D]) -> int:
     return hits
 
 
-def track_boxes(msg: Any) -> list[Box3D]:
-    """The confirmed tracks of a TrackArray as boxes (named by class and id)."""
-    from perception_ws.msg import Track
-
-    return [
-        Box3D(
-            center=np.array([t.center.x, t.center.y, t.center.z]),
-            size=np.array([t.size.x, t.size.y, t.size.z]),
-            yaw=float(t.yaw),
-            label=int(t.class_id),
-            name=str(t.class_name),
-            track_id=int(t.track_id),
-            velocity=np.array([t.velocity.x, t.velocity.y, t.velocity.z]),
-        )
-        for t in msg.tracks
-        if t.state == Track.STATE_CONFIRMED
-    ]
-
-
 def picture_indices(frames: int, pictures: int) -> list[int]:
     """Frame numbers to draw: spread over the run, the later ones first to show confirmed tracks."""
     if pictures <= 0 or frames <= 0:
@@ -263,7 +244,7 @@ def report(
 ) -> int:
     """Write the pictures and summary.txt under ``out``, print the summary; 0 when frames came back, else 1."""
     from perception_ws.demo_live import INPUT_TOPIC, real_time_factor
-    from perception_ws.nodes.fusion_node import detection_boxes
+    from perception_ws.nodes.conversions import detection_boxes, track_boxes
 
     labelled_topic = next(t for t in counts if t.endswith("/labelled_points"))
     rec = read_bag(bag)

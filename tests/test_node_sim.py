@@ -30,7 +30,7 @@ from perception_ws.demo_live import (
 )
 from perception_ws.labels import KITTI3
 from perception_ws.msg import Detection3DArray
-from perception_ws.nodes.fusion_node import detection_boxes
+from perception_ws.nodes.conversions import detection_boxes
 from perception_ws.nodes.launch_graph import command_of, plan_graph
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos

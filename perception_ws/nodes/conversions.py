@@ -116,3 +116,30 @@ def _vector(xyz: np.ndarray) -> Vector3:
 
 def _aligned(offset: int, alignment: int) -> int:
     return -(-offset // alignment) * alignment
+
+
+def _box_of(item: Detection3D | Track, **extra: Any) -> Box3D:
+    """The box a Detection3D or Track message describes (both carry the same box fields)."""
+    return Box3D(
+        center=np.array([item.center.x, item.center.y, item.center.z]),
+        size=np.array([item.size.x, item.size.y, item.size.z]),
+        yaw=float(item.yaw),
+        label=int(item.class_id),
+        name=str(item.class_name),
+        track_id=int(item.track_id),
+        **extra,
+    )
+
+
+def detection_boxes(msg: Detection3DArray) -> list[Box3D]:
+    """The boxes of a Detection3DArray (the inverse of :func:`detections_msg`)."""
+    return [_box_of(d, score=float(d.score), num_points=int(d.num_points)) for d in msg.detections]
+
+
+def track_boxes(msg: TrackArray) -> list[Box3D]:
+    """The confirmed tracks of a TrackArray as boxes (named by class and id)."""
+    return [
+        _box_of(t, velocity=np.array([t.velocity.x, t.velocity.y, t.velocity.z]))
+        for t in msg.tracks
+        if t.state == Track.STATE_CONFIRMED
+    ]

@@ -31,7 +31,6 @@ from rclpy.context import Context
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from perception_ws.boxes import Box3D
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
 from perception_ws.cloud import stamp_to_sec_nanosec, to_msg, xyz_array
 from perception_ws.config import FUSION_NODE_NAME, FusionConfig, declare_schema_parameters
@@ -47,7 +46,7 @@ from perception_ws.fusion import (
 )
 from perception_ws.fusion import load_extrinsic as extrinsic_from
 from perception_ws.msg import Detection3DArray
-from perception_ws.nodes.conversions import LABEL_DTYPE, LABEL_FIELD
+from perception_ws.nodes.conversions import LABEL_DTYPE, LABEL_FIELD, detection_boxes
 from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
 from perception_ws.nodes.image_intake import (
     IMAGE_REJECT_REASONS,
@@ -258,23 +257,6 @@ class FusionNode(Node):
         if self._worker is not None:
             self._worker.join(timeout=_WORKER_JOIN_S)
         super().destroy_node()
-
-
-def detection_boxes(msg: Detection3DArray) -> list[Box3D]:
-    """The boxes of a Detection3DArray (the inverse of :func:`perception_ws.nodes.conversions.detections_msg`)."""
-    return [
-        Box3D(
-            center=np.array([d.center.x, d.center.y, d.center.z]),
-            size=np.array([d.size.x, d.size.y, d.size.z]),
-            yaw=float(d.yaw),
-            label=int(d.class_id),
-            name=str(d.class_name),
-            score=float(d.score),
-            num_points=int(d.num_points),
-            track_id=int(d.track_id),
-        )
-        for d in msg.detections
-    ]
 
 
 def main(args: Sequence[str] | None = None) -> int:
