@@ -15,14 +15,17 @@ call `apply_local_dds_env()` at the top of a program, or run a command under it:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from perception_ws.errors import PerceptionError
 
@@ -58,10 +61,33 @@ def fastdds_profile_path() -> Path:
     raise FileNotFoundError(f"Fast DDS profile {PROFILE_NAME} not found; looked in: {'; '.join(looked)}")
 
 
+#: lock files of the domain ids this process drew last (a few: a test may still use the previous one).
+_RESERVED: deque[TextIO] = deque(maxlen=4)
+
+
+def _reserve_random_domain() -> int:
+    """A random domain id that no other process on this machine holds: each draw takes a lock file, so
+    parallel test workers and demos never share a domain (a shared one lets their topics cross)."""
+    ids = list(range(DOMAIN_ID_RANGE[0], DOMAIN_ID_RANGE[1] + 1))
+    random.shuffle(ids)
+    for domain in ids:
+        handle = open(Path(tempfile.gettempdir()) / f"perception_ros_domain_{domain}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        if len(_RESERVED) == _RESERVED.maxlen:
+            _RESERVED[0].close()  # releases the oldest lock
+        _RESERVED.append(handle)
+        return domain
+    return ids[0]  # every id held: share one rather than fail
+
+
 def _domain_id(base: Mapping[str, str]) -> str:
     given = base.get(DOMAIN_ID_OVERRIDE, "").strip()
     if not given:
-        return str(random.randint(*DOMAIN_ID_RANGE))
+        return str(_reserve_random_domain())
     if not given.isdigit() or int(given) > DOMAIN_ID_MAX:
         raise PerceptionError(f"{DOMAIN_ID_OVERRIDE}={given!r}: expected an integer domain id in 0..{DOMAIN_ID_MAX}")
     return str(int(given))
