@@ -11,7 +11,9 @@ The CRF uses the default configuration (one set of sigmas for all classes); ``--
 release's KITTI-3 per-class values (two kernel maps instead of one).
 
 Variants: ``eager`` (the model as trained: NCHW, batch norm), ``fast`` (prepare_for_inference: batch norm
-folded into the convs, channels-last weights and input), ``compiled`` (``fast`` under torch.compile).
+folded into the convs, channels-last weights and input), ``compiled`` (``fast`` under torch.compile). On a
+GPU also ``fp16``/``bf16`` (``fast`` in half precision), ``…+graph`` (that replayed as one CUDA graph) and,
+with ``--compile``, ``…+comp`` (torch.compile, mode 'reduce-overhead', or 'max-autotune' with ``--autotune``).
 Input: the real KITTI frame at 64x512 (4 of them side by side at 64x2048) when the real data is found
 (PERCEPTION_REAL_DATA or ../shared/data/real), else a synthetic scan of the same size; latency does not
 depend on the content. Times are mean ± std (as the thesis reports), median and minimum over ``--repeats``
@@ -112,6 +114,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    ap.add_argument(
+        "--autotune",
+        action="store_true",
+        help="GPU: compile the half-precision rows with mode='max-autotune' (minutes), not 'reduce-overhead'",
+    )
     ap.add_argument("--per-class-sigmas", action="store_true", help="CRF with the release's per-class KITTI-3 sigmas")
     args = ap.parse_args()
 
@@ -119,6 +126,8 @@ def main() -> None:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # batch 1 at a fixed size: let cuDNN pick each conv's fastest kernel
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} torch threads"
     print(f"SqueezeSegV2 latency, batch 1, {where}; torch {torch.__version__}, {os.cpu_count()} cores visible")
     print(f"load average at start: {os.getloadavg()[0]:.2f} (other jobs on this machine slow every row)")
@@ -152,6 +161,11 @@ def main() -> None:
                     half_in = variants["fast"][1].to(dtype)
                     variants[name] = (half_net, half_in)
                     variants[f"{name}+graph"] = (cuda_graph(half_net, half_in), half_in)
+                    if args.compile:
+                        # inductor fuses the pointwise work (ReLU, concat, the CRF's exp and sums) and, in both
+                        # modes, replays the result as CUDA graphs
+                        mode = "max-autotune" if args.autotune else "reduce-overhead"
+                        variants[f"{name}+comp"] = (torch.compile(half_net, mode=mode), half_in)
             for variant, (net, inp) in variants.items():
                 with torch.inference_mode():
                     times = time_it(partial(net, inp), args.warmup, args.repeats, sync)
