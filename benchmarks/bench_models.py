@@ -33,9 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from perception_ws.errors import PerceptionError
 from perception_ws.models import build_model
 from perception_ws.models.crf import KITTI3_CRF_SIGMAS
 from perception_ws.models.inference import prepare_for_inference
+from perception_ws.models.weights import load_weights
 
 THESIS_TITAN_X_MS = {False: (8.7, 0.5), True: (13.6, 0.8)}
 GOAL_MS_WITH_CRF_64X512 = 60.0
@@ -64,6 +66,19 @@ def make_input(height: int, width: int) -> tuple[torch.Tensor, str]:
     xyz = torch.cat([rng * el.cos() * az.cos(), rng * el.cos() * az.sin(), rng * el.sin()], dim=1)
     img = torch.cat([xyz, torch.rand(1, 1, height, width, generator=g), rng, hit], dim=1) * hit
     return img, "synthetic scan"
+
+
+def with_shipped_weights(model: torch.nn.Module) -> str:
+    """Load the shipped weights' tensors that fit ``model`` (all but the CRF's when it has none), so the
+    half-precision label check below compares trained logits, not near-ties of random ones."""
+    try:
+        shipped = load_weights().state_dict()
+    except PerceptionError:
+        return "fresh weights"
+    own = model.state_dict()
+    fitting = {k: v for k, v in shipped.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return f"shipped weights ({len(fitting)}/{len(own)} tensors)"
 
 
 def time_it(fn: Callable[[], object], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
@@ -146,6 +161,7 @@ def main() -> None:
             torch.manual_seed(0)
             crf_params = dict(KITTI3_CRF_SIGMAS) if crf and args.per_class_sigmas else None
             model = build_model("squeezesegv2", 4, crf=crf, crf_params=crf_params)
+            weights_note = with_shipped_weights(model)
             model.eval().to(device)
             variants: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]] = {
                 "eager": (model, x.to(device)),
@@ -177,8 +193,17 @@ def main() -> None:
             if cuda:
                 with torch.inference_mode():
                     gpu = model(x.to(device)).cpu()
+                    # the label a half-precision variant gives each valid pixel, against fp32 on the GPU
+                    valid = (x[0, 5] > 0).flatten()
+                    agree = {
+                        name: (net(inp).float().cpu().argmax(1) == gpu.argmax(1)).flatten()[valid].float().mean()
+                        for name, (net, inp) in variants.items()
+                        if "16" in name
+                    }
                     cpu = model.cpu()(x)
                 print(f"{'':<34} max |GPU - CPU| logits: {(gpu - cpu).abs().max().item():.2e}")
+                same = ", ".join(f"{name} {100 * float(v):.2f} %" for name, v in agree.items())
+                print(f"{'':<34} same label as fp32 (valid pixels, {weights_note}): {same}")
         print(f"  ({source})")
     print()
     if cuda and 512 in args.widths:
