@@ -32,6 +32,7 @@ from perception_ws.labels import ClassSet
 from perception_ws.projection import project
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 #: stage names in the order they run (keys of :attr:`PipelineResult.timings_ms`, plus "total").
@@ -126,6 +127,11 @@ class Pipeline:
             num_valid=int(finite.sum()),
             tracker_reset=reset,
         )
+
+    @property
+    def segmenter_summary(self) -> str:
+        """' (network, device, precision)' for a network segmenter, else empty: for start-up log lines."""
+        return f" ({self.segmenter.summary})" if isinstance(self.segmenter, NetworkSegmenter) else ""
 
     def warm_up(self) -> None:
         """Run the stateless stages once on a small synthetic scan (tracks untouched): numba kernels load and a
@@ -239,7 +245,14 @@ class NetworkSegmenter:
     """A range-image network (with its CRF, if it has one): class and confidence per pixel."""
 
     def __init__(
-        self, network: nn.Module, device: str, class_set: ClassSet, *, threads: int = 0, compile: bool = False
+        self,
+        network: nn.Module,
+        device: str,
+        class_set: ClassSet,
+        *,
+        threads: int = 0,
+        compile: bool = False,
+        precision: str = "fp32",
     ) -> None:
         import torch
 
@@ -257,18 +270,35 @@ class NetworkSegmenter:
         self.in_channels = int(getattr(network, "in_channels", 6))
         if threads > 0:  # process-wide: torch has one intra-op pool
             torch.set_num_threads(threads)
-        self.network = prepare_for_inference(network, compile=compile).to(self.device)
+        self.precision = effective_precision(precision, self.device)
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        # on a GPU, torch.compile's 'reduce-overhead' also replays the network as CUDA graphs (launch-bound here)
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        network = prepare_for_inference(network).to(self.device, self.dtype)
+        self.network = torch.compile(network, mode=mode) if compile else network
+        self.summary = f"{getattr(network, 'name', type(network).__name__)} on {device}, {self.precision}" + (
+            f" (asked for {precision}: not supported natively here)" if self.precision != precision else ""
+        )
 
     def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(image[..., : self.in_channels])).permute(2, 0, 1)[None]
-        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            probabilities = torch.softmax(self.network(x), dim=1)[0]
+            probabilities = torch.softmax(self.network(x).float(), dim=1)[0]
             confidence, classes = probabilities.max(dim=0)
         return classes.cpu().numpy(), confidence.float().cpu().numpy()
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """``precision``, or fp32 where a CPU lacks native bf16 (emulated bf16 is several times slower than fp32)."""
+    import torch
+
+    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "fp32"
+    return precision
 
 
 class LabelFieldSegmenter:
@@ -320,7 +350,12 @@ def make_segmenter(
         return NoSegmenter()
     network = network or load_network(config)
     return NetworkSegmenter(
-        network, settings.device, config.classes, threads=settings.threads, compile=settings.compile
+        network,
+        settings.device,
+        config.classes,
+        threads=settings.threads,
+        compile=settings.compile,
+        precision=settings.precision,
     )
 
 

@@ -83,7 +83,7 @@ class PerceptionNode(Node):
         self.create_timer(self.config.output.diagnostics_period_s, self.publish_diagnostics)
         self.get_logger().info(
             f"listening on {self.subscription.topic_name}: sensor {self.config.sensor.model}, segmenter "
-            f"{self.config.segmenter.kind}, class set {self.config.class_set}"
+            f"{self.config.segmenter.kind}{self.pipeline.segmenter_summary}, class set {self.config.class_set}"
         )
 
     # -- input: check, then leave in the mailbox ----------------------------------------------
