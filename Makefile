@@ -2,7 +2,8 @@
 # with Python 3.11; each step leaves a stamp file, so a second run skips what is done.
 #
 #   make venv        .venv with torch (CPU), the project (editable) and the ROS 2 wheels
-#   make interfaces  build msg/ into .interfaces/ and make `perception_ws.msg` importable
+#   make interfaces  build msg/ into .interfaces/ and make `perception_ws.msg` importable (and tf2_msgs
+#                    from interfaces/ when no ROS 2 install provides it)
 #   make lint        ruff check, ruff format --check, mypy
 #   make test        all of the above, then the test suite (DDS confined to this machine)
 #   make demo        the live graph on simulated data (simulator -> perception -> fusion), recorded
@@ -44,6 +45,7 @@ $(VENV_STAMP): pyproject.toml
 interfaces: $(INTERFACES_STAMP)
 
 $(INTERFACES_STAMP): $(VENV_STAMP) $(wildcard msg/*.msg) CMakeLists.txt package.xml \
+		$(wildcard interfaces/*/msg/*.msg interfaces/*/CMakeLists.txt interfaces/*/package.xml) \
 		scripts/build_interfaces.sh scripts/pip_wheels_fixups.cmake
 	scripts/build_interfaces.sh $(VENV) .interfaces
 	touch $@

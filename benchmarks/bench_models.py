@@ -11,9 +11,10 @@ The CRF uses the default configuration (one set of sigmas for all classes); ``--
 release's KITTI-3 per-class values (two kernel maps instead of one).
 
 Variants: ``eager`` (the model as trained: NCHW, batch norm), ``fast`` (prepare_for_inference: batch norm
-folded into the convs, channels-last weights and input), ``compiled`` (``fast`` under torch.compile). On a
-GPU also ``fp16``/``bf16`` (``fast`` in half precision), ``…+graph`` (that replayed as one CUDA graph) and,
-with ``--compile``, ``…+comp`` (torch.compile, mode 'reduce-overhead', or 'max-autotune' with ``--autotune``).
+folded into the convs, channels-last weights and input), ``compiled`` (``fast`` under torch.compile);
+``bf16`` (``fast`` in bfloat16, on a CPU with native bf16 and on a GPU) and ``bf16+comp`` (that compiled);
+on a GPU also ``fp16``, ``…+graph`` (replayed as one CUDA graph) and ``…+comp`` under torch.compile
+(mode 'reduce-overhead', or 'max-autotune' with ``--autotune``).
 Input: the real KITTI frame at 64x512 (4 of them side by side at 64x2048) when the real data is found
 (PERCEPTION_REAL_DATA or ../shared/data/real), else a synthetic scan of the same size; latency does not
 depend on the content. Times are mean ± std (as the thesis reports), median and minimum over ``--repeats``
@@ -182,6 +183,12 @@ def main() -> None:
                         # modes, replays the result as CUDA graphs
                         mode = "max-autotune" if args.autotune else "reduce-overhead"
                         variants[f"{name}+comp"] = (torch.compile(half_net, mode=mode), half_in)
+            elif torch.ops.mkldnn._is_mkldnn_bf16_supported():  # a CPU with AVX-512 BF16 or AMX
+                bf16_net = prepare_for_inference(model).to(torch.bfloat16)
+                bf16_in = variants["fast"][1].to(torch.bfloat16)
+                variants["bf16"] = (bf16_net, bf16_in)
+                if args.compile:
+                    variants["bf16+comp"] = (torch.compile(bf16_net), bf16_in)
             for variant, (net, inp) in variants.items():
                 with torch.inference_mode():
                     times = time_it(partial(net, inp), args.warmup, args.repeats, sync)
@@ -190,6 +197,12 @@ def main() -> None:
                 label = "SqueezeSegV2" + (" +CRF" if crf else "")
                 stats = (statistics.fmean(times), statistics.stdev(times), median, min(times))
                 print(row(label, f"{args.height}x{width}", variant, *stats), flush=True)
+            if not cuda and "bf16" in variants:
+                with torch.inference_mode():
+                    full, low = model(x), variants["bf16"][0](variants["bf16"][1]).float()
+                valid = (x[0, 5] > 0).flatten()
+                same = (full.argmax(1) == low.argmax(1)).flatten()[valid].float().mean()
+                print(f"{'':<34} bf16 same label as fp32 (valid pixels, {weights_note}): {100 * float(same):.2f} %")
             if cuda:
                 with torch.inference_mode():
                     gpu = model(x.to(device)).cpu()

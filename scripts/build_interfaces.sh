@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the ROS 2 interfaces in msg/ with the ROS 2 wheels from PyPI (no ROS install needed), install them
-# into .interfaces/install and make them importable from the venv as `perception_ws.msg`.
+# into .interfaces/install and make them importable from the venv as `perception_ws.msg`. Then build the
+# stand-in message packages of interfaces/ (tf2_msgs) that the venv cannot import already (see below).
 #
 #   scripts/build_interfaces.sh [VENV [OUT]]     (defaults: .venv and .interfaces beside this repository)
 #
@@ -27,17 +28,25 @@ fi
 export AMENT_PREFIX_PATH="$venv"
 export PATH="$venv/bin:$PATH"
 
-cmake -S "$repo" -B "$out/build" \
-  -DPERCEPTION_WS_INTERFACES_ONLY=ON \
-  -DBUILD_TESTING=OFF \
-  -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$venv" \
-  -DPython3_EXECUTABLE="$python" \
-  -DCMAKE_INSTALL_PREFIX="$prefix" \
-  "-DCMAKE_INSTALL_RPATH=$prefix/lib;$venv/lib" \
-  -DCMAKE_PROJECT_perception_ws_INCLUDE="$repo/scripts/pip_wheels_fixups.cmake"
-cmake --build "$out/build" --parallel "$(nproc)"
-cmake --install "$out/build"
+# build_package SOURCE BUILD PREFIX PROJECT [CMAKE_ARGS...]: configure, build and install one interface
+# package against the wheels, with the fix-ups and the RUNPATH described above.
+build_package() {
+  local source="$1" build="$2" install="$3" project="$4"
+  shift 4
+  cmake -S "$source" -B "$build" \
+    -DBUILD_TESTING=OFF \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$venv" \
+    -DPython3_EXECUTABLE="$python" \
+    -DCMAKE_INSTALL_PREFIX="$install" \
+    "-DCMAKE_INSTALL_RPATH=$install/lib;$venv/lib" \
+    "-DCMAKE_PROJECT_${project}_INCLUDE=$repo/scripts/pip_wheels_fixups.cmake" \
+    "$@"
+  cmake --build "$build" --parallel "$(nproc)"
+  cmake --install "$build"
+}
+
+build_package "$repo" "$out/build" "$prefix" perception_ws -DPERCEPTION_WS_INTERFACES_ONLY=ON
 
 site="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 version="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
@@ -51,3 +60,21 @@ echo "$generated" > "$site/perception_ws.pkg"
 # Smoke test from outside the repository, so only the venv's view of perception_ws counts.
 (cd / && "$python" -c 'from perception_ws.msg import Detection3DArray, TrackArray; Detection3DArray(); TrackArray()')
 echo "build_interfaces: perception_ws.msg ready ($generated)"
+
+# Stand-ins for message packages the wheels lack (interfaces/README.md), each built only when the venv
+# cannot import the real one (a ROS 2 install provides it: nothing is built there). A copy this script
+# built earlier does not count as the real one: it is rebuilt. Its site-packages folder is named in a
+# .pth file of the venv, so `import tf2_msgs` works like any installed package.
+for package in tf2_msgs; do
+  stand_in="$out/$package"
+  found="$(cd / && "$python" -c "import $package.msg, os; print(os.path.dirname($package.__file__))" 2>/dev/null || true)"
+  if [[ -n "$found" && "$found" != "$stand_in"/* ]]; then
+    echo "build_interfaces: $package found at $found; not building the stand-in"
+    rm -f "$site/perception_ws_$package.pth"
+    continue
+  fi
+  build_package "$repo/interfaces/$package" "$stand_in/build" "$stand_in/install" "$package"
+  echo "$stand_in/install/lib/python$version/site-packages" > "$site/perception_ws_$package.pth"
+  (cd / && "$python" -c "from $package.msg import *")
+  echo "build_interfaces: $package ready (stand-in in $stand_in/install)"
+done

@@ -1,6 +1,7 @@
 # Fix-ups for building the interfaces against the ROS 2 wheels from PyPI (not needed with a real ROS 2
-# install). scripts/build_interfaces.sh passes this file as CMAKE_PROJECT_perception_ws_INCLUDE, so it runs
-# right after project(); the work is deferred to the end of the top-level CMakeLists, when every target
+# install). scripts/build_interfaces.sh passes this file as CMAKE_PROJECT_<name>_INCLUDE of each package it
+# builds (perception_ws, and the stand-ins of interfaces/ such as tf2_msgs), so it runs right after
+# project(); the work is deferred to the end of the top-level CMakeLists, when every target
 # and imported target exists, and before CMake checks them at generate time.
 #
 # 1. The wheels were built in a manylinux container: the exported *__rosidl_generator_py targets of the
