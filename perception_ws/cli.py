@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     record = sub.add_parser("record", help="record the perception outputs (or --topics) to MCAP, unchanged")
     record.add_argument("--out", required=True, help="x.mcap: one MCAP file; else a rosbag2 folder (MCAP)")
-    record.add_argument("--topics", nargs="+", default=[], metavar="TOPIC", help="default: the node's outputs")
+    record.add_argument(
+        "--topics", nargs="+", default=[], metavar="TOPIC", help="default: the node's outputs and /tf_static"
+    )
     record.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     record.add_argument("--config", default=None, help="params file naming the output topics (default built-in)")
     record.set_defaults(handler=_cmd_record)

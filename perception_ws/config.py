@@ -519,6 +519,9 @@ class FusionSyncConfig:
 class FusionCalibrationConfig:
     extrinsic: tuple[float, ...] = doc((), "LiDAR -> camera transform, 16 (4x4) or 12 (3x4) row-major values")
     kitti_calib: str = doc("", "or a KITTI calibration file: R0_rect · Tr_velo_to_cam")
+    from_tf: bool = doc(
+        False, "or from /tf_static: the chain from the cloud's frame_id to the image's (frames wait until it arrives)"
+    )
 
 
 @dataclass(frozen=True)
@@ -585,8 +588,12 @@ def _validate_fusion(c: FusionConfig) -> None:
         raise ConfigError(
             f"calibration.extrinsic has {len(c.calibration.extrinsic)} values; expected 16 (4x4), 12 (3x4) or none"
         )
-    if c.calibration.extrinsic and c.calibration.kitti_calib:
-        raise ConfigError("calibration.extrinsic and calibration.kitti_calib are both set; expected one of them")
+    given = [key for key in ("extrinsic", "kitti_calib", "from_tf") if getattr(c.calibration, key)]
+    if len(given) > 1:
+        raise ConfigError(
+            f"{' and '.join(f'calibration.{key}' for key in given)} are set together; expected one source of "
+            "the LiDAR -> camera transform"
+        )
     check_one_of("fusion.class_set", c.fusion.class_set, tuple(CLASS_SETS))
     if c.fusion.occlusion_window < 1 or c.fusion.occlusion_window % 2 == 0:
         raise ConfigError(f"fusion.occlusion_window = {c.fusion.occlusion_window!r}; expected an odd number >= 1")

@@ -261,6 +261,6 @@ def load_extrinsic(matrix: Sequence[float], kitti_calib: str | Path = "") -> Ext
     if len(values) not in (12, 16):
         raise CalibrationError(
             f"LiDAR -> camera transform has {len(values)} values; expected 16 (4x4) or 12 (3x4) row-major, "
-            "or a KITTI calibration file"
+            "or a KITTI calibration file (or, in the fusion node, calibration.from_tf: true to read /tf_static)"
         )
     return Extrinsic(np.asarray(values, dtype=np.float64).reshape(-1, 4), "LiDAR -> camera matrix parameter")

@@ -62,19 +62,23 @@ echo "$generated" > "$site/perception_ws.pkg"
 echo "build_interfaces: perception_ws.msg ready ($generated)"
 
 # Stand-ins for message packages the wheels lack (interfaces/README.md), each built only when the venv
-# cannot import the real one (a ROS 2 install provides it: nothing is built there). A copy this script
-# built earlier does not count as the real one: it is rebuilt. Its site-packages folder is named in a
-# .pth file of the venv, so `import tf2_msgs` works like any installed package.
+# cannot import the real one (a ROS 2 install provides it: nothing is built there). A stand-in built
+# earlier (here or by another checkout sharing the venv; it carries a marker file) does not count as the
+# real one: it is rebuilt here. Its site-packages folder is named in a .pth file of the venv, so
+# `import tf2_msgs` works like any installed package.
+marker=".perception_ws_stand_in"
 for package in tf2_msgs; do
   stand_in="$out/$package"
   found="$(cd / && "$python" -c "import $package.msg, os; print(os.path.dirname($package.__file__))" 2>/dev/null || true)"
-  if [[ -n "$found" && "$found" != "$stand_in"/* ]]; then
+  if [[ -n "$found" && ! -e "$found/$marker" ]]; then
     echo "build_interfaces: $package found at $found; not building the stand-in"
     rm -f "$site/perception_ws_$package.pth"
     continue
   fi
   build_package "$repo/interfaces/$package" "$stand_in/build" "$stand_in/install" "$package"
-  echo "$stand_in/install/lib/python$version/site-packages" > "$site/perception_ws_$package.pth"
+  packages="$stand_in/install/lib/python$version/site-packages"
+  touch "$packages/$package/$marker"
+  echo "$packages" > "$site/perception_ws_$package.pth"
   (cd / && "$python" -c "from $package.msg import *")
   echo "build_interfaces: $package ready (stand-in in $stand_in/install)"
 done

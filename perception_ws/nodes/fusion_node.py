@@ -2,8 +2,15 @@
 
 In: an Image, its CameraInfo, a PointCloud2 (the perception node's labelled cloud or a raw one), and
 optionally a Detection3DArray and an image label mask (mono8/mono16 class ids), paired by stamp with
-:class:`~perception_ws.sync.ApproximateTimeSync` (``message_filters`` is not installable here). The
-LiDAR -> camera transform is a parameter (a matrix, or a KITTI calibration file); TF is not used.
+:class:`~perception_ws.sync.ApproximateTimeSync` (``message_filters`` is not installable here).
+
+The LiDAR -> camera transform is a parameter (``calibration.extrinsic``, a matrix, or
+``calibration.kitti_calib``, a KITTI calibration file) or, with ``calibration.from_tf``, composed from
+``/tf_static`` (:class:`~perception_ws.calib.tf_tree.StaticTransformTree`; tf2_ros is not installable
+here) for each set: from the cloud's ``frame_id`` to the image's, through any chain of static transforms
+(``lidar -> camera``, ``camera <- base_link -> lidar``, ...). Sets that come before the chain is complete
+are counted as waiting (``frames_waiting_for_transform`` on diagnostics), not as failures; the log says
+where the transform came from, and why it is waited for. Dynamic ``/tf`` is not read.
 
 Out: the cloud with an ``rgb`` field (PCL packing) and, with a mask, the cloud with ``label`` taken
 from the mask, both with the cloud's header; an rgb8 overlay (points by class or depth, boxes as
@@ -22,7 +29,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +39,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
+from perception_ws.calib.tf_tree import StaticTransformTree, TransformUnavailableError
 from perception_ws.cloud import stamp_to_sec_nanosec, to_msg, xyz_array
 from perception_ws.config import FUSION_NODE_NAME, FusionConfig, declare_schema_parameters
 from perception_ws.errors import PerceptionError
@@ -60,11 +68,14 @@ from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
+from perception_ws.nodes.tf_static import LISTENER_DEPTH, TF_STATIC_TOPIC, TFMessage, add_tf_message, tf_static_qos
 from perception_ws.sync import ApproximateTimeSync
 
 _WORKER_JOIN_S = 10.0
 #: the image and the camera do not agree (checked once both are paired).
 CAMERA_IMAGE_SIZE = "camera_image_size"
+#: a transform on /tf_static that cannot be used (logged once, counted on diagnostics).
+TF_STATIC_TRANSFORM = "tf_static_transform"
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,17 @@ class FusionNode(Node):
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = declare_schema_parameters(self, defaults or FusionConfig())
         c = self.config
-        self.extrinsic: Extrinsic = extrinsic_from(c.calibration.extrinsic, c.calibration.kitti_calib)
+        #: the parameter's transform; None with calibration.from_tf (then ``tf_tree`` gives one per set)
+        self.extrinsic: Extrinsic | None = None
+        self.tf_tree: StaticTransformTree | None = None
+        if c.calibration.from_tf:
+            self.tf_tree = StaticTransformTree()
+            self.create_subscription(TFMessage, TF_STATIC_TOPIC, self._on_tf_static, tf_static_qos(LISTENER_DEPTH))
+        else:
+            self.extrinsic = extrinsic_from(c.calibration.extrinsic, c.calibration.kitti_calib)
+        self.frames_waiting = 0  # sets that came before /tf_static connected their frames
+        self.wait_reason = ""  # why the latest set waited
+        self.transform_source = ""  # the chain the latest set used (logged when it changes)
         f = c.fusion
         self.occlusion = (
             Occlusion(f.occlusion_window, f.occlusion_tolerance_m, f.occlusion_tolerance_rel) if f.occlusion else None
@@ -143,10 +164,47 @@ class FusionNode(Node):
             for index, (name, kind, topic, accept) in enumerate(inputs)
         }
         self.create_timer(c.output.diagnostics_period_s, self.publish_diagnostics)
+        source = (
+            self.extrinsic.source
+            if self.extrinsic is not None
+            else f"{TF_STATIC_TOPIC} (cloud frame_id -> image frame_id, once published)"
+        )
         self.get_logger().info(
             f"pairing {', '.join(s.topic_name for s in self.subscriptions_by_input.values())} "
-            f"(slop {c.sync.slop_s} s); transform from {self.extrinsic.source}"
+            f"(slop {c.sync.slop_s} s); transform from {source}"
         )
+
+    # -- the LiDAR -> camera transform --------------------------------------------------------
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        assert self.tf_tree is not None
+        for problem in add_tf_message(self.tf_tree, msg):
+            self.issues.record(TF_STATIC_TRANSFORM, problem)
+
+    def extrinsic_for(self, camera_frame: str, cloud_frame: str) -> Extrinsic | None:
+        """The LiDAR -> camera transform for a set with these frame ids: the parameter's, or composed from
+        /tf_static; None (counted as waiting, the reason logged when it changes) while the chain is incomplete."""
+        if self.tf_tree is None:
+            return self.extrinsic
+        try:
+            if not camera_frame or not cloud_frame:
+                raise TransformUnavailableError(
+                    f"the {'image' if not camera_frame else 'cloud'} has an empty frame_id; /tf_static cannot place it"
+                )
+            extrinsic = self.tf_tree.lookup(camera_frame, cloud_frame)
+        except TransformUnavailableError as err:
+            self.frames_waiting += 1
+            if str(err) != self.wait_reason:
+                self.get_logger().info(f"waiting for the LiDAR -> camera transform on {TF_STATIC_TOPIC}: {err}")
+            self.wait_reason = str(err)
+            return None
+        if extrinsic.source != self.transform_source:
+            self.get_logger().info(
+                f"LiDAR -> camera transform for cloud frame {cloud_frame!r} and image frame {camera_frame!r} "
+                f"from {extrinsic.source}"
+            )
+        self.transform_source, self.wait_reason = extrinsic.source, ""
+        return extrinsic
 
     # -- input: check, pair, leave the set in the mailbox -------------------------------------
 
@@ -216,9 +274,12 @@ class FusionNode(Node):
                 f"image is {image.shape[1]}x{image.shape[0]}, CameraInfo says {camera.width}x{camera.height}",
             )
             return
+        extrinsic = self.extrinsic_for(inputs.image.msg.header.frame_id, inputs.cloud.msg.header.frame_id)
+        if extrinsic is None:
+            return
         points, f = frame.points, self.config.fusion
         xyz = xyz_array(points)
-        rgb, _ = paint_points(xyz, image, camera, self.extrinsic, occlusion=self.occlusion)
+        rgb, _ = paint_points(xyz, image, camera, extrinsic, occlusion=self.occlusion)
         cloud_header = inputs.cloud.msg.header
         labels = points[f.label_field].reshape(-1) if f.label_field in (points.dtype.names or ()) else None
         boxes = inputs.detections.value if inputs.detections is not None else []
@@ -228,14 +289,14 @@ class FusionNode(Node):
             labels,
             boxes,
             camera,
-            self.extrinsic,
+            extrinsic,
             class_set=self.config.classes,
             radius=f.point_radius,
             max_depth=f.max_depth_m,
         )
         if inputs.mask is not None and self.mask_cloud_pub is not None:
             mask: np.ndarray = inputs.mask.value
-            transferred = transfer_labels(xyz, mask, camera, self.extrinsic, occlusion=self.occlusion or False)
+            transferred = transfer_labels(xyz, mask, camera, extrinsic, occlusion=self.occlusion or False)
             labelled = with_field(points, LABEL_FIELD, transferred.astype(LABEL_DTYPE))
             self.mask_cloud_pub.publish(to_msg(labelled, header=cloud_header))
         self.painted_pub.publish(to_msg(with_field(points, RGB_FIELD, pack_rgb(rgb)), header=cloud_header))
@@ -248,6 +309,10 @@ class FusionNode(Node):
 
     def publish_diagnostics(self) -> None:
         report = self.stats.report(self.frames_dropped, self.issues.counts(), self.frames_rejected())
+        if self.tf_tree is not None:
+            report.values["frames_waiting_for_transform"] = str(self.frames_waiting)
+            if self.wait_reason:
+                report = replace(report, message=f"waiting for the transform on {TF_STATIC_TOPIC}: {self.wait_reason}")
         msg = diagnostics_msg(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", "camera", report)
         self.diagnostics_pub.publish(msg)
 

@@ -2,7 +2,8 @@
 
 Raw subscriptions hand over each message's serialized CDR bytes, which go into the bag unchanged (no
 deserialisation, no re-serialisation). By default the perception node's outputs are recorded, named
-by the config schema (:class:`perception_ws.config.TopicsConfig`); other topics get their type from
+by the config schema (:class:`perception_ws.config.TopicsConfig`), and ``/tf_static`` (subscribed
+transient local, as ROS 2 latches it: a recorder started late still gets it); other topics get their type from
 the ROS graph once a publisher appears. The bag is written through :class:`~perception_ws.io.bag.BagWriter`
 beside its destination and appears there only when recording stops cleanly (``--duration`` reached,
 Ctrl-C or SIGTERM); ``--out`` ending in ``.mcap`` gives one bare MCAP file, anything else a rosbag2 folder.
@@ -41,12 +42,14 @@ OUTPUT_TYPES = {
 }
 #: seconds between looks at the ROS graph for the types of topics not yet subscribed.
 DISCOVERY_PERIOD_S = 0.2
+#: the static transforms, recorded by default; latched (transient local) by ROS 2 convention.
+TF_STATIC_TOPIC, TF_STATIC_TYPE = "/tf_static", "tf2_msgs/msg/TFMessage"
 
 
 def default_topics(config: PerceptionConfig | None = None) -> dict[str, str]:
     """Topic name (as the node names it) -> message type of every output of the perception node."""
     topics = (config or PerceptionConfig()).topics
-    return {getattr(topics, key): msgtype for key, msgtype in OUTPUT_TYPES.items()}
+    return {**{getattr(topics, key): msgtype for key, msgtype in OUTPUT_TYPES.items()}, TF_STATIC_TOPIC: TF_STATIC_TYPE}
 
 
 def _msg_folder() -> Path:
@@ -99,6 +102,13 @@ class Recorder:
             reliability=ReliabilityPolicy.BEST_EFFORT,
             durability=DurabilityPolicy.VOLATILE,
         )
+        # /tf_static: what its broadcasters latched before the recorder joined, too
+        self._latched_qos = QoSProfile(
+            depth=100,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
         self._best_effort = {node.resolve_topic_name(name) for name in best_effort}
         self.pending = {node.resolve_topic_name(name): msgtype for name, msgtype in topics.items()}
         self.counts: dict[str, int] = {}
@@ -122,6 +132,7 @@ class Recorder:
                 raise DatasetError(f"topic {topic}: no message definition of {msgtype} to store in the bag")
             callback = functools.partial(self._write, topic, msgtype)
             qos = self._best_effort_qos if topic in self._best_effort else self._qos
+            qos = self._latched_qos if topic == TF_STATIC_TOPIC else qos
             self._subscriptions.append(self.node.create_subscription(cls, topic, callback, qos, raw=True))
             self.counts[topic] = 0
             del self.pending[topic]

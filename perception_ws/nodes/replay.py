@@ -9,7 +9,8 @@ rosbag2; ROS 1 messages are converted to CDR by rosbags). Messages leave at thei
 QoS: every publisher is reliable (a best-effort publisher would drop clouds under load, and a reliable
 one also serves best-effort subscribers such as the SensorData input of the perception node), keeps
 the last N messages where N is the depth the recorder saw offered (default :data:`DEFAULT_DEPTH`), and
-is transient-local only when the recording says the topic was (``/tf_static``, latched ROS 1 topics).
+is transient-local when the recording says the topic was (latched ROS 1 topics), and always for
+``/tf_static`` (ROS 2 latches it; ``perception record`` does not store the offered QoS).
 
 Topics of types not importable here (``velodyne_msgs/msg/VelodyneScan`` in raw-packet bags) are listed
 and skipped; a bag with nothing to publish is refused with a :class:`~perception_ws.errors.DatasetError`.
@@ -110,6 +111,7 @@ def plan_replay(reader: AnyReader, topics: Sequence[str] = (), remaps: Sequence[
                 skipped.append(f"{what}: no ROS 2 definition of this ROS 1 type to convert it to")
                 continue
             depth, transient_local = _offered_qos(connection)
+            transient_local |= connection.topic == "/tf_static"  # latched by convention, whatever was recorded
             target = renames.get(connection.topic, connection.topic)
             chosen[connection.topic] = ReplayTopic(
                 connection.topic, target, connection.msgtype, msg_class, depth, transient_local, convert

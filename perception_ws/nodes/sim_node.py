@@ -8,11 +8,13 @@ CameraInfo (SensorData QoS; ``camera.enabled``), /clock at each frame's stamp (`
 diagnostics (achieved rate; ``processing_ms``: the rendering, ``latency_ms``: tick to publication;
 ``frames_dropped``: skipped ticks).
 
-Static transforms: tf2_msgs is not among the pip ROS 2 wheels, so /tf_static is not published. The
-mounting is reported as read-only parameters instead, one per transform,
-``transforms.<parent>_to_<child>`` = ``[x, y, z, qx, qy, qz, qw]`` (the child frame's pose in the parent
-frame): ``base_link_to_lidar`` and ``lidar_to_camera`` with the default frame names
-(``ros2 param get /sim_node transforms.lidar_to_camera``).
+Static transforms: the sensor mounting (``frames.base`` -> ``frames.lidar`` -> ``frames.camera``, the
+latter with the camera) goes out once at start on ``/tf_static`` as ROS 2 does it: one
+tf2_msgs/TFMessage with every transform, reliable, transient local, keep last 1, so RViz, tf2 listeners
+and the fusion node (``calibration.from_tf``) get it whenever they join. It is also reported as
+read-only parameters, one per transform, ``transforms.<parent>_to_<child>`` =
+``[x, y, z, qx, qy, qz, qw]`` (the child frame's pose in the parent frame): ``base_link_to_lidar`` and
+``lidar_to_camera`` with the default frame names (``ros2 param get /sim_node transforms.lidar_to_camera``).
 
 Timing: a timer ticks at the sensor rate and hands the tick to a worker thread through a one-item
 mailbox (:mod:`.latest`); the worker renders and publishes. A tick that comes while a frame is still
@@ -51,6 +53,7 @@ from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.markers import markers_msg
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
+from perception_ws.nodes.tf_static import TF_STATIC_TOPIC, TFMessage, tf_message, tf_static_qos
 from perception_ws.sim.stream import SimFrame, SimStream
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
 
@@ -75,7 +78,8 @@ class SimNode(Node):
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = c = declare_schema_parameters(self, defaults or SimConfig())
         self.stream = SimStream(c)
-        for transform in self.stream.static_transforms():
+        transforms = self.stream.static_transforms()
+        for transform in transforms:
             self.declare_parameter(
                 f"transforms.{transform.parent}_to_{transform.child}",
                 transform.values(),
@@ -93,6 +97,9 @@ class SimNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, c.topics.camera_info, sensor_qos) if camera_on else None
         self.clock_pub = self.create_publisher(Clock, "/clock", output_qos(1)) if c.clock.publish else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, c.topics.diagnostics, output_qos(depth))
+        # once: the transient-local publisher keeps it for every subscriber that joins later
+        self.tf_static_pub = self.create_publisher(TFMessage, TF_STATIC_TOPIC, tf_static_qos())
+        self.tf_static_pub.publish(tf_message(self.get_clock().now().to_msg(), transforms))
         self.stats = NodeStats()
         self.issues = IssueLog(self.get_logger().warning, "frame")
         #: set once run.max_frames frames are out; main() then ends the process.
@@ -110,7 +117,8 @@ class SimNode(Node):
             f"simulating seed {c.scene.seed}: {c.sensor.model} x {c.sensor.columns} columns at {c.sensor.rate_hz} Hz "
             f"on {self.points_pub.topic_name}{camera}, clock {c.clock.mode}"
             + (f" at {c.clock.real_time_factor:g}x real time" if c.clock.real_time_factor != 1 else "")
-            + f", motion {c.scene.motion}"
+            + f", motion {c.scene.motion}; on {TF_STATIC_TOPIC}: "
+            + ", ".join(f"{t.parent} -> {t.child}" for t in transforms)
         )
 
     # -- timer: hand the tick to the worker (a tick still waiting is replaced: skipped) ------------
