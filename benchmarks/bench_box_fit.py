@@ -1,5 +1,5 @@
 """Box fitting accuracy and speed: search-based (variance criterion, both signs; closeness; area),
-PCA and minimum-area rectangles.
+PCA and minimum-area rectangles; the search's numba heading costs against their numpy reference.
 
 1. Real: the KITTI object frames in data/real/kitti_object; a box is fitted to the points inside
    each ground-truth box (raw points, as the issue asks; and with the ground removed first).
@@ -7,7 +7,9 @@ PCA and minimum-area rectangles.
    >= 50 points each (only the faces turned to the sensor are seen, as on a real scan).
 
 Reported: mean BEV IoU and mean / median heading error (degrees, modulo 180) per method, and the
-time per fit. Baselines: PCA and the thesis' printed sign of the variance criterion.
+time per fit. Baselines: PCA and the thesis' printed sign of the variance criterion; for speed, the
+variance search with the numpy reference costs (same boxes), and a table of the heading search alone
+(kernel vs reference) by cluster size.
 
     .venv/bin/python benchmarks/bench_box_fit.py [--data ../shared/data/real]
 """
@@ -24,7 +26,7 @@ import numpy as np
 
 from perception_ws.boxes import Box3D, bev_iou
 from perception_ws.instances import fit_box, ground_mask
-from perception_ws.instances.box_fit import heading_search, rectangle_box
+from perception_ws.instances.box_fit import heading_costs, heading_costs_reference, heading_search, rectangle_box
 from perception_ws.io import open_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +36,9 @@ from tests.synthetic_objects import car_at, ray_hits  # noqa: E402  (the tests' 
 METHODS: dict[str, Callable[[np.ndarray], Box3D]] = {
     "search variance (min, Zhang)": lambda p: fit_box(p, "search", criterion="variance"),
     "search variance (max, thesis)": lambda p: rectangle_box(p, heading_search(p[:, :2], maximize_variance=True)),
+    "search variance, numpy reference": lambda p: rectangle_box(
+        p, heading_search(p[:, :2], costs=heading_costs_reference)
+    ),
     "search closeness": lambda p: fit_box(p, "search", criterion="closeness"),
     "search area": lambda p: fit_box(p, "search", criterion="area"),
     "PCA": lambda p: fit_box(p, "pca"),
@@ -115,7 +120,27 @@ def main() -> None:
             f"{name:<32}{ious.mean():>9.3f}{np.median(ious):>11.3f}{errors.mean():>10.1f}"
             f"{np.median(errors):>11.1f}{per_fit:>10.2f}"
         )
+    heading_search_speed(cars)
     print("\ngoal: mean BEV IoU >= 0.75 for cars with >= 50 points (real frames)")
+
+
+def heading_search_speed(cars: list[tuple[Box3D, np.ndarray]]) -> None:
+    """ms per heading search (variance, 90 headings) on the first n points of each car with >= n points."""
+    print("\nHeading search alone (variance, 90 headings): ms per search, and searches choosing the same heading")
+    print(f"{'points':>7}{'cars':>6}{'numba kernel':>14}{'numpy reference':>17}{'speed-up':>10}{'same':>8}")
+    for n in (30, 100, 250, 512):
+        clouds = [points[:n, :2] for _, points in cars if len(points) >= n]
+        per_search, chosen = [], []
+        for costs in (heading_costs, heading_costs_reference):
+            heading_search(clouds[0], costs=costs)  # the kernel compiles (or loads its cache) once
+            start = time.perf_counter()
+            chosen.append([heading_search(xy, costs=costs) for xy in clouds])
+            per_search.append((time.perf_counter() - start) * 1000 / len(clouds))
+        same = sum(a == b for a, b in zip(*chosen, strict=True))
+        print(
+            f"{n:>7}{len(clouds):>6}{per_search[0]:>14.3f}{per_search[1]:>17.3f}"
+            f"{per_search[1] / per_search[0]:>9.1f}x{same:>5}/{len(clouds)}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from perception_ws.boxes import Box3D
 from perception_ws.cloud import as_structured, finite_mask, xyz_array
 from perception_ws.config import PerceptionConfig
 from perception_ws.errors import CloudFormatError, WeightsError
 from perception_ws.instances import Tracker, detect
+from perception_ws.kernels.box_points import first_box_ids
 from perception_ws.labels import ClassSet
 from perception_ws.projection import project
 
@@ -178,13 +178,24 @@ class Pipeline:
     ) -> tuple[list[Box3D], np.ndarray]:
         """The detections (boxes) and the (N,) uint32 instance id of every point."""
         with _stage(timings, "detection"):
-            xyz = xyz_array(cloud[finite])
-            scores = None if confidence is None else confidence[finite]
-            detections = detect(xyz, labels[finite], self.class_set, self.detect_config, scores)
+            # masks only where some point is not finite (the usual scan has none): each one copies the
+            # array; coordinates leave the structured cloud once, as float32 (as published) widened to float64
+            keep = None if finite.all() else finite
+            xyz = xyz_array(cloud).astype(np.float64)
+            point_labels = labels
+            scores = confidence
+            if keep is not None:
+                xyz, point_labels = xyz[keep], labels[keep]
+                scores = None if confidence is None else confidence[keep]
+            detections = detect(xyz, point_labels, self.class_set, self.detect_config, scores)
             detections = [box for box in detections if box.score >= self.config.detection.min_score]
         with _stage(timings, "instances"):
-            instances = np.zeros(len(cloud), dtype=np.uint32)
-            instances[finite] = instance_ids(xyz, labels[finite], detections)
+            ids = instance_ids(xyz, point_labels, detections)
+            if keep is not None:
+                instances = np.zeros(len(cloud), dtype=np.uint32)
+                instances[keep] = ids
+            else:
+                instances = ids
         return detections, instances
 
     def reset(self) -> None:
@@ -223,19 +234,18 @@ def instance_ids(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3D]) -
     so a consumer joins the labelled cloud with the detection array by index. Where boxes of one class
     overlap, the earlier detection (more points) keeps the point.
     """
-    out = np.zeros(len(xyz), dtype=np.uint32)
-    trees: dict[int, tuple[np.ndarray, cKDTree]] = {}  # per class: its points and a top-view tree of them
-    for k, box in enumerate(detections, start=1):
-        if box.label not in trees:
-            members = np.flatnonzero(labels == box.label)
-            trees[box.label] = (members, cKDTree(xyz[members, :2]))
-        members, tree = trees[box.label]
-        # only points within the box's circumscribed circle can be inside it
-        reach = float(np.hypot(box.size[0], box.size[1])) / 2.0 + 2.0 * _BOX_MARGIN_M
-        near = members[np.asarray(tree.query_ball_point(box.center[:2], reach), dtype=np.intp)]
-        near = near[out[near] == 0]
-        out[near[box.contains(xyz[near], margin=_BOX_MARGIN_M)]] = k
-    return out
+    if not detections:
+        return np.zeros(len(xyz), dtype=np.uint32)
+    # one pass over the points (kernels/box_points.py), testing each against the boxes of its class in order
+    return first_box_ids(
+        np.asarray(xyz, dtype=np.float64),
+        np.asarray(labels),
+        np.array([box.label for box in detections], dtype=np.int64),
+        np.array([box.center for box in detections]),
+        np.array([np.cos(box.yaw) for box in detections]),  # per box, as Box3D.to_local takes them
+        np.array([np.sin(box.yaw) for box in detections]),
+        np.array([box.size / 2.0 + _BOX_MARGIN_M for box in detections]),
+    )
 
 
 # -- segmenters -------------------------------------------------------------------------------
