@@ -22,6 +22,7 @@ from functools import cache
 import numpy as np
 
 from perception_ws.errors import PerceptionError
+from perception_ws.sim.arrays import as_float32, namespace, standard_normals, table_like
 from perception_ws.sim.returns import Returns
 
 _BEAM_GAIN_SEED = 64  # any fixed number: the gain table must not change between runs
@@ -55,14 +56,15 @@ class ReflectanceModel:
 
     def render(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
         """(N,) float32 intensity in 0..1 for each return."""
-        f32 = np.float32
-        cos = np.clip(returns.cos_incidence, f32(0), f32(1)) ** f32(self.cos_power)
-        shading = np.where(returns.retro, f32(self.retro_gain), cos)
+        f32, xp = np.float32, namespace(returns.range)  # numpy, or torch (gpu_sweeps.py)
+        cos = xp.clip(returns.cos_incidence, f32(0), f32(1)) ** f32(self.cos_power)
+        shading = xp.where(returns.retro, f32(self.retro_gain), cos)
         falloff = f32(1) / (f32(1) + (returns.range / f32(self.falloff_range)) ** f32(self.falloff_power))
-        value = f32(self.gain) * returns.albedo * shading * falloff * self.beam_gains(returns.height)[returns.row]
+        gains = table_like(self.beam_gains(returns.height), returns.row)  # a tensor for torch input
+        value = f32(self.gain) * returns.albedo * shading * falloff * gains[returns.row]
         if self.noise > 0:
-            value = value * (f32(1) + f32(self.noise) * rng.standard_normal(len(returns), dtype=np.float32))
-        return np.clip(value, 0.0, 1.0).astype(np.float32)
+            value = value * (f32(1) + f32(self.noise) * standard_normals(rng, len(returns)))
+        return as_float32(xp.clip(value, 0.0, 1.0))
 
 
 @cache

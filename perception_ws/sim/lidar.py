@@ -24,27 +24,16 @@ from perception_ws.boxes import Box3D
 from perception_ws.calib.sensors import SensorModel, get_sensor
 from perception_ws.errors import PerceptionError
 from perception_ws.scan import Scan
-from perception_ws.sim.blas import one_blas_thread
 from perception_ws.sim.intensity import ReflectanceModel
 from perception_ws.sim.mesh import rotation_x, rotation_y, rotation_z
-from perception_ws.sim.noise import Dropout, PhysicalDropout, RangeNoise
+from perception_ws.sim.noise import Dropout, KeepPlan, PhysicalDropout, RangeNoise, keep_plan
 from perception_ws.sim.raycast import Raycaster, make_raycaster
 from perception_ws.sim.returns import Returns
 from perception_ws.sim.scene import EgoPose, Scene, TriangleSoup
+from perception_ws.sim.sweep_kernels import glass_hits, rays_beyond, turn_rays
+from perception_ws.sim.sweep_points import POINT_DTYPE as POINT_DTYPE  # re-exported: the format of a sweep's points
+from perception_ws.sim.sweep_points import SweepHits, SweepPoints, points_fast
 
-#: the fields of a simulated point (x, y, z in the sensor frame)
-POINT_DTYPE = np.dtype(
-    [
-        ("x", np.float32),
-        ("y", np.float32),
-        ("z", np.float32),
-        ("intensity", np.float32),
-        ("ring", np.uint16),
-        ("label", np.uint8),
-        ("semantic", np.uint8),
-        ("instance", np.uint32),
-    ]
-)
 _GLASS_PASSES = 3  # panes a beam may pass before it is given up (a car: windscreen, rear window …)
 _BEHIND_PANE = 1e-3  # re-cast from this far behind a pane, so the pane itself is not hit again
 
@@ -133,6 +122,8 @@ class Lidar:
     intensity: ReflectanceModel | None = field(default_factory=ReflectanceModel)
     dropout: Sequence[Dropout] = field(default_factory=lambda: (PhysicalDropout(),))
     max_range: float | None = None  # None: the sensor's
+    #: the dropout models and their kernel plan, made on the first sweep
+    _plan: tuple[tuple[Dropout, ...], KeepPlan] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.sensor, str):
@@ -167,85 +158,62 @@ class Lidar:
         Build ``raycaster`` once per scene (:func:`make_raycaster`) when taking several sweeps.
         """
         rng = np.random.default_rng(seed)
-        pose = pose or scene.ego_poses[0]
-        caster = raycaster or make_raycaster(scene.soup)
-        soup = scene.soup
-        rot, trans = self.pose_in_world(pose)
+        rot, trans = self.pose_in_world(pose or scene.ego_poses[0])
+        out = self.points(self.cast(scene.soup, raycaster or make_raycaster(scene.soup), rot, trans, rng), rng)
+        return Scan(
+            points=out.points,
+            name=name or f"sim-{scene.seed}",
+            sensor=self.model.name,
+            labels=out.labels,
+            semantic=out.semantic,
+            instances=out.instances,
+            boxes=self._boxes_in_sensor_frame(scene, rot, trans, out.instances),
+            pixels=out.pixels,
+        )
+
+    def cast(
+        self, soup: TriangleSoup, caster: Raycaster, rot: np.ndarray, trans: np.ndarray, rng: np.random.Generator
+    ) -> SweepHits:
+        """Every ray of a sweep from the sensor pose (``rot``, ``trans``: sensor -> world) and what it met;
+        beams the dropout models let through glass travel on from just behind the pane."""
         p = self.pattern
-        dirs_s = p.directions.reshape(-1, 3)
-        with one_blas_thread():
-            dirs_w = dirs_s @ rot.T.astype(np.float32)
-        # beam origins sit on the sensor's z axis: move the H of them, then repeat per column
-        orig_w = np.repeat((p.origins.astype(np.float64) @ rot.T + trans).astype(np.float32), p.columns, axis=0)
+        # beam origins sit on the sensor's z axis: move the H of them; the kernel repeats them per column
+        row_origins = (p.origins.astype(np.float64) @ rot.T + trans).astype(np.float32)
+        rays = turn_rays(p.directions.reshape(-1, 3), row_origins, np.ascontiguousarray(rot), p.columns)
         max_range = float(self.max_range or 0.0)
-        hits = caster.cast(orig_w, dirs_w, max_range)
-        t, tri = hits.t.astype(np.float64), hits.triangle
-        # glass: beams the dropout models let through travel on from just behind the pane
-        on_glass = np.flatnonzero((tri >= 0) & soup.glass[tri])
+        first = caster.cast(rays[:, :3], rays[:, 3:], max_range)  # halves of one array: Open3D takes it uncopied
+        hits = SweepHits(p, soup, rays, first.t.astype(np.float32), first.triangle, max_range)
+        self._pass_glass(hits, caster, rng)
+        return hits
+
+    def points(self, hits: SweepHits, rng: np.random.Generator) -> SweepPoints:
+        """The sweep's points after dropout, range noise and intensity, in the sensor frame."""
+        return points_fast(hits, self.dropout_plan(), self.noise, self.intensity, rng)
+
+    def dropout_plan(self) -> KeepPlan:
+        """The dropout models arranged for the sweep kernels (:func:`keep_plan`), made once and kept."""
+        models = tuple(self.dropout)
+        cached = self._plan
+        if cached is None or cached[0] != models:  # equal models (pixel models: the same ones) plan alike
+            cached = self._plan = (models, keep_plan(models, self.pattern.rows, self.pattern.columns))
+        return cached[1]
+
+    def _pass_glass(self, hits: SweepHits, caster: Raycaster, rng: np.random.Generator) -> None:
+        """Re-cast, in place, the beams the dropout models let through the glass they hit (a few panes at most)."""
+        soup, t, tri, behind = hits.soup, hits.t, hits.triangle, np.float32(_BEHIND_PANE)
+        on_glass = glass_hits(tri, soup.glass)
         for glass_pass in range(_GLASS_PASSES + 1):
-            through = on_glass[self._transmits(self._returns(soup, on_glass, t, tri, dirs_w), rng)]
+            through = on_glass[self._transmits(hits.returns(on_glass), rng)]
             if len(through) == 0:
                 break
             if glass_pass == _GLASS_PASSES:  # still behind glass after the last pass: no return
                 tri[through] = -1
                 break
-            start = orig_w[through] + dirs_w[through] * (t[through, None] + _BEHIND_PANE).astype(np.float32)
-            more = caster.cast(start, dirs_w[through], max_range)
-            t[through] = np.where(more.triangle >= 0, t[through] + _BEHIND_PANE + more.t, np.inf)
+            again = rays_beyond(hits.rays, through, t, _BEHIND_PANE)
+            more = caster.cast(again[:, :3], again[:, 3:], hits.max_range)
+            t[through] = np.where(more.triangle >= 0, t[through] + behind + more.t, np.float32(np.inf))
             tri[through] = more.triangle
             on_glass = through[(more.triangle >= 0) & soup.glass[more.triangle]]
-        tri[t > max_range] = -1
-        hit = np.flatnonzero(tri >= 0)
-        returns = self._returns(soup, hit, t, tri, dirs_w)
-        keep = np.ones(len(hit), dtype=bool)
-        for model in self.dropout:
-            keep &= model.keeps(returns, rng)
-        kept = np.flatnonzero(keep)
-        hit, returns = hit[kept], returns.subset(kept)
-        ranges = self.noise.apply(returns.range, rng)
-        intensity = (
-            self.intensity.render(returns, rng) if self.intensity is not None else np.zeros(len(hit), np.float32)
-        )
-        tris = np.take(tri, hit)
-        points = np.empty(len(hit), dtype=POINT_DTYPE)
-        # beam origins lie on the z axis (x = y = 0): x and y are the direction times the range alone
-        for axis, name in enumerate("xyz"):
-            np.multiply(p.direction_columns[axis].take(hit), ranges, out=points[name])
-        points["z"] += p.pixel_origins_z.take(hit)
-        points["intensity"] = intensity
-        points["ring"] = p.ring_of_row[returns.row]
-        points["label"] = soup.kitti3[tris]
-        points["semantic"] = soup.semantic[tris]
-        points["instance"] = soup.instance[tris]
-        return Scan(
-            points=points,
-            name=name or f"sim-{scene.seed}",
-            sensor=self.model.name,
-            labels=points["label"].copy(),
-            semantic=points["semantic"].copy(),
-            instances=points["instance"].copy(),
-            boxes=self._boxes_in_sensor_frame(scene, rot, trans, points["instance"]),
-            pixels=np.stack([returns.row, returns.col], axis=1).astype(np.int32),
-        )
-
-    def _returns(
-        self, soup: TriangleSoup, hit: np.ndarray, t: np.ndarray, tri: np.ndarray, dirs_w: np.ndarray
-    ) -> Returns:
-        tris = tri[hit]
-        normal, direction = np.take(soup.normals, tris, axis=0), np.take(dirs_w, hit, axis=0)
-        cos = np.abs(normal[:, 0] * direction[:, 0] + normal[:, 1] * direction[:, 1] + normal[:, 2] * direction[:, 2])
-        row, col = np.divmod(hit, self.pattern.columns)
-        return Returns(
-            row=row,
-            col=col,
-            height=self.pattern.rows,
-            width=self.pattern.columns,
-            range=t[hit].astype(np.float32),
-            cos_incidence=cos.astype(np.float32),
-            albedo=soup.albedo[tris],
-            retro=soup.retro[tris],
-            glass=soup.glass[tris],
-        )
 
     def _transmits(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
         through = np.zeros(len(returns), dtype=bool)
@@ -261,23 +229,25 @@ class Lidar:
         Boxes keep only a yaw: with a pitched or rolled mount they are the world boxes' nearest
         yaw-only equivalent (their centres are exact).
         """
-        counts = np.bincount(
-            instances.astype(np.int64), minlength=max((a.instance for a in scene.actors), default=0) + 1
-        )
+        actors = scene.actors
+        if not actors:
+            return []
+        counts = np.bincount(instances, minlength=max(a.instance for a in actors) + 1)
+        # rot.T @ (c - trans) for every centre at once; velocities turn alike
+        centres = (np.array([a.box.center for a in actors]) - trans) @ rot
+        velocities = np.array([a.box.velocity for a in actors]) @ rot
         sensor_yaw = float(np.arctan2(rot[1, 0], rot[0, 0]))  # world yaw of the sensor's x axis
-        boxes = []
-        for actor in scene.actors:
-            b = actor.box
-            boxes.append(
-                Box3D(
-                    center=rot.T @ (b.center - trans),
-                    size=b.size.copy(),
-                    yaw=float(np.angle(np.exp(1j * (b.yaw - sensor_yaw)))),
-                    label=b.label,
-                    name=b.name,
-                    num_points=int(counts[actor.instance]),
-                    track_id=actor.instance,
-                    velocity=rot.T @ b.velocity,
-                )
+        yaws = np.angle(np.exp(1j * (np.array([a.box.yaw for a in actors]) - sensor_yaw)))  # wrapped to (-pi, pi]
+        return [
+            Box3D(
+                center=centres[k],
+                size=a.box.size.copy(),
+                yaw=float(yaws[k]),
+                label=a.box.label,
+                name=a.box.name,
+                num_points=int(counts[a.instance]),
+                track_id=a.instance,
+                velocity=velocities[k],
             )
-        return boxes
+            for k, a in enumerate(actors)
+        ]

@@ -7,16 +7,23 @@
   :class:`PhysicalDropout` loses returns for physical reasons: glass lets most beams through
   (they travel on and may hit something behind it), and a return is detected only when enough
   light comes back — dark surfaces, grazing incidence and long range all weaken it.
+
+Every model gives each final return a probability of being detected (:meth:`Dropout.keep_probability`);
+a sweep draws one uniform number per return and keeps it when that number is below the product of
+the models' probabilities (the models drop returns independently). :func:`keep_plan` folds the pixel
+models into one table, which the sweep kernels (:mod:`perception_ws.sim.sweep_kernels`) look up per return.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from perception_ws.errors import PerceptionError
+from perception_ws.sim.arrays import falses, namespace, ones32, standard_normals, table_like
 from perception_ws.sim.returns import Returns
 
 
@@ -31,7 +38,7 @@ class RangeNoise:
     def apply(self, ranges: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.sigma == 0:
             return ranges
-        return ranges + np.float32(self.sigma) * rng.standard_normal(len(ranges), dtype=np.float32)
+        return ranges + np.float32(self.sigma) * standard_normals(rng, len(ranges))
 
 
 class Dropout(Protocol):
@@ -46,16 +53,28 @@ class Dropout(Protocol):
         """Which of the final returns are detected; (N,) bool."""
         ...
 
+    def keep_probability(self, returns: Returns) -> np.ndarray:
+        """(N,) float32 probability that each final return is detected (what :meth:`keeps` draws against)."""
+        ...
+
+
+def keeps_with(probability: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Detected: one uniform draw per return below its keep probability (every model's :meth:`keeps`)."""
+    return rng.random(len(probability), dtype=np.float32) < probability
+
 
 @dataclass(frozen=True)
 class NoDropout:
     """Every beam returns from the first surface it meets, glass included."""
 
     def transmits(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
-        return np.zeros(len(returns), dtype=bool)
+        return falses(returns.row)
 
     def keeps(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
-        return np.ones(len(returns), dtype=bool)
+        return ~falses(returns.row)
+
+    def keep_probability(self, returns: Returns) -> np.ndarray:
+        return ones32(returns.row)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +88,8 @@ class PixelDropout:
 
     probability: np.ndarray = field(repr=False)
     fov_deg: float = 360.0
-    #: per sweep width, :meth:`per_pixel` (built on first use: the map is fixed, sweeps are many)
-    _per_pixel: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    #: per sweep width, :meth:`keep_table`
+    _keep: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         p = np.asarray(self.probability, dtype=np.float64)
@@ -83,20 +102,29 @@ class PixelDropout:
         object.__setattr__(self, "probability", p)
 
     def transmits(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
-        return np.zeros(len(returns), dtype=bool)
+        return falses(returns.row)
 
     def keeps(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
+        return keeps_with(self.keep_probability(returns), rng)
+
+    def keep_probability(self, returns: Returns) -> np.ndarray:
+        # a flat gather: faster than table[row, col]
+        table = table_like(self.keep_table(returns.height, returns.width), returns.row)
+        return namespace(table).take(table, returns.row * returns.width + returns.col)
+
+    def keep_table(self, height: int, width: int) -> np.ndarray:
+        """(height * width,) float32 keep probability of every pixel of a sweep, row-major; read-only."""
         rows = self.probability.shape[0]
-        if rows != returns.height:
+        if rows != height:
             raise PerceptionError(
-                f"pixel dropout: the map has {rows} rows but the sensor has {returns.height} beams; "
+                f"pixel dropout: the map has {rows} rows but the sensor has {height} beams; "
                 "measure the map with the same sensor"
             )
-        table = self._per_pixel.get(returns.width)
-        if table is None:
-            table = self._per_pixel[returns.width] = self.per_pixel(returns.width)
-        p = np.take(table, returns.row * returns.width + returns.col)  # a flat gather: faster than table[row, col]
-        return rng.random(len(returns), dtype=np.float32) >= p
+        table = self._keep.get(width)
+        if table is None:  # built on first use: the map is fixed, sweeps are many
+            table = self._keep[width] = (1.0 - self.per_pixel(width)).astype(np.float32).reshape(-1)
+            table.flags.writeable = False
+        return table
 
     def per_pixel(self, width: int) -> np.ndarray:
         """(rows, width) float64 drop probability of each pixel of a sweep ``width`` columns wide."""
@@ -105,9 +133,7 @@ class PixelDropout:
         offset = (np.arange(width) + 0.5) * 360.0 / width - (180.0 - self.fov_deg / 2)
         inside = (offset >= 0) & (offset < self.fov_deg)
         map_col = np.clip((offset / self.fov_deg * cols).astype(np.int64), 0, cols - 1)
-        table = np.where(inside[None, :], self.probability[:, map_col], self.probability.mean(axis=1)[:, None])
-        table.flags.writeable = False  # C-contiguous (rows, width): keeps() gathers it by flat pixel index
-        return table
+        return np.where(inside[None, :], self.probability[:, map_col], self.probability.mean(axis=1)[:, None])
 
 
 @dataclass(frozen=True)
@@ -137,10 +163,42 @@ class PhysicalDropout:
         return returns.glass & (rng.random(len(returns), dtype=np.float32) >= self.glass_return)
 
     def signal(self, returns: Returns) -> np.ndarray:
-        albedo = np.where(returns.retro, returns.albedo * np.float32(self.retro_gain), returns.albedo)
-        falloff = (np.float32(self.reference_range) / np.maximum(returns.range, np.float32(1e-3))) ** 2
+        xp = namespace(returns.range)  # numpy, or torch for the batched GPU sweeps (gpu_sweeps.py)
+        albedo = xp.where(returns.retro, returns.albedo * np.float32(self.retro_gain), returns.albedo)
+        falloff = (np.float32(self.reference_range) / xp.clip(returns.range, np.float32(1e-3), None)) ** 2
         return albedo * returns.cos_incidence * falloff
 
     def keeps(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
-        detect = 1.0 - np.exp(-self.signal(returns) / np.float32(self.signal_scale))
-        return rng.random(len(returns), dtype=np.float32) < detect
+        return keeps_with(self.keep_probability(returns), rng)
+
+    def keep_probability(self, returns: Returns) -> np.ndarray:
+        return np.float32(1.0) - namespace(returns.range).exp(-self.signal(returns) / np.float32(self.signal_scale))
+
+
+@dataclass(frozen=True, eq=False)
+class KeepPlan:
+    """Dropout models arranged for sweeps of one size: the pixel models' keep probabilities multiplied into one
+    table, which the sweep kernel looks up per return in the pass that reads the hits, and the other models."""
+
+    pixel_keep: np.ndarray  # (height * width,) float32, row-major pixels
+    others: tuple[Dropout, ...]  # asked per return (NoDropout left out: it keeps everything)
+
+    def keep_probability(self, returns: Returns, pixel_keep: np.ndarray) -> np.ndarray:
+        """The product of all models' keep probabilities, given ``pixel_keep`` (this table at the returns)."""
+        probability = pixel_keep
+        for model in self.others:
+            probability = probability * model.keep_probability(returns)
+        return probability
+
+
+def keep_plan(models: Sequence[Dropout], height: int, width: int) -> KeepPlan:
+    """The :class:`KeepPlan` of ``models`` for a ``height`` x ``width`` sweep."""
+    pixel_keep = np.ones(height * width, dtype=np.float32)
+    others = []
+    for model in models:
+        if isinstance(model, PixelDropout):
+            pixel_keep = pixel_keep * model.keep_table(height, width)
+        elif not isinstance(model, NoDropout):
+            others.append(model)
+    pixel_keep.flags.writeable = False
+    return KeepPlan(pixel_keep, tuple(others))

@@ -9,6 +9,10 @@ identically. Backends:
 * ``open3d``: Open3D's ``RaycastingScene`` (Embree BVH) on the CPU; the fastest on a CPU.
 * ``torch``: :mod:`perception_ws.sim.raycast_torch`, a BVH traversed breadth-first by batched
   tensor operations; runs wherever torch does, and fast on a GPU.
+
+Whole sweeps at many poses at once (a GPU's way) are rasterised instead of traced:
+:mod:`perception_ws.sim.raycast_raster` (first hits of a ray pattern) and
+:func:`perception_ws.sim.gpu_sweeps.make_sweep_renderer` (labelled sweeps left on the device).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import open3d as o3d
 
 from perception_ws.sim.raycast import Hits, check_rays
 from perception_ws.sim.scene import TriangleSoup
+from perception_ws.sim.sweep_kernels import first_hits
 
 
 class Open3DRaycaster:
@@ -21,13 +22,33 @@ class Open3DRaycaster:
         self._threads = threads  # 0: all cores
 
     def cast(self, origins: np.ndarray, directions: np.ndarray, max_range: float) -> Hits:
-        o, d = check_rays(origins, directions)
-        rays = np.empty((len(o), 6), dtype=np.float32)
-        rays[:, :3], rays[:, 3:] = o, d
+        rays = packed_rays(origins, directions)
+        if rays is None:
+            o, d = check_rays(origins, directions)
+            rays = np.empty((len(o), 6), dtype=np.float32)
+            rays[:, :3], rays[:, 3:] = o, d
         result = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self._threads)
-        t = result["t_hit"].numpy()  # float32, a fresh array of ours: edited in place
-        triangle = result["primitive_ids"].numpy().astype(np.int64)
-        miss = ~(t <= np.float32(max_range)) | (t <= 0)  # not <= max_range: also inf and NaN
-        t[miss] = np.inf
-        triangle[miss] = -1
+        # t_hit is a fresh array of ours: first_hits marks the misses in it in place
+        t, triangle = first_hits(result["t_hit"].numpy(), result["primitive_ids"].numpy(), max_range)
         return Hits(t=t, triangle=triangle)
+
+
+def packed_rays(origins: np.ndarray, directions: np.ndarray) -> np.ndarray | None:
+    """The (N, 6) float32 array whose first and last three columns ``origins`` and ``directions`` are, if they
+    are (as :meth:`perception_ws.sim.lidar.Lidar.cast` passes them): Open3D's layout, used without a copy."""
+    if not (isinstance(origins, np.ndarray) and isinstance(directions, np.ndarray)):
+        return None
+    base = origins.base
+    if not (
+        isinstance(base, np.ndarray)
+        and directions.base is base
+        and base.dtype == np.float32
+        and base.flags.c_contiguous
+        and base.shape == (len(origins), 6)
+        and origins.shape == directions.shape == (len(base), 3)
+        and origins.strides == directions.strides == base.strides
+    ):
+        return None
+    start = base.__array_interface__["data"][0]
+    o_at, d_at = origins.__array_interface__["data"][0], directions.__array_interface__["data"][0]
+    return base if (o_at, d_at) == (start, start + 3 * base.itemsize) else None

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from perception_ws.sim.raycast import Hits, check_rays
+from perception_ws.sim.raycast_kernels import NO_HIT, hit_distance, moller_trumbore, pack_hits
 from perception_ws.sim.scene import TriangleSoup
 
-_T_MIN = 1e-4  # ignore hits closer than this (the ray's own origin surface)
 _BOX_PAD = 1e-4  # grow boxes a little so flat ones (a wall, a lane line) are never missed by rounding
 _NEAREST_ROUNDS = 3  # rounds that test only each ray's nearest untested leaf, before testing all the rest
 
@@ -157,8 +157,7 @@ class TorchRaycaster:
         max_range: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Test leaf pairs nearest-first: each round takes every ray's nearest untested leaf, then prunes."""
-        none = torch.iinfo(torch.int64).max
-        best = torch.full((n,), none, dtype=torch.int64, device=self.device)
+        best = torch.full((n,), NO_HIT, dtype=torch.int64, device=self.device)
         inf = torch.full((n,), float("inf"), device=self.device)
         for round_ in range(self.rounds + 1):
             if len(ray) == 0:
@@ -171,19 +170,12 @@ class TorchRaycaster:
             key = self._test(o, d, ray[sel], leaf[sel], max_range)
             best.scatter_reduce_(0, ray[sel], key, reduce="amin")
             # what is left: untested pairs whose box starts before the best hit so far
-            rest = ~sel & (tnear <= self._decode_t(best, none)[ray])
+            rest = ~sel & (tnear <= hit_distance(best)[ray])
             ray, leaf, tnear = ray[rest], leaf[rest], tnear[rest]
-        hit = best != none
-        t = self._decode_t(best, none)
+        hit = best != NO_HIT
         position = torch.where(hit, best & 0xFFFFFFFF, torch.zeros_like(best))
         tri = torch.where(hit, self._t["perm"][position], torch.full_like(best, -1))
-        return t, tri
-
-    @staticmethod
-    def _decode_t(key: torch.Tensor, none: int) -> torch.Tensor:
-        bits = (key >> 32).to(torch.int32)
-        t = bits.view(torch.float32)
-        return torch.where(key == none, torch.full_like(t, float("inf")), t)
+        return hit_distance(best), tri
 
     def _test(
         self, o: torch.Tensor, d: torch.Tensor, ray: torch.Tensor, leaf: torch.Tensor, max_range: float
@@ -191,23 +183,9 @@ class TorchRaycaster:
         """Möller–Trumbore over every triangle of each pair's leaf; the packed (t, position) of the nearest hit."""
         pos = self._t["leaf_start"][leaf][:, None] + torch.arange(self.leaf_max, device=self.device)  # (P, K)
         v0, e1, e2 = self._t["v0"][pos], self._t["e1"][pos], self._t["e2"][pos]  # (P, K, 3)
-        ox, oy, oz = (o[ray, i, None] for i in range(3))
-        dx, dy, dz = (d[ray, i, None] for i in range(3))
-        ax, ay, az = e1[..., 0], e1[..., 1], e1[..., 2]
-        bx, by, bz = e2[..., 0], e2[..., 1], e2[..., 2]
-        # written out per component: cross and dot products over a 3-axis are slow as tensor reductions
-        px, py, pz = dy * bz - dz * by, dz * bx - dx * bz, dx * by - dy * bx  # d x e2
-        det = ax * px + ay * py + az * pz
-        inv = 1.0 / torch.where(det.abs() < 1e-12, torch.ones_like(det), det)
-        tx, ty, tz = ox - v0[..., 0], oy - v0[..., 1], oz - v0[..., 2]
-        u = (tx * px + ty * py + tz * pz) * inv
-        qx, qy, qz = ty * az - tz * ay, tz * ax - tx * az, tx * ay - ty * ax  # tvec x e1
-        v = (dx * qx + dy * qy + dz * qz) * inv
-        t = (bx * qx + by * qy + bz * qz) * inv
-        ok = (det.abs() >= 1e-12) & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > _T_MIN) & (t <= max_range)
+        origin = (o[ray, 0, None], o[ray, 1, None], o[ray, 2, None])
+        direction = (d[ray, 0, None], d[ray, 1, None], d[ray, 2, None])
         # reading past a leaf's end tests the next leaf's triangles: harmless, they are real triangles
-        t = torch.where(ok, t, torch.full_like(t, float("inf")))
+        t = moller_trumbore(origin, direction, v0, e1, e2, max_range)
         t_min, k = t.min(dim=1)
-        bits = t_min.contiguous().view(torch.int32).to(torch.int64)
-        key = (bits << 32) | pos.gather(1, k[:, None])[:, 0]
-        return torch.where(torch.isfinite(t_min), key, torch.full_like(key, torch.iinfo(torch.int64).max))
+        return pack_hits(t_min, pos.gather(1, k[:, None])[:, 0])

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception_ws.sim.sweep_kernels import compress_returns
+
 
 @dataclass
 class Returns:
@@ -28,9 +30,14 @@ class Returns:
         return len(self.row)
 
     def subset(self, which: np.ndarray) -> Returns:
-        """The returns ``which`` selects: a boolean mask, or (faster over many arrays) indices."""
+        """The returns ``which`` selects: a boolean mask (all arrays in one pass) or indices."""
         if which.dtype == np.bool_:
-            which = np.flatnonzero(which)
+            if len(which) != len(self):
+                raise IndexError(f"returns: a mask of {len(which)} entries for {len(self)} returns")
+            row, col, range_, cos, albedo, retro, glass = compress_returns(
+                which, self.row, self.col, self.range, self.cos_incidence, self.albedo, self.retro, self.glass
+            )
+            return Returns(row, col, self.height, self.width, range_, cos, albedo, retro, glass)
         return Returns(
             row=np.take(self.row, which),
             col=np.take(self.col, which),
