@@ -73,6 +73,10 @@ class RowResult:
     received: int = 0
     rss_mb: list[float] = field(default_factory=list)
     note: str = ""
+    #: the node's own counters (its diagnostics) over the measured window: scans it took in, and scans it
+    #: skipped because a newer one came while it was busy (latest-only); None when no diagnostics came
+    node_received: int | None = None
+    node_skipped: int | None = None
 
     @property
     def dropped(self) -> int:
@@ -155,6 +159,7 @@ def run_graph(name: str, settings: dict[str, Any], scans: list[np.ndarray], rate
               folder: Path, sample_rss: bool = False) -> RowResult:  # fmt: skip
     """Publish ``scans`` in a loop for ``seconds`` to a fresh perception node; latency and drops."""
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import PointCloud2
 
@@ -181,6 +186,15 @@ def run_graph(name: str, settings: dict[str, Any], scans: list[np.ndarray], rate
                 result.received += 1
 
         node.create_subscription(Detection3DArray, topics.detections, on_detections, output_qos(50))
+        counters: dict[str, int] = {}  # the node's latest diagnostics counters
+
+        def on_diagnostics(msg: Any) -> None:
+            for status in msg.status:
+                for item in status.values:
+                    if item.key in ("frames_received", "frames_dropped"):
+                        counters[item.key] = int(item.value)
+
+        node.create_subscription(DiagnosticArray, topics.diagnostics, on_diagnostics, output_qos(10))
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -190,6 +204,7 @@ def run_graph(name: str, settings: dict[str, Any], scans: list[np.ndarray], rate
             executor.spin_once(timeout_sec=0.1)
         # warm-up frames (numba compilation, first allocation) are not counted
         warm_end = time.monotonic() + 5.0
+        at_start: dict[str, int] | None = None
         period, index = 1.0 / rate_hz, 0
         next_at = time.monotonic()
         start = next_at
@@ -203,6 +218,7 @@ def run_graph(name: str, settings: dict[str, Any], scans: list[np.ndarray], rate
                     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
                     if now >= warm_end and result.published == 0:  # the measured window starts here
                         measured_from_ns[0] = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                        at_start = dict(counters)
                     publisher.publish(msg)
                     result.published += now >= warm_end
                     index += 1
@@ -217,6 +233,9 @@ def run_graph(name: str, settings: dict[str, Any], scans: list[np.ndarray], rate
             drain_end = time.monotonic() + DRAIN_S
             while time.monotonic() < drain_end:
                 executor.spin_once(timeout_sec=0.05)
+        if at_start is not None and len(at_start) == len(counters) == 2:  # diagnostics come once a second
+            result.node_received = counters["frames_received"] - at_start["frames_received"]
+            result.node_skipped = counters["frames_dropped"] - at_start["frames_dropped"]
         node.destroy_node()
     finally:
         process.send_signal(2)
@@ -267,7 +286,11 @@ def table(rows: list[RowResult], points: int, rate_hz: float) -> str:
         else:
             times = f"{'-':>8s} {'-':>8s} {'-':>8s}"
         share = f"{r.dropped} ({100.0 * r.dropped / max(r.published, 1):.0f}%)"
-        lines.append(f"{r.name:34s} {r.received:7d} {times} {share:>9s}  {r.note}")
+        split = ""
+        if r.node_received is not None and r.node_skipped is not None and r.published != r.received:
+            # about: the counters are read from once-a-second diagnostics at the window's ends
+            split = f" [~{r.node_skipped} skipped busy, ~{max(0, r.published - r.node_received)} not delivered]"
+        lines.append(f"{r.name:34s} {r.received:7d} {times} {share:>9s}  {r.note}{split}")
     lines.append(f"\n~{points} points per scan, published at {rate_hz:g} Hz; latency = stamp -> Detection3DArray here")
     return "\n".join(lines)
 

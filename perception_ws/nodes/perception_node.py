@@ -15,6 +15,7 @@ Run: ``python -m perception_ws.nodes.perception_node --ros-args --params-file co
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import traceback
@@ -67,6 +68,9 @@ class PerceptionNode(Node):
         self.add_on_set_parameters_callback(self._refuse_changes)
         self.pipeline = Pipeline(self.config, network)
         self.pipeline.warm_up()  # before subscribing: the first scans are not slowed by JIT or torch.compile
+        # what exists now (the network, compiled graphs, numba's caches: long-lived) leaves the garbage collector's
+        # view, so its occasional full passes stay short and do not stall a scan
+        gc.freeze()
         topics, depth = self.config.topics, self.config.qos.output_depth
         self.cloud_pub = self.create_publisher(PointCloud2, topics.labelled_cloud, output_qos(depth))
         self.detections_pub = self.create_publisher(Detection3DArray, topics.detections, output_qos(depth))
