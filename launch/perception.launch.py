@@ -7,9 +7,8 @@ bag, use_sim_time, rviz, camera, sim, segmenter. Which nodes start, and with whi
 the installed Python module run as ``python3 -m MODULE --ros-args …``; the graph shuts down when the
 perception node exits.
 
-With ``sim:=true`` the simulator also publishes its mounting on ``/tf_static`` (shown by RViz's TF display);
-the fusion node is given the simulated camera's transform as ``calibration.extrinsic`` (or set
-``calibration.from_tf: true`` in the params file to read it from ``/tf_static``).
+With ``sim:=true`` the simulator also latches its mounting on ``/tf_static`` (shown by RViz's TF display),
+and the fusion node takes the LiDAR -> camera transform from there (``calibration.from_tf``).
 
 Example: ``ros2 launch perception_ws perception.launch.py sensor:=vlp16 bag:=run1 use_sim_time:=true rviz:=true``
 """

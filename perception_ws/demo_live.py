@@ -43,7 +43,14 @@ from perception_ws.nodes.launch_graph import (
     command_of,
     share_path,
 )
-from perception_ws.nodes.record import OUTPUT_TYPES, Recorder, bag_destination, register_project_types
+from perception_ws.nodes.record import (
+    OUTPUT_TYPES,
+    TF_STATIC_TOPIC,
+    TF_STATIC_TYPE,
+    Recorder,
+    bag_destination,
+    register_project_types,
+)
 
 #: topics recorded besides the perception node's outputs (the simulator's ground truth, the fusion overlay).
 GROUND_TRUTH_TOPIC = "/sim/ground_truth/boxes"
@@ -123,8 +130,6 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[NodeSpec]:
     """The demo's nodes: perception (and fusion) first, the simulator last (it starts publishing at once)."""
-    from perception_ws.sim.stream import sim_camera_extrinsic
-
     config = str(share_path("config", "perception.yaml"))
     perception: dict[str, Any] = {"segmenter.kind": segmenter.kind}
     if segmenter.model:
@@ -132,7 +137,7 @@ def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[No
     nodes = [NodeSpec(PERCEPTION_NODE, module="perception_ws.nodes.perception_node", params_file=config,
                       parameters=perception, required=True)]  # fmt: skip
     if options.camera:
-        fusion = {"calibration.extrinsic": sim_camera_extrinsic()}
+        fusion = {"calibration.from_tf": True}  # the simulator latches its camera mounting on /tf_static
         nodes.append(NodeSpec(FUSION_NODE, module=FUSION_MODULE, params_file=config, parameters=fusion))
     sim: dict[str, Any] = {
         "run.max_frames": options.frames,
@@ -151,13 +156,14 @@ def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[No
 
 def recorded_topics(camera: bool) -> dict[str, str | None]:
     """The perception node's outputs, the simulator's scans (with their ground-truth labels: the bag can be
-    replayed into the graph, and the summary scores the labels against them) and boxes, the overlay."""
+    replayed into the graph, and the summary scores the labels against them), boxes and /tf_static, the overlay."""
     from perception_ws.config import PerceptionConfig
 
     topics = PerceptionConfig().topics
     out: dict[str, str | None] = {f"/{getattr(topics, key)}".replace("//", "/"): t for key, t in OUTPUT_TYPES.items()}
     out[INPUT_TOPIC] = "sensor_msgs/msg/PointCloud2"
     out[GROUND_TRUTH_TOPIC] = "perception_ws/msg/Detection3DArray"
+    out[TF_STATIC_TOPIC] = TF_STATIC_TYPE  # the simulator's mounting: RViz shows the bag with its frames
     if camera:
         out[OVERLAY_TOPIC] = "sensor_msgs/msg/Image"
     return out

@@ -35,7 +35,6 @@ from perception_ws.nodes.launch_graph import command_of, plan_graph
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.sim_node import SimNode
-from perception_ws.sim.stream import sim_camera_extrinsic
 from perception_ws.sim.stream_config import SimConfig
 from tests.test_node_perception import Spinner, wait_for
 
@@ -123,7 +122,13 @@ def test_demo_runs_the_live_graph_end_to_end(local_env: dict[str, str], tmp_path
     assert re.search(r"segmentation IoU %\s+car 100\.0, .*; mean 100\.0", summary), summary
     assert re.search(r"every point of [1-4] answered frames", summary), summary
     assert (options.out / "demo.mcap").stat().st_size > 0
+    # the overlay needs the LiDAR -> camera transform, which the fusion node took from the simulator's /tf_static
     assert list(options.out.glob("frame_*.png")) and list(options.out.glob("overlay_*.png")), summary
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([options.out / "demo.mcap"]) as reader:
+        latched = [c for c in reader.connections if c.topic == "/tf_static"]
+        assert latched and sum(c.msgcount for c in latched) == 1  # the mounting, latched once, recorded once
 
 
 def test_demo_runs_the_shipped_model_slower_than_real_time() -> None:
@@ -144,7 +149,8 @@ def test_run_with_sim_starts_the_simulator_and_calibrates_the_fusion_node() -> N
     assert list(nodes) == ["perception_node", "sim_node", "fusion_node"]
     assert nodes["perception_node"].parameters["segmenter.kind"] == "labels"
     command = command_of(nodes["fusion_node"])
-    extrinsic = command[command.index("-p", command.index("--params-file")) + 1 :]
-    values = next(arg for arg in extrinsic if arg.startswith("calibration.extrinsic:="))
-    assert [float(v) for v in values.split(":=")[1].strip("[]").split(",")] == sim_camera_extrinsic()
+    overrides = command[command.index("-p", command.index("--params-file")) + 1 :]
+    # the transform comes from the simulator's /tf_static (tests/test_node_tf_static.py), not a parameter
+    assert "calibration.from_tf:=true" in [arg.lower() for arg in overrides]
+    assert not any(arg.startswith("calibration.extrinsic:=") for arg in overrides)
     assert command_of(nodes["sim_node"])[:3] == [sys.executable, "-m", "perception_ws.nodes.sim_node"]

@@ -118,10 +118,8 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
         nodes.append(NodeSpec(SIM_NODE, module=SIM_MODULE, params_file=config, parameters={"use_sim_time": False}))
     if _flag(args, "camera"):
         fusion: dict[str, Any] = {"use_sim_time": sim_time}
-        if simulate:  # the simulated camera's mounting (fixed), so the fusion node needs no calibration file
-            from perception_ws.sim.stream import sim_camera_extrinsic
-
-            fusion["calibration.extrinsic"] = sim_camera_extrinsic()
+        if simulate:  # the simulator latches its camera mounting on /tf_static: no calibration file needed
+            fusion["calibration.from_tf"] = True
         nodes.append(NodeSpec(FUSION_NODE, module=FUSION_MODULE, params_file=config, parameters=fusion))
     if args["bag"]:
         nodes.append(NodeSpec("replay", module="perception_ws.cli", arguments=("replay", args["bag"])))
