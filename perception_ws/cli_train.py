@@ -18,7 +18,8 @@ def add_train_parser(sub: Any) -> None:
     train.add_argument("--crf", action="store_true", help="add the recurrent CRF layer, trained end to end")
     train.add_argument(
         "--data", default="sim",
-        help="'sim' (rendered on the fly, default), a simulated dataset folder, or real labelled frames",
+        help="'sim' (rendered on the fly by the data workers, default), 'sim-gpu' (whole batches rendered on the "
+        "training device; the workers only build scenes), a simulated dataset folder, or real labelled frames",
     )  # fmt: skip
     train.add_argument("--out", required=True, help="folder for the checkpoint, log.csv and curves.png")
     train.add_argument("--classes", default="kitti3", choices=("kitti3", "semantic"))
@@ -26,12 +27,18 @@ def add_train_parser(sub: Any) -> None:
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
+    train.add_argument(
+        "--workers", type=int, default=2, help="data-loading processes (sim-gpu: scene builders; default 2)"
+    )
     train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     train.add_argument("--no-amp", action="store_true", help="train in fp32 on the GPU (default: bf16 autocast)")
     train.add_argument("--sensor", default="hdl64e", help="simulated sensor (default hdl64e)")
     train.add_argument("--dropout", default="measured", choices=("none", "measured", "physical"))
     train.add_argument("--intensity", default="model", choices=("off", "model"), help="simulated intensity")
+    train.add_argument(
+        "--frames-per-scene", type=int, default=4,
+        help="simulated sweeps per scene (default 4; sim-gpu renders them in one call: e.g. 32)",
+    )  # fmt: skip
     train.add_argument(
         "--intensity-input", default="keep", choices=("keep", "zero"),
         help="'zero': the model ignores intensity (in training and in use)",
@@ -62,6 +69,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         sensor=args.sensor,
         dropout=args.dropout,
         intensity=args.intensity,
+        frames_per_scene=args.frames_per_scene,
         intensity_input=args.intensity_input,
         checkpoint_every=args.checkpoint_every,
         log_every=min(20, args.checkpoint_every),

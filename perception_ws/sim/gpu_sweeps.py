@@ -32,7 +32,7 @@ from perception_ws.sim.arrays import TorchRandom
 from perception_ws.sim.lidar import Lidar
 from perception_ws.sim.raycast_raster import RasterCaster, RasterHits
 from perception_ws.sim.returns import Returns
-from perception_ws.sim.scene import EgoPose, Scene
+from perception_ws.sim.scene import EgoPose, Scene, TriangleSoup
 
 
 @dataclass
@@ -55,9 +55,12 @@ class SweepBatch:
 class SweepRenderer:
     """Labelled sweeps of one scene with one sensor setup, B poses per call, on ``device``."""
 
-    def __init__(self, scene: Scene, lidar: Lidar | None = None, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self, scene: Scene | TriangleSoup, lidar: Lidar | None = None, device: str | torch.device | None = None
+    ) -> None:
         self.lidar = lidar or Lidar()
-        soup = scene.soup
+        # a soup alone will do: training gets soups (not whole scenes) from its scene-building processes
+        soup = scene if isinstance(scene, TriangleSoup) else scene.soup
         self.caster = RasterCaster(soup, device)
         self.device = self.caster.device
 
@@ -170,6 +173,8 @@ class SweepRenderer:
         return Returns(height=p.rows, width=p.columns, **fields)
 
 
-def make_sweep_renderer(scene: Scene, lidar: Lidar | None = None, device: str | None = None) -> SweepRenderer:
+def make_sweep_renderer(
+    scene: Scene | TriangleSoup, lidar: Lidar | None = None, device: str | None = None
+) -> SweepRenderer:
     """Batched labelled sweeps of ``scene`` on ``device`` (default: CUDA when present, else the CPU)."""
     return SweepRenderer(scene, lidar, device)

@@ -18,7 +18,8 @@ class TrainConfig:
     model: str = "squeezesegv2"
     crf: bool = True
     classes: str = "kitti3"
-    #: "sim" (rendered on the fly) or a path that perception_ws.io reads (simulated dataset, real frames).
+    #: "sim" (rendered on the fly by data workers), "sim-gpu" (batches rendered on the training device,
+    #: training/gpu_data.py) or a path that perception_ws.io reads (simulated dataset, real frames).
     data: str = "sim"
     steps: int = 20000
     batch_size: int = 16
@@ -27,7 +28,7 @@ class TrainConfig:
     warmup_steps: int = 200
     seed: int = 0
     crop_width: int = 512
-    #: simulated source: sensor, sweep columns, dropout and intensity modes, frames per scene.
+    #: simulated sources: sensor, sweep columns, dropout and intensity modes, frames (ego poses) per scene.
     sensor: str = "hdl64e"
     columns: int = 2048
     dropout: str = "measured"

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from perception_ws.training.config import TrainConfig
 from perception_ws.training.curves import CURVES, LOG, plot_curves, read_log, write_log
 from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
 from perception_ws.training.distributed import start_distributed
+from perception_ws.training.gpu_data import GPU_DATA, SweepBatches
 from perception_ws.training.monitor import frame_scores
 from perception_ws.training.samples import SampleSource, make_source
 
@@ -97,13 +99,17 @@ def _source(config: TrainConfig) -> SampleSource:
     )
 
 
-def _fit_normalizer(model: RangeSegmenter, source: SampleSource, config: TrainConfig) -> None:
-    """Input statistics from ``normalizer_samples`` samples: the first ones of a finite source; for the
-    unbounded simulation, samples far beyond any run's batches."""
+def _normalizer_images(source: SampleSource, config: TrainConfig) -> torch.Tensor:
+    """``normalizer_samples`` samples: the first ones of a finite source; for the unbounded simulation,
+    samples far beyond any run's batches."""
     count = config.normalizer_samples if source.size is None else min(config.normalizer_samples, source.size)
     first = 2**40 if source.size is None else 0
     pairs = [source.sample(first + i) for i in range(count)]
-    images = torch.from_numpy(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2).copy())
+    return torch.from_numpy(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2).copy())
+
+
+def _fit_normalizer(model: RangeSegmenter, images: torch.Tensor) -> None:
+    """Per-channel input statistics from (N, 6, H, W) images."""
     skip = [MASK, *model.zero_channels] if model.in_channels > MASK else list(model.zero_channels)
     model.normalizer.fit(images, images[:, 4] > 0, skip=skip)
 
@@ -119,7 +125,9 @@ def train(
     """Train (or resume) into ``out``; ``stop_after`` ends this process after that many steps of the run
     (as a kill would, but cleanly, with a checkpoint): for tests of the resume path."""
     out = Path(out)
-    source = _source(config)  # a missing data path fails before anything is written
+    # a missing data path or bad simulation settings fail before anything is written
+    sweeps = SweepBatches(config) if config.data == GPU_DATA else None
+    source = _source(config) if sweeps is None else None
     out.mkdir(parents=True, exist_ok=True)
     dist = start_distributed()
     device = dist.device if dist.world > 1 else _device(config.device)
@@ -145,14 +153,26 @@ def train(
         restore_rng(state["rng"])
         start = int(state["step"])
         log = [row for row in read_log(out / LOG) if row["step"] <= start]  # the rows the checkpoint saw
+    elif sweeps is not None:
+        _fit_normalizer(model, sweeps.normalizer_images(config.normalizer_samples, device))
     else:
-        _fit_normalizer(model, source, config)
+        assert source is not None
+        _fit_normalizer(model, _normalizer_images(source, config))
     model.to(device)
     wrapped: nn.Module = dist.wrap(model)
     loss_fn = _loss(config)
-    samples = AugmentedSamples(source, Augmentation(crop_width=config.crop_width), config.seed)
     stop = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    loader = make_loader(samples, StepBatches(start, stop, config.batch_size, dist.rank, dist.world), config.workers)
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    if sweeps is not None:  # whole batches rendered on the device
+        loader = sweeps.batches(start, stop, device, config.workers, dist.rank, dist.world)
+    else:
+        assert source is not None
+        # simulated sweeps are full turns of `columns`; real frames were projected at 2048 columns per turn
+        turn = config.columns if config.data == "sim" else Augmentation().columns_per_turn
+        augmentation = Augmentation(crop_width=config.crop_width, columns_per_turn=turn)
+        samples = AugmentedSamples(source, augmentation, config.seed)
+        batches = StepBatches(start, stop, config.batch_size, dist.rank, dist.world)
+        loader = make_loader(samples, batches, config.workers)
     amp = config.amp and device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -183,7 +203,7 @@ def train(
             row = {
                 "step": float(step),
                 "loss": last_loss,
-                "lr": scheduler.get_last_lr()[0],
+                "lr": float(scheduler.get_last_lr()[0]),
                 "samples_per_s": window_samples / max(1e-9, now - window_start),
                 "elapsed_s": (log[-1]["elapsed_s"] if log else 0.0) + (now - window_start),
             }
@@ -199,6 +219,8 @@ def train(
         if last:
             break
     bar.close()
+    if isinstance(loader, Generator):
+        loader.close()  # ends the scene workers now, not when the generator is collected
     dist.finish()
     return TrainResult(out=out, step=step, finished=step >= config.steps, loss=last_loss, log=log)
 

@@ -25,6 +25,7 @@ from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
 from perception_ws.projection import project
 from perception_ws.scan import Scan
+from perception_ws.sim.arrays import as_float32, namespace
 from perception_ws.sim.dataset import frame_name, frame_seed, make_lidar, scene_seed
 from perception_ws.sim.generator import SceneConfig, generate_scene
 from perception_ws.sim.raycast import make_raycaster
@@ -122,11 +123,7 @@ class SimulatedSource:
         scan = self._lidar.scan(
             world, caster, world.ego_poses[frame], frame_seed(self.seed, scene, frame), frame_name(scene, frame)
         )
-        assert scan.pixels is not None  # the simulator knows the pixel of every return
-        height = get_sensor(self.sensor).height
-        owner = np.full((height, self.columns), -1, dtype=np.int64)
-        owner[scan.pixels[:, 0], scan.pixels[:, 1]] = np.arange(len(scan.points))
-        pair = (_image_of(scan, owner), pixel_labels(owner, scan_labels(scan, self.classes)))
+        pair = sweep_pair(scan, get_sensor(self.sensor).height, self.columns, self.classes)
         self._sweep = (index, pair)
         return pair
 
@@ -140,19 +137,35 @@ class SimulatedSource:
         return image[:, cols], labels[:, cols]
 
 
+def sweep_pair(scan: Scan, height: int, columns: int, classes: str) -> Pair:
+    """The (H, W, 6) image and (H, W) labels of a simulated sweep (every return knows its pixel)."""
+    assert scan.pixels is not None  # the simulator knows the pixel of every return
+    owner = np.full((height, columns), -1, dtype=np.int64)
+    owner[scan.pixels[:, 0], scan.pixels[:, 1]] = np.arange(len(scan.points))
+    return _image_of(scan, owner), pixel_labels(owner, scan_labels(scan, classes))
+
+
+def image_channels(xyz: Any, intensity: Any, mask: Any) -> Any:
+    """(..., 6) x, y, z, intensity, range, mask from (..., 3) points, (...) intensity and (...) bool mask,
+    zeros where the mask is False; numpy arrays or torch tensors (the GPU sweeps build theirs with this)."""
+    xp = namespace(xyz)
+    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+    rho = xp.sqrt(x**2 + y**2 + z**2)  # from the sensor frame's origin, not the beam's (as projection does)
+    image = xp.stack([x, y, z, intensity, rho, as_float32(mask)], axis=-1)
+    return xp.where(mask[..., None], image, 0.0)
+
+
 def _image_of(scan: Scan, owner: np.ndarray) -> np.ndarray:
     """(H, W, 6) x, y, z, intensity, range, mask from the points owning each pixel."""
-    image = np.zeros((*owner.shape, 6), dtype=np.float32)
     taken = owner >= 0
+    xyz = np.zeros((*owner.shape, 3), dtype=np.float32)
+    intensity = np.zeros(owner.shape, dtype=np.float32)
     points = scan.points[owner[taken]]
-    names = points.dtype.names or ()
     for channel, name in enumerate(("x", "y", "z")):
-        image[taken, channel] = points[name]
-    if "intensity" in names:
-        image[taken, 3] = points["intensity"]
-    image[taken, 4] = np.sqrt(image[taken, 0] ** 2 + image[taken, 1] ** 2 + image[taken, 2] ** 2)
-    image[taken, 5] = 1.0
-    return image
+        xyz[taken, channel] = points[name]
+    if "intensity" in (points.dtype.names or ()):
+        intensity[taken] = points["intensity"]
+    return np.asarray(image_channels(xyz, intensity, taken), dtype=np.float32)
 
 
 @dataclass
