@@ -148,6 +148,9 @@ def train(
                 "settings, or choose another --out"
             )
         model.load_state_dict(state["model"])
+        # on the training device first: loaded optimizer state follows its parameters' device (a checkpoint is
+        # read onto the CPU; resuming on a GPU with the moments left there fails at the first step)
+        model.to(device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])
