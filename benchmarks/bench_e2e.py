@@ -24,9 +24,10 @@ Rows, each run for ``--minutes`` in the same invocation, so they share the machi
 - ``in-process labels`` (the named baseline): the same Pipeline called directly on the same scans, no
   DDS, no serialisation: its per-frame processing time (no drops: it is not paced).
 
-Soak: the ``dds labels`` graph runs for ``--soak-minutes`` more while the node's resident memory
-(VmRSS) is sampled every second; growth = median of the last tenth of samples over the median of the
-first tenth after a one-minute (or 10 %) warm-up, in percent. ``--soak-minutes 0`` skips it.
+Soak: the ``dds labels`` graph (``--soak-graph front``: the CPU preset's model graph) runs for
+``--soak-minutes`` more while the node's resident memory (VmRSS) is sampled every second; growth = median of
+the last tenth of samples over the median of the first tenth after a one-minute (or 10 %) warm-up, in
+percent. ``--soak-minutes 0`` skips it.
 The machine's CPU count and load averages are printed with the table. ``--rows`` runs some rows only.
 """
 
@@ -302,7 +303,10 @@ def main() -> int:
     parser.add_argument("--source", choices=("sim", "kitti"), default="sim", help="scans (default sim)")
     parser.add_argument("--frames", type=int, default=20, help="simulated scans to loop over (default 20)")
     parser.add_argument("--rate", type=float, default=10.0, help="scans per second (default 10)")
-    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="rows to run (default all)")
+    parser.add_argument("--rows", nargs="*", choices=ROWS, default=list(ROWS),
+                        help="rows to run (default all; none: the soak only)")  # fmt: skip
+    parser.add_argument("--soak-graph", choices=("labels", "front"), default="labels",
+                        help="graph of the memory soak: labels (default) or the CPU preset's model graph")  # fmt: skip
     args = parser.parse_args()
     if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
         print("run under `python -m perception_ws.ros_env` (loopback-only DDS)", file=sys.stderr)
@@ -333,8 +337,12 @@ def main() -> int:
             rows.append(in_process(scans, seconds))
         soak = None
         if args.soak_minutes > 0:
-            soak = run_graph("soak: dds labels", {"segmenter.kind": "labels"}, scans, args.rate,
-                             args.soak_minutes * 60.0, folder, sample_rss=True)  # fmt: skip
+            if args.soak_graph == "front":  # the model graph of the CPU preset: the network's memory too
+                name, settings = "soak: dds model (front preset)", {**model_rows["front"][1], "segmenter.kind": "model",
+                                                                    "segmenter.weights": weights}  # fmt: skip
+            else:
+                name, settings = "soak: dds labels", {"segmenter.kind": "labels"}
+            soak = run_graph(name, settings, scans, args.rate, args.soak_minutes * 60.0, folder, sample_rss=True)
             rows.append(soak)
     print(table(rows, points, args.rate))
     if soak is not None and len(soak.rss_mb) >= 20:
