@@ -45,7 +45,7 @@ def frames(real_data: Path) -> Path:
     return real_data / "kitti_squeezeseg"
 
 
-def small_config(data: Path, **changes: object) -> TrainConfig:
+def small_config(data: Path | str, **changes: object) -> TrainConfig:
     """4 CPU steps of batch 2 on 128-column crops of the 4 real frames, a log row per step (seconds, not
     minutes); no CRF, whose backward pass is slow on CPU and draws no random numbers (dropout, which does, stays)."""
     settings: dict[str, object] = {

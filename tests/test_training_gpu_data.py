@@ -24,6 +24,7 @@ from perception_ws.training.curves import LOG, read_log
 from perception_ws.training.gpu_data import SweepBatches, sweep_images
 from perception_ws.training.samples import sweep_pair
 from perception_ws.training.scenes import build_scene
+from tests.test_training import small_config
 
 CPU = torch.device("cpu")
 MASK = 5
@@ -36,26 +37,9 @@ def _two_threads() -> None:
 
 def tiny_config(**changes: object) -> TrainConfig:
     """VLP-16 sweeps of 512 columns, one ego pose per scene, cut into four 128-column crops: two steps of
-    batch 2 per scene, so 4 steps cross a scene boundary. No CRF (slow backward on CPU)."""
-    settings: dict[str, object] = {
-        "data": "sim-gpu",
-        "sensor": "vlp16",
-        "columns": 512,
-        "crop_width": 128,
-        "frames_per_scene": 1,
-        "dropout": "physical",
-        "crf": False,
-        "steps": 4,
-        "batch_size": 2,
-        "workers": 0,
-        "device": "cpu",
-        "amp": False,
-        "log_every": 1,
-        "checkpoint_every": 100,
-        "normalizer_samples": 4,
-        "warmup_steps": 2,
-    }
-    return TrainConfig(**{**settings, **changes})  # type: ignore[arg-type]
+    batch 2 per scene, so 4 steps cross a scene boundary. Otherwise the small CPU run of test_training."""
+    settings: dict[str, object] = {"sensor": "vlp16", "columns": 512, "frames_per_scene": 1, "dropout": "physical"}
+    return small_config("sim-gpu", **{**settings, **changes})
 
 
 @pytest.fixture(scope="module")
