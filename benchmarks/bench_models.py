@@ -174,7 +174,7 @@ def main() -> None:
                 # half precision (the CRF's exponentials too) and the whole forward replayed as one CUDA graph,
                 # which removes the per-kernel launch cost that dominates a network this small
                 for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
-                    half_net = prepare_for_inference(model).to(dtype)
+                    half_net = prepare_for_inference(model, dtype=dtype)
                     half_in = variants["fast"][1].to(dtype)
                     variants[name] = (half_net, half_in)
                     variants[f"{name}+graph"] = (cuda_graph(half_net, half_in), half_in)
@@ -182,13 +182,15 @@ def main() -> None:
                         # inductor fuses the pointwise work (ReLU, concat, the CRF's exp and sums) and, in both
                         # modes, replays the result as CUDA graphs
                         mode = "max-autotune" if args.autotune else "reduce-overhead"
-                        variants[f"{name}+comp"] = (torch.compile(half_net, mode=mode), half_in)
+                        compiled = prepare_for_inference(model, dtype=dtype, compile=True, compile_mode=mode)
+                        variants[f"{name}+comp"] = (compiled, half_in)
             elif torch.ops.mkldnn._is_mkldnn_bf16_supported():  # a CPU with AVX-512 BF16 or AMX
-                bf16_net = prepare_for_inference(model).to(torch.bfloat16)
+                bf16_net = prepare_for_inference(model, dtype=torch.bfloat16)
                 bf16_in = variants["fast"][1].to(torch.bfloat16)
                 variants["bf16"] = (bf16_net, bf16_in)
                 if args.compile:
-                    variants["bf16+comp"] = (torch.compile(bf16_net), bf16_in)
+                    bf16_comp = prepare_for_inference(model, dtype=torch.bfloat16, compile=True)
+                    variants["bf16+comp"] = (bf16_comp, bf16_in)
             for variant, (net, inp) in variants.items():
                 with torch.inference_mode():
                     times = time_it(partial(net, inp), args.warmup, args.repeats, sync)

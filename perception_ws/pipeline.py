@@ -284,8 +284,9 @@ class NetworkSegmenter:
         self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
         # on a GPU, torch.compile's 'reduce-overhead' also replays the network as CUDA graphs (launch-bound here)
         mode = "reduce-overhead" if self.device.type == "cuda" else None
-        network = prepare_for_inference(network).to(self.device, self.dtype)
-        self.network = torch.compile(network, mode=mode) if compile else network
+        self.network = prepare_for_inference(
+            network, compile=compile, compile_mode=mode, device=self.device, dtype=self.dtype
+        )
         self.summary = f"{getattr(network, 'name', type(network).__name__)} on {device}, {self.precision}" + (
             f" (asked for {precision}: not supported natively here)" if self.precision != precision else ""
         )

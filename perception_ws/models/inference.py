@@ -53,13 +53,24 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
 
 
 def prepare_for_inference(
-    model: nn.Module, *, channels_last: bool = True, fold_bn: bool = True, compile: bool = False
+    model: nn.Module,
+    *,
+    channels_last: bool = True,
+    fold_bn: bool = True,
+    compile: bool = False,
+    compile_mode: str | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Module:
-    """An eval-mode copy ready to serve: BN folded, weights channels-last, optionally compiled. Feed it
-    channels-last inputs too (``x.contiguous(memory_format=torch.channels_last)``) for the full effect."""
+    """An eval-mode copy ready to serve: BN folded, weights channels-last, moved to ``device`` / cast to ``dtype``
+    when given, optionally compiled (``compile_mode``: torch.compile's mode, e.g. 'reduce-overhead', which on a
+    GPU also replays the network as CUDA graphs). Feed it channels-last inputs of that dtype too
+    (``x.contiguous(memory_format=torch.channels_last)``) for the full effect."""
     out = fold_batch_norm(model) if fold_bn else copy.deepcopy(model).eval()
     if channels_last:
         out = out.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if device is not None or dtype is not None:
+        out = out.to(device=device, dtype=dtype)
     if compile:
-        out = torch.compile(out)  # type: ignore[assignment]
+        out = torch.compile(out, mode=compile_mode)  # type: ignore[assignment]
     return out
