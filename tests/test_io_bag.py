@@ -13,7 +13,7 @@ from rosbags.typesys import Stores, get_typestore
 from perception_ws.cloud import as_structured, pack
 from perception_ws.errors import CloudFormatError, DatasetError
 from perception_ws.io import load, open_dataset
-from perception_ws.io.bag import BagWriter, open_bag, write_bag
+from perception_ws.io.bag import BagWriter, cdr_header_stamp, open_bag, write_bag
 from perception_ws.io.registry import find_reader
 from perception_ws.scan import Scan
 
@@ -179,6 +179,20 @@ def test_bad_cloud_in_a_bag_is_named(tmp_path: Path, kitti_scans: list[Scan]) ->
         CloudFormatError, match=r"bad: topic /points message 0 is not a valid PointCloud2: .*point_step 8"
     ):
         open_bag(tmp_path / "bad")[0]
+
+
+@pytest.mark.parametrize("little_endian", [True, False])
+def test_header_stamp_is_read_from_a_serialized_real_cloud(
+    tmp_path: Path, kitti_scans: list[Scan], little_endian: bool
+) -> None:
+    with BagWriter(tmp_path / "stamp") as bag:
+        message = bag.cloud_message(kitti_scans[1].points, "velo", kitti_scans[1].stamp_ns or 0)
+        raw = bag.typestore.serialize_cdr(message, "sensor_msgs/msg/PointCloud2", little_endian=little_endian)
+    assert cdr_header_stamp(raw) == divmod(STAMP0 + 100_000_007, 1_000_000_000)
+    with pytest.raises(DatasetError, match="not a plain CDR message"):
+        cdr_header_stamp(raw[:11])
+    with pytest.raises(DatasetError, match="not a plain CDR message"):
+        cdr_header_stamp(b"\x00\x0a" + bytes(raw[2:]))
 
 
 def test_writer_is_atomic_and_never_overwrites(tmp_path: Path, kitti_scans: list[Scan]) -> None:

@@ -385,3 +385,13 @@ def _is_bag(path: Path) -> bool:
 @register("bag", "a rosbag2 folder (sqlite3 or MCAP), a .db3 or .mcap file, or a ROS 1 .bag", _is_bag, priority=20)
 def _open_registered(path: Path) -> BagDataset:
     return open_bag(path)
+
+
+def cdr_header_stamp(raw: bytes | memoryview) -> tuple[int, int]:
+    """(sec, nanosec) of the ``std_msgs/Header`` a CDR-serialized message starts with (PointCloud2, Image,
+    Detection3DArray …), read without deserializing the rest (a cloud's megabytes of points)."""
+    if len(raw) < 12 or bytes(raw[:2]) not in (b"\x00\x00", b"\x00\x01"):
+        raise DatasetError(f"not a plain CDR message with a header first ({len(raw)} bytes)")
+    order = "<" if raw[1] == 1 else ">"  # encapsulation id: CDR_BE 0, CDR_LE 1
+    sec, nanosec = np.frombuffer(raw, dtype=np.dtype(f"{order}i4, {order}u4"), count=1, offset=4)[0]
+    return int(sec), int(nanosec)

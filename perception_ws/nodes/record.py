@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,9 +137,12 @@ class Recorder:
             self.counts[topic] = 0
             del self.pending[topic]
 
-    def _write(self, topic: str, msgtype: str, data: bytes) -> None:
+    def _write(self, topic: str, msgtype: str, data: bytes, info: Mapping[str, Any]) -> None:
+        # log time = when the middleware received the message, not when this callback ran: the executor
+        # may run a later message's callback first, which would reorder arrivals (the demo's latency)
+        received_ns = int(info.get("received_timestamp") or 0) or time.time_ns()
         with self._lock:
-            self.bag.write_serialized(topic, msgtype, data, time.time_ns())
+            self.bag.write_serialized(topic, msgtype, data, received_ns)
             self.counts[topic] += 1
 
 
