@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -145,12 +144,10 @@ def test_glass_pane_in_front_of_a_wall() -> None:
     assert (mixed < 15).mean() == pytest.approx(0.51, abs=0.04)
 
 
-def test_small_scene_simulates_in_seconds() -> None:
-    start = time.perf_counter()
-    scene = generate_scene(9, SMALL)
-    scan = Lidar().scan(scene, seed=1)
+def test_small_scene_gives_a_full_sweep() -> None:
+    # speed is benchmarks/bench_sim.py's job; here: a small scene still fills most of the 64 x 2048 grid
+    scan = Lidar().scan(generate_scene(9, SMALL), seed=1)
     assert len(scan) > 50_000
-    assert time.perf_counter() - start < 5.0
 
 
 def test_simulated_rings_meet_the_road_where_real_ones_do(real_data: Path) -> None:
