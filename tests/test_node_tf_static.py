@@ -1,8 +1,9 @@
-"""/tf_static over real DDS on loopback: the simulator node latches its mounting (one TFMessage, the type hash
-of ROS 2's tf2_msgs), a late subscriber still gets it, and the fusion node with ``calibration.from_tf``
-paints the simulator's clouds with it exactly as with the transform given as a parameter; on a real KITTI
-frame, sets wait (not fail) until /tf_static connects the frames, and the log says why. `perception record`
-records /tf_static by default, latched before it started, and the replay latches it again."""
+"""/tf_static and /tf over real DDS on loopback: the simulator node latches its mounting (one TFMessage, the
+type hash of ROS 2's tf2_msgs), a late subscriber still gets it, and the fusion node with
+``calibration.from_tf`` paints the simulator's clouds with it exactly as with the transform given as a
+parameter; on a real KITTI frame, sets wait (not fail) until /tf_static connects the frames, and the log
+says why; a mounting sent on /tf is read at the cloud's stamp. `perception record` records /tf_static by
+default, latched before it started, and the replay latches it again."""
 
 from __future__ import annotations
 
@@ -27,15 +28,23 @@ from rosbags.highlevel import AnyReader
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from perception_ws.calib.camera import PinholeCamera
+from perception_ws.calib.camera import Extrinsic, PinholeCamera
 from perception_ws.cloud import from_msg
 from perception_ws.config import ConfigError, FusionConfig
 from perception_ws.fusion import RGB_FIELD, paint_points, unpack_rgb
-from perception_ws.nodes.fusion_node import TF_STATIC_TRANSFORM, FusionNode
+from perception_ws.nodes.fusion_node import TF_TRANSFORM, FusionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.replay import BagPlayer, open_replay_reader, plan_replay
 from perception_ws.nodes.sim_node import SimNode
-from perception_ws.nodes.tf_static import LISTENER_DEPTH, TF_STATIC_TOPIC, TFMessage, tf_message, tf_static_qos
+from perception_ws.nodes.tf_topics import (
+    LISTENER_DEPTH,
+    TF_STATIC_TOPIC,
+    TF_TOPIC,
+    TFMessage,
+    tf_message,
+    tf_qos,
+    tf_static_qos,
+)
 from perception_ws.sim.stream import StaticTransform, sim_camera_extrinsic
 from perception_ws.sim.stream_config import SimConfig
 from tests.test_node_fusion import frame_messages
@@ -154,62 +163,75 @@ def _kitti_edge(extrinsic: np.ndarray, parent: str, child: str) -> StaticTransfo
     return StaticTransform(parent, child, (x, y, z), (qx, qy, qz, qw))
 
 
-@pytest.mark.dds
-def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_context: Context) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    config = FusionConfig().replace(
-        **{f"topics.{key}": f"{key}_{suffix}" for key in ("image", "camera_info", "cloud", "painted_cloud", "overlay")},
-        **{"topics.detections": "", "topics.label_mask": "", "calibration.from_tf": True},
-    )
-    fusion = FusionNode(context=ros_context, defaults=config)
-    player = rclpy.create_node("kitti_tf_player", context=ros_context)
-    got: dict[tuple[int, int], PointCloud2] = {}
-    player.create_subscription(
-        PointCloud2,
-        config.topics.painted_cloud,
-        lambda msg: got.__setitem__((msg.header.stamp.sec, msg.header.stamp.nanosec), msg),
-        output_qos(5),
-    )
-    qos = sensor_input_qos(2)
-    pubs = {
-        "image": player.create_publisher(Image, config.topics.image, qos),
-        "info": player.create_publisher(CameraInfo, config.topics.camera_info, qos),
-        "cloud": player.create_publisher(PointCloud2, config.topics.cloud, qos),
-    }
-    tf_pub = player.create_publisher(TFMessage, TF_STATIC_TOPIC, tf_static_qos())
-    # image in 'camera_2', cloud in 'velodyne'; each step a new stamp (the pairing passes a stamp once)
-    steps = [frame_messages(real_data, "000001", 1_700_000_200 + step) for step in range(3)]
-    extrinsic = steps[0]["scan"].calib.extrinsic().matrix
+class KittiFusion:
+    """A fusion node with ``calibration.from_tf`` on topics of its own, and a player node that sends it real KITTI
+    frames (image in 'camera_2', cloud in 'velodyne') and collects the painted clouds by stamp."""
 
-    def play_until(sent: dict[str, Any], done: Any, what: str) -> None:
+    def __init__(self, ros_context: Context) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        keys = ("image", "camera_info", "cloud", "painted_cloud", "overlay")
+        config = FusionConfig().replace(
+            **{f"topics.{key}": f"{key}_{suffix}" for key in keys},
+            **{"topics.detections": "", "topics.label_mask": "", "calibration.from_tf": True},
+        )
+        self.fusion = FusionNode(context=ros_context, defaults=config)
+        self.player = rclpy.create_node("kitti_tf_player", context=ros_context)
+        self.got: dict[tuple[int, int], PointCloud2] = {}
+        self.player.create_subscription(
+            PointCloud2,
+            config.topics.painted_cloud,
+            lambda msg: self.got.__setitem__((msg.header.stamp.sec, msg.header.stamp.nanosec), msg),
+            output_qos(5),
+        )
+        qos = sensor_input_qos(2)
+        self.pubs = {
+            "image": self.player.create_publisher(Image, config.topics.image, qos),
+            "info": self.player.create_publisher(CameraInfo, config.topics.camera_info, qos),
+            "cloud": self.player.create_publisher(PointCloud2, config.topics.cloud, qos),
+        }
+
+    def play_until(self, sent: dict[str, Any], done: Any, what: str) -> None:
         deadline = time.monotonic() + 20.0
         while not done() and time.monotonic() < deadline:
             for key in ("cloud", "info", "image"):  # best effort: again until answered
-                pubs[key].publish(sent[key])
+                self.pubs[key].publish(sent[key])
             wait_until(done, timeout_s=0.5)
         assert done(), f"timed out waiting for {what}"
 
+    def spinning(self, ros_context: Context) -> Spinner:
+        return Spinner(ros_context, self.fusion, self.player)
+
+    def destroy(self) -> None:
+        self.fusion.destroy_node()
+        self.player.destroy_node()
+
+
+@pytest.mark.dds
+def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_context: Context) -> None:
+    kitti = KittiFusion(ros_context)
+    fusion, got = kitti.fusion, kitti.got
+    tf_pub = kitti.player.create_publisher(TFMessage, TF_STATIC_TOPIC, tf_static_qos())
+    # each step a new stamp (the pairing passes a stamp once)
+    steps = [frame_messages(real_data, "000001", 1_700_000_200 + step) for step in range(3)]
+    extrinsic = steps[0]["scan"].calib.extrinsic().matrix
     try:
-        with Spinner(ros_context, fusion, player):
-            wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), "the fusion node")
-            play_until(steps[0], lambda: fusion.frames_waiting >= 1, "a set waiting for /tf_static")
-            assert fusion.wait_reason == (
-                "no static transform names frame 'camera_2' nor 'velodyne' (frames seen: none yet)"
-            )
+        with kitti.spinning(ros_context):
+            wait_for(lambda: all(p.get_subscription_count() > 0 for p in kitti.pubs.values()), "the fusion node")
+            kitti.play_until(steps[0], lambda: fusion.frames_waiting >= 1, "a set waiting for /tf_static")
+            assert fusion.wait_reason == "no transform names frame 'camera_2' nor 'velodyne' (frames seen: none yet)"
             # a mounting to the wrong camera, and an edge that is not a rotation: still waiting, now saying so
             wrong = _kitti_edge(extrinsic, "velodyne", "camera_3")
             broken = StaticTransform("velodyne", "imu", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 3.0))
             tf_pub.publish(tf_message(Time(sec=1_700_000_200), [wrong, broken]))
-            expected_reason = "no static transform names frame 'camera_2' (frames seen: camera_3, velodyne)"
-            play_until(steps[1], lambda: fusion.wait_reason == expected_reason, "the reason to name the missing frame")
-            assert fusion.issues.counts() == {TF_STATIC_TRANSFORM: 1}  # the broken edge, logged once
+            expected_reason = "no transform names frame 'camera_2' (frames seen: camera_3, velodyne)"
+            kitti.play_until(steps[1], lambda: fusion.wait_reason == expected_reason, "the reason to name the frame")
+            assert fusion.issues.counts() == {TF_TRANSFORM: 1}  # the broken edge, logged once
             assert not got and fusion.stats.failed == 0 and fusion.frames_waiting >= 2  # waiting is not failing
             tf_pub.publish(tf_message(Time(sec=1_700_000_200), [_kitti_edge(extrinsic, "velodyne", "camera_2")]))
             stamp = (steps[2]["cloud"].header.stamp.sec, steps[2]["cloud"].header.stamp.nanosec)
-            play_until(steps[2], lambda: stamp in got, "the painted cloud once /tf_static connects the frames")
+            kitti.play_until(steps[2], lambda: stamp in got, "the painted cloud once /tf_static connects the frames")
     finally:
-        fusion.destroy_node()
-        player.destroy_node()
+        kitti.destroy()
     assert fusion.transform_source == "/tf_static: camera_2 <- velodyne" and fusion.wait_reason == ""
     assert fusion.tf_tree is not None
     from_tf = fusion.tf_tree.lookup("camera_2", "velodyne")
@@ -218,6 +240,32 @@ def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_contex
     expected, visible = paint_points(scan.xyz, scan.image, camera, from_tf, occlusion=fusion.occlusion)
     assert visible.sum() > 10_000 and np.array_equal(unpack_rgb(from_msg(got[stamp])[RGB_FIELD]), expected)
     assert fusion.stats.failed == 0
+
+
+@pytest.mark.dds
+def test_a_mounting_sent_on_tf_is_read_at_the_clouds_stamp(real_data: Path, ros_context: Context) -> None:
+    # some drivers publish the sensor mounting on /tf, stamped, again and again: read at the cloud's stamp
+    kitti = KittiFusion(ros_context)
+    tf_pub = kitti.player.create_publisher(TFMessage, TF_TOPIC, tf_qos())
+    sent = frame_messages(real_data, "000001", 1_700_000_400)
+    extrinsic = sent["scan"].calib.extrinsic().matrix
+    edge = _kitti_edge(extrinsic, "velodyne", "camera_2")
+    stamp = (sent["cloud"].header.stamp.sec, sent["cloud"].header.stamp.nanosec)
+    try:
+        with kitti.spinning(ros_context):
+            wait_for(lambda: all(p.get_subscription_count() > 0 for p in kitti.pubs.values()), "the fusion node")
+            wait_for(lambda: tf_pub.get_subscription_count() > 0, "the /tf subscription")
+            for sec in (1_700_000_399, 1_700_000_401):  # samples before and after the cloud's stamp
+                tf_pub.publish(tf_message(Time(sec=sec), [edge]))
+            kitti.play_until(sent, lambda: stamp in kitti.got, "the painted cloud")
+    finally:
+        kitti.destroy()
+    assert kitti.fusion.transform_source == f"/tf at {stamp[0] + stamp[1] / 1e9:.3f} s: camera_2 <- velodyne"
+    scan, camera = sent["scan"], PinholeCamera.from_camera_info(sent["info"])
+    expected, _ = paint_points(scan.xyz, scan.image, camera, Extrinsic(extrinsic), occlusion=kitti.fusion.occlusion)
+    painted = unpack_rgb(from_msg(kitti.got[stamp])[RGB_FIELD])
+    assert (painted == expected).all(axis=1).mean() > 0.999  # the same matrix, through a quaternion and back
+    assert kitti.fusion.stats.failed == 0 and not kitti.fusion.issues.counts()
 
 
 @pytest.mark.dds

@@ -6,11 +6,12 @@ optionally a Detection3DArray and an image label mask (mono8/mono16 class ids), 
 
 The LiDAR -> camera transform is a parameter (``calibration.extrinsic``, a matrix, or
 ``calibration.kitti_calib``, a KITTI calibration file) or, with ``calibration.from_tf``, composed from
-``/tf_static`` (:class:`~perception_ws.calib.tf_tree.StaticTransformTree`; tf2_ros is not installable
-here) for each set: from the cloud's ``frame_id`` to the image's, through any chain of static transforms
-(``lidar -> camera``, ``camera <- base_link -> lidar``, ...). Sets that come before the chain is complete
-are counted as waiting (``frames_waiting_for_transform`` on diagnostics), not as failures; the log says
-where the transform came from, and why it is waited for. Dynamic ``/tf`` is not read.
+``/tf_static`` and ``/tf`` (:class:`~perception_ws.calib.tf_tree.TransformTree`; tf2_ros is not
+installable here) for each set: from the cloud's ``frame_id`` to the image's at the cloud's stamp,
+through any chain of transforms (``lidar -> camera``, ``camera <- base_link -> lidar``, ...; a mounting
+some drivers publish on ``/tf`` instead of ``/tf_static`` is read at that stamp). Sets that come before
+the chain is complete are counted as waiting (``frames_waiting_for_transform`` on diagnostics), not as
+failures; the log says where the transform came from, and why it is waited for.
 
 Out: the cloud with an ``rgb`` field (PCL packing) and, with a mask, the cloud with ``label`` taken
 from the mask, both with the cloud's header; an rgb8 overlay (points by class or depth, boxes as
@@ -39,7 +40,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
-from perception_ws.calib.tf_tree import StaticTransformTree, TransformUnavailableError
+from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
 from perception_ws.cloud import stamp_to_sec_nanosec, to_msg, xyz_array
 from perception_ws.config import FUSION_NODE_NAME, FusionConfig, declare_schema_parameters
 from perception_ws.errors import PerceptionError
@@ -68,14 +69,15 @@ from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from perception_ws.nodes.tf_static import LISTENER_DEPTH, TF_STATIC_TOPIC, TFMessage, add_tf_message, tf_static_qos
+from perception_ws.nodes.tf_topics import TransformListener
 from perception_ws.sync import ApproximateTimeSync
 
 _WORKER_JOIN_S = 10.0
 #: the image and the camera do not agree (checked once both are paired).
 CAMERA_IMAGE_SIZE = "camera_image_size"
-#: a transform on /tf_static that cannot be used (logged once, counted on diagnostics).
-TF_STATIC_TRANSFORM = "tf_static_transform"
+#: a transform on /tf_static or /tf that cannot be used (logged once, counted on diagnostics).
+TF_TRANSFORM = "tf_transform"
+TF_TOPICS = "/tf_static and /tf"
 
 
 @dataclass(frozen=True)
@@ -116,13 +118,12 @@ class FusionNode(Node):
         c = self.config
         #: the parameter's transform; None with calibration.from_tf (then ``tf_tree`` gives one per set)
         self.extrinsic: Extrinsic | None = None
-        self.tf_tree: StaticTransformTree | None = None
+        self.tf_tree: TransformTree | None = None
         if c.calibration.from_tf:
-            self.tf_tree = StaticTransformTree()
-            self.create_subscription(TFMessage, TF_STATIC_TOPIC, self._on_tf_static, tf_static_qos(LISTENER_DEPTH))
+            self.tf_tree = TransformListener(self, lambda problem: self.issues.record(TF_TRANSFORM, problem)).tree
         else:
             self.extrinsic = extrinsic_from(c.calibration.extrinsic, c.calibration.kitti_calib)
-        self.frames_waiting = 0  # sets that came before /tf_static connected their frames
+        self.frames_waiting = 0  # sets that came before /tf_static and /tf connected their frames
         self.wait_reason = ""  # why the latest set waited
         self.transform_source = ""  # the chain the latest set used (logged when it changes)
         f = c.fusion
@@ -167,7 +168,7 @@ class FusionNode(Node):
         source = (
             self.extrinsic.source
             if self.extrinsic is not None
-            else f"{TF_STATIC_TOPIC} (cloud frame_id -> image frame_id, once published)"
+            else f"{TF_TOPICS} (cloud frame_id -> image frame_id, once published)"
         )
         self.get_logger().info(
             f"pairing {', '.join(s.topic_name for s in self.subscriptions_by_input.values())} "
@@ -176,26 +177,22 @@ class FusionNode(Node):
 
     # -- the LiDAR -> camera transform --------------------------------------------------------
 
-    def _on_tf_static(self, msg: TFMessage) -> None:
-        assert self.tf_tree is not None
-        for problem in add_tf_message(self.tf_tree, msg):
-            self.issues.record(TF_STATIC_TRANSFORM, problem)
-
-    def extrinsic_for(self, camera_frame: str, cloud_frame: str) -> Extrinsic | None:
+    def extrinsic_for(self, camera_frame: str, cloud_frame: str, stamp_ns: int | None = None) -> Extrinsic | None:
         """The LiDAR -> camera transform for a set with these frame ids: the parameter's, or composed from
-        /tf_static; None (counted as waiting, the reason logged when it changes) while the chain is incomplete."""
+        /tf_static and /tf at ``stamp_ns``; None (counted as waiting, the reason logged when it changes) while the
+        chain is incomplete."""
         if self.tf_tree is None:
             return self.extrinsic
         try:
             if not camera_frame or not cloud_frame:
                 raise TransformUnavailableError(
-                    f"the {'image' if not camera_frame else 'cloud'} has an empty frame_id; /tf_static cannot place it"
+                    f"the {'image' if not camera_frame else 'cloud'} has an empty frame_id; no transform can place it"
                 )
-            extrinsic = self.tf_tree.lookup(camera_frame, cloud_frame)
+            extrinsic = self.tf_tree.lookup(camera_frame, cloud_frame, stamp_ns)
         except TransformUnavailableError as err:
             self.frames_waiting += 1
             if str(err) != self.wait_reason:
-                self.get_logger().info(f"waiting for the LiDAR -> camera transform on {TF_STATIC_TOPIC}: {err}")
+                self.get_logger().info(f"waiting for the LiDAR -> camera transform on {TF_TOPICS}: {err}")
             self.wait_reason = str(err)
             return None
         if extrinsic.source != self.transform_source:
@@ -274,13 +271,14 @@ class FusionNode(Node):
                 f"image is {image.shape[1]}x{image.shape[0]}, CameraInfo says {camera.width}x{camera.height}",
             )
             return
-        extrinsic = self.extrinsic_for(inputs.image.msg.header.frame_id, inputs.cloud.msg.header.frame_id)
+        cloud_header = inputs.cloud.msg.header
+        stamp_ns = cloud_header.stamp.sec * 1_000_000_000 + cloud_header.stamp.nanosec
+        extrinsic = self.extrinsic_for(inputs.image.msg.header.frame_id, cloud_header.frame_id, stamp_ns)
         if extrinsic is None:
             return
         points, f = frame.points, self.config.fusion
         xyz = xyz_array(points)
         rgb, _ = paint_points(xyz, image, camera, extrinsic, occlusion=self.occlusion)
-        cloud_header = inputs.cloud.msg.header
         labels = points[f.label_field].reshape(-1) if f.label_field in (points.dtype.names or ()) else None
         boxes = inputs.detections.value if inputs.detections is not None else []
         picture = overlay_image(
@@ -312,7 +310,7 @@ class FusionNode(Node):
         if self.tf_tree is not None:
             report.values["frames_waiting_for_transform"] = str(self.frames_waiting)
             if self.wait_reason:
-                report = replace(report, message=f"waiting for the transform on {TF_STATIC_TOPIC}: {self.wait_reason}")
+                report = replace(report, message=f"waiting for the transform on {TF_TOPICS}: {self.wait_reason}")
         msg = diagnostics_msg(self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", "camera", report)
         self.diagnostics_pub.publish(msg)
 

@@ -53,7 +53,7 @@ from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.markers import markers_msg
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from perception_ws.nodes.tf_static import TF_STATIC_TOPIC, TFMessage, tf_message, tf_static_qos
+from perception_ws.nodes.tf_topics import TF_STATIC_TOPIC, TFMessage, tf_message, tf_static_qos
 from perception_ws.sim.stream import SimFrame, SimStream
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
 
