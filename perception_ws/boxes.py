@@ -7,9 +7,12 @@ its heading, width across it, height along z) and ``yaw`` = heading angle about 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from perception_ws.errors import CalibrationError
 
 
 @dataclass
@@ -54,6 +57,29 @@ class Box3D:
     def bev_corners(self) -> np.ndarray:
         """The 4 bird's-eye-view corners (4, 2), counter-clockwise."""
         return self.corners()[:4, :2]
+
+
+def transform_box(box: Box3D, pose: np.ndarray) -> Box3D:
+    """``box`` seen in another frame: ``pose`` (4, 4) maps points of the box's frame into that frame.
+
+    Boxes stay upright: the centre and velocity are rotated (and the centre moved) in 3D, the yaw turns by
+    the pose's heading about z, wrapped to (-pi, pi]. Every other field is copied.
+    """
+    m = np.asarray(pose, dtype=np.float64)
+    if m.shape != (4, 4):
+        raise CalibrationError(f"transform_box: pose has shape {m.shape}, expected a (4, 4) rigid transform")
+    if not np.all(np.isfinite(m)):
+        raise CalibrationError("transform_box: pose holds NaN or Inf values, expected a finite (4, 4) transform")
+    R, t = m[:3, :3], m[:3, 3]
+    yaw = box.yaw + math.atan2(R[1, 0], R[0, 0])
+    wrapped = math.atan2(math.sin(yaw), math.cos(yaw))
+    return replace(
+        box,
+        center=R @ box.center + t,
+        size=box.size.copy(),
+        yaw=math.pi if wrapped == -math.pi else wrapped,
+        velocity=R @ box.velocity,
+    )
 
 
 def _polygon_area(poly: np.ndarray) -> float:

@@ -10,6 +10,14 @@ takes the class ids the input already carries in a field (ground truth, or label
 which lets the rest of the pipeline run on labelled data without weights; ``none`` labels every point
 0 (nothing is detected: the plumbing alone, e.g. to measure it). The same object serves the ROS
 node, the CLI and the benchmarks, so what is measured is what runs. No ROS in here.
+
+Tracking frame: without a pose the tracker works in the sensor frame, so on a moving vehicle a parked
+car moves and track velocities are relative to the ego. Given ``fixed_from_sensor`` (4x4, sensor ->
+a fixed frame such as ``odom`` at the scan's stamp), the detections are tracked in the fixed frame and
+the tracks are turned back into the sensor frame: every output stays in the scan's frame, but a
+track's velocity (and acceleration) is its motion over the ground, in sensor axes (as the simulator's
+ground truth). A pipeline never mixes the two: a scan with a pose after one without (or the other
+way round) resets the tracker first, as time going backwards does.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from perception_ws.boxes import Box3D
+from perception_ws.boxes import Box3D, transform_box
+from perception_ws.calib.camera import Extrinsic
 from perception_ws.cloud import as_structured, finite_mask, xyz_array
 from perception_ws.config import PerceptionConfig
 from perception_ws.errors import CloudFormatError, WeightsError
@@ -73,12 +82,13 @@ class PipelineResult:
     class_set: ClassSet
     #: input points with finite coordinates (the others are left out of every stage).
     num_valid: int = 0
-    #: the tracker was reset before this scan because time went backwards (e.g. a bag looped).
+    #: the tracker was reset before this scan: time went backwards (e.g. a bag looped), or the tracking frame
+    #: changed (a scan with ``fixed_from_sensor`` after one without, or the other way round).
     tracker_reset: bool = False
 
 
 class Pipeline:
-    """``Pipeline(config).process(points, stamp_s) -> PipelineResult``; see the module doc.
+    """``Pipeline(config).process(points, stamp_s[, fixed_from_sensor]) -> PipelineResult``; see the module doc.
 
     ``network``: an already built segmentation model to run instead of loading weights (e.g. one being
     trained); only used when ``segmenter.kind`` is ``model``.
@@ -93,10 +103,19 @@ class Pipeline:
         self.tracker = Tracker(self.config.tracker_config()) if self.config.tracking.enabled else None
         self._frame = 0
         self._last_stamp_s: float | None = None
+        self._in_fixed_frame: bool | None = None  # the frame the tracks are in; None: no scan since the last reset
         self._born: dict[int, int] = {}  # track id -> frame it was created in (for TrackInfo.age)
 
-    def process(self, points: Any, stamp_s: float) -> PipelineResult:
-        """Run every stage on one scan (a structured array, an (N, 3|4) array or a Scan) taken at ``stamp_s``."""
+    def process(
+        self, points: Any, stamp_s: float, fixed_from_sensor: np.ndarray | None = None, track: bool = True
+    ) -> PipelineResult:
+        """Run every stage on one scan (a structured array, an (N, 3|4) array or a Scan) taken at ``stamp_s``.
+
+        ``fixed_from_sensor``: the sensor's pose (4x4) in a fixed frame at ``stamp_s``, to track in that frame
+        (see the module doc); a malformed pose is a CalibrationError. ``track=False`` leaves the tracker out of
+        this scan (untouched; no tracks reported), e.g. while the fixed frame's pose is not known yet.
+        """
+        pose = None if fixed_from_sensor is None else Extrinsic(fixed_from_sensor, "fixed_from_sensor")
         cloud = as_structured(points).reshape(-1)
         finite = finite_mask(cloud)
         timings: dict[str, float] = {}
@@ -107,13 +126,19 @@ class Pipeline:
         # 4. objects: per-class clustering (after ground removal, if configured), one fitted box per object
         detections, instances = self._objects(cloud, finite, labels, confidence, timings)
 
-        # 5. tracks
+        # 5. tracks (in the fixed frame if given one, reported in the sensor frame)
         tracks: list[Box3D] = []
         reset = False
-        if self.tracker is not None:
+        back = None if pose is None else pose.inverse().matrix  # fixed frame -> sensor frame
+        if self.tracker is not None and track:
             with _stage(timings, "tracking"):
-                reset = self._reset_if_time_went_back(stamp_s)
-                tracks = self.tracker.update(detections, stamp_s)
+                reset = self._reset_if_frame_changed(pose is not None)
+                reset = self._reset_if_time_went_back(stamp_s) or reset
+                tracked = detections if pose is None else [transform_box(box, pose.matrix) for box in detections]
+                sensor_xy = (0.0, 0.0) if pose is None else tuple(pose.translation[:2].tolist())  # R is seen from here
+                tracks = self.tracker.update(tracked, stamp_s, sensor_xy)
+                if back is not None:
+                    tracks = [transform_box(box, back) for box in tracks]
         timings["total"] = (time.perf_counter() - start) * 1e3
         self._frame += 1
         return PipelineResult(
@@ -121,7 +146,7 @@ class Pipeline:
             instances=instances,
             detections=detections,
             tracks=tracks,
-            live_tracks=self._live_tracks(),
+            live_tracks=self._live_tracks(back) if track else [],
             timings_ms=timings,
             class_set=self.class_set,
             num_valid=int(finite.sum()),
@@ -204,6 +229,7 @@ class Pipeline:
             self.tracker.reset()
         self._born.clear()
         self._last_stamp_s = None
+        self._in_fixed_frame = None
 
     def _reset_if_time_went_back(self, stamp_s: float) -> bool:
         went_back = self._last_stamp_s is not None and stamp_s < self._last_stamp_s
@@ -212,7 +238,15 @@ class Pipeline:
         self._last_stamp_s = stamp_s
         return went_back
 
-    def _live_tracks(self) -> list[TrackInfo]:
+    def _reset_if_frame_changed(self, in_fixed_frame: bool) -> bool:
+        changed = self._in_fixed_frame is not None and in_fixed_frame != self._in_fixed_frame
+        if changed:
+            self.reset()
+        self._in_fixed_frame = in_fixed_frame
+        return changed
+
+    def _live_tracks(self, back: np.ndarray | None) -> list[TrackInfo]:
+        """Every live track, in the sensor frame (``back``: the tracking frame -> sensor frame, None if the same)."""
         if self.tracker is None:
             return []
         live = sorted(self.tracker.tracks, key=lambda t: t.id)
@@ -223,7 +257,10 @@ class Pipeline:
             born = self._born.setdefault(track.id, self._frame - 1)
             state = track.kf.x[:, 0]
             acceleration = np.array([state[4], state[5], 0.0]) if len(state) >= 6 else np.zeros(3)
-            out.append(TrackInfo(track.box(), track.state.value, self._frame - born, track.hits, acceleration))
+            box = track.box()
+            if back is not None:
+                box, acceleration = transform_box(box, back), back[:3, :3] @ acceleration
+            out.append(TrackInfo(box, track.state.value, self._frame - born, track.hits, acceleration))
         return out
 
 

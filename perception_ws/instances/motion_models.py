@@ -11,6 +11,8 @@ squares and has units of m^2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from filterpy.kalman import KalmanFilter
 
@@ -45,9 +47,12 @@ def observation(config: TrackerConfig) -> np.ndarray:
     return H
 
 
-def measurement_noise(center_xy: np.ndarray, config: TrackerConfig) -> np.ndarray:
-    """R (2, 2) for a centre at ``center_xy`` seen from the sensor at the origin."""
-    x, y = float(center_xy[0]), float(center_xy[1])
+def measurement_noise(
+    center_xy: np.ndarray, config: TrackerConfig, sensor_xy: np.ndarray | Sequence[float] = (0.0, 0.0)
+) -> np.ndarray:
+    """R (2, 2) for a centre at ``center_xy`` seen from the sensor at ``sensor_xy`` (the origin when tracking in
+    the sensor frame; its position in the fixed frame otherwise)."""
+    x, y = float(center_xy[0]) - float(sensor_xy[0]), float(center_xy[1]) - float(sensor_xy[1])
     distance = np.hypot(x, y)
     along = max(config.range_resolution_m, config.min_position_std_m)
     across = max(distance * config.azimuth_resolution_rad, config.min_position_std_m)
@@ -58,14 +63,16 @@ def measurement_noise(center_xy: np.ndarray, config: TrackerConfig) -> np.ndarra
     return rot @ np.diag([along**2, across**2]) @ rot.T
 
 
-def new_filter(center_xy: np.ndarray, config: TrackerConfig) -> KalmanFilter:
+def new_filter(
+    center_xy: np.ndarray, config: TrackerConfig, sensor_xy: np.ndarray | Sequence[float] = (0.0, 0.0)
+) -> KalmanFilter:
     """A filter at ``center_xy`` with zero velocity and acceleration (LATTE's start) and wide priors on them."""
     n = state_size(config)
     kf = KalmanFilter(dim_x=n, dim_z=2)
     kf.x = np.zeros((n, 1))
     kf.x[:2, 0] = center_xy[:2]
     kf.H = observation(config)
-    kf.R = measurement_noise(center_xy, config)
+    kf.R = measurement_noise(center_xy, config, sensor_xy)
     variances = [0.0, 0.0] + [config.initial_velocity_std**2] * 2 + [config.initial_acceleration_std**2] * 2
     P = np.diag(variances[:n])
     P[:2, :2] = kf.R

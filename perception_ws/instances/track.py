@@ -10,6 +10,7 @@ median of their detections so far) and only re-estimate the yaw; others take eac
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 import numpy as np
 from filterpy.kalman import KalmanFilter
@@ -39,10 +40,12 @@ def _closest_heading(yaw: float, reference: float) -> float:
 class Track:
     """A tracked object, created from its first detection."""
 
-    def __init__(self, track_id: int, detection: Box3D, config: TrackerConfig) -> None:
+    def __init__(
+        self, track_id: int, detection: Box3D, config: TrackerConfig, sensor_xy: Sequence[float] = (0.0, 0.0)
+    ) -> None:
         self.id = track_id
         self.config = config
-        self.kf: KalmanFilter = new_filter(detection.center, config)
+        self.kf: KalmanFilter = new_filter(detection.center, config, sensor_xy)
         self.label = detection.label
         self.name = detection.name
         self.rigid = detection.name in config.rigid_classes
@@ -75,8 +78,8 @@ class Track:
         """H P H^T (2, 2): the predicted centre's uncertainty, before adding a detection's R."""
         return self.kf.P[:2, :2].copy()
 
-    def update(self, detection: Box3D) -> None:
-        self.kf.update(detection.center[:2], R=measurement_noise(detection.center, self.config))
+    def update(self, detection: Box3D, sensor_xy: Sequence[float] = (0.0, 0.0)) -> None:
+        self.kf.update(detection.center[:2], R=measurement_noise(detection.center, self.config, sensor_xy))
         self.hits += 1
         self.misses = 0
         self.updated = True

@@ -33,10 +33,13 @@ class Tracker:
         self.tracks = []
         self._last_stamp = None
 
-    def update(self, detections: Sequence[Box3D], stamp_s: float) -> list[Box3D]:
-        """Feed one scan's detections taken at ``stamp_s`` (seconds); returns the reported tracks'
-        boxes (confirmed tracks matched in this scan, plus lost ones if ``report_lost``), by id,
-        with ``track_id`` and ``velocity`` (m/s) set."""
+    def update(
+        self, detections: Sequence[Box3D], stamp_s: float, sensor_xy: Sequence[float] = (0.0, 0.0)
+    ) -> list[Box3D]:
+        """Feed one scan's detections taken at ``stamp_s`` (seconds) by the sensor at ``sensor_xy`` (the origin
+        in the sensor frame; its position when tracking in a fixed frame: a detection's noise grows across the
+        ray with its distance from the sensor); returns the reported tracks' boxes (confirmed tracks matched in
+        this scan, plus lost ones if ``report_lost``), by id, with ``track_id`` and ``velocity`` (m/s) set."""
         try:
             stamp = float(stamp_s)
         except (TypeError, ValueError):
@@ -57,13 +60,13 @@ class Tracker:
             for track in self.tracks:
                 track.predict(stamp - self._last_stamp)
         self._last_stamp = stamp
-        matches, lost, fresh = self._associate(detections)
+        matches, lost, fresh = self._associate(detections, sensor_xy)
         for t, d in matches:
-            self.tracks[t].update(detections[d])
+            self.tracks[t].update(detections[d], sensor_xy)
         dropped = {t for t in lost if not self.tracks[t].miss()}
         self.tracks = [track for t, track in enumerate(self.tracks) if t not in dropped]
         for d in fresh:
-            self.tracks.append(Track(self._next_id, detections[d], self.config))
+            self.tracks.append(Track(self._next_id, detections[d], self.config, sensor_xy))
             self._next_id += 1
         return [track.box() for track in self.tracks if self._reported(track)]
 
@@ -72,14 +75,16 @@ class Tracker:
             return track.updated
         return track.state is TrackState.LOST and self.config.report_lost
 
-    def _associate(self, detections: Sequence[Box3D]) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    def _associate(
+        self, detections: Sequence[Box3D], sensor_xy: Sequence[float]
+    ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
         """Matches (track, detection), unmatched tracks and unmatched detections.
 
         Established tracks (confirmed or lost) choose first; tentative tracks share what is left. A
         young track's wide velocity prior makes it accept detections far from its position, which
         would otherwise let it take an established track's detection.
         """
-        cost, allowed = self._costs(detections)
+        cost, allowed = self._costs(detections, sensor_xy)
         tentative = np.array([t.state is TrackState.TENTATIVE for t in self.tracks], dtype=bool)
         matches: list[tuple[int, int]] = []
         free = np.ones(len(detections), dtype=bool)
@@ -92,7 +97,7 @@ class Tracker:
         matched = {t for t, _ in matches}
         return matches, [t for t in range(len(self.tracks)) if t not in matched], [int(d) for d in np.flatnonzero(free)]
 
-    def _costs(self, detections: Sequence[Box3D]) -> tuple[np.ndarray, np.ndarray]:
+    def _costs(self, detections: Sequence[Box3D], sensor_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """Cost of every (track, detection) pair and which pairs pass the gates.
 
         The cost is the negative log-likelihood of the detection under the track's prediction (up to
@@ -104,7 +109,7 @@ class Tracker:
             return np.zeros(shape), np.zeros(shape, dtype=bool)
         predicted = np.stack([track.position for track in self.tracks])  # (T, 2)
         centres = np.stack([det.center[:2] for det in detections])  # (D, 2)
-        R = np.stack([measurement_noise(det.center, self.config) for det in detections])  # (D, 2, 2)
+        R = np.stack([measurement_noise(det.center, self.config, sensor_xy) for det in detections])  # (D, 2, 2)
         P = np.stack([track.innovation_covariance() for track in self.tracks])  # (T, 2, 2)
         innovation = centres[None, :, :] - predicted[:, None, :]
         S = P[:, None] + R[None, :]

@@ -22,7 +22,7 @@ from typing import cast
 
 import numpy as np
 
-from perception_ws.boxes import Box3D
+from perception_ws.boxes import Box3D, transform_box
 from perception_ws.errors import PerceptionError
 from perception_ws.scan import Scan
 from perception_ws.sim.camera import CameraFrame, SimCamera
@@ -60,19 +60,7 @@ class SequenceFrame:
 
     def box_to_world(self, box: Box3D) -> Box3D:
         """A sensor-frame box (e.g. a detection of this frame's scan) in the world frame (yaw-only)."""
-        R, t = self.sensor_to_world[:3, :3], self.sensor_to_world[:3, 3]
-        yaw = box.yaw + math.atan2(R[1, 0], R[0, 0])
-        return Box3D(
-            center=R @ box.center + t,
-            size=box.size.copy(),
-            yaw=math.atan2(math.sin(yaw), math.cos(yaw)),
-            label=box.label,
-            name=box.name,
-            score=box.score,
-            num_points=box.num_points,
-            track_id=box.track_id,
-            velocity=R @ box.velocity,
-        )
+        return transform_box(box, self.sensor_to_world)
 
 
 def frame_count(duration_s: float, rate_hz: float) -> int:
