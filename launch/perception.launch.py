@@ -7,8 +7,10 @@ bag, use_sim_time, rviz, camera, sim, segmenter. Which nodes start, and with whi
 the installed Python module run as ``python3 -m MODULE --ros-args …``; the graph shuts down when the
 perception node exits.
 
-With ``sim:=true`` the simulator also latches its mounting on ``/tf_static`` (shown by RViz's TF display),
-and the fusion node takes the LiDAR -> camera transform from there (``calibration.from_tf``).
+With ``sim:=true`` the simulator also latches its mounting on ``/tf_static`` (shown by RViz's TF display)
+and sends the car's pose on ``/tf``; the fusion node takes the LiDAR -> camera transform from there
+(``calibration.from_tf``), the perception node tracks in ``odom`` (``tracking.fixed_frame``), and RViz
+holds ``odom`` fixed.
 
 Example: ``ros2 launch perception_ws perception.launch.py sensor:=vlp16 bag:=run1 use_sim_time:=true rviz:=true``
 """

@@ -141,6 +141,11 @@ class TrackingConfig:
     gate_mahalanobis2: float = doc(TrackerConfig.gate_mahalanobis2, "largest squared Mahalanobis distance")
     match_class: bool = doc(TrackerConfig.match_class, "match detections only to tracks of their class")
     report_lost: bool = doc(TrackerConfig.report_lost, "report lost tracks at their prediction")
+    fixed_frame: str = doc(
+        "",
+        "track in this frame (e.g. odom), its pose read from /tf and /tf_static at each scan's stamp, so track "
+        "velocities are over the ground; empty: in the scan's frame (velocities relative to the sensor)",
+    )
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,13 @@ from perception_ws.nodes.launch_graph import (
 from perception_ws.nodes.record import (
     OUTPUT_TYPES,
     TF_STATIC_TOPIC,
-    TF_STATIC_TYPE,
+    TF_TOPIC,
+    TF_TYPE,
     Recorder,
     bag_destination,
     register_project_types,
 )
+from perception_ws.sim.stream_config import SimConfig
 
 #: topics recorded besides the perception node's outputs (the simulator's ground truth, the fusion overlay).
 GROUND_TRUTH_TOPIC = "/sim/ground_truth/boxes"
@@ -131,7 +133,8 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[NodeSpec]:
     """The demo's nodes: perception (and fusion) first, the simulator last (it starts publishing at once)."""
     config = str(share_path("config", "perception.yaml"))
-    perception: dict[str, Any] = {"segmenter.kind": segmenter.kind}
+    # the simulator sends the car's pose on /tf: tracks move over the ground, as its ground truth does
+    perception: dict[str, Any] = {"segmenter.kind": segmenter.kind, "tracking.fixed_frame": SimConfig().frames.odom}
     if segmenter.model:
         perception["segmenter.model"] = segmenter.model
     nodes = [NodeSpec(PERCEPTION_NODE, module="perception_ws.nodes.perception_node", params_file=config,
@@ -156,14 +159,15 @@ def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[No
 
 def recorded_topics(camera: bool) -> dict[str, str | None]:
     """The perception node's outputs, the simulator's scans (with their ground-truth labels: the bag can be
-    replayed into the graph, and the summary scores the labels against them), boxes and /tf_static, the overlay."""
+    replayed into the graph, and the summary scores the labels against them), boxes, /tf_static and /tf, the overlay."""
     from perception_ws.config import PerceptionConfig
 
     topics = PerceptionConfig().topics
     out: dict[str, str | None] = {f"/{getattr(topics, key)}".replace("//", "/"): t for key, t in OUTPUT_TYPES.items()}
     out[INPUT_TOPIC] = "sensor_msgs/msg/PointCloud2"
     out[GROUND_TRUTH_TOPIC] = "perception_ws/msg/Detection3DArray"
-    out[TF_STATIC_TOPIC] = TF_STATIC_TYPE  # the simulator's mounting: RViz shows the bag with its frames
+    out[TF_STATIC_TOPIC] = TF_TYPE  # the simulator's mounting: RViz shows the bag with its frames
+    out[TF_TOPIC] = TF_TYPE  # the car's pose in odom: RViz can hold odom fixed
     if camera:
         out[OVERLAY_TOPIC] = "sensor_msgs/msg/Image"
     return out
@@ -262,8 +266,6 @@ def _run_and_record(
 
 def _ready(node: Any, camera: bool) -> bool:
     """The perception node (and the fusion node) have subscribed to the simulator's topics."""
-    from perception_ws.sim.stream_config import SimConfig
-
     topics = SimConfig().topics
     if node.count_subscribers(topics.points) < 1:
         return False

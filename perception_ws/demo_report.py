@@ -142,6 +142,19 @@ def found_share(truth: list[Box3D], detections: list[Box3D]) -> tuple[int, int]:
     return found, len(countable)
 
 
+def track_velocity_errors(truth: list[Box3D], tracks: list[Box3D]) -> list[float]:
+    """|v_track - v_truth| (m/s, ground plane) of each confirmed track of one frame whose centre lies in a
+    ground-truth box of its class (grown by :data:`FOUND_MARGIN_M`); the simulator's boxes carry the actors'
+    velocities over the ground, in the LiDAR's axes."""
+    errors = []
+    for track in tracks:
+        centre = track.center.reshape(1, 3)
+        owner = next((t for t in truth if t.label == track.label and t.contains(centre, FOUND_MARGIN_M)[0]), None)
+        if owner is not None:
+            errors.append(float(np.linalg.norm(track.velocity[:2] - owner.velocity[:2])))
+    return errors
+
+
 def true_detections(truth: list[Box3D], detections: list[Box3D]) -> int:
     """Detections of one frame whose centre lies in a ground-truth box of their class (of any size, grown by
     :data:`FOUND_MARGIN_M`); the others are false positives."""
@@ -222,6 +235,15 @@ def _segmentation_lines(metrics: ClassMetrics, segmenter: SegmenterChoice) -> li
     ]
 
 
+def _velocity_line(errors: list[float]) -> str:
+    if not errors:
+        return "  track velocity     no confirmed track inside a ground-truth box"
+    return (
+        f"  track velocity     median error {np.median(errors):.2f} m/s over {len(errors)} track-frames (confirmed "
+        "tracks inside a ground-truth box; tracked in odom, the car's pose from /tf)"
+    )
+
+
 def _pace_lines(rec: Recorded, options: DemoOptions, factor: float, perception: dict[str, str]) -> list[str]:
     """What the simulator sent, how fast, and what that means for the latest-only perception node."""
     order = sorted(rec.truth)
@@ -264,6 +286,7 @@ def report(
     per_class: dict[str, int] = defaultdict(int)
     found = countable = true = 0
     track_ids: set[int] = set()
+    velocity_errors: list[float] = []
     for stamp in answered:
         boxes = detection_boxes(rec.detections[stamp])
         for box in boxes:
@@ -272,7 +295,9 @@ def report(
         found, countable = found + f, countable + c
         true += true_detections(detection_boxes(rec.truth[stamp]), boxes)
         if stamp in rec.tracks:
-            track_ids |= {b.track_id for b in track_boxes(rec.tracks[stamp])}
+            tracked = track_boxes(rec.tracks[stamp])
+            track_ids |= {b.track_id for b in tracked}
+            velocity_errors += track_velocity_errors(detection_boxes(rec.truth[stamp]), tracked)
     truth_objects = sum(len(rec.truth[s].detections) for s in order)
     pictures: list[Path] = []
     segmenter_name = f"'{segmenter.kind}'" + (f" ({segmenter.model})" if segmenter.model else "")
@@ -317,6 +342,7 @@ def report(
         f"found (>= {FOUND_MIN_POINTS} points)   {found} of {countable} ground-truth objects"
         + (f" ({100.0 * found / countable:.0f} %)" if countable else ""),
         f"tracks confirmed     {len(track_ids)} distinct ids",
+        _velocity_line(velocity_errors),
         f"camera overlays      {len(rec.overlays)}",
         f"bag                  {bag} ({bag.stat().st_size / 1e6:.0f} MB; messages: {_counts(counts.items())})",
         f"pictures             {', '.join(p.name for p in pictures) or 'none'} in {out}/",

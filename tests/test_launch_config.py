@@ -19,7 +19,13 @@ import yaml
 from perception_ws.cli import build_parser
 from perception_ws.config import NODE_NAME, FusionConfig, PerceptionConfig, flatten, load_config
 from perception_ws.errors import PerceptionError
-from perception_ws.nodes.launch_graph import LAUNCH_ARGUMENTS, PARAMETER_ARGUMENTS, command_of, plan_graph
+from perception_ws.nodes.launch_graph import (
+    LAUNCH_ARGUMENTS,
+    PARAMETER_ARGUMENTS,
+    PERCEPTION_NODE,
+    command_of,
+    plan_graph,
+)
 from perception_ws.sim.stream_config import SimConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +93,14 @@ def test_graph_parameters_are_schema_keys_and_reach_the_command_line() -> None:
     assert set(perception.parameters) - {"use_sim_time"} <= schema
     command = command_of(perception)
     assert command[:3] == [sys.executable, "-m", "perception_ws.nodes.perception_node"]
-    for pair in ("sensor.model:=vlp16", "segmenter.model:=squeezeseg", "segmenter.weights:=w.pt", "use_sim_time:=true"):
+    # strings quoted (rcl reads YAML: an empty string or 'true' would change type), booleans bare
+    pairs = (
+        'sensor.model:="vlp16"',
+        'segmenter.model:="squeezeseg"',
+        'segmenter.weights:="w.pt"',
+        "use_sim_time:=true",
+    )
+    for pair in pairs:
         assert command[command.index(pair) - 1] == "-p"
     assert command[command.index("--params-file") + 1] == str(PARAMS_FILE)
     assert command_of(nodes["replay"])[3:] == ["replay", "run1"]
@@ -120,10 +133,12 @@ def test_rviz_config_shows_the_node_outputs() -> None:
     assert displays["Image"][f"/{sim.image}"]["Topic"]["Reliability Policy"] == "Best Effort"
     truth = displays["PointCloud2"][f"/{sim.points}"]
     assert truth["Channel Name"] == "label" and truth["Topic"]["Reliability Policy"] == "Best Effort"
-    # RViz's fixed frame is KITTI's; with the simulator the graph hands RViz the simulator's LiDAR frame
+    # RViz's fixed frame is KITTI's; with the simulator the graph hands RViz the frame its car drives in (odom,
+    # on /tf), where the perception node tracks too
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "velodyne"
-    rviz2 = {n.name: n for n in plan_graph({"sim": "true", "rviz": "true"})}["rviz2"]
-    assert rviz2.arguments[-2:] == ("-f", SimConfig().frames.lidar)
+    graph = {n.name: n for n in plan_graph({"sim": "true", "rviz": "true"})}
+    assert graph["rviz2"].arguments[-2:] == ("-f", SimConfig().frames.odom)
+    assert graph[PERCEPTION_NODE].parameters["tracking.fixed_frame"] == SimConfig().frames.odom
 
 
 @pytest.mark.dds

@@ -121,6 +121,8 @@ def test_demo_runs_the_live_graph_end_to_end(local_env: dict[str, str], tmp_path
     # the labelled clouds were paired with their scans: the labels segmenter copies the ground truth exactly
     assert re.search(r"segmentation IoU %\s+car 100\.0, .*; mean 100\.0", summary), summary
     assert re.search(r"every point of [1-4] answered frames", summary), summary
+    # tracked in odom (the simulator's /tf): the line is there, with a number once a track is confirmed
+    assert re.search(r"track velocity\s+(median error \d+\.\d+ m/s|no confirmed track)", summary), summary
     assert (options.out / "demo.mcap").stat().st_size > 0
     # the overlay needs the LiDAR -> camera transform, which the fusion node took from the simulator's /tf_static
     assert list(options.out.glob("frame_*.png")) and list(options.out.glob("overlay_*.png")), summary

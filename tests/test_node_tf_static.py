@@ -29,6 +29,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
+from perception_ws.calib.tf_tree import TransformUnavailableError
 from perception_ws.cloud import from_msg
 from perception_ws.config import ConfigError, FusionConfig
 from perception_ws.fusion import RGB_FIELD, paint_points, unpack_rgb
@@ -254,9 +255,18 @@ def test_a_mounting_sent_on_tf_is_read_at_the_clouds_stamp(real_data: Path, ros_
     try:
         with kitti.spinning(ros_context):
             wait_for(lambda: all(p.get_subscription_count() > 0 for p in kitti.pubs.values()), "the fusion node")
-            wait_for(lambda: tf_pub.get_subscription_count() > 0, "the /tf subscription")
-            for sec in (1_700_000_399, 1_700_000_401):  # samples before and after the cloud's stamp
+            tree = kitti.fusion.tf_tree
+            assert tree is not None
+
+            def bracketed() -> bool:  # samples before and after the cloud's stamp are in (a set is paired once)
+                try:
+                    return tree.lookup("camera_2", "velodyne", stamp[0] * 1_000_000_000 + stamp[1]) is not None
+                except TransformUnavailableError:
+                    return False
+
+            for sec in (1_700_000_399, 1_700_000_401):
                 tf_pub.publish(tf_message(Time(sec=sec), [edge]))
+            wait_for(bracketed, "both /tf samples")
             kitti.play_until(sent, lambda: stamp in kitti.got, "the painted cloud")
     finally:
         kitti.destroy()

@@ -127,6 +127,7 @@ def _box_of(item: Detection3D | Track, **extra: Any) -> Box3D:
         label=int(item.class_id),
         name=str(item.class_name),
         track_id=int(item.track_id),
+        velocity=np.array([item.velocity.x, item.velocity.y, item.velocity.z]),
         **extra,
     )
 
@@ -138,8 +139,4 @@ def detection_boxes(msg: Detection3DArray) -> list[Box3D]:
 
 def track_boxes(msg: TrackArray) -> list[Box3D]:
     """The confirmed tracks of a TrackArray as boxes (named by class and id)."""
-    return [
-        _box_of(t, velocity=np.array([t.velocity.x, t.velocity.y, t.velocity.z]))
-        for t in msg.tracks
-        if t.state == Track.STATE_CONFIRMED
-    ]
+    return [_box_of(t) for t in msg.tracks if t.state == Track.STATE_CONFIRMED]

@@ -69,15 +69,12 @@ from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from perception_ws.nodes.tf_topics import TransformListener
+from perception_ws.nodes.tf_topics import TF_TOPICS, TF_TRANSFORM, TransformListener
 from perception_ws.sync import ApproximateTimeSync
 
 _WORKER_JOIN_S = 10.0
 #: the image and the camera do not agree (checked once both are paired).
 CAMERA_IMAGE_SIZE = "camera_image_size"
-#: a transform on /tf_static or /tf that cannot be used (logged once, counted on diagnostics).
-TF_TRANSFORM = "tf_transform"
-TF_TOPICS = "/tf_static and /tf"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import shutil
 import signal
 import subprocess
@@ -114,7 +115,11 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
         )
     ]
     simulate = _flag(args, "sim")
+    from perception_ws.sim.stream_config import SimConfig  # here: the launch file imports this module on its own
+
     if simulate:
+        # the simulator sends the car's pose on /tf: track over the ground, in its fixed frame
+        nodes[0].parameters["tracking.fixed_frame"] = SimConfig().frames.odom
         nodes.append(NodeSpec(SIM_NODE, module=SIM_MODULE, params_file=config, parameters={"use_sim_time": False}))
     if _flag(args, "camera"):
         fusion: dict[str, Any] = {"use_sim_time": sim_time}
@@ -125,10 +130,8 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
         nodes.append(NodeSpec("replay", module="perception_ws.cli", arguments=("replay", args["bag"])))
     if _flag(args, "rviz"):
         arguments: tuple[str, ...] = ("-d", str(share_path("launch", "perception.rviz")))
-        if simulate:  # the config's fixed frame is KITTI's 'velodyne'; the simulator's scans are in its LiDAR frame
-            from perception_ws.sim.stream_config import SimConfig
-
-            arguments += ("-f", SimConfig().frames.lidar)
+        if simulate:  # the config's fixed frame is KITTI's 'velodyne'; the simulator's car drives in 'odom'
+            arguments += ("-f", SimConfig().frames.odom)
         nodes.append(NodeSpec("rviz2", executable="rviz2", arguments=arguments, parameters={"use_sim_time": sim_time}))
     return nodes
 
@@ -136,6 +139,8 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
 def _parameter_value(value: Any) -> str:
     if isinstance(value, list | tuple):  # a YAML list, as ``-p key:=[1.0, 2.0]`` takes it
         return "[" + ", ".join(_parameter_value(v) for v in value) + "]"
+    if isinstance(value, str):  # quoted: rcl reads the value as YAML, where '', 'true' or '1' would not stay strings
+        return json.dumps(value)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

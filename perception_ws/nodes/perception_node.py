@@ -10,6 +10,11 @@ mailbox (:mod:`.latest`); a worker thread takes the newest frame, runs the pipel
 frame that arrives while the worker is busy replaces the waiting one, which is dropped and counted:
 latest-only, never a queue. A bad frame is counted and logged once per reason; the node keeps serving.
 
+Tracking frame: with ``tracking.fixed_frame`` (e.g. ``odom``) the node listens to /tf and /tf_static and
+tracks in that frame, the scan's pose read at its stamp (:class:`~perception_ws.calib.tf_tree.TransformTree`);
+the tracks still go out in the scan's frame, their velocities over the ground. A scan whose pose is not
+known (yet) is detected but not tracked, counted as ``tracking_without_pose``.
+
 Run: ``python -m perception_ws.nodes.perception_node --ros-args --params-file config/perception.yaml``.
 """
 
@@ -22,6 +27,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.context import Context
@@ -30,6 +36,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
 from perception_ws.config import NODE_NAME, PerceptionConfig, declare_ros_parameters, flatten
 from perception_ws.errors import PerceptionError
 from perception_ws.msg import Detection3DArray, TrackArray
@@ -41,10 +48,13 @@ from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.markers import markers_msg
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
+from perception_ws.nodes.tf_topics import TF_TOPICS, TF_TRANSFORM, TransformListener
 from perception_ws.pipeline import Pipeline, PipelineResult
 
 #: how long destroy_node() waits for the worker to finish the frame it is on.
 _WORKER_JOIN_S = 10.0
+#: a scan whose pose in tracking.fixed_frame is not known (yet): detected, not tracked (counted, logged once).
+TRACKING_WITHOUT_POSE = "tracking_without_pose"
 
 
 class PerceptionNode(Node):
@@ -79,6 +89,11 @@ class PerceptionNode(Node):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.diagnostics, output_qos(depth))
         self.stats = NodeStats()
         self.issues = IssueLog(self.get_logger().warning, "frame")
+        fixed_frame = self.config.tracking.fixed_frame if self.config.tracking.enabled else ""
+        #: where the sensor is in ``tracking.fixed_frame`` at each scan (None: tracking in the scan's frame)
+        self.transforms: TransformTree | None = None
+        if fixed_frame:
+            self.transforms = TransformListener(self, lambda problem: self.issues.record(TF_TRANSFORM, problem)).tree
         self._worker = threading.Thread(target=self._work, name=f"{node_name}_worker", daemon=True)
         self._worker.start()
         self.subscription = self.create_subscription(
@@ -88,6 +103,7 @@ class PerceptionNode(Node):
         self.get_logger().info(
             f"listening on {self.subscription.topic_name}: sensor {self.config.sensor.model}, segmenter "
             f"{self.config.segmenter.kind}{self.pipeline.segmenter_summary}, class set {self.config.class_set}"
+            + (f"; tracking in {fixed_frame!r} (from {TF_TOPICS})" if fixed_frame else "")
         )
 
     # -- input: check, then leave in the mailbox ----------------------------------------------
@@ -131,8 +147,12 @@ class PerceptionNode(Node):
                 f"{frame.non_finite} of {frame.points.size} points have NaN/Inf coordinates; the frame is processed "
                 "without them (label 0, instance 0)",
             )
+        pose = self._sensor_pose(frame)
         try:
-            result = self.pipeline.process(frame.points, frame.stamp_s)
+            if self.transforms is None:
+                result = self.pipeline.process(frame.points, frame.stamp_s)
+            else:  # without the sensor's pose the tracker sits this scan out (detections still go out)
+                result = self.pipeline.process(frame.points, frame.stamp_s, pose, track=pose is not None)
         except PerceptionError as err:
             self.stats.frame_failed()
             self.issues.record(f"pipeline_{type(err).__name__}", str(err))
@@ -142,9 +162,27 @@ class PerceptionNode(Node):
             self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
             return None
         if result.tracker_reset:
-            self.get_logger().info("scan stamps went back in time (a replay restarted?): tracks were reset")
+            self.get_logger().info(
+                "scan stamps went back in time (a replay restarted?), or the sensor's pose in "
+                f"{self.config.tracking.fixed_frame!r} came or went: tracks were reset"
+                if self.transforms is not None
+                else "scan stamps went back in time (a replay restarted?): tracks were reset"
+            )
         self._publish(frame, result)
         return result
+
+    def _sensor_pose(self, frame: Frame) -> np.ndarray | None:
+        """The scan's frame in ``tracking.fixed_frame`` at its stamp; None (counted, the reason logged once)
+        while /tf and /tf_static do not give it."""
+        if self.transforms is None:
+            return None
+        header = frame.msg.header
+        stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        try:
+            return self.transforms.lookup(self.config.tracking.fixed_frame, header.frame_id, stamp_ns).matrix
+        except TransformUnavailableError as err:
+            self.issues.record(TRACKING_WITHOUT_POSE, f"scan not tracked: {err}")
+            return None
 
     def _publish(self, frame: Frame, result: PipelineResult) -> None:
         header, classes = frame.msg.header, result.class_set

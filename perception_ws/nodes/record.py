@@ -42,14 +42,16 @@ OUTPUT_TYPES = {
 }
 #: seconds between looks at the ROS graph for the types of topics not yet subscribed.
 DISCOVERY_PERIOD_S = 0.2
-#: the static transforms, recorded by default; latched (transient local) by ROS 2 convention.
-TF_STATIC_TOPIC, TF_STATIC_TYPE = "/tf_static", "tf2_msgs/msg/TFMessage"
+#: the transforms, recorded by default: static ones (latched, transient local, by ROS 2 convention) and moving ones
+#: (the vehicle in ``odom``), so a replay shows the outputs where they were.
+TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE = "/tf_static", "/tf", "tf2_msgs/msg/TFMessage"
 
 
 def default_topics(config: PerceptionConfig | None = None) -> dict[str, str]:
-    """Topic name (as the node names it) -> message type of every output of the perception node."""
+    """Topic name (as the node names it) -> message type of every output of the perception node, and the TF topics."""
     topics = (config or PerceptionConfig()).topics
-    return {**{getattr(topics, key): msgtype for key, msgtype in OUTPUT_TYPES.items()}, TF_STATIC_TOPIC: TF_STATIC_TYPE}
+    outputs = {getattr(topics, key): msgtype for key, msgtype in OUTPUT_TYPES.items()}
+    return {**outputs, TF_STATIC_TOPIC: TF_TYPE, TF_TOPIC: TF_TYPE}
 
 
 def _msg_folder() -> Path:

@@ -15,6 +15,9 @@ and the fusion node (``calibration.from_tf``) get it whenever they join. It is a
 read-only parameters, one per transform, ``transforms.<parent>_to_<child>`` =
 ``[x, y, z, qx, qy, qz, qw]`` (the child frame's pose in the parent frame): ``base_link_to_lidar`` and
 ``lidar_to_camera`` with the default frame names (``ros2 param get /sim_node transforms.lidar_to_camera``).
+The vehicle's pose in the scene goes out with every frame on ``/tf`` (``frames.odom`` -> ``frames.base``,
+stamped like the scan, sent just before it), so RViz can hold ``odom`` fixed and the perception node can
+track in it (``tracking.fixed_frame``).
 
 Timing: a timer ticks at the sensor rate and hands the tick to a worker thread through a one-item
 mailbox (:mod:`.latest`); the worker renders and publishes. A tick that comes while a frame is still
@@ -53,7 +56,7 @@ from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.markers import markers_msg
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from perception_ws.nodes.tf_topics import TF_STATIC_TOPIC, TFMessage, tf_message, tf_static_qos
+from perception_ws.nodes.tf_topics import TF_STATIC_TOPIC, TF_TOPIC, TFMessage, tf_message, tf_qos, tf_static_qos
 from perception_ws.sim.stream import SimFrame, SimStream
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
 
@@ -100,6 +103,7 @@ class SimNode(Node):
         # once: the transient-local publisher keeps it for every subscriber that joins later
         self.tf_static_pub = self.create_publisher(TFMessage, TF_STATIC_TOPIC, tf_static_qos())
         self.tf_static_pub.publish(tf_message(self.get_clock().now().to_msg(), transforms))
+        self.tf_pub = self.create_publisher(TFMessage, TF_TOPIC, tf_qos())
         self.stats = NodeStats()
         self.issues = IssueLog(self.get_logger().warning, "frame")
         #: set once run.max_frames frames are out; main() then ends the process.
@@ -119,6 +123,7 @@ class SimNode(Node):
             + (f" at {c.clock.real_time_factor:g}x real time" if c.clock.real_time_factor != 1 else "")
             + f", motion {c.scene.motion}; on {TF_STATIC_TOPIC}: "
             + ", ".join(f"{t.parent} -> {t.child}" for t in transforms)
+            + f"; on {TF_TOPIC}: {c.frames.odom} -> {c.frames.base} at every frame"
         )
 
     # -- timer: hand the tick to the worker (a tick still waiting is replaced: skipped) ------------
@@ -166,6 +171,7 @@ class SimNode(Node):
         lidar_header = Header(stamp=stamp, frame_id=c.frames.lidar)
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=stamp))
+        self.tf_pub.publish(tf_message(stamp, [frame.vehicle]))  # before the scan: there when the scan arrives
         self.points_pub.publish(to_msg(frame.points, header=lidar_header))
         self.boxes_pub.publish(detections_msg(lidar_header, frame.boxes, KITTI3))
         # for RViz: the boxes, and as "tracks" their ids and speeds (the truth the tracker is measured against)

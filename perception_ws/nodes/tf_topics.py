@@ -25,6 +25,9 @@ from perception_ws.errors import CalibrationError
 
 TF_STATIC_TOPIC = "/tf_static"
 TF_TOPIC = "/tf"
+TF_TOPICS = "/tf_static and /tf"
+#: the issue a transform on /tf_static or /tf that cannot be used is counted under (logged once).
+TF_TRANSFORM = "tf_transform"
 #: what a listener keeps: the latched message of up to this many broadcasters (tf2_ros keeps 100 too).
 LISTENER_DEPTH = 100
 

@@ -14,7 +14,7 @@ so a slow renderer skips scene time like a real sensor skips frames. The scene t
 ``scene.loop_s`` seconds (the street is finite). ``clock.real_time_factor`` < 1 (mode ``sim``) slows
 the wall rate only, for a consumer slower than the sensor: the scene and the stamps do not change.
 :meth:`SimStream.static_transforms` gives the sensor mounting (vehicle -> LiDAR -> camera) that the
-node reports.
+node reports; each frame carries the vehicle's pose in the fixed frame (``odom -> base_link``, for /tf).
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from perception_ws.scan import Scan
 from perception_ws.sim.camera import CameraConfig, CameraFrame, SimCamera
 from perception_ws.sim.generator import generate_scene
 from perception_ws.sim.lidar import Lidar
+from perception_ws.sim.mesh import rotation_z
 from perception_ws.sim.motion import SceneMotion
 from perception_ws.sim.raycast import Raycaster, make_raycaster
 from perception_ws.sim.raycast_layers import LayeredRaycaster
+from perception_ws.sim.scene import EgoPose
 from perception_ws.sim.stream_config import SimConfig
 
 #: the fields of a published simulated point (label and instance as the perception node writes them).
@@ -75,6 +77,7 @@ class SimFrame:
     boxes: list[Box3D]  # ground truth, LiDAR frame
     camera: CameraFrame | None
     render_ms: float
+    vehicle: StaticTransform  # base_link in odom at this frame (the ego car's pose in the scene)
 
 
 class SimStream:
@@ -129,7 +132,13 @@ class SimStream:
             boxes=boxes,
             camera=camera,
             render_ms=(time.perf_counter() - started) * 1e3,
+            vehicle=self.vehicle_transform(pose),
         )
+
+    def vehicle_transform(self, pose: EgoPose) -> StaticTransform:
+        """The vehicle frame (on the ground below the LiDAR) in the fixed frame, for ``pose``."""
+        frames = self.config.frames
+        return _transform(frames.odom, frames.base, rotation_z(pose.yaw), np.array([pose.x, pose.y, pose.ground_z]))
 
     def static_transforms(self) -> list[StaticTransform]:
         """Vehicle -> LiDAR (the mount) and, with the camera, LiDAR -> camera optical frame."""

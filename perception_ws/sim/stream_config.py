@@ -57,6 +57,7 @@ class SimFramesConfig:
     lidar: str = doc("lidar", "frame_id of the cloud and the ground-truth boxes")
     base: str = doc("base_link", "vehicle frame, on the ground below the LiDAR")
     camera: str = doc("camera", "frame_id of the image (optical: x right, y down, z forward)")
+    odom: str = doc("odom", "fixed frame the vehicle drives in: odom -> base_link goes out on /tf with every frame")
 
 
 @dataclass(frozen=True)
