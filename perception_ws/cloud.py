@@ -268,6 +268,12 @@ def stamp_to_sec_nanosec(stamp: Any) -> tuple[int, int]:
     return sec, nanosec
 
 
+def stamp_to_ns(stamp: Any) -> int:
+    """Integer nanoseconds of a stamp in any form :func:`stamp_to_sec_nanosec` takes (a Time message, mostly)."""
+    sec, nanosec = stamp_to_sec_nanosec(stamp)
+    return sec * 1_000_000_000 + nanosec
+
+
 def xyz_array(points: Any) -> np.ndarray:
     """(N, 3) float32 coordinates of a cloud (organized clouds flattened row by row)."""
     cloud = as_structured(points)

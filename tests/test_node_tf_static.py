@@ -29,7 +29,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
-from perception_ws.calib.tf_tree import TransformUnavailableError
+from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
 from perception_ws.cloud import from_msg
 from perception_ws.config import ConfigError, FusionConfig
 from perception_ws.fusion import RGB_FIELD, paint_points, unpack_rgb
@@ -42,6 +42,7 @@ from perception_ws.nodes.tf_topics import (
     TF_STATIC_TOPIC,
     TF_TOPIC,
     TFMessage,
+    add_tf_message,
     tf_message,
     tf_qos,
     tf_static_qos,
@@ -341,3 +342,16 @@ def test_one_source_of_the_transform_and_rviz_shows_the_tree() -> None:
     rviz = yaml.safe_load((REPO / "launch" / "perception.rviz").read_text(encoding="utf-8"))
     (tf_display,) = [d for d in rviz["Visualization Manager"]["Displays"] if d["Class"] == "rviz_default_plugins/TF"]
     assert tf_display["Enabled"] and tf_display["Show Names"]
+
+
+def test_a_bad_transform_in_a_message_is_named_and_the_good_ones_still_count() -> None:
+    good = StaticTransform("odom", "base_link", (1.0, 2.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+    unit_less = StaticTransform("base_link", "lidar", (0.0, 0.0, 1.7), (0.0, 0.0, 0.0, 0.5))
+    msg = tf_message(Time(sec=1_700_000_000), [good, unit_less])
+    bad_stamp = tf_message(Time(sec=1_700_000_001, nanosec=1_500_000_000), [good])  # nanosec past a second
+    tree = TransformTree()
+    problems = add_tf_message(tree, msg, timed=True) + add_tf_message(tree, bad_stamp, timed=True)
+    assert len(problems) == 2
+    assert problems[0].startswith("transform 'base_link' -> 'lidar': quaternion") and "has length 0.5" in problems[0]
+    assert problems[1].startswith("transform 'odom' -> 'base_link': stamp") and "out of range" in problems[1]
+    assert np.allclose(tree.lookup("odom", "base_link", 1_700_000_000_000_000_000).translation, [1.0, 2.0, 0.0])

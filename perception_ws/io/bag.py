@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import numpy as np
 
-from perception_ws.cloud import from_msg, pack, stamp_to_sec_nanosec
+from perception_ws.cloud import from_msg, pack, stamp_to_ns, stamp_to_sec_nanosec
 from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.io.atomic import atomic_folder
 from perception_ws.io.registry import register
@@ -198,7 +198,7 @@ class BagDataset(Sequence[Scan]):
             points=points,
             name=f"{self.topic}#{index}",
             frame_id=str(message.header.frame_id),
-            stamp_ns=int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
+            stamp_ns=stamp_to_ns(stamp),
         )
 
     def _errors_named(self, what: str) -> AbstractContextManager[None]:

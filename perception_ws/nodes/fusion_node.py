@@ -41,7 +41,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
 from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
-from perception_ws.cloud import stamp_to_sec_nanosec, to_msg, xyz_array
+from perception_ws.cloud import stamp_to_ns, to_msg, xyz_array
 from perception_ws.config import FUSION_NODE_NAME, FusionConfig, declare_schema_parameters
 from perception_ws.errors import PerceptionError
 from perception_ws.fusion import (
@@ -215,9 +215,8 @@ class FusionNode(Node):
             except Exception as err:  # an unforeseen case must not take the executor down
                 self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
                 return
-            sec, nanosec = stamp_to_sec_nanosec(msg.header.stamp)
             with self._sync_lock:
-                sets = self.sync.add(index, sec * 1_000_000_000 + nanosec, Stamped(msg, value))
+                sets = self.sync.add(index, stamp_to_ns(msg.header.stamp), Stamped(msg, value))
             for members in sets:
                 self.stats.frame_received()
                 named = dict(zip(self._names, members, strict=True))
@@ -269,8 +268,9 @@ class FusionNode(Node):
             )
             return
         cloud_header = inputs.cloud.msg.header
-        stamp_ns = cloud_header.stamp.sec * 1_000_000_000 + cloud_header.stamp.nanosec
-        extrinsic = self.extrinsic_for(inputs.image.msg.header.frame_id, cloud_header.frame_id, stamp_ns)
+        extrinsic = self.extrinsic_for(
+            inputs.image.msg.header.frame_id, cloud_header.frame_id, stamp_to_ns(cloud_header.stamp)
+        )
         if extrinsic is None:
             return
         points, f = frame.points, self.config.fusion
@@ -296,8 +296,7 @@ class FusionNode(Node):
             self.mask_cloud_pub.publish(to_msg(labelled, header=cloud_header))
         self.painted_pub.publish(to_msg(with_field(points, RGB_FIELD, pack_rgb(rgb)), header=cloud_header))
         self.overlay_pub.publish(image_msg(inputs.image.msg.header, picture))
-        sec, nanosec = stamp_to_sec_nanosec(cloud_header.stamp)
-        latency_ms = (self.get_clock().now().nanoseconds - (sec * 1_000_000_000 + nanosec)) / 1e6
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_to_ns(cloud_header.stamp)) / 1e6
         self.stats.frame_processed(latency_ms, (time.monotonic() - inputs.received_s) * 1e3, {})
 
     # -- diagnostics, shutdown ----------------------------------------------------------------

@@ -37,6 +37,7 @@ from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
+from perception_ws.cloud import stamp_to_ns
 from perception_ws.config import NODE_NAME, PerceptionConfig, declare_ros_parameters, flatten
 from perception_ws.errors import PerceptionError
 from perception_ws.msg import Detection3DArray, TrackArray
@@ -162,11 +163,11 @@ class PerceptionNode(Node):
             self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
             return None
         if result.tracker_reset:
+            came_or_went = f", or the scan's pose in {self.config.tracking.fixed_frame!r} came or went"
             self.get_logger().info(
-                "scan stamps went back in time (a replay restarted?), or the sensor's pose in "
-                f"{self.config.tracking.fixed_frame!r} came or went: tracks were reset"
-                if self.transforms is not None
-                else "scan stamps went back in time (a replay restarted?): tracks were reset"
+                "scan stamps went back in time (a replay restarted?)"
+                + (came_or_went if self.transforms is not None else "")
+                + ": tracks were reset"
             )
         self._publish(frame, result)
         return result
@@ -177,9 +178,10 @@ class PerceptionNode(Node):
         if self.transforms is None:
             return None
         header = frame.msg.header
-        stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
         try:
-            return self.transforms.lookup(self.config.tracking.fixed_frame, header.frame_id, stamp_ns).matrix
+            return self.transforms.lookup(
+                self.config.tracking.fixed_frame, header.frame_id, stamp_to_ns(header.stamp)
+            ).matrix
         except TransformUnavailableError as err:
             self.issues.record(TRACKING_WITHOUT_POSE, f"scan not tracked: {err}")
             return None
@@ -191,8 +193,7 @@ class PerceptionNode(Node):
         self.cloud_pub.publish(labelled_cloud_msg(header, frame.points, result.labels, result.instances))
         style = self.config.output.marker_style
         self.markers_pub.publish(markers_msg(header, result.detections, result.tracks, classes, style))
-        stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_to_ns(header.stamp)) / 1e6
         processing_ms = (time.monotonic() - frame.received_s) * 1e3
         self.stats.frame_processed(latency_ms, processing_ms, result.timings_ms)
 

@@ -21,7 +21,8 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from perception_ws.calib.tf_tree import TransformTree
-from perception_ws.errors import CalibrationError
+from perception_ws.cloud import stamp_to_ns
+from perception_ws.errors import CalibrationError, CloudFormatError
 
 TF_STATIC_TOPIC = "/tf_static"
 TF_TOPIC = "/tf"
@@ -86,12 +87,14 @@ def add_tf_message(tree: TransformTree, msg: TFMessage, timed: bool = False) -> 
     problems = []
     for transform in msg.transforms:
         t, q = transform.transform.translation, transform.transform.rotation
-        stamp = transform.header.stamp
-        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec if timed else None
+        parent, child = transform.header.frame_id, transform.child_frame_id
         try:
-            tree.add(
-                transform.header.frame_id, transform.child_frame_id, (t.x, t.y, t.z), (q.x, q.y, q.z, q.w), stamp_ns
-            )
+            stamp_ns = stamp_to_ns(transform.header.stamp) if timed else None
+        except CloudFormatError as err:
+            problems.append(f"transform {parent!r} -> {child!r}: {err}")
+            continue
+        try:
+            tree.add(parent, child, (t.x, t.y, t.z), (q.x, q.y, q.z, q.w), stamp_ns)
         except CalibrationError as err:
             problems.append(str(err))
     return problems
