@@ -146,6 +146,9 @@ class TrackingConfig:
         "track in this frame (e.g. odom), its pose read from /tf and /tf_static at each scan's stamp, so track "
         "velocities are over the ground; empty: in the scan's frame (velocities relative to the sensor)",
     )
+    tf_timeout_s: float = doc(
+        0.1, "with fixed_frame: how long to wait for the scan's pose when the odometry on /tf lags the scan, seconds"
+    )
 
 
 @dataclass(frozen=True)
@@ -487,6 +490,7 @@ def _validate(c: PerceptionConfig) -> None:
     check_one_of("tracking.motion_model", c.tracking.motion_model, MOTION_MODELS)
     check_at_least("tracking.confirm_hits", c.tracking.confirm_hits, 1)
     check_at_least("tracking.max_misses", c.tracking.max_misses, 0)
+    check_at_least("tracking.tf_timeout_s", c.tracking.tf_timeout_s, 0.0)  # NaN and inf: refused as every float
     for key in ("gate_distance_m", "gate_mahalanobis2"):
         if not getattr(c.tracking, key) > 0:
             raise ConfigError(f"tracking.{key} = {getattr(c.tracking, key)!r}; expected a value > 0")

@@ -16,7 +16,7 @@ from std_msgs.msg import Header
 
 from perception_ws.calib.tf_tree import TransformUnavailableError
 from perception_ws.cloud import to_msg
-from perception_ws.config import PerceptionConfig
+from perception_ws.config import ConfigError, PerceptionConfig
 from perception_ws.demo_report import track_velocity_errors
 from perception_ws.msg import Detection3DArray, TrackArray
 from perception_ws.nodes.conversions import track_boxes
@@ -97,3 +97,9 @@ def _has_pose(node: PerceptionNode, stamp_ns: int) -> bool:
     except TransformUnavailableError:
         return False
     return True
+
+
+@pytest.mark.parametrize("value", [-0.1, float("nan"), float("inf")])
+def test_a_pose_wait_that_is_negative_or_endless_is_refused(value: float) -> None:
+    with pytest.raises(ConfigError, match=r"tracking\.tf_timeout_s = .*expected (at least 0|a finite number)"):
+        PerceptionConfig().replace(**{"tracking.tf_timeout_s": value})

@@ -167,3 +167,17 @@ def test_timed_edges_keep_ten_seconds_and_restart_when_time_jumps_back() -> None
     assert np.allclose(tree.lookup("odom", "base_link", stamp_ns=123).translation, [5.0, 0, 0])
     with pytest.raises(CalibrationError, match=r"transform 'base_link' -> 'odom': would close a loop"):
         tree.add("base_link", "odom", (0.0, 0.0, 0.0), IDENTITY, stamp_ns=1)
+
+
+def test_a_lookup_waits_for_a_sample_still_to_come() -> None:
+    # odometry a little behind the scan: the lookup at the scan's stamp waits for the sample after it
+    tree = TransformTree()
+    tree.add("odom", "base_link", (0.0, 0.0, 0.0), IDENTITY, stamp_ns=1_000_000_000)
+    later = threading.Timer(0.05, tree.add, ("odom", "base_link", (2.0, 0.0, 0.0), IDENTITY, 1_200_000_000))
+    later.start()
+    waited = tree.lookup("odom", "base_link", stamp_ns=1_100_000_000, timeout_s=10.0)
+    later.join()
+    assert np.allclose(waited.translation, [1.0, 0.0, 0.0])
+    # a sample that never comes: the same error as without waiting, once the time is up
+    with pytest.raises(TransformUnavailableError, match=r"0\.100 s after the newest sample"):
+        tree.lookup("odom", "base_link", stamp_ns=1_300_000_000, timeout_s=0.05)

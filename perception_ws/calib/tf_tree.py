@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -105,6 +106,7 @@ class TransformTree:
     def __init__(self) -> None:
         self._edges: dict[str, _StaticEdge | _TimedEdge] = {}
         self._lock = threading.Lock()
+        self._added = threading.Condition(self._lock)  # notified on every add: a waiting lookup tries again
 
     def add(
         self,
@@ -144,10 +146,12 @@ class TransformTree:
                     raise CalibrationError(f"{what}: would close a loop ({loop}); expected a tree")
             if stamp_ns is None:
                 self._edges[child] = _StaticEdge(parent, _pose(t, q))
+                self._added.notify_all()
                 return
             if not isinstance(edge, _TimedEdge) or edge.parent != parent:
                 edge = self._edges[child] = _TimedEdge(parent)
             edge.insert(int(stamp_ns), t, q)
+            self._added.notify_all()
 
     @property
     def frames(self) -> list[str]:
@@ -155,31 +159,43 @@ class TransformTree:
         with self._lock:
             return sorted({*self._edges, *(edge.parent for edge in self._edges.values())})
 
-    def lookup(self, target: str, source: str, stamp_ns: int | None = None) -> Extrinsic:
+    def lookup(self, target: str, source: str, stamp_ns: int | None = None, timeout_s: float = 0.0) -> Extrinsic:
         """The transform that maps points of frame ``source`` into frame ``target`` (e.g. camera <- lidar) at
         ``stamp_ns`` (None: the newest sample of each timed edge); its ``source`` attribute names the chain.
-        TransformUnavailableError when the frames are not connected or a timed edge has no sample near."""
+        TransformUnavailableError when the frames are not connected or a timed edge has no sample near, after
+        waiting up to ``timeout_s`` for transforms still to come (odometry a little behind the scan)."""
+        deadline = time.monotonic() + timeout_s
         with self._lock:
-            known = {*self._edges, *(edge.parent for edge in self._edges.values())}
-            missing = [frame for frame in dict.fromkeys((target, source)) if frame not in known]
-            if target == source and not missing:
-                return Extrinsic(np.eye(4), f"/tf_static: {target} (same frame)")
-            if missing:
-                seen = ", ".join(sorted(known)) or "none yet"
-                raise TransformUnavailableError(
-                    f"no transform names frame {' nor '.join(map(repr, missing))} (frames seen: {seen})"
-                )
-            up_source, up_target = self._ancestors(source), self._ancestors(target)
-            common = next((frame for frame in up_source if frame in up_target), None)
-            if common is None:
-                raise TransformUnavailableError(
-                    f"frames {target!r} and {source!r} are not connected: they lie in separate trees "
-                    f"(roots {up_target[-1]!r} and {up_source[-1]!r})"
-                )
-            source_in_common = self._pose_in(source, common, stamp_ns)
-            target_in_common = self._pose_in(target, common, stamp_ns)
-            chain_edges = [*up_target[: up_target.index(common)], *up_source[: up_source.index(common)]]
-            timed = any(isinstance(self._edges[frame], _TimedEdge) for frame in chain_edges)
+            while True:
+                try:
+                    return self._lookup(target, source, stamp_ns)
+                except TransformUnavailableError:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._added.wait(left):
+                        raise
+
+    def _lookup(self, target: str, source: str, stamp_ns: int | None) -> Extrinsic:
+        """:meth:`lookup` once, the lock held."""
+        known = {*self._edges, *(edge.parent for edge in self._edges.values())}
+        missing = [frame for frame in dict.fromkeys((target, source)) if frame not in known]
+        if target == source and not missing:
+            return Extrinsic(np.eye(4), f"/tf_static: {target} (same frame)")
+        if missing:
+            seen = ", ".join(sorted(known)) or "none yet"
+            raise TransformUnavailableError(
+                f"no transform names frame {' nor '.join(map(repr, missing))} (frames seen: {seen})"
+            )
+        up_source, up_target = self._ancestors(source), self._ancestors(target)
+        common = next((frame for frame in up_source if frame in up_target), None)
+        if common is None:
+            raise TransformUnavailableError(
+                f"frames {target!r} and {source!r} are not connected: they lie in separate trees "
+                f"(roots {up_target[-1]!r} and {up_source[-1]!r})"
+            )
+        source_in_common = self._pose_in(source, common, stamp_ns)
+        target_in_common = self._pose_in(target, common, stamp_ns)
+        chain_edges = [*up_target[: up_target.index(common)], *up_source[: up_source.index(common)]]
+        timed = any(isinstance(self._edges[frame], _TimedEdge) for frame in chain_edges)
         chain = [*up_target[: up_target.index(common) + 1], *reversed(up_source[: up_source.index(common)])]
         common_to_target = Extrinsic(target_in_common, f"pose of {target!r} in {common!r}").inverse()
         topic = f"/tf at {_sec(stamp_ns)}" if timed and stamp_ns is not None else "/tf" if timed else "/tf_static"

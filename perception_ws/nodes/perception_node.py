@@ -13,7 +13,8 @@ latest-only, never a queue. A bad frame is counted and logged once per reason; t
 Tracking frame: with ``tracking.fixed_frame`` (e.g. ``odom``) the node listens to /tf and /tf_static and
 tracks in that frame, the scan's pose read at its stamp (:class:`~perception_ws.calib.tf_tree.TransformTree`);
 the tracks still go out in the scan's frame, their velocities over the ground. A scan whose pose is not
-known (yet) is detected but not tracked, counted as ``tracking_without_pose``.
+known (yet; after waiting up to ``tracking.tf_timeout_s`` for odometry that lags the scan) is detected but
+not tracked, counted as ``tracking_without_pose``.
 
 Run: ``python -m perception_ws.nodes.perception_node --ros-args --params-file config/perception.yaml``.
 """
@@ -179,8 +180,9 @@ class PerceptionNode(Node):
             return None
         header = frame.msg.header
         try:
+            tracking = self.config.tracking
             return self.transforms.lookup(
-                self.config.tracking.fixed_frame, header.frame_id, stamp_to_ns(header.stamp)
+                tracking.fixed_frame, header.frame_id, stamp_to_ns(header.stamp), timeout_s=tracking.tf_timeout_s
             ).matrix
         except TransformUnavailableError as err:
             self.issues.record(TRACKING_WITHOUT_POSE, f"scan not tracked: {err}")
