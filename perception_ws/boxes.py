@@ -14,6 +14,9 @@ import numpy as np
 
 from perception_ws.errors import CalibrationError
 
+#: m/s: slower than this a box is drawn as standing (a parked object's track jitters by a few cm/s).
+MOVING_SPEED = 0.5
+
 
 @dataclass
 class Box3D:
@@ -32,6 +35,11 @@ class Box3D:
         self.size = np.asarray(self.size, dtype=np.float64).reshape(3)
         self.velocity = np.asarray(self.velocity, dtype=np.float64).reshape(3)
         self.yaw = float(self.yaw)
+
+    @property
+    def speed(self) -> float:
+        """Ground-plane speed (m/s) of ``velocity``."""
+        return float(np.hypot(self.velocity[0], self.velocity[1]))
 
     def to_local(self, xyz: np.ndarray) -> np.ndarray:
         """Points (N, 3) expressed in the box frame (origin at the centre, x along the heading)."""

@@ -354,3 +354,16 @@ def test_bad_inputs_give_clear_errors(object_scan: Scan, tmp_path: Path) -> None
     with pytest.raises(PerceptionError, match=r"must be a \.png file"):
         render_scan(object_scan, tmp_path / "frame.jpg")
     assert not list(tmp_path.iterdir())
+
+
+def test_moving_boxes_get_a_velocity_arrow_and_standing_ones_none(real_data: Path) -> None:
+    scan = open_dataset(real_data / "kitti_object")[0]
+    moving = Box3D(center=[10.0, 2.0, -1.0], size=[4.0, 1.8, 1.5], yaw=0.0, label=1, velocity=[5.0, 0.0, 0.0])
+    standing = Box3D(center=[15.0, -3.0, -1.0], size=[4.0, 1.8, 1.5], yaw=0.0, label=1, velocity=[0.2, 0.1, 0.0])
+    fig = Figure()
+    ax = fig.add_subplot()
+    draw_bev(ax, scan.xyz, boxes=[moving, standing], class_set=KITTI3)
+    (arrow,) = [p for p in ax.patches if type(p).__name__ == "FancyArrow"]
+    # drawn in the picture's (y, x) axes, one second of motion ahead of the moving box's centre
+    tip_y, tip_x = arrow.get_xy()[np.argmax(arrow.get_xy()[:, 1])]
+    assert tip_x == pytest.approx(15.0, abs=0.05) and tip_y == pytest.approx(2.0, abs=0.05)

@@ -17,7 +17,7 @@ from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from perception_ws.boxes import Box3D
+from perception_ws.boxes import MOVING_SPEED, Box3D
 from perception_ws.labels import ClassSet
 from perception_ws.nodes.conversions import class_name, point_msg
 
@@ -25,8 +25,6 @@ from perception_ws.nodes.conversions import class_name, point_msg
 _EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
 _LINE_WIDTH_M = 0.06
 _TEXT_HEIGHT_M = 0.7
-#: tracks slower than this get no velocity arrow (standing objects jitter by a few cm/s).
-_MIN_ARROW_SPEED = 0.5
 _WHITE = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
 
 
@@ -43,9 +41,8 @@ def markers_msg(
         markers.append(_cube(header, index, box, color) if style == "cube" else _edges(header, index, box, color))
         markers.append(_text(header, "labels", index, box, f"{class_name(box, class_set)} {box.score:.2f}"))
     for index, box in enumerate(tracks):
-        speed = float(np.hypot(box.velocity[0], box.velocity[1]))
-        markers.append(_text(header, "tracks", index, box, f"#{box.track_id} {speed:.1f} m/s", lift=_TEXT_HEIGHT_M))
-        if speed >= _MIN_ARROW_SPEED:
+        markers.append(_text(header, "tracks", index, box, f"#{box.track_id} {box.speed:.1f} m/s", lift=_TEXT_HEIGHT_M))
+        if box.speed >= MOVING_SPEED:  # no arrow on standing objects
             markers.append(_arrow(header, index, box))
     return MarkerArray(markers=markers)
 

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon
 
-from perception_ws.boxes import Box3D
+from perception_ws.boxes import MOVING_SPEED, Box3D
 from perception_ws.errors import PerceptionError
 from perception_ws.labels import KITTI3, ClassSet
 from perception_ws.viz.colors import EMPTY_RGB, HEIGHT_CMAP, class_colors, hex_color, value_colors
@@ -150,6 +150,10 @@ def _draw_box(ax: Axes, box: Box3D, class_set: ClassSet, fontsize: float) -> Non
     ax.add_patch(Polygon(corners[:, ::-1], closed=True, fill=False, edgecolor=color, linewidth=1.6))
     front = (corners[0] + corners[3]) / 2.0
     ax.plot([box.center[1], front[1]], [box.center[0], front[0]], color=color, linewidth=1.6)
+    if box.speed >= MOVING_SPEED:  # where it will be in one second, as RViz's velocity arrows show it
+        (vx, vy) = box.velocity[:2]
+        ax.arrow(box.center[1], box.center[0], vy, vx, color="white", width=0.08, head_width=0.6,
+                 length_includes_head=True, zorder=4)  # fmt: skip
     top = corners[np.argmax(corners[:, 0])]  # label just beyond the box's farthest-forward corner
     ax.annotate(
         box_text(box, class_set),
