@@ -64,6 +64,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 BOX_METHODS = ("search", "pca", "min_area")
 MOTION_MODELS = ("ca", "cv")
 MARKER_STYLES = ("line_list", "cube")
+ODOMETRY_SOURCES = ("none", "lidar")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 TOPIC_PATTERN = re.compile(r"^~?/?[A-Za-z_{][A-Za-z0-9_{}/~]*$")
 
@@ -148,6 +149,11 @@ class TrackingConfig:
     )
     tf_timeout_s: float = doc(
         0.1, "with fixed_frame: how long to wait for the scan's pose when the odometry on /tf lags the scan, seconds"
+    )
+    odometry: str = doc(
+        "none",
+        "lidar: without fixed_frame, find the sensor's motion from the scans (ICP, ~35 ms a scan) and track over "
+        "the ground in that frame; none: track in the scan's frame",
     )
 
 
@@ -491,6 +497,12 @@ def _validate(c: PerceptionConfig) -> None:
     check_at_least("tracking.confirm_hits", c.tracking.confirm_hits, 1)
     check_at_least("tracking.max_misses", c.tracking.max_misses, 0)
     check_at_least("tracking.tf_timeout_s", c.tracking.tf_timeout_s, 0.0)  # NaN and inf: refused as every float
+    check_one_of("tracking.odometry", c.tracking.odometry, ODOMETRY_SOURCES)
+    if c.tracking.odometry != "none" and c.tracking.fixed_frame:
+        raise ConfigError(
+            f"tracking.odometry = {c.tracking.odometry!r} and tracking.fixed_frame = {c.tracking.fixed_frame!r}: "
+            "choose one source of the sensor's motion (the pose from /tf, or the scans themselves)"
+        )
     for key in ("gate_distance_m", "gate_mahalanobis2"):
         if not getattr(c.tracking, key) > 0:
             raise ConfigError(f"tracking.{key} = {getattr(c.tracking, key)!r}; expected a value > 0")

@@ -16,8 +16,10 @@ car moves and track velocities are relative to the ego. Given ``fixed_from_senso
 a fixed frame such as ``odom`` at the scan's stamp), the detections are tracked in the fixed frame and
 the tracks are turned back into the sensor frame: every output stays in the scan's frame, but a
 track's velocity (and acceleration) is its motion over the ground, in sensor axes (as the simulator's
-ground truth). A pipeline never mixes the two: a scan with a pose after one without (or the other
-way round) resets the tracker first, as time going backwards does.
+ground truth). With ``tracking.odometry: lidar`` and no pose given, the pipeline finds the pose itself
+from the scans (:mod:`perception_ws.odometry`, ICP scan to scan) and tracks in that frame. A pipeline
+never mixes frames: a scan tracked in another frame than the one before (a pose given after none, or
+the other way round) resets the tracker first, as time going backwards does.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from perception_ws.errors import CloudFormatError, WeightsError
 from perception_ws.instances import Tracker, detect
 from perception_ws.kernels.box_points import first_box_ids
 from perception_ws.labels import ClassSet
+from perception_ws.odometry import ScanOdometry
 from perception_ws.projection import project
 
 if TYPE_CHECKING:
@@ -45,10 +48,12 @@ if TYPE_CHECKING:
     from torch import nn
 
 #: stage names in the order they run (keys of :attr:`PipelineResult.timings_ms`, plus "total").
-STAGES = ("projection", "segmentation", "back_projection", "detection", "instances", "tracking")
+STAGES = ("projection", "segmentation", "back_projection", "detection", "instances", "odometry", "tracking")
 #: points this close outside a fitted box still belong to it (box edges are fitted to the points).
 _BOX_MARGIN_M = 0.01
 TrackStateName = Literal["tentative", "confirmed", "lost"]
+#: where the tracker works: the scan's frame, a fixed frame the caller gives the pose in, or lidar odometry's
+TrackingFrame = Literal["sensor", "given", "odometry"]
 
 
 @dataclass(frozen=True)
@@ -101,9 +106,12 @@ class Pipeline:
         self.detect_config = self.config.detect_config()
         self.segmenter = make_segmenter(self.config, network)
         self.tracker = Tracker(self.config.tracker_config()) if self.config.tracking.enabled else None
+        lidar_odometry = self.tracker is not None and self.config.tracking.odometry == "lidar"
+        #: the sensor's motion from the scans themselves (tracking.odometry: lidar), when no pose is given
+        self.odometry = ScanOdometry() if lidar_odometry else None
         self._frame = 0
         self._last_stamp_s: float | None = None
-        self._in_fixed_frame: bool | None = None  # the frame the tracks are in; None: no scan since the last reset
+        self._tracking_frame: TrackingFrame | None = None  # the frame the tracks are in; None: none since a reset
         self._born: dict[int, int] = {}  # track id -> frame it was created in (for TrackInfo.age)
 
     def process(
@@ -126,14 +134,20 @@ class Pipeline:
         # 4. objects: per-class clustering (after ground removal, if configured), one fitted box per object
         detections, instances = self._objects(cloud, finite, labels, confidence, timings)
 
-        # 5. tracks (in the fixed frame if given one, reported in the sensor frame)
+        # 5. tracks (in the fixed frame if given one or odometry finds one, reported in the sensor frame)
         tracks: list[Box3D] = []
         reset = False
+        if self.tracker is not None and track:
+            frame: TrackingFrame = "given" if pose is not None else "odometry" if self.odometry else "sensor"
+            reset = self._reset_if_frame_changed(frame)
+            reset = self._reset_if_time_went_back(stamp_s) or reset
+            if frame == "odometry":
+                assert self.odometry is not None
+                with _stage(timings, "odometry"):
+                    pose = Extrinsic(self.odometry.update(xyz_array(cloud)[finite]).pose, "lidar odometry")
         back = None if pose is None else pose.inverse().matrix  # fixed frame -> sensor frame
         if self.tracker is not None and track:
             with _stage(timings, "tracking"):
-                reset = self._reset_if_frame_changed(pose is not None)
-                reset = self._reset_if_time_went_back(stamp_s) or reset
                 tracked = detections if pose is None else [transform_box(box, pose.matrix) for box in detections]
                 sensor_xy = (0.0, 0.0) if pose is None else tuple(pose.translation[:2].tolist())  # R is seen from here
                 tracks = self.tracker.update(tracked, stamp_s, sensor_xy)
@@ -229,7 +243,9 @@ class Pipeline:
             self.tracker.reset()
         self._born.clear()
         self._last_stamp_s = None
-        self._in_fixed_frame = None
+        self._tracking_frame = None
+        if self.odometry is not None:
+            self.odometry.reset()
 
     def _reset_if_time_went_back(self, stamp_s: float) -> bool:
         went_back = self._last_stamp_s is not None and stamp_s < self._last_stamp_s
@@ -238,11 +254,11 @@ class Pipeline:
         self._last_stamp_s = stamp_s
         return went_back
 
-    def _reset_if_frame_changed(self, in_fixed_frame: bool) -> bool:
-        changed = self._in_fixed_frame is not None and in_fixed_frame != self._in_fixed_frame
+    def _reset_if_frame_changed(self, frame: TrackingFrame) -> bool:
+        changed = self._tracking_frame is not None and frame != self._tracking_frame
         if changed:
             self.reset()
-        self._in_fixed_frame = in_fixed_frame
+        self._tracking_frame = frame
         return changed
 
     def _live_tracks(self, back: np.ndarray | None) -> list[TrackInfo]:

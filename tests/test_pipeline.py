@@ -170,9 +170,9 @@ def test_a_real_network_runs_through_every_stage(real_data: Path) -> None:
 
     scan = load(real_data / "kitti_object" / "velodyne" / "000002.bin")
     network = build_model("squeezesegv2", num_classes=4, crf=True)
-    config = PerceptionConfig().replace(**{"sensor.fov_deg": 90.0, "sensor.width": 512})
+    config = PerceptionConfig().replace(**{"sensor.fov_deg": 90.0, "sensor.width": 512, "tracking.odometry": "lidar"})
     result = Pipeline(config, network=network).process(scan.points, 0.0)
-    assert set(STAGES) <= set(result.timings_ms)
+    assert set(STAGES) <= set(result.timings_ms)  # lidar odometry included
     projection = project(scan.points, "hdl64e", 90.0, 512)
     assert np.all(result.labels[~projection.in_view] == 0)
     assert result.labels.max() < 4 and len(np.unique(result.labels[projection.in_view])) >= 1

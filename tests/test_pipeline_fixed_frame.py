@@ -11,6 +11,7 @@ import pytest
 from perception_ws.boxes import Box3D, transform_box
 from perception_ws.config import PerceptionConfig
 from perception_ws.errors import CalibrationError
+from perception_ws.odometry import ScanOdometry
 from perception_ws.pipeline import Pipeline, PipelineResult
 from perception_ws.sim.generator import SceneConfig, generate_scene
 from perception_ws.sim.sequence import SequenceFrame, render_sequence
@@ -154,3 +155,35 @@ def test_a_pose_that_is_not_rigid_is_refused(frames: list[SequenceFrame]) -> Non
     scaled[:3, :3] *= 2.0
     with pytest.raises(CalibrationError, match="fixed_from_sensor: not a rotation"):
         Pipeline(LABELLED).process(frames[0].scan.points, frames[0].time_s, scaled)
+
+
+def test_lidar_odometry_follows_the_simulated_drive(frames: list[SequenceFrame]) -> None:
+    odometry = ScanOdometry()
+    steps = [odometry.update(f.scan.xyz) for f in frames]
+    start = np.linalg.inv(frames[0].sensor_to_world)
+    truth = [start @ f.sensor_to_world for f in frames]  # the sensor in the frame of the first scan
+    assert not steps[0].aligned and all(s.aligned and s.fitness > 0.8 for s in steps[1:])
+    travelled = float(np.linalg.norm(truth[-1][:3, 3]))
+    position_error = max(float(np.linalg.norm(s.pose[:3, 3] - t[:3, 3])) for s, t in zip(steps, truth, strict=True))
+    heading_error = max(
+        abs(math.atan2(*(s.pose[:3, :3].T @ t[:3, :3])[[1, 0], 0])) for s, t in zip(steps, truth, strict=True)
+    )
+    print(
+        f"drove {travelled:.1f} m; odometry off by at most {position_error:.3f} m, "
+        f"{math.degrees(heading_error):.2f} deg"
+    )
+    assert travelled > 10.0
+    assert position_error < 0.02 * travelled and math.degrees(heading_error) < 0.5
+
+
+def test_tracking_on_lidar_odometry_gives_ground_velocities(frames: list[SequenceFrame]) -> None:
+    # no pose from outside: the pipeline finds the motion in the scans and tracks over the ground with it
+    pipeline = Pipeline(LABELLED.replace(**{"tracking.odometry": "lidar"}))
+    results = [pipeline.process(f.scan.points, f.time_s) for f in frames]
+    assert all("odometry" in r.timings_ms and not r.tracker_reset for r in results)
+    with_truth, on_odometry = velocity_errors(frames, run(frames, np.eye(4))), velocity_errors(frames, results)
+    print(
+        f"median velocity error: {np.median(on_odometry):.3f} m/s on odometry, "
+        f"{np.median(with_truth):.3f} m/s on the true pose"
+    )
+    assert len(on_odometry) >= 200 and np.median(on_odometry) < 0.5

@@ -14,7 +14,8 @@ Tracking frame: with ``tracking.fixed_frame`` (e.g. ``odom``) the node listens t
 tracks in that frame, the scan's pose read at its stamp (:class:`~perception_ws.calib.tf_tree.TransformTree`);
 the tracks still go out in the scan's frame, their velocities over the ground. A scan whose pose is not
 known (yet; after waiting up to ``tracking.tf_timeout_s`` for odometry that lags the scan) is detected but
-not tracked, counted as ``tracking_without_pose``.
+not tracked, counted as ``tracking_without_pose``. Without odometry on /tf, ``tracking.odometry: lidar``
+has the pipeline find the motion in the scans themselves.
 
 Run: ``python -m perception_ws.nodes.perception_node --ros-args --params-file config/perception.yaml``.
 """
@@ -106,6 +107,7 @@ class PerceptionNode(Node):
             f"listening on {self.subscription.topic_name}: sensor {self.config.sensor.model}, segmenter "
             f"{self.config.segmenter.kind}{self.pipeline.segmenter_summary}, class set {self.config.class_set}"
             + (f"; tracking in {fixed_frame!r} (from {TF_TOPICS})" if fixed_frame else "")
+            + ("; tracking on lidar odometry" if self.pipeline.odometry is not None else "")
         )
 
     # -- input: check, then leave in the mailbox ----------------------------------------------
