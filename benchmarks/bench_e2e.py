@@ -19,8 +19,9 @@ Rows, each run for ``--minutes`` in the same invocation, so they share the machi
 - ``dds model (cpu)``: the same with the 'model' segmenter, SqueezeSegV2 on the CPU, with the shipped
   weights when they load, else freshly initialised weights (same compute; the labels are meaningless);
 - ``dds model (cpu, front 90° preset)``: the same with config/perception_cpu_front.yaml (front 90° as a
-  64 x 512 image, 2 torch threads, torch.compile warmed up at node start), and ``… eager``: the
-  preset with ``segmenter.compile`` false;
+  64 x 512 image, 2 torch threads, torch.compile warmed up at node start), ``… eager``: the
+  preset with ``segmenter.compile`` false, and ``… lidar odometry``: the preset tracking over the ground
+  on the scans' own motion (``tracking.odometry: lidar``);
 - ``in-process labels`` (the named baseline): the same Pipeline called directly on the same scans, no
   DDS, no serialisation: its per-frame processing time (no drops: it is not paced).
 
@@ -61,7 +62,7 @@ NODE_SETTINGS = {
 }
 #: the shipped real-time CPU preset (front 90°, 64 x 512, compiled network).
 CPU_PRESET = REPO / "config" / "perception_cpu_front.yaml"
-ROWS = ("labels", "model", "front", "front-eager", "in-process")
+ROWS = ("labels", "model", "front", "front-eager", "front-odometry", "in-process")
 STARTUP_TIMEOUT_S = 300.0  # a compiled network compiles before the node subscribes (about a minute, more if loaded)
 DRAIN_S = 3.0
 
@@ -326,6 +327,8 @@ def main() -> int:
             "front": ("dds model (cpu, front 90° preset)", preset_settings(CPU_PRESET), "64x512, compiled"),
             "front-eager": ("dds model (cpu, front 90°, eager)",
                             {**preset_settings(CPU_PRESET), "segmenter.compile": False}, "64x512"),
+            "front-odometry": ("dds model (cpu, front 90°, lidar odometry)",
+                               {**preset_settings(CPU_PRESET), "tracking.odometry": "lidar"}, "64x512, compiled"),
         }  # fmt: skip
         for key, (name, settings, shape) in model_rows.items():
             if key in args.rows:

@@ -152,7 +152,7 @@ class TrackingConfig:
     )
     odometry: str = doc(
         "none",
-        "lidar: without fixed_frame, find the sensor's motion from the scans (ICP, ~35 ms a scan) and track over "
+        "lidar: without fixed_frame, find the sensor's motion from the scans (ICP, ~20 ms a scan) and track over "
         "the ground in that frame; none: track in the scan's frame",
     )
 
