@@ -33,6 +33,7 @@ class OdometryConfig:
     tukey_k: float = 0.3  # residuals beyond ~k metres weigh nothing
     max_iterations: int = 30
     min_points: int = 100  # fewer after the filters: too little to align; the guess is kept
+    min_fitness: float = 0.3  # fewer of the points matched: the fit is not trusted; the guess is kept
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class OdometryStep:
     """One scan's result: its pose (4x4, sensor -> odom), how it was found, and how well it fits."""
 
     pose: np.ndarray
-    aligned: bool  # False: the first scan (identity), or too few points (the constant-velocity guess)
+    aligned: bool  # False: the first scan (identity), or too few points or matches (the constant-velocity guess)
     fitness: float  # share of the scan's points with a match in the previous scan
     residual_m: float  # RMS distance of the matched points (about half the voxel spacing when aligned)
 
@@ -78,7 +79,8 @@ class ScanOdometry:
                 relative_fitness=1e-4, relative_rmse=1e-4, max_iteration=c.max_iterations
             )
             result = reg.registration_icp(cloud, self._previous, c.max_distance_m, self._step, estimation, criteria)
-            step, fitness, residual, aligned = result.transformation, result.fitness, result.inlier_rmse, True
+            fitness, residual, aligned = result.fitness, result.inlier_rmse, result.fitness >= c.min_fitness
+            step = result.transformation if aligned else self._step
         self._step = np.asarray(step, dtype=np.float64)
         self._pose = self._pose @ self._step
         self._previous = cloud

@@ -37,13 +37,18 @@ def test_real_scans_align_into_a_smooth_drive(real_data: Path) -> None:
     assert np.abs(np.diff(lengths)).max() < 0.1 and turns.max() < 0.5
 
 
-def test_too_few_points_keep_the_last_motion_and_bad_shapes_are_named(real_data: Path) -> None:
+def test_scans_it_cannot_align_keep_the_last_motion_and_bad_shapes_are_named(real_data: Path) -> None:
     scans = open_dataset(real_data / "kitti_sequence_pcd")
     odometry = ScanOdometry()
     first, second = odometry.update(scans[0].xyz), odometry.update(scans[1].xyz)
-    empty = odometry.update(np.zeros((0, 3)))  # a scan with nothing in range: the last step again, not aligned
-    assert first.aligned is False and second.aligned and not empty.aligned
-    np.testing.assert_allclose(empty.pose, second.pose @ (np.linalg.inv(first.pose) @ second.pose))
+    last_step = np.linalg.inv(first.pose) @ second.pose
+    # a scan that matches nothing (here: the next one lifted 10 m) is not trusted: the last step again
+    unmatched = odometry.update(scans[2].xyz + np.array([0.0, 0.0, 10.0], dtype=np.float32))
+    assert first.aligned is False and second.aligned and not unmatched.aligned and unmatched.fitness < 0.3
+    np.testing.assert_allclose(unmatched.pose, second.pose @ last_step)
+    empty = odometry.update(np.zeros((0, 3)))  # nothing in range: too few points, the last step again
+    assert not empty.aligned and empty.fitness == 0.0
+    np.testing.assert_allclose(empty.pose, unmatched.pose @ last_step)
     with pytest.raises(PerceptionError, match=r"odometry: points of shape \(10, 4\); expected \(N, 3\)"):
         odometry.update(np.zeros((10, 4)))
 
