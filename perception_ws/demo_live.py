@@ -57,6 +57,8 @@ from perception_ws.sim.stream_config import SimConfig
 #: topics recorded besides the perception node's outputs (the simulator's ground truth, the fusion overlay).
 GROUND_TRUTH_TOPIC = "/sim/ground_truth/boxes"
 INPUT_TOPIC = "/points"
+#: the scans' subscribers before the first frame: the perception node and the recorder (which alone must not count)
+POINTS_SUBSCRIBERS = 2
 OVERLAY_TOPIC = "/fusion/overlay"
 #: longest wait for the nodes to come up, and for the last results once the simulator has finished.
 STARTUP_TIMEOUT_S = 90.0
@@ -145,6 +147,7 @@ def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[No
     sim: dict[str, Any] = {
         "run.max_frames": options.frames,
         "run.wait_for_subscribers_s": STARTUP_TIMEOUT_S,  # every frame reaches the graph, the first one too
+        "run.points_subscribers": POINTS_SUBSCRIBERS,
         "scene.seed": options.seed,
         "sensor.columns": options.columns,
         "sensor.rate_hz": float(options.rate_hz),
@@ -267,7 +270,7 @@ def _run_and_record(
 def _ready(node: Any, camera: bool) -> bool:
     """The perception node (and the fusion node) have subscribed to the simulator's topics."""
     topics = SimConfig().topics
-    if node.count_subscribers(topics.points) < 1:
+    if node.count_subscribers(topics.points) < POINTS_SUBSCRIBERS:
         return False
     return not camera or node.count_subscribers(topics.image) >= 1
 

@@ -136,23 +136,10 @@ class Pipeline:
 
         # 5. tracks (in the fixed frame if given one or odometry finds one, reported in the sensor frame)
         tracks: list[Box3D] = []
+        back: np.ndarray | None = None  # the tracking frame -> the sensor frame (None: the same)
         reset = False
         if self.tracker is not None and track:
-            frame: TrackingFrame = "given" if pose is not None else "odometry" if self.odometry else "sensor"
-            reset = self._reset_if_frame_changed(frame)
-            reset = self._reset_if_time_went_back(stamp_s) or reset
-            if frame == "odometry":
-                assert self.odometry is not None
-                with _stage(timings, "odometry"):
-                    pose = Extrinsic(self.odometry.update(xyz_array(cloud)[finite]).pose, "lidar odometry")
-        back = None if pose is None else pose.inverse().matrix  # fixed frame -> sensor frame
-        if self.tracker is not None and track:
-            with _stage(timings, "tracking"):
-                tracked = detections if pose is None else [transform_box(box, pose.matrix) for box in detections]
-                sensor_xy = (0.0, 0.0) if pose is None else tuple(pose.translation[:2].tolist())  # R is seen from here
-                tracks = self.tracker.update(tracked, stamp_s, sensor_xy)
-                if back is not None:
-                    tracks = [transform_box(box, back) for box in tracks]
+            tracks, back, reset = self._track(cloud[finite], detections, stamp_s, pose, timings)
         timings["total"] = (time.perf_counter() - start) * 1e3
         self._frame += 1
         return PipelineResult(
@@ -166,6 +153,32 @@ class Pipeline:
             num_valid=int(finite.sum()),
             tracker_reset=reset,
         )
+
+    def _track(
+        self,
+        cloud: np.ndarray,
+        detections: list[Box3D],
+        stamp_s: float,
+        pose: Extrinsic | None,
+        timings: dict[str, float],
+    ) -> tuple[list[Box3D], np.ndarray | None, bool]:
+        """The tracker's step: (reported tracks in the sensor frame, tracking frame -> sensor frame, reset?)."""
+        assert self.tracker is not None
+        frame: TrackingFrame = "given" if pose is not None else "odometry" if self.odometry else "sensor"
+        reset = self._reset_if_frame_changed(frame)
+        reset = self._reset_if_time_went_back(stamp_s) or reset
+        if frame == "odometry":
+            assert self.odometry is not None
+            with _stage(timings, "odometry"):
+                pose = Extrinsic(self.odometry.update(xyz_array(cloud)).pose, "lidar odometry")
+        with _stage(timings, "tracking"):
+            if pose is None:
+                return self.tracker.update(detections, stamp_s), None, reset
+            in_fixed = [transform_box(box, pose.matrix) for box in detections]
+            sensor_xy = tuple(pose.translation[:2].tolist())  # the tracker's measurement noise is seen from here
+            back = pose.inverse().matrix
+            tracks = self.tracker.update(in_fixed, stamp_s, sensor_xy)
+            return [transform_box(box, back) for box in tracks], back, reset
 
     @property
     def segmenter_summary(self) -> str:

@@ -151,12 +151,18 @@ class SimNode(Node):
                 self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
 
     def _wait_for_subscribers(self, timeout_s: float) -> None:
-        """Hold the first frame until every sensor topic is subscribed (a recording that must be complete)."""
-        publishers = [p for p in (self.points_pub, self.image_pub) if p is not None]
+        """Hold the first frame until every sensor topic is subscribed (a recording that must be complete): the
+        point topic by ``run.points_subscribers`` (a recorder of it alone must not start the frames)."""
+        wanted = [(self.points_pub, self.config.run.points_subscribers)]
+        wanted += [(self.image_pub, 1)] if self.image_pub is not None else []
+
+        def missing() -> bool:
+            return any(publisher.get_subscription_count() < count for publisher, count in wanted)
+
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(p.get_subscription_count() < 1 for p in publishers):
+        while time.monotonic() < deadline and missing():
             time.sleep(0.05)
-        if timeout_s > 0 and any(p.get_subscription_count() < 1 for p in publishers):
+        if timeout_s > 0 and missing():
             self.get_logger().warning(f"no subscriber on every sensor topic after {timeout_s:g} s; starting anyway")
         self._slot.take(timeout_s=0.0)  # the ticks that came while waiting are not frames to catch up on
         self._start_ns, self._start_mono_ns = time.time_ns(), time.monotonic_ns()  # scene time 0 is now

@@ -82,6 +82,9 @@ class SimRunConfig:
     wait_for_subscribers_s: float = doc(
         0.0, "before the first frame, wait up to this long for a subscriber on each sensor topic (0: start at once)"
     )
+    points_subscribers: int = doc(
+        1, "with wait_for_subscribers_s: subscribers the point topic needs before the first frame (a recorder counts)"
+    )
     output_depth: int = doc(5, "queue depth of the reliable publishers (boxes, diagnostics)")
     diagnostics_period_s: float = doc(1.0, "seconds between diagnostics messages")
 
@@ -137,6 +140,7 @@ def _validate(c: SimConfig) -> None:
     check_at_least("ground_truth.min_points", c.ground_truth.min_points, 0)
     check_at_least("run.max_frames", c.run.max_frames, 0)
     check_at_least("run.wait_for_subscribers_s", c.run.wait_for_subscribers_s, 0.0)
+    check_at_least("run.points_subscribers", c.run.points_subscribers, 1)
     check_at_least("run.output_depth", c.run.output_depth, 1)
     if not c.run.diagnostics_period_s > 0:
         raise ConfigError(f"run.diagnostics_period_s = {c.run.diagnostics_period_s!r}; expected > 0")
