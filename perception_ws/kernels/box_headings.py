@@ -9,8 +9,8 @@ vectorises them without reordering any sum):
 2. the squared distances to either edge, to pick the visible edge of each axis;
 3. per criterion: the variance of each edge's group, or the closeness sum (the area needs only 1).
 
-Projections are recomputed in every pass with the same operations, so they are the same numbers
-each time. Sums run over the points in order, as numpy sums axis 0 of a C-ordered matrix, so the
+Projections are recomputed in every pass by one inlined function (:func:`_project`), so they are the
+same numbers each time. Sums run over the points in order, as numpy sums axis 0 of a C-ordered matrix, so the
 costs match the reference to rounding (the visible-edge sums of squares may round differently).
 """
 
@@ -53,8 +53,7 @@ def heading_costs_kernel(
     for i in range(n):
         xi, yi = x[i], y[i]
         for t in range(steps):
-            c1 = xi * cos[t] + yi * sin[t]
-            c2 = -(xi * sin[t]) + yi * cos[t]
+            c1, c2 = _project(xi, yi, cos[t], sin[t])
             lo1[t] = c1 if c1 < lo1[t] else lo1[t]
             hi1[t] = c1 if c1 > hi1[t] else hi1[t]
             lo2[t] = c2 if c2 < lo2[t] else lo2[t]
@@ -73,8 +72,7 @@ def heading_costs_kernel(
     for i in range(n):
         xi, yi = x[i], y[i]
         for t in range(steps):
-            c1 = xi * cos[t] + yi * sin[t]
-            c2 = -(xi * sin[t]) + yi * cos[t]
+            c1, c2 = _project(xi, yi, cos[t], sin[t])
             a = hi1[t] - c1
             b = c1 - lo1[t]
             to_max1[t] += a * a
@@ -95,8 +93,7 @@ def heading_costs_kernel(
     for i in range(n):
         xi, yi = x[i], y[i]
         for t in range(steps):
-            c1 = xi * cos[t] + yi * sin[t]
-            c2 = -(xi * sin[t]) + yi * cos[t]
+            c1, c2 = _project(xi, yi, cos[t], sin[t])
             d1 = hi1[t] - c1 if use_max1[t] else c1 - lo1[t]
             d2 = hi2[t] - c2 if use_max2[t] else c2 - lo2[t]
             if criterion == CLOSENESS:
@@ -117,6 +114,13 @@ def heading_costs_kernel(
                 _variance(count1[t], sum1[t], sq1[t]) + _variance(n - count1[t], sum2[t], sq2[t])
             )
     return costs
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _project(x: float, y: float, cos: float, sin: float) -> tuple[float, float]:
+    """The point's coordinates along e1 and e2 of a heading: one expression for every pass, so each pass
+    gets the same numbers."""
+    return x * cos + y * sin, -(x * sin) + y * cos
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
