@@ -8,6 +8,7 @@ import itertools
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,20 @@ from perception_ws.sim.stream_config import SimConfig
 from tests.test_node_perception import Spinner, wait_for
 
 CAR = KITTI3.id_of("car")
+
+
+def simulate_until(
+    ros_context: Context, config: SimConfig, done: Callable[[], bool], what: str, timeout_s: float = 120.0
+) -> SimNode:
+    """A simulator node with ``config``, spun until ``done()`` (the graph already spinning answers it), then
+    destroyed; returned for its counters."""
+    sim = SimNode(context=ros_context, defaults=config)
+    try:
+        with Spinner(ros_context, sim):
+            wait_for(done, what, timeout_s)
+    finally:
+        sim.destroy_node()
+    return sim
 
 
 @pytest.mark.dds
@@ -82,14 +97,11 @@ def test_simulated_clouds_come_back_labelled_with_the_simulated_objects(ros_cont
     def answered() -> list[tuple[int, int]]:
         return sorted(set(got["points"]) & set(got["truth"]) & set(got["dets"]) & set(got["labelled"]))
 
-    with Spinner(ros_context, perception, listener):
-        sim = SimNode(context=ros_context, defaults=sim_config)
-        try:
-            with Spinner(ros_context, sim):
-                wait_for(lambda: len(answered()) >= 3, "three simulated frames answered by the perception node", 120)
-        finally:
-            sim.destroy_node()
-            perception.destroy_node()
+    try:
+        with Spinner(ros_context, perception, listener):
+            sim = simulate_until(ros_context, sim_config, lambda: len(answered()) >= 3, "three frames answered")
+    finally:
+        perception.destroy_node()
     assert sim.published >= 3 and sim.get_parameter("transforms.base_link_to_lidar").value[2] == pytest.approx(1.73)
     found_big = all_big = 0
     for stamp in answered():

@@ -51,6 +51,7 @@ from perception_ws.sim.stream import StaticTransform, sim_camera_extrinsic
 from perception_ws.sim.stream_config import SimConfig
 from tests.test_node_fusion import frame_messages
 from tests.test_node_perception import Spinner, wait_for, wait_until
+from tests.test_node_sim import simulate_until
 
 REPO = Path(__file__).resolve().parents[1]
 #: tf2_msgs/msg/TFMessage's type hash in ROS 2 Jazzy and Kilted (the same definition since Iron).
@@ -136,12 +137,7 @@ def test_fusion_from_tf_paints_the_simulator_clouds_like_the_parameter(ros_conte
 
     try:
         with Spinner(ros_context, from_tf, from_parameter, listener):
-            sim = SimNode(context=ros_context, defaults=sim_config)
-            try:
-                with Spinner(ros_context, sim):
-                    wait_for(lambda: len(both()) >= 2, "two simulated frames painted by both fusion nodes", 60)
-            finally:
-                sim.destroy_node()
+            simulate_until(ros_context, sim_config, lambda: len(both()) >= 2, "two frames painted by both nodes", 60)
     finally:
         from_tf.destroy_node()
         from_parameter.destroy_node()
