@@ -117,6 +117,28 @@ def test_a_corrupt_checkpoint_is_refused_naming_the_file(frames: Path, tmp_path:
         train(small_config(frames), tmp_path, progress=False)
 
 
+class _TouchOnLoad:
+    """Unpickling this calls Path.touch(marker): what a planted checkpoint.pt could do with any callable."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(frames: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    planted = {"step": 1, "config": "{}", "model": {}, "optimizer": _TouchOnLoad(marker)}
+    torch.save(planted, tmp_path / CHECKPOINT)
+    with pytest.raises(
+        WeightsError, match=r"checkpoint\.pt: refused: .*\(loads \S+\); nothing in it was run"
+    ) as refused:
+        train(small_config(frames), tmp_path, progress=False)
+    assert "\n" not in str(refused.value)
+    assert not marker.exists()
+
+
 def test_the_worker_count_does_not_change_the_batches(frames: Path) -> None:
     samples = AugmentedSamples(FolderSource(frames), Augmentation(rotate_deg=10.0), seed=3)
     batches = [list(make_loader(samples, StepBatches(0, 2, 2), workers)) for workers in (0, 2)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +27,28 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The state :func:`save_checkpoint` wrote. Read with ``weights_only=True``: a checkpoint holds tensors,
+    numbers, strings and containers only, so a planted pickle (a shared or downloaded run folder) is refused
+    before anything in it can run."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise WeightsError(
+            f"{path}: refused: it holds Python objects other than tensors and plain data ({_blocked(error)}); "
+            "nothing in it was run"
+        ) from None
     except Exception as error:  # torch raises many kinds for a damaged file
         raise WeightsError(f"{path}: not a readable training checkpoint ({type(error).__name__}: {error})") from None
     missing = {"step", "config", "model", "optimizer"} - set(state if isinstance(state, dict) else {})
     if missing:
         raise WeightsError(f"{path}: not a training checkpoint of perception train (lacks {sorted(missing)})")
     return dict(state)
+
+
+def _blocked(error: pickle.UnpicklingError) -> str:
+    """What the file tried to load, from torch's long message (e.g. ``loads posix.system``)."""
+    named = re.search(r"GLOBAL (\S+)", str(error))
+    return f"loads {named.group(1)}" if named else type(error).__name__
 
 
 def rng_state() -> dict[str, Any]:
