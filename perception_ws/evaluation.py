@@ -1,4 +1,4 @@
-"""Score a segmentation network on labelled scans: class- and instance-level P / R / IoU (SPEC §8), runtime.
+"""Score a segmentation network on labelled scans: class- and instance-level P/R/IoU (docs/algorithms.md §8), runtime.
 
 For every frame of a source (any reader of :mod:`perception_ws.io`):
 

@@ -1,4 +1,4 @@
-"""Camera-LiDAR fusion (SPEC §10), ROS-free: points to pixels, then paint, transfer image labels, draw.
+"""Camera-LiDAR fusion (docs/algorithms.md §10), ROS-free: points to pixels, then paint, transfer image labels, draw.
 
 A LiDAR point ``x`` reaches pixel ``(u, v)`` through the extrinsic (LiDAR -> camera frame, e.g. KITTI's
 ``R0_rect · Tr_velo_to_cam``) and the camera model (e.g. KITTI's ``P2``); see

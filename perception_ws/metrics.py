@@ -1,4 +1,4 @@
-"""Segmentation metrics of the SqueezeSeg evaluation (SPEC §8), and runtime statistics.
+"""Segmentation metrics of the SqueezeSeg evaluation (docs/algorithms.md §8), and runtime statistics.
 
 Class level, per class c, over points: precision |P∩G|/|P|, recall |P∩G|/|G|, IoU |P∩G|/|P∪G|, where P
 and G are the points predicted as c and labelled c. Scores over a data set sum the counts of all its
@@ -182,7 +182,7 @@ def match_instances(gt_ids: np.ndarray, pred_ids: np.ndarray) -> list[InstanceMa
     ``gt_ids[i]`` is point i's ground-truth instance if the point is labelled with the class (else <= 0),
     ``pred_ids[i]`` its predicted instance if predicted as the class (else <= 0).
 
-    The matching of SPEC §8: ground-truth instances in decreasing size (ties: smaller id first), each
+    The matching of docs/algorithms.md §8: ground-truth instances in decreasing size (ties: smaller id first), each
     takes the predicted instance of largest IoU among those not yet taken (ties: smaller id first).
     Exclusive in both directions, because the thesis ("Evaluation metrics" of the SqueezeSeg chapter)
     writes the matching as a function M(i) = j of the predicted instance i, and states that the

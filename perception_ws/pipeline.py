@@ -1,4 +1,4 @@
-"""`Pipeline`: the whole perception algorithm on one scan, readable top to bottom (DESIGN.md, data flow).
+"""`Pipeline`: the whole perception algorithm on one scan, readable top to bottom (docs/design.md, data flow).
 
     points ──► range image (projection) ──► class per pixel (network + CRF) ──► class per point
            ──► objects (ground removal, per-class clustering, box fitting) ──► instance id per point

@@ -1,4 +1,4 @@
-"""Range-image (spherical) projection of a point cloud, and pixel labels back to every point (SPEC §1).
+"""Range-image (spherical) projection of a point cloud, and pixel labels back to every point (docs/algorithms.md §1).
 
 :func:`project` maps each point to one pixel of an H x W image:
 
@@ -225,7 +225,7 @@ def rings_from_scan_order(points: Any) -> np.ndarray:
 
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """``(image - mean) / std`` per channel (float32 copy), empty pixels included (SPEC §1).
+    """``(image - mean) / std`` per channel (float32 copy), empty pixels included (docs/algorithms.md §1).
 
     ``mean``/``std`` cover the first channels (e.g. 5: x, y, z, intensity, range); later channels, such
     as the 0/1 mask, are copied unchanged.

@@ -93,7 +93,7 @@ def test_perfect_predictions_score_100_percent_on_real_frames(real_data: Path) -
 
     # SqueezeSeg frames: classes are perfect. Their ground-truth instances are the same DBSCAN of the same
     # labels, so every predicted instance matches itself; only points DBSCAN leaves unclustered (noise) count
-    # in |P| and |G| without a match (SPEC §8), so instance P = R = IoU = the clustered fraction of the class.
+    # in |P| and |G| without a match (docs/algorithms.md §8), so instance P = R = IoU = the class's clustered fraction.
     report = evaluate(perfect, real_data / "kitti_squeezeseg", warmup=False).to_json()
     for name in ("car", "cyclist"):  # both occur in these frames
         assert report["class"][name] == {"precision": 100.0, "recall": 100.0, "iou": 100.0}, name

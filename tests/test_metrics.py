@@ -1,4 +1,4 @@
-"""Metrics (SPEC §8): hand-worked examples, agreement with scikit-learn on real frames, instance matching."""
+"""Metrics (docs/algorithms.md §8): worked examples, agreement with scikit-learn on real frames, instance matching."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ THINGS = list(range(1, 9))  # SemanticKITTI classes with instance ids: car … m
 def _reference_instance_scores(
     gt_lab: np.ndarray, gt_ins: np.ndarray, pr_lab: np.ndarray, pr_ins: np.ndarray, c: int
 ) -> tuple[float, float, float]:
-    """A deliberately plain reimplementation of SPEC §8 with Python sets (slow, independent)."""
+    """A deliberately plain reimplementation of docs/algorithms.md §8 with Python sets (slow, independent)."""
     gt_sets: dict[int, set[int]] = {}
     pr_sets: dict[int, set[int]] = {}
     n_gt = n_pr = n_union = 0

@@ -58,7 +58,7 @@ def test_torch_bvh_matches_brute_force() -> None:
 
 
 def test_backends_agree_on_a_street_scan() -> None:
-    """SPEC parity: both backends, same scene and rays: >= 99 % same labels, ranges within 1 cm."""
+    """Parity (docs/algorithms.md §6): both backends, same scene and rays: >= 99 % same labels, ranges within 1 cm."""
     scene = generate_scene(2, SceneConfig(half_length=40.0, y_extent=30.0, ego_poses=1))
     lidar = Lidar(columns=512, noise=RangeNoise(0.0), intensity=None, dropout=(NoDropout(),))
     a = lidar.scan(scene, make_raycaster(scene.soup, "open3d"))

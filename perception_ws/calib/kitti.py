@@ -3,7 +3,7 @@ transform, read from any of KITTI's calibration files.
 
 Frames: *LiDAR* (Velodyne: x forward, y left, z up), *rectified camera* (camera 0 after
 rectification: x right, y down, z forward). A LiDAR point reaches pixel (u, v) of camera ``i`` by
-``(u w, v w, w) = P_i · R0_rect · Tr_velo_to_cam · (x, y, z, 1)`` (SPEC §10), all in homogeneous
+``(u w, v w, w) = P_i · R0_rect · Tr_velo_to_cam · (x, y, z, 1)`` (docs/algorithms.md §10), all in homogeneous
 coordinates, ``w`` being the depth in front of that camera.
 
 Accepted files (:func:`read_kitti_calib`):

@@ -1,4 +1,4 @@
-"""Instances: ground removal, clustering, box fitting and tracking (SPEC §7).
+"""Instances: ground removal, clustering, box fitting and tracking (docs/algorithms.md §7).
 
 The public functions, one module each::
 

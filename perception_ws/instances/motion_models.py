@@ -1,4 +1,4 @@
-"""Kalman filter models of a box centre in the ground plane (LATTE, SPEC §7).
+"""Kalman filter models of a box centre in the ground plane (LATTE, docs/algorithms.md §7).
 
 Constant acceleration ("ca"): state (px, py, vx, vy, ax, ay), the thesis' transition
 ``p += v dt + a dt^2 / 2, v += a dt``. Constant velocity ("cv"): state (px, py, vx, vy). Both observe

@@ -1,4 +1,4 @@
-"""One tracked object: its Kalman filter, life-cycle state and box (LATTE's tracking, SPEC §7).
+"""One tracked object: its Kalman filter, life-cycle state and box (LATTE's tracking, docs/algorithms.md §7).
 
 Life cycle: a new track is *tentative*; ``confirm_hits`` matched scans make it *confirmed*; a
 confirmed track that misses a scan is *lost* (it coasts on its prediction) and is confirmed again

@@ -103,7 +103,7 @@ def boxes_from_labels(objects: list[KittiObject], calib: KittiCalib) -> list[Box
 
 
 def label_points_in_boxes(xyz: np.ndarray, boxes: list[Box3D]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-point ``(labels, instances)`` from boxes (SPEC §7: a point inside a box takes its class).
+    """Per-point ``(labels, instances)`` from boxes (docs/algorithms.md §7: a point inside a box takes its class).
 
     ``instances`` is the box's index + 1 (0: in no box), ``labels`` the box's ``label``. A point
     inside several boxes goes to the smallest of them (by volume): a box nested in or overlapping a

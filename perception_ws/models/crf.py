@@ -1,4 +1,4 @@
-"""CRF as a recurrent layer over the range image (thesis ch. 3 §3.3, SPEC §3).
+"""CRF as a recurrent layer over the range image (thesis ch. 3 §3.3, docs/algorithms.md §3).
 
 Energy ``E(c) = sum_i u_i(c_i) + sum_ij mu(c_i, c_j) * [w1 k1(i, j) + w2 k2(i, j)]`` with the unary
 ``u_i = -log P_i`` from the network and two Gaussian kernels:

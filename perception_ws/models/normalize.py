@@ -1,4 +1,4 @@
-"""Per-channel input normalisation with its statistics stored in the model (SPEC §1).
+"""Per-channel input normalisation with its statistics stored in the model (docs/algorithms.md §1).
 
 ``(x - mean) / std`` per channel, applied to every pixel, empty ones included (as the released SqueezeSeg
 does: an empty pixel then reads ``-mean / std``, which differs from any real return). The statistics are

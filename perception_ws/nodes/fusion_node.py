@@ -1,4 +1,4 @@
-"""The camera-fusion node: a thin ROS 2 shell over :mod:`perception_ws.fusion` (SPEC §10).
+"""The camera-fusion node: a thin ROS 2 shell over :mod:`perception_ws.fusion` (docs/algorithms.md §10).
 
 In: an Image, its CameraInfo, a PointCloud2 (the perception node's labelled cloud or a raw one), and
 optionally a Detection3DArray and an image label mask (mono8/mono16 class ids), paired by stamp with

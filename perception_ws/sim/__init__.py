@@ -1,4 +1,4 @@
-"""Simulated LiDAR scans of procedural streets, with labels for free (SPEC §5-6; docs/simulator.md).
+"""Simulated LiDAR scans of procedural streets, with labels for free (docs/algorithms.md §5-6; docs/simulator.md).
 
 The public API, one module each::
 

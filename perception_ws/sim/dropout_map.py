@@ -1,4 +1,4 @@
-"""The measured dropout map: how often each pixel of a real sweep is empty, ``eps(row, azimuth)`` (SPEC §5).
+"""Measured dropout map: how often each pixel of a real sweep is empty, ``eps(row, azimuth)`` (docs/algorithms.md §5).
 
 SqueezeSeg's noise augmentation drops each simulated pixel with the probability that the same pixel
 is empty in real scans. Here that probability is measured on real HDL-64E scans placed in a
@@ -173,7 +173,7 @@ def measure_folder(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="measure the per-pixel empty frequency of real scans (SPEC §5)")
+    parser = argparse.ArgumentParser(description="measure the per-pixel dropout of real scans (docs/algorithms.md §5)")
     parser.add_argument("--real", required=True, help="folder of real scans (e.g. ../shared/data/real)")
     parser.add_argument("--out", required=True, help=".npz to write")
     parser.add_argument("--sensor", default="hdl64e")

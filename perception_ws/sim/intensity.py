@@ -11,7 +11,7 @@ cosine term is left out and the albedo multiplied by ``retro_gain``.
 
 The defaults are set so that class means land near those of real HDL-64E scans in KITTI (road
 about 0.2, vegetation and terrain about 0.3-0.35, dark cars near 0, signs up to 0.9). A learned
-renderer trained on real scans (SPEC §5, LIR) replaces this when realism of intensity matters.
+renderer trained on real scans (docs/algorithms.md §5, LIR) replaces this when realism of intensity matters.
 """
 
 from __future__ import annotations

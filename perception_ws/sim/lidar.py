@@ -114,7 +114,7 @@ class Lidar:
     """A spinning LiDAR in a simulated scene; :meth:`scan` returns one labelled sweep."""
 
     sensor: SensorModel | str = "hdl64e"
-    #: columns per turn; None: the sensor's own azimuth resolution. SPEC: a full scan is 64 x 2048.
+    #: columns per turn; None: the sensor's own azimuth resolution. docs/algorithms.md §1: a full scan is 64 x 2048.
     columns: int | None = 2048
     mount: Mount = field(default_factory=Mount)
     noise: RangeNoise = field(default_factory=RangeNoise)

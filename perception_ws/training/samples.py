@@ -2,7 +2,7 @@
 
 Sources:
 
-* :class:`SimulatedSource`: sweeps rendered on demand by the simulator (SPEC §5): sample ``i`` is crop
+* :class:`SimulatedSource`: sweeps rendered on demand by the simulator (docs/algorithms.md §5): sample ``i`` is crop
   ``i % crops`` of sweep ``i // crops``; sweep ``s`` is frame ``s % frames_per_scene`` of scene
   ``s // frames_per_scene``, with the seeds ``perception sim generate`` uses. Unbounded.
 * :class:`FolderSource`: labelled frames on disk, anything :func:`perception_ws.io.open_dataset` reads

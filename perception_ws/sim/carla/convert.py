@@ -1,6 +1,6 @@
 """CARLA's binary sensor buffers and left-handed frames -> numpy arrays in ROS's REP-103 frames.
 
-Buffers (``raw_data`` of the measurements, CARLA "Sensors reference", docs/ref_sensors.md, and the
+Buffers (``raw_data`` of the measurements, CARLA "Sensors reference", Docs/ref_sensors.md in CARLA's repository, and the
 ``SemanticLidarDetection`` doxygen page): a semantic LiDAR sends per point four float32 (x, y, z,
 cosine of the incidence angle) then two uint32 (index of the actor hit, its semantic tag), 24 bytes,
 points grouped by channel (``get_point_count(channel)``; channel 0 is the highest laser, the lasers
