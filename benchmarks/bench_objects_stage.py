@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from perception_ws.config import PerceptionConfig
+from perception_ws.config import PipelineConfig
 from perception_ws.instances.box_fit import heading_costs, heading_costs_reference, heading_search
 from perception_ws.pipeline import STAGES, Pipeline, PipelineResult
 
@@ -59,7 +59,7 @@ def main() -> None:
         weights, note = bench_e2e.untrained_weights(Path(folder))
         preset = bench_e2e.preset_settings(bench_e2e.CPU_PRESET)
         settings = {**bench_e2e.NODE_SETTINGS, **preset, "segmenter.compile": False, "segmenter.weights": weights}
-        config = PerceptionConfig().replace(**settings)
+        config = PipelineConfig().replace(**settings)
         pipeline = Pipeline(config)
     pipeline.warm_up()
     pipeline.process(scans[0], 0.0)

@@ -34,9 +34,9 @@ import numpy as np
 
 from perception_ws.boxes import Box3D, transform_box
 from perception_ws.calib.camera import Extrinsic
+from perception_ws.calib.sensors import load_sensor
 from perception_ws.cloud import as_structured, finite_mask, xyz_array
-from perception_ws.config import PerceptionConfig
-from perception_ws.errors import CloudFormatError, WeightsError
+from perception_ws.config import PipelineConfig
 from perception_ws.instances import Tracker, detect
 from perception_ws.kernels.box_points import first_box_ids
 from perception_ws.labels import ClassSet
@@ -44,8 +44,9 @@ from perception_ws.odometry import ScanOdometry
 from perception_ws.projection import project
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
+
+    from perception_ws.models.scan_segmenters import Segmenter
 
 #: stage names in the order they run (keys of :attr:`PipelineResult.timings_ms`, plus "total").
 STAGES = ("projection", "segmentation", "back_projection", "detection", "instances", "odometry", "tracking")
@@ -99,13 +100,15 @@ class Pipeline:
     trained); only used when ``segmenter.kind`` is ``model``.
     """
 
-    def __init__(self, config: PerceptionConfig | None = None, network: nn.Module | None = None) -> None:
-        self.config = config or PerceptionConfig()
+    def __init__(self, config: PipelineConfig | None = None, network: nn.Module | None = None) -> None:
+        from perception_ws.models.scan_segmenters import make_segmenter  # torch-heavy package: loaded when built
+
+        self.config = config or PipelineConfig()
         self.class_set = self.config.classes
-        self.sensor = self.config.sensor_model
+        self.sensor = load_sensor(self.config.sensor.model)
         self.detect_config = self.config.detect_config()
-        self.segmenter = make_segmenter(self.config, network)
-        self.tracker = Tracker(self.config.tracker_config()) if self.config.tracking.enabled else None
+        self.segmenter: Segmenter = make_segmenter(self.config, network)
+        self.tracker = Tracker(self.config.tracking.tracker_config()) if self.config.tracking.enabled else None
         lidar_odometry = self.tracker is not None and self.config.tracking.odometry == "lidar"
         #: the sensor's motion from the scans themselves (tracking.odometry: lidar), when no pose is given
         self.odometry = ScanOdometry() if lidar_odometry else None
@@ -183,7 +186,7 @@ class Pipeline:
     @property
     def segmenter_summary(self) -> str:
         """' (network, device, precision)' for a network segmenter, else empty: for start-up log lines."""
-        return f" ({self.segmenter.summary})" if isinstance(self.segmenter, NetworkSegmenter) else ""
+        return f" ({self.segmenter.summary})" if self.segmenter.reads == "range_image" else ""
 
     def warm_up(self) -> None:
         """Run the stateless stages once on a small synthetic scan (tracks untouched): numba kernels load and a
@@ -204,11 +207,11 @@ class Pipeline:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(N,) uint16 class per point (0 where not finite) and (N,) confidence per point (None without a network)."""
         confidence = None
-        if isinstance(self.segmenter, NetworkSegmenter):
+        if self.segmenter.reads == "range_image":
             with _stage(timings, "projection"):
                 settings = self.config.sensor
                 projection = project(
-                    cloud, self.sensor, settings.fov_deg, settings.width, row_source=self.config.row_source
+                    cloud, self.sensor, settings.fov_deg, settings.width, row_source=settings.row_source
                 )
             with _stage(timings, "segmentation"):
                 pixel_classes, pixel_confidence = self.segmenter.segment_image(projection.image)
@@ -284,8 +287,7 @@ class Pipeline:
         out = []
         for track in live:
             born = self._born.setdefault(track.id, self._frame - 1)
-            state = track.kf.x[:, 0]
-            acceleration = np.array([state[4], state[5], 0.0]) if len(state) >= 6 else np.zeros(3)
+            acceleration = np.array([*track.acceleration, 0.0])
             box = track.box()
             if back is not None:
                 box, acceleration = transform_box(box, back), back[:3, :3] @ acceleration
@@ -312,155 +314,6 @@ def instance_ids(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3D]) -
         np.array([np.sin(box.yaw) for box in detections]),
         np.array([box.size / 2.0 + _BOX_MARGIN_M for box in detections]),
     )
-
-
-# -- segmenters -------------------------------------------------------------------------------
-
-
-class NetworkSegmenter:
-    """A range-image network (with its CRF, if it has one): class and confidence per pixel."""
-
-    def __init__(
-        self,
-        network: nn.Module,
-        device: str,
-        class_set: ClassSet,
-        *,
-        threads: int = 0,
-        compile: bool = False,
-        precision: str = "fp32",
-    ) -> None:
-        import torch
-
-        from perception_ws.models.inference import prepare_for_inference
-
-        classes = int(getattr(network, "num_classes", len(class_set)))
-        if classes != len(class_set):
-            raise WeightsError(
-                f"the network predicts {classes} classes but class_set {class_set.name} has {len(class_set)}; "
-                "use weights trained for this class set"
-            )
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise WeightsError(f"segmenter.device = {device!r} but torch sees no CUDA device; use 'cpu'")
-        self.device = torch.device(device)
-        self.in_channels = int(getattr(network, "in_channels", 6))
-        if threads > 0:  # process-wide: torch has one intra-op pool
-            torch.set_num_threads(threads)
-        self.precision = effective_precision(precision, self.device)
-        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
-        # on a GPU, torch.compile's 'reduce-overhead' also replays the network as CUDA graphs (launch-bound here)
-        mode = "reduce-overhead" if self.device.type == "cuda" else None
-        self.network = prepare_for_inference(
-            network, compile=compile, compile_mode=mode, device=self.device, dtype=self.dtype
-        )
-        self.summary = f"{getattr(network, 'name', type(network).__name__)} on {device}, {self.precision}" + (
-            f" (asked for {precision}: not supported natively here)" if self.precision != precision else ""
-        )
-
-    def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(image[..., : self.in_channels])).permute(2, 0, 1)[None]
-        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            probabilities = torch.softmax(self.network(x).float(), dim=1)[0]
-            confidence, classes = probabilities.max(dim=0)
-        return classes.cpu().numpy(), confidence.float().cpu().numpy()
-
-
-def effective_precision(precision: str, device: torch.device) -> str:
-    """``precision``, or fp32 where a CPU lacks native bf16 (emulated bf16 is several times slower than fp32)."""
-    import torch
-
-    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return "fp32"
-    return precision
-
-
-class LabelFieldSegmenter:
-    """Class ids the input already carries, in the field ``label_field`` (validated against the class set)."""
-
-    def __init__(self, label_field: str, class_set: ClassSet) -> None:
-        self.label_field = label_field
-        self.class_set = class_set
-
-    def segment_points(self, cloud: np.ndarray) -> np.ndarray:
-        names = cloud.dtype.names or ()
-        if self.label_field not in names:
-            raise CloudFormatError(
-                f"segmenter 'labels': the cloud has no field {self.label_field!r} (fields: {list(names)}); "
-                "publish class ids in it, or set segmenter.label_field / segmenter.kind"
-            )
-        values = cloud[self.label_field]
-        integral = values.dtype.kind in "iu" or (
-            values.dtype.kind == "f" and bool(np.all(np.isfinite(values) & (values == np.round(values))))
-        )
-        if values.ndim != 1 or not integral:
-            raise CloudFormatError(
-                f"segmenter 'labels': field {self.label_field!r} of type {values.dtype} holds no class ids; "
-                "expected one integer per point"
-            )
-        if len(values) and (values.min() < 0 or values.max() >= len(self.class_set)):
-            raise CloudFormatError(
-                f"segmenter 'labels': field {self.label_field!r} holds ids {values.min():g}..{values.max():g}; "
-                f"class set {self.class_set.name} has ids 0..{len(self.class_set) - 1}"
-            )
-        return values.astype(np.int64)
-
-
-class NoSegmenter:
-    """Every point class 0 (nothing to detect): the plumbing without any model."""
-
-    def segment_points(self, cloud: np.ndarray) -> np.ndarray:
-        return np.zeros(len(cloud), dtype=np.int64)
-
-
-def make_segmenter(
-    config: PerceptionConfig, network: nn.Module | None = None
-) -> NetworkSegmenter | LabelFieldSegmenter | NoSegmenter:
-    """The segmenter ``config.segmenter.kind`` selects (loading weights for ``model`` unless given one)."""
-    settings = config.segmenter
-    if settings.kind == "labels":
-        return LabelFieldSegmenter(settings.label_field, config.classes)
-    if settings.kind == "none":
-        return NoSegmenter()
-    network = network or load_network(config)
-    return NetworkSegmenter(
-        network,
-        settings.device,
-        config.classes,
-        threads=settings.threads,
-        compile=settings.compile,
-        precision=settings.precision,
-    )
-
-
-def load_network(config: PerceptionConfig) -> nn.Module:
-    """The trained network of ``segmenter.model`` from ``segmenter.weights`` (empty: the shipped default).
-
-    Loading, checksums and the manifest belong to :func:`perception_ws.models.load_weights`; a missing or
-    refused file gives one WeightsError that says what to do.
-    """
-    from perception_ws.models import load_weights  # torch-heavy: imported when a model is wanted
-
-    settings = config.segmenter
-    try:
-        network = load_weights(settings.weights or None, device=settings.device)
-    except WeightsError as error:
-        if settings.weights:
-            raise
-        raise WeightsError(
-            f"segmenter.kind 'model' needs trained weights for {settings.model!r} ({error}); set segmenter.weights "
-            "to a .pt file, or segmenter.kind to 'labels' (the input carries a class-id field) or 'none'"
-        ) from None
-    name = str(getattr(network, "name", settings.model))
-    if name != settings.model:
-        raise WeightsError(
-            f"segmenter.weights {settings.weights or '(shipped default)'!r} hold a {name!r} network, but "
-            f"segmenter.model is {settings.model!r}"
-        )
-    return network
 
 
 @contextmanager

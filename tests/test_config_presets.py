@@ -9,8 +9,9 @@ import pytest
 
 from perception_ws.config import ConfigError, PerceptionConfig, load_config
 from perception_ws.io import load
+from perception_ws.models.scan_segmenters import NetworkSegmenter
 from perception_ws.nodes.launch_graph import plan_graph
-from perception_ws.pipeline import NetworkSegmenter, Pipeline
+from perception_ws.pipeline import Pipeline
 
 PRESET = Path(__file__).resolve().parents[1] / "config" / "perception_cpu_front.yaml"
 

@@ -215,10 +215,10 @@ def test_parameters_mirror_the_schema_and_are_fixed_once_running(ros_context: Co
     node = PerceptionNode(context=ros_context, defaults=PerceptionConfig().replace(**LABELLED), cli_args=args)
     try:
         declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}
-        assert declared == set(flatten(node.config)) == set(descriptions())
+        assert declared == set(flatten(node.config)) == set(descriptions(PerceptionConfig))
         assert node.config.sensor.width == 1024 and node.config.sensor.fov_deg == 90.0
         assert node.config.detection.classes == ("car",) and node.config.segmenter.kind == "labels"
-        assert node.describe_parameter("sensor.width").description == descriptions()["sensor.width"]
+        assert node.describe_parameter("sensor.width").description == descriptions(PerceptionConfig)["sensor.width"]
         result = node.set_parameters([Parameter("sensor.width", value=512)])[0]
         assert not result.successful and "restart the node" in result.reason
         assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful

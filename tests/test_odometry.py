@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perception_ws.config import ConfigError, PerceptionConfig
+from perception_ws.config import ConfigError, PerceptionConfig, PipelineConfig
 from perception_ws.errors import PerceptionError
 from perception_ws.io import open_dataset
 from perception_ws.odometry import ScanOdometry
@@ -59,7 +59,7 @@ def test_tracks_on_real_scans_stand_still_over_the_ground_with_lidar_odometry(re
     scans = open_dataset(real_data / "kitti_sequence_pcd")
     medians = {}
     for odometry in ("none", "lidar"):
-        pipeline = Pipeline(PerceptionConfig().replace(**{"tracking.odometry": odometry}))
+        pipeline = Pipeline(PipelineConfig().replace(**{"tracking.odometry": odometry}))
         speeds = [box.speed for i in range(len(scans)) for box in pipeline.process(scans[i], i / 10.0).tracks]
         assert len(speeds) > 100
         medians[odometry] = float(np.median(speeds))

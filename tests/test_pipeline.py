@@ -11,6 +11,7 @@ import yaml
 from perception_ws.config import (
     ConfigError,
     PerceptionConfig,
+    PipelineConfig,
     descriptions,
     flatten,
     from_mapping,
@@ -26,7 +27,7 @@ from perception_ws.projection import project
 from perception_ws.scan import Scan
 
 REPO = Path(__file__).resolve().parents[1]
-LABELS = PerceptionConfig().replace(**{"segmenter.kind": "labels"})
+LABELS = PipelineConfig().replace(**{"segmenter.kind": "labels"})
 CAR = KITTI3.id_of("car")
 
 
@@ -146,21 +147,21 @@ def test_label_field_problems_are_one_clear_error(semantic_scan: Scan) -> None:
 
 
 def test_no_segmenter_finds_nothing(semantic_scan: Scan) -> None:
-    result = Pipeline(PerceptionConfig().replace(**{"segmenter.kind": "none"})).process(semantic_scan.points, 0.0)
+    result = Pipeline(PipelineConfig().replace(**{"segmenter.kind": "none"})).process(semantic_scan.points, 0.0)
     assert not result.labels.any() and result.detections == [] and result.live_tracks == []
 
 
 def test_the_default_config_runs_the_shipped_weights() -> None:
-    pipeline = Pipeline(PerceptionConfig())
+    pipeline = Pipeline(PipelineConfig())
     network = pipeline.segmenter.network
     assert network.name == "squeezesegv2" and network.crf is not None and not network.training
 
 
 def test_missing_or_mismatched_weights_are_refused_by_name() -> None:
     with pytest.raises(WeightsError, match=r"/nonexistent/w\.pt: no such weights file"):
-        Pipeline(PerceptionConfig().replace(**{"segmenter.weights": "/nonexistent/w.pt"}))
+        Pipeline(PipelineConfig().replace(**{"segmenter.weights": "/nonexistent/w.pt"}))
     with pytest.raises(WeightsError, match=r"hold a 'squeezesegv2' network, but segmenter\.model is 'squeezeseg'"):
-        Pipeline(PerceptionConfig().replace(**{"segmenter.model": "squeezeseg"}))
+        Pipeline(PipelineConfig().replace(**{"segmenter.model": "squeezeseg"}))
 
 
 def test_a_real_network_runs_through_every_stage(real_data: Path) -> None:
@@ -170,7 +171,7 @@ def test_a_real_network_runs_through_every_stage(real_data: Path) -> None:
 
     scan = load(real_data / "kitti_object" / "velodyne" / "000002.bin")
     network = build_model("squeezesegv2", num_classes=4, crf=True)
-    config = PerceptionConfig().replace(**{"sensor.fov_deg": 90.0, "sensor.width": 512, "tracking.odometry": "lidar"})
+    config = PipelineConfig().replace(**{"sensor.fov_deg": 90.0, "sensor.width": 512, "tracking.odometry": "lidar"})
     result = Pipeline(config, network=network).process(scan.points, 0.0)
     assert set(STAGES) <= set(result.timings_ms)  # lidar odometry included
     projection = project(scan.points, "hdl64e", 90.0, 512)
@@ -191,7 +192,7 @@ def test_shipped_config_file_mirrors_the_schema_key_for_key() -> None:
     params = document["perception_node"]["ros__parameters"]
     keys = set(flatten(from_mapping(params)))
     written = set(_dotted_keys(params))
-    assert written == keys == set(descriptions())
+    assert written == keys == set(descriptions(PerceptionConfig))
     assert load_config(path) == from_mapping(params)
 
 
@@ -228,7 +229,7 @@ def test_a_wildcard_section_applies_and_the_node_section_wins(tmp_path: Path) ->
         ({"segmenter": {"device": "gpu"}}, "segmenter.device = 'gpu'; expected cpu, cuda or cuda:N"),
         ({"detection": {"classes": ["truck"]}}, "detection.classes: 'truck' is not a class of kitti3"),
         ({"detection": {"classes": "car"}}, "detection.classes = 'car' .*expected a list of strings"),
-        ({"detection": {"eps_m": -0.3}}, "detection.eps_m = -0.3; expected a radius > 0"),
+        ({"detection": {"eps_m": -0.3}}, "detection.eps_m = -0.3; expected > 0"),
         ({"tracking": {"enabled": "yes"}}, "tracking.enabled = 'yes' .*expected true or false"),
         ({"tracking": {"motion_model": "ctrv"}}, "tracking.motion_model = 'ctrv'; expected one of ca, cv"),
         ({"topics": {"input": "bad topic"}}, "topics.input = 'bad topic'; expected a ROS topic name"),
@@ -256,15 +257,15 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_schema_defaults_build_the_instance_stage_settings() -> None:
-    ours, default = PerceptionConfig().detect_config().cluster, DetectConfig().cluster  # both the thesis'
+    ours, default = PipelineConfig().detect_config().cluster, DetectConfig().cluster  # both the thesis'
     assert all(ours.params(name) == default.params(name) for name in ("car", "pedestrian", "cyclist"))
-    config = PerceptionConfig().replace(**{"detection.eps_m": 0.4, "detection.min_samples": 7})
+    config = PipelineConfig().replace(**{"detection.eps_m": 0.4, "detection.min_samples": 7})
     config = config.replace(**{"detection.car_eps_m": 0.9, "detection.car_min_samples": 12})
     detect_config = config.detect_config()
     assert detect_config.cluster.params("pedestrian") == ClusterParams(0.4, 7)
     assert detect_config.cluster.params("car") == ClusterParams(0.9, 12)
     assert detect_config.classes is None  # empty list: the class set's object classes
-    assert config.tracker_config().confirm_hits == config.tracking.confirm_hits
+    assert config.tracking.tracker_config().confirm_hits == config.tracking.confirm_hits
 
 
 def _dotted_keys(params: dict[str, object], prefix: str = "") -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from perception_ws.boxes import Box3D, transform_box
-from perception_ws.config import PerceptionConfig
+from perception_ws.config import PipelineConfig
 from perception_ws.errors import CalibrationError
 from perception_ws.odometry import ScanOdometry
 from perception_ws.pipeline import Pipeline, PipelineResult
@@ -17,7 +17,7 @@ from perception_ws.sim.generator import SceneConfig, generate_scene
 from perception_ws.sim.sequence import SequenceFrame, render_sequence
 
 #: the labels segmenter (the simulated scans carry their KITTI-3 ids in ``label``) with the measured clustering
-LABELLED = PerceptionConfig().replace(
+LABELLED = PipelineConfig().replace(
     **{
         "segmenter.kind": "labels",
         **{"detection.eps_m": 0.5, "detection.min_samples": 10},

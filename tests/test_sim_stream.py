@@ -89,10 +89,10 @@ def test_params_file_lists_every_sim_key_with_its_default() -> None:
     ("changes", "message"),
     [
         ({"clock.mode": "fast"}, r"clock\.mode = 'fast'; expected one of wall, sim"),
-        ({"sensor.rate_hz": 0.0}, r"sensor\.rate_hz = 0\.0; expected 0 < rate"),
+        ({"sensor.rate_hz": 0.0}, r"sensor\.rate_hz = 0\.0; expected > 0 and at most 100"),
         ({"frames.lidar": "/lidar"}, r"frames\.lidar = '/lidar'; expected a frame id"),
         ({"sensor.backend": "embree"}, r"sensor\.backend = 'embree'; expected one of auto, open3d, torch"),
-        ({"scene.seeds": 1}, r"unknown key\(s\) \['scene\.seeds'\]"),
+        ({"scene.seeds": 1}, r"unknown key 'scene\.seeds'; did you mean 'scene\.seed'"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(changes: dict, message: str) -> None:

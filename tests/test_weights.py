@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from perception_ws.config import PerceptionConfig
+from perception_ws.config import PipelineConfig
 from perception_ws.errors import WeightsError
 from perception_ws.io import load
 from perception_ws.models import build_model, load_weights, read_manifest, save_weights
 from perception_ws.models import weights as weights_module
 from perception_ws.models.crf import KITTI3_CRF_SIGMAS
-from perception_ws.pipeline import Pipeline, load_network
+from perception_ws.models.scan_segmenters import load_network
+from perception_ws.pipeline import Pipeline
 
 TRAINING = {"data": ["sim/run1"], "steps": 0, "note": "untrained, for tests"}
 
@@ -110,7 +111,7 @@ def test_no_shipped_default_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, 
         load_weights(None)
     # the pipeline keeps saying what to do instead
     with pytest.raises(WeightsError, match=r"needs trained weights .*segmenter\.kind to 'labels'"):
-        Pipeline(PerceptionConfig())
+        Pipeline(PipelineConfig())
 
 
 def test_the_shipped_default_is_loaded_when_present(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -133,9 +134,7 @@ def test_bad_saves_and_devices_are_refused(saved: Path, tmp_path: Path) -> None:
 
 
 def test_the_pipeline_runs_saved_weights_on_a_real_frame(saved: Path, real_data: Path) -> None:
-    config = PerceptionConfig().replace(
-        **{"segmenter.weights": str(saved), "sensor.fov_deg": 90.0, "sensor.width": 512}
-    )
+    config = PipelineConfig().replace(**{"segmenter.weights": str(saved), "sensor.fov_deg": 90.0, "sensor.width": 512})
     assert load_network(config).name == "squeezesegv2"
     scan = load(real_data / "kitti_object" / "velodyne" / "000001.bin")
     result = Pipeline(config).process(scan.points, 0.0)

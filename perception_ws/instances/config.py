@@ -1,7 +1,8 @@
 """Settings of the instance stage (ground removal, clustering, boxes, tracking), with their defaults.
 
-Plain frozen dataclasses so that the ROS node can mirror every field as a parameter and the CLI can
-read them from YAML. Distances in metres, angles in degrees where a person types them.
+Frozen dataclasses; the tracker's settings are a validated :class:`~perception_ws.schema.Schema`, whose
+tunable part (:class:`TrackerParameters`) the perception node mirrors as ROS parameters. Distances in
+metres, angles in degrees where a person types them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import Field
+
 from perception_ws.errors import PerceptionError
+from perception_ws.schema import Schema
 
 BoxMethod = Literal["search", "pca", "min_area"]
 MotionModel = Literal["ca", "cv"]
@@ -140,13 +144,26 @@ class DetectConfig:
     ground: GroundConfig = field(default_factory=GroundConfig)
 
 
-@dataclass(frozen=True)
-class TrackerConfig:
+class TrackerParameters(Schema):
+    """The tracker's settings a user tunes: each one is also a ROS parameter (``tracking.<name>``) of the
+    perception node, with this description and these bounds (:class:`perception_ws.config.TrackingConfig`)."""
+
+    motion_model: MotionModel = Field("ca", description="ca: constant acceleration; cv: constant velocity")
+    #: hits for a tentative track to become confirmed; misses before a confirmed (lost) track is dropped.
+    confirm_hits: int = Field(3, ge=1, description="matches for a new track to be confirmed")
+    max_misses: int = Field(5, ge=0, description="missed scans before a lost track is deleted")
+    #: gate: metres and squared Mahalanobis distance of the innovation (chi-square, 2 dof, 99.9 %).
+    gate_distance_m: float = Field(4.0, gt=0, description="largest detection-to-track distance, metres")
+    gate_mahalanobis2: float = Field(13.8, gt=0, description="largest squared Mahalanobis distance")
+    match_class: bool = Field(True, description="match detections only to tracks of their class")
+    report_lost: bool = Field(False, description="report lost tracks at their prediction")
+
+
+class TrackerConfig(TrackerParameters):
     """Kalman filter per object, Hungarian assignment with gating, tentative/confirmed/lost tracks."""
 
-    motion_model: MotionModel = "ca"
     #: nominal time between scans, used for the first prediction of a track (10 Hz).
-    default_dt_s: float = 0.1
+    default_dt_s: float = Field(0.1, gt=0)
     #: diagonal of the process noise Q per second: position (m^2), velocity (m^2/s^2), acceleration.
     q_position: float = 0.01
     q_velocity: float = 0.5
@@ -159,24 +176,4 @@ class TrackerConfig:
     #: initial standard deviation of velocity (m/s) and acceleration (m/s^2) of a new track.
     initial_velocity_std: float = 10.0
     initial_acceleration_std: float = 5.0
-    #: gate: squared Mahalanobis distance of the innovation (chi-square, 2 dof, 99.9 %) and metres.
-    gate_mahalanobis2: float = 13.8
-    gate_distance_m: float = 4.0
-    #: hits for a tentative track to become confirmed; misses before a confirmed (lost) track is dropped.
-    confirm_hits: int = 3
-    max_misses: int = 5
-    #: report lost (coasting) tracks too, at their predicted position.
-    report_lost: bool = False
-    #: match detections only to tracks of the same class label.
-    match_class: bool = True
     rigid_classes: frozenset[str] = RIGID_CLASSES
-
-    def __post_init__(self) -> None:
-        if self.motion_model not in ("ca", "cv"):
-            raise PerceptionError(f"tracker motion_model must be 'ca' or 'cv'; got {self.motion_model!r}")
-        if self.confirm_hits < 1 or self.max_misses < 0:
-            raise PerceptionError(
-                f"tracker confirm_hits must be >= 1 and max_misses >= 0; got {self.confirm_hits}, {self.max_misses}"
-            )
-        if not self.default_dt_s > 0 or not self.gate_mahalanobis2 > 0 or not self.gate_distance_m > 0:
-            raise PerceptionError("tracker default_dt_s, gate_mahalanobis2 and gate_distance_m must be > 0")

@@ -68,6 +68,12 @@ class Track:
     def velocity(self) -> np.ndarray:
         return self.kf.x[2:4, 0].copy()
 
+    @property
+    def acceleration(self) -> np.ndarray:
+        """(ax, ay) of the box centre; zero with the constant-velocity model (its state has none)."""
+        state = self.kf.x[:, 0]
+        return state[4:6].copy() if len(state) >= 6 else np.zeros(2)
+
     def predict(self, dt: float) -> None:
         self.kf.F = transition(self.config, dt)
         self.kf.Q = process_noise(self.config, dt)

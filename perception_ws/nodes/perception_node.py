@@ -79,7 +79,7 @@ class PerceptionNode(Node):
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = declare_ros_parameters(self, defaults)
         self.add_on_set_parameters_callback(self._refuse_changes)
-        self.pipeline = Pipeline(self.config, network)
+        self.pipeline = Pipeline(self.config.pipeline_config(), network)
         self.pipeline.warm_up()  # before subscribing: the first scans are not slowed by JIT or torch.compile
         # what exists now (the network, compiled graphs, numba's caches: long-lived) leaves the garbage collector's
         # view, so its occasional full passes stay short and do not stall a scan

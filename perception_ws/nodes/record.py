@@ -2,7 +2,7 @@
 
 Raw subscriptions hand over each message's serialized CDR bytes, which go into the bag unchanged (no
 deserialisation, no re-serialisation). By default the perception node's outputs are recorded, named
-by the config schema (:class:`perception_ws.config.TopicsConfig`), and ``/tf_static`` (subscribed
+by the config schema (:class:`perception_ws.config.perception.TopicsConfig`), and ``/tf_static`` (subscribed
 transient local, as ROS 2 latches it: a recorder started late still gets it); other topics get their type from
 the ROS graph once a publisher appears. The bag is written through :class:`~perception_ws.io.bag.BagWriter`
 beside its destination and appears there only when recording stops cleanly (``--duration`` reached,

@@ -1,0 +1,127 @@
+"""Schemas <-> ROS params files and ROS parameters: read a node's section of a params file, write one, and
+declare every key of a schema as a parameter of a node (then read the values back, validated)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from perception_ws.config.perception import NODE_NAME, PerceptionConfig
+from perception_ws.schema import (
+    ConfigError,
+    Schema,
+    SchemaT,
+    descriptions,
+    flatten,
+    is_ros_own,
+    schema_from_flat,
+    unknown_key_message,
+)
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+#: what may stand for the node name in a params file (ROS 2 wildcards).
+_WILDCARDS = ("/**", "**")
+
+
+def from_flat(values: Mapping[str, Any], where: str = "config") -> PerceptionConfig:
+    """A validated perception config from dotted keys; keys left out keep their defaults."""
+    return schema_from_flat(PerceptionConfig, values, where)
+
+
+def from_mapping(params: Mapping[str, Any], where: str = "config") -> PerceptionConfig:
+    """A validated config from nested mappings and/or dotted keys (a params file's ``ros__parameters``)."""
+    return from_flat(_flatten_mapping(params, "", where), where)
+
+
+def load_config(path: str | Path, node_name: str = NODE_NAME) -> PerceptionConfig:
+    """The config of ``node_name`` in a ROS params file (``node: ros__parameters: {...}``).
+
+    Sections for other nodes are ignored; a ``/**`` section applies to every node; the node's own
+    section wins over it, key by key.
+    """
+    return load_schema_config(path, PerceptionConfig, node_name)
+
+
+def load_schema_config(path: str | Path, schema: type[SchemaT], node_name: str) -> SchemaT:
+    """:func:`load_config` for any schema class (``FusionConfig`` of node ``fusion_node``)."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{path}: expected a mapping '{node_name}: ros__parameters: {{...}}' at the top")
+    merged: dict[str, Any] = {}
+    found = False
+    for name in (*_WILDCARDS, node_name, f"/{node_name}"):
+        section = document.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, Mapping) or "ros__parameters" not in section:
+            raise ConfigError(f"{path}: section {name!r} lacks 'ros__parameters'")
+        merged.update(_flatten_mapping(section["ros__parameters"] or {}, "", f"{path} [{name}]"))
+        found = True
+    if not found:
+        raise ConfigError(f"{path}: no section for node {node_name!r} (or '/**'); sections: {list(document)}")
+    return schema_from_flat(schema, merged, str(path))
+
+
+def to_params_document(config: Schema, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """The params-file document (nested) of a config; :func:`load_config` reads it back unchanged."""
+    nested: dict[str, Any] = {}
+    for key, value in flatten(config).items():
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return {node_name: {"ros__parameters": nested}}
+
+
+def declare_ros_parameters(node: Node, defaults: PerceptionConfig | None = None) -> PerceptionConfig:
+    """Declare every key as a parameter of ``node`` (default from ``defaults``), then read them back.
+
+    Values from a params file or ``-p key:=value`` override the defaults; they are checked here like a
+    YAML file's (parameters are declared with dynamic typing so that ``fov_deg: 360`` is accepted and a
+    wrong type gets this module's error naming the key, not rclpy's).
+    """
+    return declare_schema_parameters(node, defaults or PerceptionConfig())
+
+
+def declare_schema_parameters(node: Node, defaults: SchemaT) -> SchemaT:
+    """:func:`declare_ros_parameters` for any schema: the keys of ``type(defaults)``."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    schema = type(defaults)
+    docs = descriptions(schema)
+    flat = flatten(defaults)
+    for key, value in flat.items():
+        node.declare_parameter(key, value, ParameterDescriptor(description=docs[key], dynamic_typing=True))
+    where = f"parameters of node {node.get_name()!r}"
+    # a misspelt key in a params file would otherwise be ignored silently (only declared names are read);
+    # rclpy keeps the overrides it was given in this attribute (no public accessor)
+    for key in getattr(node, "_parameter_overrides", {}):
+        if key not in flat and not is_ros_own(key):
+            raise ConfigError(f"{where}: {unknown_key_message(key, flat)}")
+    values = {key: node.get_parameter(key).value for key in flat}
+    return schema_from_flat(schema, values, where)
+
+
+def _flatten_mapping(params: Mapping[str, Any], prefix: str, where: str) -> dict[str, Any]:
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'ros__parameters'} must be a mapping")
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            out.update(_flatten_mapping(value, f"{key}.", where))
+        else:
+            out[key] = value
+    return out

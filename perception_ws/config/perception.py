@@ -1,0 +1,231 @@
+"""The pipeline's schema (:class:`PipelineConfig`) and the perception node's (:class:`PerceptionConfig`: the
+pipeline's keys plus topics, QoS and output), one ROS parameter per leaf; see :mod:`perception_ws.config`.
+
+Defaults of the instance stage are taken from :mod:`perception_ws.instances.config`, so a number is written
+in one place only; the tracker's tunable settings are its own :class:`TrackerParameters`, inherited here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from perception_ws.calib.sensors import load_sensor
+from perception_ws.instances.config import (
+    THESIS_CLUSTER,
+    BoxMethod,
+    ClusterConfig,
+    ClusterParams,
+    DetectConfig,
+    TrackerConfig,
+    TrackerParameters,
+)
+from perception_ws.labels import CLASS_SETS, ClassSet
+from perception_ws.projection import ROW_SOURCES, RowSource, fov_bounds
+from perception_ws.schema import ConfigError, Schema, Strings, TopicName
+
+#: the node name whose section a params file is read from, unless told otherwise.
+NODE_NAME = "perception_node"
+
+#: network arithmetic (segmenter.precision).
+Precision = Literal["fp32", "bf16", "fp16"]
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+_DETECT = DetectConfig()
+
+
+def _known_class_set(name: str) -> str:
+    if name not in CLASS_SETS:
+        raise ValueError(f"expected one of {', '.join(CLASS_SETS)}")
+    return name
+
+
+#: the name of a class table (perception_ws.labels.CLASS_SETS).
+ClassSetName = Annotated[str, AfterValidator(_known_class_set)]
+
+
+class TopicsConfig(Schema):
+    input: TopicName = Field("points", description="PointCloud2 input (SensorData QoS)")
+    labelled_cloud: TopicName = Field(
+        "perception/labelled_points", description="input cloud plus fields label and instance"
+    )
+    detections: TopicName = Field("perception/detections", description="perception_ws/Detection3DArray")
+    tracks: TopicName = Field("perception/tracks", description="perception_ws/TrackArray")
+    markers: TopicName = Field(
+        "perception/markers", description="visualization_msgs/MarkerArray of boxes, ids and classes"
+    )
+    diagnostics: TopicName = Field(
+        "/diagnostics", description="diagnostic_msgs/DiagnosticArray: latency, rate, drops, rejects"
+    )
+
+
+class QosConfig(Schema):
+    input_depth: int = Field(2, ge=1, description="queue depth of the input subscription (best effort)")
+    output_depth: int = Field(5, ge=1, description="queue depth of every output publisher (reliable)")
+
+
+class SensorConfig(Schema):
+    model: str = Field("hdl64e", description="built-in sensor name (calib/data) or a sensor YAML file")
+    fov_deg: float = Field(360.0, description="horizontal field of view of the range image, degrees, centred on +x")
+    width: int = Field(2048, ge=1, description="range image columns")
+    row_source: RowSource = Field("auto", description=f"range image rows from: {', '.join(ROW_SOURCES)}")
+    max_points: int = Field(1_000_000, ge=1, description="clouds with more points are rejected (bounded latency)")
+
+    @field_validator("model")
+    @classmethod
+    def _known_sensor(cls, model: str) -> str:
+        load_sensor(model)  # a SensorError (a ValueError) says what is wrong
+        return model
+
+    @field_validator("fov_deg")
+    @classmethod
+    def _fov_in_range(cls, fov_deg: float) -> float:
+        fov_bounds(fov_deg)
+        return fov_deg
+
+
+class SegmenterConfig(Schema):
+    kind: Literal["model", "labels", "none"] = Field(
+        "model", description="model: the network; labels: the input's label field; none: every point 0"
+    )
+    model: str = Field("squeezesegv2", description="network architecture (perception_ws.models.MODELS)")
+    weights: str = Field("", description="weights file; empty: the shipped default weights")
+    device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
+    label_field: str = Field("label", description="input field holding class ids (kind labels)")
+    threads: int = Field(0, ge=0, description="torch CPU threads for the network; 0: torch's default (one per core)")
+    compile: bool = Field(
+        False, description="torch.compile the network (kind model), compiled and warmed up at start (~1 min)"
+    )
+    precision: Precision = Field(
+        "fp32",
+        description="network arithmetic: fp32; bf16 (GPUs, and CPUs with AVX-512 BF16 or AMX, where it is ~1.7x "
+        "faster with 99.9 % of labels unchanged; elsewhere fp32 is used and the node says so); fp16 (GPUs only)",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _torch_device(cls, device: str) -> str:
+        if not _DEVICE.fullmatch(device):
+            raise ValueError("expected cpu, cuda or cuda:N")
+        return device
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SegmenterConfig:
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ConfigError(
+                "segmenter.precision = 'fp16' needs a GPU (segmenter.device cuda); on a CPU use bf16 or fp32"
+            )
+        if self.kind == "labels" and not self.label_field:
+            raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")
+        return self
+
+
+class DetectionConfig(Schema):
+    classes: Strings = Field((), description="class names to detect; empty: the class set's object classes")
+    eps_m: float = Field(
+        THESIS_CLUSTER.eps_m, gt=0, description="DBSCAN radius of classes other than car, metres (measured: 0.5)"
+    )
+    min_samples: int = Field(
+        THESIS_CLUSTER.min_points, ge=1, description="DBSCAN core neighbours, the point counts (measured: 10)"
+    )
+    car_eps_m: float = Field(THESIS_CLUSTER.eps_m, gt=0, description="DBSCAN radius of cars, metres (measured: 1.0)")
+    car_min_samples: int = Field(
+        THESIS_CLUSTER.min_points, ge=1, description="DBSCAN core point neighbours of cars (measured: 10)"
+    )
+    box_method: BoxMethod = Field(_DETECT.box_method, description="box fitting: search, pca, min_area")
+    merge_overlap: float = Field(
+        _DETECT.merge_overlap, ge=0, le=1, description="merge same-class boxes overlapping this much"
+    )
+    remove_ground: bool = Field(_DETECT.remove_ground, description="remove ground points before clustering")
+    min_score: float = Field(
+        0.0, ge=0, le=1, description="drop detections whose score (mean class probability) is lower"
+    )
+
+
+class TrackingConfig(TrackerParameters):
+    """The tracker's own parameters (inherited: motion_model, confirm_hits …) plus where it tracks."""
+
+    enabled: bool = Field(True, description="run the tracker")
+    fixed_frame: str = Field(
+        "",
+        description="track in this frame (e.g. odom), its pose read from /tf and /tf_static at each scan's stamp, "
+        "so track velocities are over the ground; empty: in the scan's frame (velocities relative to the sensor)",
+    )
+    tf_timeout_s: float = Field(
+        0.1,
+        ge=0,
+        description="with fixed_frame: how long to wait for the scan's pose when the odometry on /tf lags the scan, "
+        "seconds",
+    )
+    odometry: Literal["none", "lidar"] = Field(
+        "none",
+        description="lidar: without fixed_frame, find the sensor's motion from the scans (ICP, ~20 ms a scan) and "
+        "track over the ground in that frame; none: track in the scan's frame",
+    )
+
+    @model_validator(mode="after")
+    def _one_source_of_motion(self) -> TrackingConfig:
+        if self.odometry != "none" and self.fixed_frame:
+            raise ConfigError(
+                f"tracking.odometry = {self.odometry!r} and tracking.fixed_frame = {self.fixed_frame!r}: "
+                "choose one source of the sensor's motion (the pose from /tf, or the scans themselves)"
+            )
+        return self
+
+    def tracker_config(self) -> TrackerConfig:
+        """The tracker's settings: these parameters, the filter's constants at their defaults."""
+        return TrackerConfig(**{name: getattr(self, name) for name in TrackerParameters.model_fields})
+
+
+class OutputConfig(Schema):
+    marker_style: Literal["line_list", "cube"] = Field("line_list", description="box markers: line_list, cube")
+    diagnostics_period_s: float = Field(1.0, gt=0, description="seconds between diagnostics messages")
+
+
+class PipelineConfig(Schema):
+    """Everything :class:`perception_ws.pipeline.Pipeline` is told."""
+
+    class_set: ClassSetName = Field("kitti3", description=f"class table: {', '.join(CLASS_SETS)}")
+    sensor: SensorConfig = Field(default_factory=SensorConfig)
+    segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _known_classes(self) -> PipelineConfig:
+        for name in self.detection.classes:
+            if name not in self.classes.names:
+                raise ConfigError(
+                    f"detection.classes: {name!r} is not a class of {self.class_set}; "
+                    f"known: {', '.join(self.classes.names)}"
+                )
+        return self
+
+    @property
+    def classes(self) -> ClassSet:
+        return CLASS_SETS[self.class_set]
+
+    def detect_config(self) -> DetectConfig:
+        d = self.detection
+        return DetectConfig(
+            cluster=ClusterConfig(
+                ClusterParams(d.eps_m, d.min_samples), {"car": ClusterParams(d.car_eps_m, d.car_min_samples)}
+            ),
+            box_method=d.box_method,
+            classes=d.classes or None,
+            merge_overlap=d.merge_overlap,
+            remove_ground=d.remove_ground,
+        )
+
+
+class PerceptionConfig(PipelineConfig):
+    """Everything the perception node is told: the pipeline's settings plus its topics, QoS and output."""
+
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    qos: QosConfig = Field(default_factory=QosConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def pipeline_config(self) -> PipelineConfig:
+        """The pipeline's part of these settings."""
+        return PipelineConfig(**{name: getattr(self, name) for name in PipelineConfig.model_fields})
