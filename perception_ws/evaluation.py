@@ -10,7 +10,7 @@ For every frame of a source (any reader of :mod:`perception_ws.io`):
    ``fov_deg`` forces a view (512 columns per 90 deg). Only the points in the view are scored, and of a
    SemanticKITTI-labelled scan only the labelled ones (learning id 0 "unlabeled" carries no ground truth);
 2. the prediction: the network (and its CRF) on the image, through the pipeline's own
-   :class:`~perception_ws.models.scan_segmenters.NetworkSegmenter` (batch norm folded, channels-last: what the node
+   :class:`~perception_ws.models.network_segmenter.NetworkSegmenter` (batch norm folded, channels-last: what the node
    runs), pixel classes carried back to every scored point (:meth:`Projection.labels_to_points`);
 3. class-level scores over points, summed over frames (KITTI-3, the background included as SqueezeSeg
    does); instance-level scores with predicted instances from per-class DBSCAN of the predicted labels
@@ -131,7 +131,7 @@ class NetworkPredictor:
     """Runs a network on a frame's image, the way the pipeline does; times the network alone."""
 
     def __init__(self, network: nn.Module, device: str = "cpu") -> None:
-        from perception_ws.models.scan_segmenters import NetworkSegmenter
+        from perception_ws.models.network_segmenter import NetworkSegmenter
 
         self.segmenter = NetworkSegmenter(network, device, KITTI3)
         self.network_ms = RuntimeStats("network")

@@ -101,7 +101,7 @@ class Pipeline:
     """
 
     def __init__(self, config: PipelineConfig | None = None, network: nn.Module | None = None) -> None:
-        from perception_ws.models.scan_segmenters import make_segmenter  # torch-heavy package: loaded when built
+        from perception_ws.models.scan_segmenters import make_segmenter  # a model segmenter loads torch when built
 
         self.config = config or PipelineConfig()
         self.class_set = self.config.classes

@@ -9,7 +9,7 @@ import pytest
 
 from perception_ws.config import ConfigError, PerceptionConfig, load_config
 from perception_ws.io import load
-from perception_ws.models.scan_segmenters import NetworkSegmenter
+from perception_ws.models.network_segmenter import NetworkSegmenter
 from perception_ws.nodes.launch_graph import plan_graph
 from perception_ws.pipeline import Pipeline
 

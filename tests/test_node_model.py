@@ -18,7 +18,7 @@ from perception_ws.cloud import from_msg, to_msg
 from perception_ws.config import PerceptionConfig
 from perception_ws.io import load
 from perception_ws.labels import KITTI3
-from perception_ws.models.scan_segmenters import NetworkSegmenter
+from perception_ws.models.network_segmenter import NetworkSegmenter
 from perception_ws.msg import Detection3DArray
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos

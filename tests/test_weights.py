@@ -16,7 +16,7 @@ from perception_ws.io import load
 from perception_ws.models import build_model, load_weights, read_manifest, save_weights
 from perception_ws.models import weights as weights_module
 from perception_ws.models.crf import KITTI3_CRF_SIGMAS
-from perception_ws.models.scan_segmenters import load_network
+from perception_ws.models.network_segmenter import load_network
 from perception_ws.pipeline import Pipeline
 
 TRAINING = {"data": ["sim/run1"], "steps": 0, "note": "untrained, for tests"}

@@ -1,0 +1,100 @@
+"""The range-image network as a pipeline segmenter (``segmenter.kind: model``) and its weights.
+
+:class:`NetworkSegmenter` runs the network with its CRF and gives class and confidence per pixel;
+:func:`load_network` loads the trained weights the config names (empty: the shipped default).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from perception_ws.config.perception import PipelineConfig, Precision
+from perception_ws.errors import WeightsError
+from perception_ws.labels import ClassSet
+from perception_ws.models.inference import prepare_for_inference
+from perception_ws.models.weights import load_weights
+
+
+class NetworkSegmenter:
+    """A range-image network (with its CRF, if it has one): class and confidence per pixel."""
+
+    #: what the segmenter reads: the pipeline projects the cloud for a range-image segmenter.
+    reads: Literal["range_image"] = "range_image"
+
+    def __init__(
+        self,
+        network: nn.Module,
+        device: str,
+        class_set: ClassSet,
+        *,
+        threads: int = 0,
+        compile: bool = False,
+        precision: Precision = "fp32",
+    ) -> None:
+        classes = int(getattr(network, "num_classes", len(class_set)))
+        if classes != len(class_set):
+            raise WeightsError(
+                f"the network predicts {classes} classes but class_set {class_set.name} has {len(class_set)}; "
+                "use weights trained for this class set"
+            )
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise WeightsError(f"segmenter.device = {device!r} but torch sees no CUDA device; use 'cpu'")
+        self.device = torch.device(device)
+        self.in_channels = int(getattr(network, "in_channels", 6))
+        if threads > 0:  # process-wide: torch has one intra-op pool
+            torch.set_num_threads(threads)
+        self.precision = effective_precision(precision, self.device)
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        # on a GPU, torch.compile's 'reduce-overhead' also replays the network as CUDA graphs (launch-bound here)
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        self.network = prepare_for_inference(
+            network, compile=compile, compile_mode=mode, device=self.device, dtype=self.dtype
+        )
+        self.summary = f"{getattr(network, 'name', type(network).__name__)} on {device}, {self.precision}" + (
+            f" (asked for {precision}: not supported natively here)" if self.precision != precision else ""
+        )
+
+    def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
+        x = torch.from_numpy(np.ascontiguousarray(image[..., : self.in_channels])).permute(2, 0, 1)[None]
+        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            probabilities = torch.softmax(self.network(x).float(), dim=1)[0]
+            confidence, classes = probabilities.max(dim=0)
+        return classes.cpu().numpy(), confidence.float().cpu().numpy()
+
+
+def effective_precision(precision: Precision, device: torch.device) -> Precision:
+    """``precision``, or fp32 where a CPU lacks native bf16 (emulated bf16 is several times slower than fp32)."""
+    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "fp32"
+    return precision
+
+
+def load_network(config: PipelineConfig) -> nn.Module:
+    """The trained network of ``segmenter.model`` from ``segmenter.weights`` (empty: the shipped default).
+
+    Loading, checksums and the manifest belong to :func:`perception_ws.models.load_weights`; a missing or
+    refused file gives one WeightsError that says what to do.
+    """
+    settings = config.segmenter
+    try:
+        network = load_weights(settings.weights or None, device=settings.device)
+    except WeightsError as error:
+        if settings.weights:
+            raise
+        raise WeightsError(
+            f"segmenter.kind 'model' needs trained weights for {settings.model!r} ({error}); set segmenter.weights "
+            "to a .pt file, or segmenter.kind to 'labels' (the input carries a class-id field) or 'none'"
+        ) from None
+    name = str(getattr(network, "name", settings.model))
+    if name != settings.model:
+        raise WeightsError(
+            f"segmenter.weights {settings.weights or '(shipped default)'!r} hold a {name!r} network, but "
+            f"segmenter.model is {settings.model!r}"
+        )
+    return network
