@@ -11,8 +11,8 @@ from perception_ws.boxes import Box3D, bev_iou
 from perception_ws.errors import CloudFormatError, PerceptionError
 from perception_ws.instances import fit_box
 from perception_ws.instances.box_fit import heading_search, rectangle_box
+from perception_ws.instances.synthetic import car_at, ray_hits
 from perception_ws.io import open_dataset
-from tests.synthetic_objects import car_at, ray_hits
 
 
 def heading_error_deg(a: float, b: float) -> float:
