@@ -20,30 +20,10 @@ from perception_ws.fusion import (
     unpack_rgb,
     with_field,
 )
-from perception_ws.io import load
-from perception_ws.io.kitti_object import DONT_CARE, read_kitti_labels
-from perception_ws.labels import KITTI3, kitti_object_class
-from perception_ws.scan import Scan
+from perception_ws.labels import KITTI3
+from tests.helpers.data import box_mask, kitti_frame
 
 FRAMES = ("000000", "000001", "000002")
-
-
-def kitti_frame(real_data: Path, frame: str) -> tuple[Scan, PinholeCamera, Extrinsic]:
-    scan = load(real_data / "kitti_object" / "velodyne" / f"{frame}.bin")
-    assert scan.image is not None and scan.calib is not None
-    camera = scan.calib.camera(2, (scan.image.shape[1], scan.image.shape[0]))
-    return scan, camera, scan.calib.extrinsic()
-
-
-def box_mask(real_data: Path, frame: str, shape: tuple[int, int]) -> np.ndarray:
-    """label_2's 2D boxes filled with their KITTI-3 class id, far objects first so nearer ones win."""
-    objects = [o for o in read_kitti_labels(real_data / "kitti_object" / "label_2" / f"{frame}.txt")]
-    mask = np.zeros(shape, dtype=np.uint8)
-    for obj in sorted((o for o in objects if o.type != DONT_CARE), key=lambda o: -o.location[2]):
-        left, top, right, bottom = obj.bbox
-        rows = slice(int(np.floor(top)), int(np.ceil(bottom)) + 1)
-        mask[rows, int(np.floor(left)) : int(np.ceil(right)) + 1] = kitti_object_class(obj.type)
-    return mask
 
 
 @pytest.mark.parametrize("frame", FRAMES)

@@ -49,9 +49,8 @@ from perception_ws.nodes.tf_topics import (
 )
 from perception_ws.sim.stream import StaticTransform, sim_camera_extrinsic
 from perception_ws.sim.stream_config import SimConfig
-from tests.test_node_fusion import frame_messages
-from tests.test_node_perception import Spinner, wait_for, wait_until
-from tests.test_node_sim import simulate_until
+from tests.helpers.messages import frame_messages
+from tests.helpers.ros import Spinner, simulate_until, wait_for, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 #: tf2_msgs/msg/TFMessage's type hash in ROS 2 Jazzy and Kilted (the same definition since Iron).

@@ -24,27 +24,11 @@ from perception_ws.labels import KITTI3
 from perception_ws.pipeline import STAGES, Pipeline
 from perception_ws.projection import project
 from perception_ws.scan import Scan
+from tests.helpers.data import truth, with_label_field
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = PerceptionConfig().replace(**{"segmenter.kind": "labels"})
 CAR = KITTI3.id_of("car")
-
-
-def with_label_field(scan: Scan, values: np.ndarray | None = None) -> np.ndarray:
-    """The scan's points plus a ``label`` field: its KITTI-3 ground truth as uint8 (as a labelling tool would
-    publish them), or ``values``."""
-    labels = truth(scan)[0].astype(np.uint8) if values is None else values
-    out = np.empty(len(scan.points), dtype=[*scan.points.dtype.descr, ("label", labels.dtype)])
-    for name in scan.points.dtype.names or ():
-        out[name] = scan.points[name]
-    out["label"] = labels
-    return out
-
-
-def truth(scan: Scan) -> tuple[np.ndarray, np.ndarray]:
-    """The scan's ground-truth KITTI-3 labels and instance ids (the real labelled scans have both)."""
-    assert scan.labels is not None and scan.instances is not None
-    return scan.labels, scan.instances
 
 
 @pytest.fixture(scope="module")

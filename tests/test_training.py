@@ -29,6 +29,7 @@ from perception_ws.training.curves import LOG, read_log
 from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
 from perception_ws.training.loop import build_training_model
 from perception_ws.training.samples import FolderSource, SimulatedSource
+from tests.helpers.training import small_config
 
 REPO = Path(__file__).resolve().parents[1]
 X, Y, MASK = 0, 1, 5
@@ -43,26 +44,6 @@ def _two_threads() -> None:
 @pytest.fixture(scope="module")
 def frames(real_data: Path) -> Path:
     return real_data / "kitti_squeezeseg"
-
-
-def small_config(data: Path | str, **changes: object) -> TrainConfig:
-    """4 CPU steps of batch 2 on 128-column crops of the 4 real frames, a log row per step (seconds, not
-    minutes); no CRF, whose backward pass is slow on CPU and draws no random numbers (dropout, which does, stays)."""
-    settings: dict[str, object] = {
-        "data": str(data),
-        "crf": False,
-        "crop_width": 128,
-        "steps": 4,
-        "batch_size": 2,
-        "workers": 0,
-        "device": "cpu",
-        "amp": False,
-        "log_every": 1,
-        "checkpoint_every": 100,
-        "normalizer_samples": 4,
-        "warmup_steps": 2,
-    }
-    return TrainConfig(**{**settings, **changes})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
