@@ -24,7 +24,7 @@ from rclpy.executors import SingleThreadedExecutor
 from perception_ws.errors import PerceptionError
 from perception_ws.msg import Detection3D, Detection3DArray, Track, TrackArray
 from perception_ws.ros_env import DOMAIN_ID_OVERRIDE, DOMAIN_ID_RANGE, apply_local_dds_env, local_dds_env
-from tests.helpers.messages import QOS, sample_detections, sample_tracks
+from tests.helpers.samples import QOS, sample_detections, sample_tracks
 
 REPO = Path(__file__).resolve().parents[1]
 #: Longest wait for discovery and delivery; both take well under a second when the machine is idle.
@@ -51,7 +51,7 @@ def test_messages_arrive_field_for_field_from_another_process(local_env: dict[st
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
 
-    code = f"from tests.helpers.messages import publish_samples as p; p({detections_topic!r}, {tracks_topic!r})"
+    code = f"from tests.helpers.samples import publish_samples as p; p({detections_topic!r}, {tracks_topic!r})"
     publisher = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=REPO,
