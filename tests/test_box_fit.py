@@ -143,6 +143,7 @@ def test_search_fit_on_ray_cast_cars_and_the_sign_of_the_variance_criterion() ->
     assert np.median(errors_thesis_sign) > 10 * max(np.median(errors), 1.0)
 
 
+@pytest.mark.real_data
 def test_real_kitti_boxes(real_data: Path) -> None:
     """Fit a box to the points inside each ground-truth box of the three KITTI object frames."""
     results = {}

@@ -46,6 +46,7 @@ def real_clusters(real_data: Path) -> list[np.ndarray]:
     return clusters
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("criterion", CRITERIA)
 def test_real_kitti_clusters_get_the_same_costs_and_heading(real_data: Path, criterion: Criterion) -> None:
     clusters = real_clusters(real_data)

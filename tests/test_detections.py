@@ -16,6 +16,7 @@ from perception_ws.io import load
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI
 
 
+@pytest.mark.real_data
 def test_real_scan_one_pure_detection_per_object(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     assert scan.labels is not None and scan.instances is not None and scan.semantic is not None

@@ -26,6 +26,7 @@ from tests.helpers.data import box_mask, kitti_frame
 FRAMES = ("000000", "000001", "000002")
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("frame", FRAMES)
 def test_painted_colours_are_the_image_pixels_at_the_projections(real_data: Path, frame: str) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, frame)
@@ -41,6 +42,7 @@ def test_painted_colours_are_the_image_pixels_at_the_projections(real_data: Path
     assert not rgb[~visible].any()
 
 
+@pytest.mark.real_data
 def test_labels_from_2d_box_mask_reach_the_points_inside_the_3d_boxes(real_data: Path) -> None:
     inside_total, matched_total = 0, 0
     for frame in FRAMES:
@@ -91,6 +93,7 @@ def test_occlusion_keeps_hidden_points_from_taking_the_occluders_label() -> None
     assert np.count_nonzero(single[behind] == 1) > 0.8 * behind.sum()
 
 
+@pytest.mark.real_data
 def test_overlay_draws_points_in_class_colours_and_the_boxes(real_data: Path) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, "000002")
     assert scan.image is not None and scan.labels is not None
@@ -136,6 +139,7 @@ def test_rgb_packing_and_field_replacement() -> None:
     )
 
 
+@pytest.mark.real_data
 def test_bad_camera_extrinsic_and_inputs_get_clear_errors(real_data: Path) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, "000000")
     assert scan.image is not None

@@ -31,6 +31,8 @@ from perception_ws.nodes.qos import output_qos
 from tests.helpers.data import with_label_field
 from tests.helpers.ros import Spinner, wait_for
 
+pytestmark = pytest.mark.real_data
+
 #: malformed messages per intake reason (the 2-million-point cloud comes on top).
 PER_REASON = 400
 

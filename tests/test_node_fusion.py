@@ -58,6 +58,7 @@ class Outputs:
         return found if all(found.values()) else None
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_real_frame_is_painted_and_overlaid_and_a_bad_image_is_counted(
     real_data: Path,

@@ -25,6 +25,8 @@ from perception_ws.pipeline import NetworkSegmenter
 from perception_ws.scan import Scan
 from tests.helpers.ros import WAIT_S, Spinner, wait_until
 
+pytestmark = pytest.mark.real_data
+
 CAR = KITTI3.id_of("car")
 #: car IoU the node must reach on each scan. The shipped weights score about 0.35-0.8 on these scans
 #: (trained on simulated scans only); labelling the same number of points as car at random would give

@@ -84,6 +84,7 @@ def start_node_process(env: dict[str, str], params: dict[str, Any], tmp_path: Pa
     )
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_real_kitti_scans_come_back_labelled_with_detections(
     real_data: Path, local_env: dict[str, str], ros_context: Context, tmp_path: Path
@@ -187,6 +188,7 @@ def test_parameters_mirror_the_schema_and_are_fixed_once_running(ros_context: Co
         PerceptionNode(context=ros_context, cli_args=["--ros-args", "-p", "sensor.width:=wide"])
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_frames_arriving_while_busy_replace_the_waiting_one(real_data: Path, ros_context: Context) -> None:
     suffix = uuid.uuid4().hex[:8]

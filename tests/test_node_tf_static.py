@@ -203,6 +203,7 @@ class KittiFusion:
         self.player.destroy_node()
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_context: Context) -> None:
     kitti = KittiFusion(ros_context)
@@ -239,6 +240,7 @@ def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_contex
     assert fusion.stats.failed == 0
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_a_mounting_sent_on_tf_is_read_at_the_clouds_stamp(real_data: Path, ros_context: Context) -> None:
     # some drivers publish the sensor mounting on /tf, stamped, again and again: read at the cloud's stamp

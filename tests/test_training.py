@@ -61,6 +61,7 @@ def runs(frames: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     return {"whole": root / "whole", "split": root / "split"}
 
 
+@pytest.mark.real_data
 def test_a_resumed_run_ends_with_exactly_the_weights_of_an_uninterrupted_one(runs: dict[str, Path]) -> None:
     whole, split = (load_checkpoint(runs[k] / CHECKPOINT) for k in ("whole", "split"))
     assert whole["step"] == split["step"] == 4
@@ -75,6 +76,7 @@ def test_a_resumed_run_ends_with_exactly_the_weights_of_an_uninterrupted_one(run
     assert not torch.equal(fresh["net.conv1.0.weight"], whole["model"]["net.conv1.0.weight"])
 
 
+@pytest.mark.real_data
 def test_a_resumed_run_logs_the_same_rows(runs: dict[str, Path]) -> None:
     def rows(folder: Path) -> list[tuple[float, float, float]]:
         return [(r["step"], r["loss"], r["lr"]) for r in read_log(folder / LOG)]
@@ -83,6 +85,7 @@ def test_a_resumed_run_logs_the_same_rows(runs: dict[str, Path]) -> None:
     assert rows(runs["split"]) == rows(runs["whole"])
 
 
+@pytest.mark.real_data
 def test_resuming_with_other_settings_names_every_difference(runs: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "run"
     shutil.copytree(runs["split"], folder)
@@ -92,12 +95,14 @@ def test_resuming_with_other_settings_names_every_difference(runs: dict[str, Pat
         train(other, folder, progress=False)
 
 
+@pytest.mark.real_data
 def test_a_corrupt_checkpoint_is_refused_naming_the_file(frames: Path, tmp_path: Path) -> None:
     (tmp_path / CHECKPOINT).write_bytes(b"PK\x03\x04 not a torch file")
     with pytest.raises(WeightsError, match=rf"{tmp_path / CHECKPOINT}: not a readable training checkpoint"):
         train(small_config(frames), tmp_path, progress=False)
 
 
+@pytest.mark.real_data
 def test_the_worker_count_does_not_change_the_batches(frames: Path) -> None:
     samples = AugmentedSamples(FolderSource(frames), Augmentation(rotate_deg=10.0), seed=3)
     batches = [list(make_loader(samples, StepBatches(0, 2, 2), workers)) for workers in (0, 2)]
@@ -113,6 +118,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("budget", "steps"),
     [([], 2), (["--max-minutes", "0.00001"], 1000)],  # the second: the ranks must agree on stopping early
@@ -166,6 +172,7 @@ def _column_error(image: np.ndarray, a: float, b: float) -> np.ndarray:
     return np.abs(azimuth - (a + b * cols)) / abs(b)
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("shift", [37, -50])
 def test_rotation_keeps_every_point_in_the_column_of_its_azimuth(
     frame: tuple[np.ndarray, np.ndarray], shift: int
@@ -190,6 +197,7 @@ def test_rotation_keeps_every_point_in_the_column_of_its_azimuth(
     assert np.median(_column_error(stale, a, b)) == pytest.approx(abs(shift), abs=1.0)
 
 
+@pytest.mark.real_data
 def test_flip_negates_y_and_mirrors_the_columns(frame: tuple[np.ndarray, np.ndarray]) -> None:
     image, labels = frame
     mirrored, mirrored_labels = flip(image, labels)
@@ -200,6 +208,7 @@ def test_flip_negates_y_and_mirrors_the_columns(frame: tuple[np.ndarray, np.ndar
     assert b == pytest.approx(-2 * np.pi / COLUMNS_PER_TURN, rel=0.01)
 
 
+@pytest.mark.real_data
 def test_a_crop_of_a_full_sweep_wraps_around(frames: Path) -> None:
     source = FolderSource(frames)
     pairs = [source.sample(i) for i in range(4)]
@@ -216,6 +225,7 @@ def test_a_crop_of_a_full_sweep_wraps_around(frames: Path) -> None:
         crop(pairs[0][0], pairs[0][1], 1024, np.random.default_rng(0))
 
 
+@pytest.mark.real_data
 def test_empty_pixels_stay_exactly_zero_through_every_augmentation(frame: tuple[np.ndarray, np.ndarray]) -> None:
     image, labels = frame
     settings = Augmentation(rotate_deg=20.0, intensity_gain=0.5)
@@ -254,6 +264,7 @@ def test_the_simulated_source_is_deterministic_and_cuts_windows_of_its_sweeps() 
 # --- the shipped weights -------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 def test_the_shipped_weights_load_checked_and_find_cars_in_real_frames(frames: Path) -> None:
     model = load_weights(None)
     manifest = read_manifest(DEFAULT_WEIGHTS)
@@ -279,6 +290,7 @@ def test_a_changed_byte_in_the_shipped_weights_fails_the_checksum(tmp_path: Path
 # --- the command line ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
