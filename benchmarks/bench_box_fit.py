@@ -17,7 +17,6 @@ variance search with the numpy reference costs (same boxes), and a table of the 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +26,10 @@ import numpy as np
 from perception_ws.boxes import Box3D, bev_iou
 from perception_ws.instances import fit_box, ground_mask
 from perception_ws.instances.box_fit import heading_costs, heading_costs_reference, heading_search, rectangle_box
+from perception_ws.instances.synthetic import car_at, ray_hits
 from perception_ws.io import open_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.synthetic_objects import car_at, ray_hits  # noqa: E402  (the tests' ray caster)
 
 METHODS: dict[str, Callable[[np.ndarray], Box3D]] = {
     "search variance (min, Zhang)": lambda p: fit_box(p, "search", criterion="variance"),

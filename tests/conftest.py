@@ -1,4 +1,9 @@
-"""Shared test fixtures: where the real data lives, and a local-DDS environment with an rclpy context."""
+"""Shared test fixtures: where the real data lives, and a local-DDS environment with an rclpy context.
+
+Tests that read the real data take the ``real_data`` fixture and carry the ``real_data`` marker (a module's
+``pytestmark`` where all its tests need it). Where the folder is absent they are skipped with one reason;
+a test that takes the fixture without the marker fails, so a new one cannot error or skip unnoticed.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,26 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.data import REPO
+
 #: the real sensor data (../shared/data/real beside the repository; override with PERCEPTION_REAL_DATA).
 REAL_DATA = Path(os.environ.get("PERCEPTION_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+MISSING_REAL_DATA = f"real data not found at {REAL_DATA}; set PERCEPTION_REAL_DATA to the shared/data/real folder"
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixtures are set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marked = item.get_closest_marker("real_data") is not None
+    if not marked and "real_data" in getattr(item, "fixturenames", ()):
+        pytest.fail(f"{item.nodeid} uses the real_data fixture without @pytest.mark.real_data", pytrace=False)
+    if marked and not REAL_DATA.is_dir():
+        pytest.skip(MISSING_REAL_DATA)
 
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:
-    if not REAL_DATA.is_dir():
-        raise FileNotFoundError(
-            f"real data not found at {REAL_DATA}; set PERCEPTION_REAL_DATA to the shared/data/real folder"
-        )
+    if not REAL_DATA.is_dir():  # only reached through request.getfixturevalue, which the hook above cannot see
+        raise FileNotFoundError(MISSING_REAL_DATA)
     return REAL_DATA
 
 

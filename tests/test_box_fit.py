@@ -11,8 +11,8 @@ from perception_ws.boxes import Box3D, bev_iou
 from perception_ws.errors import CloudFormatError, PerceptionError
 from perception_ws.instances import fit_box
 from perception_ws.instances.box_fit import heading_search, rectangle_box
+from perception_ws.instances.synthetic import car_at, ray_hits
 from perception_ws.io import open_dataset
-from tests.synthetic_objects import car_at, ray_hits
 
 
 def heading_error_deg(a: float, b: float) -> float:
@@ -143,6 +143,7 @@ def test_search_fit_on_ray_cast_cars_and_the_sign_of_the_variance_criterion() ->
     assert np.median(errors_thesis_sign) > 10 * max(np.median(errors), 1.0)
 
 
+@pytest.mark.real_data
 def test_real_kitti_boxes(real_data: Path) -> None:
     """Fit a box to the points inside each ground-truth box of the three KITTI object frames."""
     results = {}

@@ -18,8 +18,8 @@ from perception_ws.instances.box_fit import (
     heading_costs_reference,
     heading_search,
 )
+from perception_ws.instances.synthetic import car_at, ray_hits
 from perception_ws.io import open_dataset
-from tests.synthetic_objects import car_at, ray_hits
 
 CRITERIA: tuple[Criterion, ...] = ("variance", "closeness", "area")
 THETAS = np.arange(90) * (np.pi / 2 / 90)  # the default search grid
@@ -46,6 +46,7 @@ def real_clusters(real_data: Path) -> list[np.ndarray]:
     return clusters
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("criterion", CRITERIA)
 def test_real_kitti_clusters_get_the_same_costs_and_heading(real_data: Path, criterion: Criterion) -> None:
     clusters = real_clusters(real_data)

@@ -35,6 +35,7 @@ def _xyz(kitti_object: Path, frame: str = "000000") -> np.ndarray:
 # -- projection on the real frames -----------------------------------------------------------------
 
 
+@pytest.mark.real_data
 def test_points_in_each_3d_box_project_into_its_2d_box(kitti_object: Path) -> None:
     report = []
     dataset = open_dataset(kitti_object)
@@ -53,6 +54,7 @@ def test_points_in_each_3d_box_project_into_its_2d_box(kitti_object: Path) -> No
     assert all(r >= 0.95 for _, _, _, r in report), table
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("frame", FRAMES)
 def test_velo_cam_velo_round_trip(kitti_object: Path, frame: str) -> None:
     calib, xyz = _calib(kitti_object, frame), _xyz(kitti_object, frame)
@@ -63,6 +65,7 @@ def test_velo_cam_velo_round_trip(kitti_object: Path, frame: str) -> None:
     np.testing.assert_allclose(calib.cam_to_velo(cam), xyz, atol=1e-9)
 
 
+@pytest.mark.real_data
 def test_velo_to_image_agrees_with_camera_and_extrinsic(kitti_object: Path) -> None:
     calib, xyz = _calib(kitti_object), _xyz(kitti_object)
     np.testing.assert_allclose(calib.extrinsic().apply(xyz), calib.velo_to_cam(xyz), atol=1e-9)
@@ -79,6 +82,7 @@ def test_velo_to_image_agrees_with_camera_and_extrinsic(kitti_object: Path) -> N
     assert behind.any() and np.all(np.isnan(uv[behind])) and not visible[behind].any()
 
 
+@pytest.mark.real_data
 def test_cameras_differ_by_their_stereo_offsets(kitti_object: Path) -> None:
     calib, xyz = _calib(kitti_object), _xyz(kitti_object)
     far = xyz[:, 0] > 20
@@ -96,6 +100,7 @@ def _fmt(values: np.ndarray) -> str:
     return " ".join(f"{v:.12e}" for v in np.asarray(values).reshape(-1))
 
 
+@pytest.mark.real_data
 def test_raw_recording_calibration_matches_object_calibration(kitti_object: Path, tmp_path: Path) -> None:
     calib, xyz = _calib(kitti_object), _xyz(kitti_object)
     (tmp_path / "calib_cam_to_cam.txt").write_text(
@@ -114,6 +119,7 @@ def test_raw_recording_calibration_matches_object_calibration(kitti_object: Path
         np.testing.assert_allclose(raw.velo_to_image(xyz)[0], expected, atol=1e-6)
 
 
+@pytest.mark.real_data
 def test_odometry_calibration_has_identity_rectification(kitti_object: Path, tmp_path: Path) -> None:
     calib, xyz = _calib(kitti_object), _xyz(kitti_object)
     rect_tr = calib.extrinsic().matrix[:3]  # odometry's Tr maps straight into the rectified frame
@@ -154,6 +160,7 @@ def _break(text: str, how: str) -> tuple[str, str]:
     raise AssertionError(how)
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("how", ["missing", "short", "long", "nan", "text", "singular", "scaled"])
 def test_bad_calibration_files_are_rejected(kitti_object: Path, tmp_path: Path, how: str) -> None:
     text, key = _break((kitti_object / "calib" / "000000.txt").read_text(), how)
@@ -178,6 +185,7 @@ def test_unreadable_calibration_inputs(tmp_path: Path) -> None:
 # -- PinholeCamera ---------------------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 def test_camera_info_round_trip_through_dict_and_ros_message(kitti_object: Path) -> None:
     camera = PinholeCamera(
         _calib(kitti_object).projection(2), 1242, 375, distortion=np.array([-0.37, 0.2, 1e-3, -2e-4, -0.07])
@@ -225,6 +233,7 @@ def _undistort(xd: np.ndarray, yd: np.ndarray, d: np.ndarray, iterations: int = 
     return x, y
 
 
+@pytest.mark.real_data
 def test_distortion_is_applied_and_inverts(kitti_object: Path) -> None:
     calib, xyz = _calib(kitti_object), _xyz(kitti_object)
     cam_xyz = calib.velo_to_cam(xyz)
@@ -266,6 +275,7 @@ def test_visibility_respects_min_depth_and_image_borders() -> None:
     assert np.isnan(uv[4]).all() and depth[4] == -5.0
 
 
+@pytest.mark.real_data
 def test_kitti_default_camera_resembles_the_real_kitti_camera(kitti_object: Path) -> None:
     default = PinholeCamera.kitti_default()
     real = _calib(kitti_object).camera(2)
@@ -282,6 +292,7 @@ def test_kitti_default_camera_resembles_the_real_kitti_camera(kitti_object: Path
 # -- Extrinsic -------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 def test_extrinsic_from_3x4_inverse_and_compose(kitti_object: Path) -> None:
     calib, xyz = _calib(kitti_object), _xyz(kitti_object)
     tr = Extrinsic.from_3x4(calib.Tr_velo_to_cam)

@@ -11,6 +11,7 @@ from PIL import Image
 from perception_ws.cli import main
 
 
+@pytest.mark.real_data
 def test_info_lists_the_skipped_topics_of_a_raw_packet_bag(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bag = next(p for p in (real_data / "vlp16").iterdir() if p.is_dir())
     assert main(["info", str(bag)]) == 0
@@ -19,6 +20,7 @@ def test_info_lists_the_skipped_topics_of_a_raw_packet_bag(real_data: Path, caps
     assert "/velodyne_packets" in out and "velodyne_msgs/msg/VelodyneScan" in out
 
 
+@pytest.mark.real_data
 def test_info_describes_a_kitti_object_frame(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(real_data / "kitti_object")]) == 0
     out = capsys.readouterr().out
@@ -33,6 +35,7 @@ def test_sensors_lists_every_builtin_model(capsys: pytest.CaptureFixture[str]) -
         assert any(line.startswith(name + " ") for line in out.splitlines()), name
 
 
+@pytest.mark.real_data
 def test_viz_writes_a_picture_with_the_camera_overlay(real_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "frame.png"
     assert main(["viz", str(real_data / "kitti_object"), "--frame", "1", "--out", str(out)]) == 0
@@ -41,6 +44,7 @@ def test_viz_writes_a_picture_with_the_camera_overlay(real_data: Path, tmp_path:
     assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 50  # a real drawing, not a blank canvas
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -60,6 +64,7 @@ def test_bad_input_is_one_clear_line_and_exit_status_2(
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.real_data
 def test_demo_summarises_every_source_and_draws_them(real_data: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

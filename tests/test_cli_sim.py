@@ -102,6 +102,7 @@ def test_generate_rejects_malformed_arguments(
     assert f"argument {bad[0]}" in err and "Traceback" not in err
 
 
+@pytest.mark.real_data
 def test_compare_prints_the_table_and_writes_the_picture(
     real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -128,6 +129,7 @@ def test_compare_prints_the_table_and_writes_the_picture(
     assert np.asarray(Image.open(png)).shape[:2] == (950, 1400)
 
 
+@pytest.mark.real_data
 def test_compare_reads_a_generated_folder_and_prints_json(
     real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -154,6 +156,7 @@ def test_compare_reads_a_generated_folder_and_prints_json(
     assert len(data["statistics"]) == 4 and png.is_file()
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -144,6 +144,7 @@ def test_big_endian_messages_are_byteswapped_to_native(points: np.ndarray) -> No
 # -- real data ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 def test_real_kitti_scan_round_trips_and_keeps_header(real_data: Path) -> None:
     points = real_kitti_points(real_data)
     msg = to_msg(points, frame_id="velo_link", stamp=1_317_000_123_456_789_012)
@@ -159,6 +160,7 @@ def test_real_kitti_scan_round_trips_and_keeps_header(real_data: Path) -> None:
     assert_same_points(points, from_msg(msg))
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("store", [Stores.ROS2_KILTED, Stores.ROS2_HUMBLE])
 def test_real_scan_deserialized_by_rosbags_converts(real_data: Path, store: Stores) -> None:
     typestore = get_typestore(store)
@@ -185,6 +187,7 @@ def test_real_scan_deserialized_by_rosbags_converts(real_data: Path, store: Stor
     assert_same_points(points, from_msg(back))
 
 
+@pytest.mark.real_data
 def test_real_scan_serialized_by_rclpy_reads_through_rosbags(real_data: Path) -> None:
     points = real_kitti_points(real_data)[:20000]
     raw = serialize_message(to_msg(points, frame_id="velo"))
@@ -193,6 +196,7 @@ def test_real_scan_serialized_by_rclpy_reads_through_rosbags(real_data: Path) ->
     assert_same_points(points, from_msg(msg))
 
 
+@pytest.mark.real_data
 def test_organized_real_scan_keeps_its_shape(real_data: Path) -> None:
     points = real_kitti_points(real_data)[: 64 * 1800].reshape(64, 1800)
     msg = to_msg(points)
@@ -414,6 +418,7 @@ def test_xyz_array_and_finite_mask_on_float64_organized_cloud() -> None:
     np.testing.assert_array_equal(finite_mask(points), [[True, False, True], [True, False, True]])
 
 
+@pytest.mark.real_data
 def test_as_structured_accepts_arrays_and_scans(real_data: Path) -> None:
     raw = np.fromfile(real_data / "kitti_odometry_00" / "000094.bin", dtype=np.float32).reshape(-1, 4)
     four = as_structured(raw)

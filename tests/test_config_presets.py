@@ -44,6 +44,7 @@ def test_half_precision_on_a_cpu_is_refused_with_the_way_out() -> None:
         PerceptionConfig().replace(**{"segmenter.precision": "fp16"})
 
 
+@pytest.mark.real_data
 def test_bf16_gives_the_labels_of_fp32_on_a_real_scan(real_data: Path) -> None:
     """bf16 rounds every activation to 8 mantissa bits: on a real scan with the shipped weights nearly every
     point must keep its fp32 class (measured 99.9 % of valid pixels), where the CPU does bf16 natively; where
@@ -67,6 +68,7 @@ def test_bf16_gives_the_labels_of_fp32_on_a_real_scan(real_data: Path) -> None:
     assert {b.label for b in low.detections} == {b.label for b in full.detections}
 
 
+@pytest.mark.real_data
 def test_front_preset_labels_only_the_front_quarter_of_a_real_scan(real_data: Path) -> None:
     # compile off: the same network and results, without a minute of compilation in a unit test
     config = load_config(PRESET).replace(**{"segmenter.compile": False})
@@ -82,6 +84,7 @@ def test_front_preset_labels_only_the_front_quarter_of_a_real_scan(real_data: Pa
     assert all(abs(np.degrees(np.arctan2(b.center[1], b.center[0]))) < 50.0 for b in result.detections)
 
 
+@pytest.mark.real_data
 def test_warm_up_leaves_no_tracks_and_changes_no_result(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     config = load_config(PRESET).replace(**{"segmenter.compile": False})

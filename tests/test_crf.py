@@ -85,6 +85,7 @@ def test_isolated_wrong_pixel_on_a_surface_is_smoothed_but_not_across_a_depth_ju
     assert (out.argmax(1)[0][valid[0]].sum()) == 1  # nothing else changed label
 
 
+@pytest.mark.real_data
 def test_mean_field_lowers_the_free_energy_and_repairs_noisy_labels_on_a_real_frame(real_data: Path) -> None:
     xyz, valid, labels = _real_frame(real_data)
     g = torch.Generator().manual_seed(0)

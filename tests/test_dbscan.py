@@ -181,6 +181,7 @@ def non_ground_points(real_data: Path) -> np.ndarray:
     return scan.xyz[~ground]
 
 
+@pytest.mark.real_data
 def test_real_scan_non_ground_points_match_sklearn(real_data: Path) -> None:
     xyz = non_ground_points(real_data)
     assert len(xyz) == 41_313  # the input: every point not labelled as a ground class
@@ -195,6 +196,7 @@ def test_real_scan_non_ground_points_match_sklearn(real_data: Path) -> None:
     assert labels.max() + 1 == fitted.labels_.max() + 1 > 50
 
 
+@pytest.mark.real_data
 def test_real_kitti_object_frame_matches_reference(real_data: Path) -> None:
     scan = load(real_data / "kitti_object" / "velodyne" / "000002.bin")
     xyz = scan.xyz.astype(np.float64)

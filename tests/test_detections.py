@@ -11,11 +11,12 @@ import pytest
 from perception_ws.boxes import Box3D, bev_iou
 from perception_ws.errors import CloudFormatError
 from perception_ws.instances import ClusterConfig, ClusterParams, DetectConfig, Tracker, cluster_by_class, detect
+from perception_ws.instances.synthetic import SENSOR_HEIGHT_M, car_at, cast, ray_hits
 from perception_ws.io import load
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI
-from tests.synthetic_objects import SENSOR_HEIGHT_M, car_at, cast, ray_hits
 
 
+@pytest.mark.real_data
 def test_real_scan_one_pure_detection_per_object(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     assert scan.labels is not None and scan.instances is not None and scan.semantic is not None

@@ -47,6 +47,7 @@ def _check_shape(report: dict[str, Any], frames: int, labelled: bool) -> None:
     assert report["runtime_frame_ms"]["mean"] >= report["runtime_ms"]["mean"]
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("source", "frames", "view"),
     [
@@ -69,6 +70,7 @@ def test_an_untrained_model_is_scored_on_every_labelled_real_source(
     assert "class-level" in table and "instance-level" in table and "network:" in table
 
 
+@pytest.mark.real_data
 def test_an_unlabelled_source_says_runtime_only(untrained: Path, real_data: Path) -> None:
     result = evaluate(load_weights(untrained), real_data / "kitti_odometry_00", max_frames=1, warmup=False)
     _check_shape(result.to_json(), 1, labelled=False)
@@ -86,6 +88,7 @@ def test_a_simulated_dataset_is_scored_on_its_stored_sweep(untrained: Path, tmp_
     assert not any("DBSCAN" in n for n in result.notes)  # the simulator's own instance ids are used
 
 
+@pytest.mark.real_data
 def test_perfect_predictions_score_100_percent_on_real_frames(real_data: Path) -> None:
     def perfect(frame: EvalFrame) -> np.ndarray:
         assert frame.labels is not None
@@ -115,6 +118,7 @@ def test_perfect_predictions_score_100_percent_on_real_frames(real_data: Path) -
         assert report["class"][name] == {"precision": 100.0, "recall": 100.0, "iou": 100.0}, name
 
 
+@pytest.mark.real_data
 def test_the_view_scores_only_points_the_network_sees(real_data: Path) -> None:
     scan = load(real_data / "kitti_object" / "velodyne" / "000002.bin")
     frame = prepare_frame(scan)
@@ -128,6 +132,7 @@ def test_the_view_scores_only_points_the_network_sees(real_data: Path) -> None:
     assert len(frame.xyz) == int((semantic.semantic != 0).sum())  # unlabelled points carry no truth
 
 
+@pytest.mark.real_data
 def test_a_model_with_a_crf_is_evaluated_through_it(real_data: Path, tmp_path: Path) -> None:
     model = build_model("squeezesegv2", 4, crf=True, crf_params=dict(KITTI3_CRF_SIGMAS))
     path = save_weights(model, tmp_path / "crf.pt", training={"data": [], "steps": 0}, scores={})
@@ -135,6 +140,7 @@ def test_a_model_with_a_crf_is_evaluated_through_it(real_data: Path, tmp_path: P
     _check_shape(result.to_json(), 1, labelled=True)
 
 
+@pytest.mark.real_data
 def test_cli_eval_prints_one_json_object_without_any_training(
     untrained: Path, real_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -146,6 +152,7 @@ def test_cli_eval_prints_one_json_object_without_any_training(
     assert report["runtime_ms"]["mean"] > 0
 
 
+@pytest.mark.real_data
 def test_cli_eval_without_weights_is_one_clear_line(
     real_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

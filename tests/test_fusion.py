@@ -20,32 +20,13 @@ from perception_ws.fusion import (
     unpack_rgb,
     with_field,
 )
-from perception_ws.io import load
-from perception_ws.io.kitti_object import DONT_CARE, read_kitti_labels
-from perception_ws.labels import KITTI3, kitti_object_class
-from perception_ws.scan import Scan
+from perception_ws.labels import KITTI3
+from tests.helpers.data import box_mask, kitti_frame
 
 FRAMES = ("000000", "000001", "000002")
 
 
-def kitti_frame(real_data: Path, frame: str) -> tuple[Scan, PinholeCamera, Extrinsic]:
-    scan = load(real_data / "kitti_object" / "velodyne" / f"{frame}.bin")
-    assert scan.image is not None and scan.calib is not None
-    camera = scan.calib.camera(2, (scan.image.shape[1], scan.image.shape[0]))
-    return scan, camera, scan.calib.extrinsic()
-
-
-def box_mask(real_data: Path, frame: str, shape: tuple[int, int]) -> np.ndarray:
-    """label_2's 2D boxes filled with their KITTI-3 class id, far objects first so nearer ones win."""
-    objects = [o for o in read_kitti_labels(real_data / "kitti_object" / "label_2" / f"{frame}.txt")]
-    mask = np.zeros(shape, dtype=np.uint8)
-    for obj in sorted((o for o in objects if o.type != DONT_CARE), key=lambda o: -o.location[2]):
-        left, top, right, bottom = obj.bbox
-        rows = slice(int(np.floor(top)), int(np.ceil(bottom)) + 1)
-        mask[rows, int(np.floor(left)) : int(np.ceil(right)) + 1] = kitti_object_class(obj.type)
-    return mask
-
-
+@pytest.mark.real_data
 @pytest.mark.parametrize("frame", FRAMES)
 def test_painted_colours_are_the_image_pixels_at_the_projections(real_data: Path, frame: str) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, frame)
@@ -61,6 +42,7 @@ def test_painted_colours_are_the_image_pixels_at_the_projections(real_data: Path
     assert not rgb[~visible].any()
 
 
+@pytest.mark.real_data
 def test_labels_from_2d_box_mask_reach_the_points_inside_the_3d_boxes(real_data: Path) -> None:
     inside_total, matched_total = 0, 0
     for frame in FRAMES:
@@ -111,6 +93,7 @@ def test_occlusion_keeps_hidden_points_from_taking_the_occluders_label() -> None
     assert np.count_nonzero(single[behind] == 1) > 0.8 * behind.sum()
 
 
+@pytest.mark.real_data
 def test_overlay_draws_points_in_class_colours_and_the_boxes(real_data: Path) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, "000002")
     assert scan.image is not None and scan.labels is not None
@@ -156,6 +139,7 @@ def test_rgb_packing_and_field_replacement() -> None:
     )
 
 
+@pytest.mark.real_data
 def test_bad_camera_extrinsic_and_inputs_get_clear_errors(real_data: Path) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, "000000")
     assert scan.image is not None

@@ -28,8 +28,10 @@ from perception_ws.io import load
 from perception_ws.nodes.intake import NON_FINITE_POINTS, REJECT_REASONS
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos
-from tests.test_node_perception import Spinner, wait_for
-from tests.test_pipeline import with_label_field
+from tests.helpers.data import with_label_field
+from tests.helpers.ros import Spinner, wait_for
+
+pytestmark = pytest.mark.real_data
 
 #: malformed messages per intake reason (the 2-million-point cloud comes on top).
 PER_REASON = 400

@@ -21,6 +21,7 @@ def precision_recall(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, f
     return hits / int(predicted.sum()), hits / int(truth.sum())
 
 
+@pytest.mark.real_data
 def test_real_scan_ground_precision_and_recall(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     assert scan.semantic is not None

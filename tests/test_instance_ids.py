@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from perception_ws.boxes import Box3D
 from perception_ws.instances import detect
@@ -24,6 +25,7 @@ def ids_by_definition(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3
     return out
 
 
+@pytest.mark.real_data
 def test_detections_of_a_real_scan(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     assert scan.labels is not None

@@ -17,6 +17,8 @@ from perception_ws.io.bag import BagWriter, cdr_header_stamp, open_bag, write_ba
 from perception_ws.io.registry import find_reader
 from perception_ws.scan import Scan
 
+pytestmark = pytest.mark.real_data
+
 STAMP0 = 1_317_000_000_123_456_789
 RAW_BAGS = [("vlp16", "/velodyne_packets"), ("vlp32", "/sensing/lidar/front/velodyne_packets")]
 

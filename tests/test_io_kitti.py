@@ -24,6 +24,8 @@ from perception_ws.io.registry import find_reader
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI, kitti_object_class
 from perception_ws.scan import Scan
 
+pytestmark = pytest.mark.real_data
+
 FRAMES = ["000000", "000001", "000002"]
 
 

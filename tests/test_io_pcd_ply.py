@@ -56,6 +56,7 @@ def assert_fields_equal(a: np.ndarray, b: np.ndarray, bitwise: bool = True) -> N
 # -- the real PCD files -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 def test_real_vlp16_pcd_matches_open3d_on_every_field(real_data: Path) -> None:
     path = vlp16_pcd(real_data)
     points = read_pcd(path)
@@ -80,6 +81,7 @@ def test_real_vlp16_pcd_matches_open3d_on_every_field(real_data: Path) -> None:
         np.testing.assert_array_equal(points[name], reference[name], err_msg=name)
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("folder", ["vlp32", "kitti_sequence_pcd"])
 def test_real_xyz_pcds_match_open3d(real_data: Path, folder: str) -> None:
     path = sorted((real_data / folder).glob("*.pcd"))[0]
@@ -92,6 +94,7 @@ def test_real_xyz_pcds_match_open3d(real_data: Path, folder: str) -> None:
     np.testing.assert_array_equal(xyz.astype(np.float64), reference)
 
 
+@pytest.mark.real_data
 def test_folder_of_real_pcds_gives_twelve_scans_in_name_order(real_data: Path) -> None:
     folder = real_data / "kitti_sequence_pcd"
     dataset = open_dataset(folder)
@@ -104,11 +107,13 @@ def test_folder_of_real_pcds_gives_twelve_scans_in_name_order(real_data: Path) -
     np.testing.assert_array_equal(last.xyz.astype(np.float64), reference)
 
 
+@pytest.mark.real_data
 def test_single_real_pcd_loads_as_one_scan(real_data: Path) -> None:
     scan = load(next((real_data / "vlp32").glob("*.pcd")))
     assert scan.points.dtype.names == ("x", "y", "z") and len(scan) == 26216 and scan.sensor is None
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("data", ENCODINGS)
 def test_real_vlp16_round_trips_in_every_encoding(real_data: Path, tmp_path: Path, data: Any) -> None:
     points = read_pcd(vlp16_pcd(real_data))
@@ -123,6 +128,7 @@ def test_real_vlp16_round_trips_in_every_encoding(real_data: Path, tmp_path: Pat
     assert list(tmp_path.iterdir()) == [out], "no temporary file may be left behind"
 
 
+@pytest.mark.real_data
 def test_open3d_binary_compressed_file_is_read(real_data: Path, tmp_path: Path) -> None:
     """Open3D's LZF compressor and field layout, read by ours."""
     source = o3d.t.io.read_point_cloud(vlp16_pcd(real_data))
@@ -315,6 +321,7 @@ def test_lzf_codecs_agree_with_the_reference(data: bytes) -> None:
     assert lzf_decompress(lzf_compress_reference(data), len(data)).tobytes() == data
 
 
+@pytest.mark.real_data
 def test_lzf_compressor_finds_back_references(real_data: Path) -> None:
     points = read_pcd(vlp16_pcd(real_data))
     planar = np.concatenate([np.ascontiguousarray(points[n]).view(np.uint8).reshape(-1) for n in VLP16_FIELDS])
@@ -364,6 +371,7 @@ def test_random_layouts_round_trip_through_ply(tmp_path: Path, points: np.ndarra
     assert_fields_equal(points, read_ply(out), bitwise=encoding != "ascii")
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("write_ascii", [False, True])
 def test_open3d_ply_is_read(real_data: Path, tmp_path: Path, write_ascii: bool) -> None:
     xyz = read_pcd(next((real_data / "vlp32").glob("*.pcd")))[:5000]
@@ -383,6 +391,7 @@ def test_open3d_ply_is_read(real_data: Path, tmp_path: Path, write_ascii: bool) 
     assert load(out).points.dtype.names == points.dtype.names
 
 
+@pytest.mark.real_data
 def test_open3d_reads_our_binary_ply(real_data: Path, tmp_path: Path) -> None:
     points = read_pcd(vlp16_pcd(real_data))
     write_ply(tmp_path / "ours.ply", points, encoding="binary_big_endian")

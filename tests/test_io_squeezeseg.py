@@ -20,6 +20,7 @@ def frames(real_data: Path) -> Path:
     return real_data / "kitti_squeezeseg"
 
 
+@pytest.mark.real_data
 def test_real_frames_become_their_valid_pixels(frames: Path) -> None:
     assert find_reader(frames).name == "squeezeseg"
     dataset = open_dataset(frames)
@@ -46,6 +47,7 @@ def test_real_frames_become_their_valid_pixels(frames: Path) -> None:
         np.testing.assert_allclose(np.linalg.norm(scan.xyz, axis=1), scan.points["range"], rtol=1e-3, atol=0.02)
 
 
+@pytest.mark.real_data
 def test_ring_is_the_laser_row_top_first(frames: Path) -> None:
     scan = load(frames / FRAME)
     elevation = np.degrees(np.arcsin(scan.points["z"] / scan.points["range"]))
@@ -66,6 +68,7 @@ def _gta_copies(frames: Path, folder: Path) -> tuple[Path, Path]:
     return five, six
 
 
+@pytest.mark.real_data
 def test_gta_like_files_have_no_intensity(frames: Path, tmp_path: Path) -> None:
     five, six = _gta_copies(frames, tmp_path)
     real = load(frames / FRAME)
@@ -80,6 +83,7 @@ def test_gta_like_files_have_no_intensity(frames: Path, tmp_path: Path) -> None:
         np.testing.assert_array_equal(scan.pixels, real.pixels)
 
 
+@pytest.mark.real_data
 def test_gta_release_layout_is_recognised(frames: Path, tmp_path: Path) -> None:
     root = tmp_path / "GTAV"
     for sequence in ("1", "2"):
@@ -91,6 +95,7 @@ def test_gta_release_layout_is_recognised(frames: Path, tmp_path: Path) -> None:
     assert all(s.field("intensity") is None and s.sensor is None for s in dataset)
 
 
+@pytest.mark.real_data
 def test_open_gta_keeps_a_rendered_intensity(frames: Path) -> None:
     scan = open_gta(frames / FRAME)[0]
     assert scan.sensor is None

@@ -17,6 +17,8 @@ from perception_ws.io import open_dataset
 from perception_ws.labels import KITTI3
 from perception_ws.nodes.markers import _EDGES, markers_msg
 
+pytestmark = pytest.mark.real_data
+
 
 @pytest.fixture(scope="module")
 def real_boxes(real_data: Path) -> list[Box3D]:

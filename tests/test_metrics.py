@@ -126,6 +126,7 @@ def _ours(scores: dict[str, Scores]) -> np.ndarray:
     return np.array([[s.precision, s.recall, s.iou] for s in scores.values()])
 
 
+@pytest.mark.real_data
 def test_squeezeseg_frames_agree_with_sklearn(real_data: Path) -> None:
     metrics = ClassMetrics(KITTI3)
     all_gt, all_pred = [], []
@@ -149,6 +150,7 @@ def test_squeezeseg_frames_agree_with_sklearn(real_data: Path) -> None:
     assert 0.5 < metrics.scores()["car"].iou < 1.0
 
 
+@pytest.mark.real_data
 def test_semantickitti_scan_agrees_with_sklearn(real_data: Path) -> None:
     gt, _ = _semantickitti(real_data)
     pred = _perturbed(gt, len(SEMANTIC_KITTI), 0.05, seed=7)
@@ -254,6 +256,7 @@ def _reference_instance_scores(
     return (matched / n_pr if n_pr else nan, matched / n_gt if n_gt else nan, matched / n_union if n_union else nan)
 
 
+@pytest.mark.real_data
 def test_semantickitti_instances_against_themselves(real_data: Path) -> None:
     sem, ins = _semantickitti(real_data)
     scores = instance_scores(sem, ins, sem, ins, SEMANTIC_KITTI, classes=THINGS)
@@ -268,6 +271,7 @@ def test_semantickitti_instances_against_themselves(real_data: Path) -> None:
     _close(scores["truck"], math.nan, math.nan, math.nan)  # not in this scan
 
 
+@pytest.mark.real_data
 def test_semantickitti_split_and_merge_match_slow_reference(real_data: Path) -> None:
     sem, ins = _semantickitti(real_data)
     xyz = np.fromfile(real_data / "semantickitti" / "000000.bin", dtype=np.float32).reshape(-1, 4)[:, :3]

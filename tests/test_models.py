@@ -151,6 +151,7 @@ def test_config_round_trips_through_json_with_fitted_normaliser(tmp_path: Path) 
         assert torch.equal(model(x), clone(x))
 
 
+@pytest.mark.real_data
 def test_normaliser_fit_matches_numpy_statistics_of_a_real_frame(real_data: Path) -> None:
     record = np.load(sorted((real_data / "kitti_squeezeseg").glob("*.npy"))[0])
     valid = record[..., 4] > 0

@@ -15,47 +15,20 @@ import rclpy
 import yaml
 from rclpy.context import Context
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import Header
 
-from perception_ws.cloud import from_msg, to_msg
+from perception_ws.cloud import from_msg
 from perception_ws.config import FUSION_NODE_NAME, ConfigError, FusionConfig, descriptions, flatten, load_schema_config
 from perception_ws.errors import CalibrationError
 from perception_ws.fusion import RGB_FIELD, Occlusion, paint_points, transfer_labels, unpack_rgb
-from perception_ws.labels import KITTI3
 from perception_ws.msg import Detection3DArray
-from perception_ws.nodes.conversions import detections_msg
 from perception_ws.nodes.fusion_node import FusionNode
-from perception_ws.nodes.image_intake import image_msg
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from tests.test_fusion import box_mask, kitti_frame
-from tests.test_node_perception import Spinner, wait_for, wait_until
+from tests.helpers.messages import frame_messages
+from tests.helpers.ros import Spinner, wait_for, wait_until
 
 # the local-DDS fixtures of the perception node's tests (a fresh domain id and log folder, its own Context)
 
 WAIT_S = 20.0
-
-
-def frame_messages(real_data: Path, frame: str, sec: int, bgr: bool = False) -> dict[str, Any]:
-    """One KITTI object frame as the node's inputs, each stamped a few milliseconds apart."""
-    scan, camera, _ = kitti_frame(real_data, frame)
-    assert scan.image is not None
-
-    def header(offset_ms: int, frame_id: str) -> Header:
-        header = Header(frame_id=frame_id)
-        header.stamp.sec, header.stamp.nanosec = sec, 100_000_000 + offset_ms * 1_000_000
-        return header
-
-    image = image_msg(header(12, "camera_2"), scan.image)
-    if bgr:  # the same picture as a driver in OpenCV order sends it
-        image = image_msg(image.header, scan.image[..., ::-1])
-        image.encoding = "bgr8"
-    info = CameraInfo(header=header(12, "camera_2"), **camera.to_camera_info_dict())
-    mask = box_mask(real_data, frame, scan.image.shape[:2])
-    mask_msg = Image(header=header(8, "camera_2"), height=mask.shape[0], width=mask.shape[1], encoding="mono8")
-    mask_msg.step, mask_msg.data = mask.shape[1], mask.tobytes()
-    cloud = to_msg(scan.points, header=header(0, "velodyne"))
-    detections = detections_msg(cloud.header, scan.boxes, KITTI3)
-    return {"scan": scan, "image": image, "info": info, "mask": mask_msg, "cloud": cloud, "detections": detections}
 
 
 class Outputs:
@@ -85,6 +58,7 @@ class Outputs:
         return found if all(found.values()) else None
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_real_frame_is_painted_and_overlaid_and_a_bad_image_is_counted(
     real_data: Path,

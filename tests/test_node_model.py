@@ -23,7 +23,9 @@ from perception_ws.msg import Detection3DArray
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.scan import Scan
-from tests.test_node_perception import WAIT_S, Spinner, wait_until
+from tests.helpers.ros import WAIT_S, Spinner, wait_until
+
+pytestmark = pytest.mark.real_data
 
 CAR = KITTI3.id_of("car")
 #: car IoU the node must reach on each scan. The shipped weights score about 0.35-0.8 on these scans

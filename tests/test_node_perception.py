@@ -19,7 +19,6 @@ import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import PointCloud2
@@ -33,50 +32,10 @@ from perception_ws.msg import Detection3DArray, Track, TrackArray
 from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from tests.test_pipeline import with_label_field
+from tests.helpers.data import LABELLED, REPO, with_label_field
+from tests.helpers.ros import WAIT_S, Spinner, wait_for, wait_until
 
-REPO = Path(__file__).resolve().parents[1]
-#: longest wait for discovery, a node's start-up or one frame's results (all far shorter on an idle machine).
-WAIT_S = 30.0
 CAR = KITTI3.id_of("car")
-#: the labels segmenter with DBSCAN settings for cars 20-60 m away (rings there lie > 0.3 m apart).
-LABELLED = {
-    "segmenter.kind": "labels",
-    **{"detection.eps_m": 0.6, "detection.min_samples": 8, "detection.car_eps_m": 0.6, "detection.car_min_samples": 8},
-}
-
-
-class Spinner:
-    """Spins nodes in a background thread for the length of a ``with`` block."""
-
-    def __init__(self, context: Context, *nodes: Node) -> None:
-        self.executor = SingleThreadedExecutor(context=context)
-        for node in nodes:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-
-    def __enter__(self) -> Spinner:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout_s`` passed (False)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    if not wait_until(condition, timeout_s):
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class Outputs:
@@ -125,6 +84,7 @@ def start_node_process(env: dict[str, str], params: dict[str, Any], tmp_path: Pa
     )
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_real_kitti_scans_come_back_labelled_with_detections(
     real_data: Path, local_env: dict[str, str], ros_context: Context, tmp_path: Path
@@ -228,6 +188,7 @@ def test_parameters_mirror_the_schema_and_are_fixed_once_running(ros_context: Co
         PerceptionNode(context=ros_context, cli_args=["--ros-args", "-p", "sensor.width:=wide"])
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_frames_arriving_while_busy_replace_the_waiting_one(real_data: Path, ros_context: Context) -> None:
     suffix = uuid.uuid4().hex[:8]

@@ -8,7 +8,6 @@ import itertools
 import re
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +34,10 @@ from perception_ws.nodes.conversions import detection_boxes
 from perception_ws.nodes.launch_graph import command_of, plan_graph
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
-from perception_ws.nodes.sim_node import SimNode
 from perception_ws.sim.stream_config import SimConfig
-from tests.test_node_perception import Spinner, wait_for
+from tests.helpers.ros import Spinner, simulate_until
 
 CAR = KITTI3.id_of("car")
-
-
-def simulate_until(
-    ros_context: Context, config: SimConfig, done: Callable[[], bool], what: str, timeout_s: float = 120.0
-) -> SimNode:
-    """A simulator node with ``config``, spun until ``done()`` (the graph already spinning answers it), then
-    destroyed; returned for its counters."""
-    sim = SimNode(context=ros_context, defaults=config)
-    try:
-        with Spinner(ros_context, sim):
-            wait_for(done, what, timeout_s)
-    finally:
-        sim.destroy_node()
-    return sim
 
 
 @pytest.mark.dds

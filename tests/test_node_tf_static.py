@@ -49,9 +49,8 @@ from perception_ws.nodes.tf_topics import (
 )
 from perception_ws.sim.stream import StaticTransform, sim_camera_extrinsic
 from perception_ws.sim.stream_config import SimConfig
-from tests.test_node_fusion import frame_messages
-from tests.test_node_perception import Spinner, wait_for, wait_until
-from tests.test_node_sim import simulate_until
+from tests.helpers.messages import frame_messages
+from tests.helpers.ros import Spinner, simulate_until, wait_for, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 #: tf2_msgs/msg/TFMessage's type hash in ROS 2 Jazzy and Kilted (the same definition since Iron).
@@ -204,6 +203,7 @@ class KittiFusion:
         self.player.destroy_node()
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_context: Context) -> None:
     kitti = KittiFusion(ros_context)
@@ -240,6 +240,7 @@ def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_contex
     assert fusion.stats.failed == 0
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_a_mounting_sent_on_tf_is_read_at_the_clouds_stamp(real_data: Path, ros_context: Context) -> None:
     # some drivers publish the sensor mounting on /tf, stamped, again and again: read at the cloud's stamp

@@ -25,7 +25,8 @@ from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.tf_topics import TF_STATIC_TOPIC, TF_TOPIC, TFMessage, tf_message, tf_qos, tf_static_qos
 from perception_ws.sim.stream import SimStream
 from perception_ws.sim.stream_config import SimConfig
-from tests.test_node_perception import LABELLED, Spinner, wait_for
+from tests.helpers.data import LABELLED
+from tests.helpers.ros import Spinner, wait_for
 
 FRAMES = 12
 

@@ -20,6 +20,7 @@ from perception_ws.odometry import ScanOdometry
 from perception_ws.pipeline import Pipeline
 
 
+@pytest.mark.real_data
 def test_real_scans_align_into_a_smooth_drive(real_data: Path) -> None:
     scans = open_dataset(real_data / "kitti_sequence_pcd")
     odometry = ScanOdometry()
@@ -37,6 +38,7 @@ def test_real_scans_align_into_a_smooth_drive(real_data: Path) -> None:
     assert np.abs(np.diff(lengths)).max() < 0.1 and turns.max() < 0.5
 
 
+@pytest.mark.real_data
 def test_scans_it_cannot_align_keep_the_last_motion_and_bad_shapes_are_named(real_data: Path) -> None:
     scans = open_dataset(real_data / "kitti_sequence_pcd")
     odometry = ScanOdometry()
@@ -53,6 +55,7 @@ def test_scans_it_cannot_align_keep_the_last_motion_and_bad_shapes_are_named(rea
         odometry.update(np.zeros((10, 4)))
 
 
+@pytest.mark.real_data
 def test_tracks_on_real_scans_stand_still_over_the_ground_with_lidar_odometry(real_data: Path) -> None:
     # the shipped model on the real drive: in the scan's frame the street moves past at the car's speed; on lidar
     # odometry the tracked objects, most of them standing ones, barely move

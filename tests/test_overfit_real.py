@@ -24,6 +24,8 @@ from perception_ws.models import build_model, focal_loss
 from perception_ws.models.crf import KITTI3_CRF_SIGMAS
 from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEGV2
 
+pytestmark = pytest.mark.real_data
+
 CAR = 1
 STEPS = 45
 

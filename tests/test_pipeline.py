@@ -25,27 +25,11 @@ from perception_ws.labels import KITTI3
 from perception_ws.pipeline import STAGES, Pipeline
 from perception_ws.projection import project
 from perception_ws.scan import Scan
+from tests.helpers.data import truth, with_label_field
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = PipelineConfig().replace(**{"segmenter.kind": "labels"})
 CAR = KITTI3.id_of("car")
-
-
-def with_label_field(scan: Scan, values: np.ndarray | None = None) -> np.ndarray:
-    """The scan's points plus a ``label`` field: its KITTI-3 ground truth as uint8 (as a labelling tool would
-    publish them), or ``values``."""
-    labels = truth(scan)[0].astype(np.uint8) if values is None else values
-    out = np.empty(len(scan.points), dtype=[*scan.points.dtype.descr, ("label", labels.dtype)])
-    for name in scan.points.dtype.names or ():
-        out[name] = scan.points[name]
-    out["label"] = labels
-    return out
-
-
-def truth(scan: Scan) -> tuple[np.ndarray, np.ndarray]:
-    """The scan's ground-truth KITTI-3 labels and instance ids (the real labelled scans have both)."""
-    assert scan.labels is not None and scan.instances is not None
-    return scan.labels, scan.instances
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +37,7 @@ def semantic_scan(real_data: Path) -> Scan:
     return load(real_data / "semantickitti" / "000000.bin")
 
 
+@pytest.mark.real_data
 def test_labels_segmenter_finds_the_labelled_cars_of_a_real_scan(semantic_scan: Scan) -> None:
     points = with_label_field(semantic_scan)
     # a wider radius than the thesis' 0.3 m: at 20 m and beyond, a car's rings lie more than 0.3 m apart
@@ -88,6 +73,7 @@ def test_labels_segmenter_finds_the_labelled_cars_of_a_real_scan(semantic_scan: 
     assert len(cars) >= len(big)
 
 
+@pytest.mark.real_data
 def test_tracks_follow_a_moving_real_scan_and_reset_when_time_goes_back(semantic_scan: Scan) -> None:
     # the ego vehicle drives at 10 m/s along +x: static cars appear to move at -10 m/s
     pipeline = Pipeline(LABELS.replace(**{"tracking.confirm_hits": 3}))
@@ -112,6 +98,7 @@ def test_tracks_follow_a_moving_real_scan_and_reset_when_time_goes_back(semantic
     assert min(t.box.track_id for t in again.live_tracks) > max(t.box.track_id for t in last.live_tracks)
 
 
+@pytest.mark.real_data
 def test_non_finite_points_are_left_out_and_labelled_zero(semantic_scan: Scan) -> None:
     points = with_label_field(semantic_scan)
     clean = Pipeline(LABELS).process(points, 0.0)
@@ -125,6 +112,7 @@ def test_non_finite_points_are_left_out_and_labelled_zero(semantic_scan: Scan) -
     assert [b.num_points for b in result.detections] == [b.num_points for b in clean.detections]
 
 
+@pytest.mark.real_data
 def test_an_organized_cloud_is_processed_point_for_point(semantic_scan: Scan) -> None:
     points = with_label_field(semantic_scan)
     n = len(points) - len(points) % 64
@@ -133,6 +121,7 @@ def test_an_organized_cloud_is_processed_point_for_point(semantic_scan: Scan) ->
     assert result.labels.shape == (n,) and np.array_equal(result.labels, truth(semantic_scan)[0][:n])
 
 
+@pytest.mark.real_data
 def test_label_field_problems_are_one_clear_error(semantic_scan: Scan) -> None:
     pipeline = Pipeline(LABELS)
     with pytest.raises(CloudFormatError, match="no field 'label'"):
@@ -146,6 +135,7 @@ def test_label_field_problems_are_one_clear_error(semantic_scan: Scan) -> None:
         pipeline.process(floats, 0.0)
 
 
+@pytest.mark.real_data
 def test_no_segmenter_finds_nothing(semantic_scan: Scan) -> None:
     result = Pipeline(PipelineConfig().replace(**{"segmenter.kind": "none"})).process(semantic_scan.points, 0.0)
     assert not result.labels.any() and result.detections == [] and result.live_tracks == []
@@ -164,6 +154,7 @@ def test_missing_or_mismatched_weights_are_refused_by_name() -> None:
         Pipeline(PipelineConfig().replace(**{"segmenter.model": "squeezeseg"}))
 
 
+@pytest.mark.real_data
 def test_a_real_network_runs_through_every_stage(real_data: Path) -> None:
     """An untrained SqueezeSegV2 with CRF: its classes are arbitrary, but every stage must run and the
     classes must come back to exactly the points in view, through the projection's pixel map."""

@@ -70,6 +70,7 @@ def test_nearest_point_wins_a_pixel_and_ties_go_to_the_first() -> None:
     assert (proj.owner >= 0).sum() == 1
 
 
+@pytest.mark.real_data
 def test_image_channels_hold_the_winning_point(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     proj = project(scan, fov_deg=360.0, width=2048)
@@ -88,6 +89,7 @@ def test_image_channels_hold_the_winning_point(real_data: Path) -> None:
     assert np.all(proj.image[proj.rows[seen], proj.cols[seen], 4] <= np.linalg.norm(scan.xyz[seen], axis=1) + 1e-5)
 
 
+@pytest.mark.real_data
 def test_rows_come_from_the_ring_field_through_the_ring_numbering(real_data: Path) -> None:
     scan = load(next((real_data / "vlp16").glob("*.pcd")))
     proj = project(scan, "vlp16", fov_deg=360.0, width=1800)
@@ -97,6 +99,7 @@ def test_rows_come_from_the_ring_field_through_the_ring_numbering(real_data: Pat
     np.testing.assert_array_equal(laser_ids.rows, get_sensor("vlp16").laser_rows[scan.points["channel"]])
 
 
+@pytest.mark.real_data
 def test_uniform_rows_when_the_height_differs_from_the_beam_count(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     proj = project(scan, fov_deg=360.0, width=1024, height=32)
@@ -108,6 +111,7 @@ def test_uniform_rows_when_the_height_differs_from_the_beam_count(real_data: Pat
     assert np.mean(proj.rows == expected) > 0.999  # rounding at bin edges (degrees here, radians inside)
 
 
+@pytest.mark.real_data
 def test_rings_from_scan_order_on_a_kitti_scan(real_data: Path) -> None:
     scan = load(real_data / "kitti_object" / "velodyne" / "000000.bin")
     rings = rings_from_scan_order(scan)
@@ -185,6 +189,7 @@ def test_ring_values_beyond_the_sensor_are_rejected() -> None:
 # -- labels back to points ---------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 def test_labels_flow_back_to_every_point(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     assert scan.semantic is not None
@@ -211,6 +216,7 @@ def test_labels_flow_back_to_every_point(real_data: Path) -> None:
     assert share > share_same and share > 0.95
 
 
+@pytest.mark.real_data
 def test_pixel_values_follow_the_same_points_as_labels(real_data: Path) -> None:
     scan = load(real_data / "kitti_object" / "velodyne" / "000001.bin")
     proj = project(scan, fov_deg=90.0, width=512)
@@ -228,6 +234,7 @@ def test_pixel_values_follow_the_same_points_as_labels(real_data: Path) -> None:
         proj.pixel_values_to_points(probabilities[:32])
 
 
+@pytest.mark.real_data
 def test_normalize_per_channel(real_data: Path) -> None:
     image = project(load(real_data / "semantickitti" / "000000.bin"), fov_deg=90.0).image
     mean, std = [10.8, 0.0, -1.0, 0.25, 12.1], [11.5, 8.8, 0.8, 0.15, 12.3]
@@ -244,6 +251,7 @@ def test_normalize_per_channel(real_data: Path) -> None:
 # -- fast path == reference --------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("path", "sensor", "kwargs"),
     [
@@ -294,6 +302,7 @@ def test_fast_atan2_is_within_its_tolerance() -> None:
     assert math.copysign(1.0, fast_atan2(-0.0, -1.0, _ATAN_COEFFICIENTS)) == -1.0  # atan2(-0, -1) = -pi
 
 
+@pytest.mark.real_data
 def test_projection_accepts_a_scan_and_plain_arrays_alike(real_data: Path) -> None:
     scan = load(real_data / "kitti_object" / "velodyne" / "000000.bin")
     as_array = np.column_stack([scan.xyz, scan.points["intensity"]])

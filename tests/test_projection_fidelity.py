@@ -26,6 +26,8 @@ from perception_ws.calib.sensors import SensorModel, get_sensor
 from perception_ws.io import load
 from perception_ws.projection import project, rings_from_scan_order
 
+pytestmark = pytest.mark.real_data
+
 REPO = Path(__file__).resolve().parents[1]
 SHARE = 0.995
 

@@ -62,6 +62,7 @@ def _spin_until(executor: SingleThreadedExecutor, done: Callable[[], bool]) -> N
         executor.spin_once(timeout_sec=0.05)
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 def test_replay_keeps_messages_headers_and_timing(
     real_data: Path, local_env: dict[str, str], ros_context: Context, tmp_path: Path
@@ -175,6 +176,7 @@ def test_record_writes_the_serialized_bytes_to_mcap(
     assert decoded[3].detections[3].class_name == "car" and decoded[2].detections[0].center.x == 12.0
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("sensor", ["vlp16", "vlp32"])
 def test_raw_packet_bags_are_refused_with_the_reason(
     sensor: str, real_data: Path, local_env: dict[str, str], capsys: pytest.CaptureFixture[str]

@@ -17,7 +17,8 @@ from sensor_msgs.msg import Image
 from perception_ws.config import FusionConfig, PerceptionConfig
 from perception_ws.msg import Detection3DArray
 from perception_ws.nodes.qos import output_qos
-from tests.test_node_perception import REPO, Spinner, wait_for
+from tests.helpers.data import REPO
+from tests.helpers.ros import Spinner, wait_for
 
 
 @pytest.mark.dds

@@ -13,6 +13,8 @@ from perception_ws.sim.compare import FACTOR, Report, compare, json_text, render
 from perception_ws.sim.dataset import SimulatedScans
 from perception_ws.sim.real_views import RangeView, real_views, scan_view
 
+pytestmark = pytest.mark.real_data
+
 NAMES = ["row occupancy", "range histogram", "points per car", "intensity histogram"]
 #: the real HDL-64E sweeps among the shared samples (full turns, and SqueezeSeg's front views)
 HDL64E_SOURCES = ("kitti_odometry_00", "kitti_object", "semantickitti", "kitti_squeezeseg")

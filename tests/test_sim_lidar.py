@@ -150,6 +150,7 @@ def test_small_scene_gives_a_full_sweep() -> None:
     assert len(scan) > 50_000
 
 
+@pytest.mark.real_data
 def test_simulated_rings_meet_the_road_where_real_ones_do(real_data: Path) -> None:
     """Fidelity: per ring, the median distance at which the HDL-64E's lower beams meet the road in a
     simulated KITTI-mounted scan matches the real SemanticKITTI scan within 12 %."""

@@ -94,6 +94,7 @@ def test_reflectance_model() -> None:
         ReflectanceModel(falloff_range=0.0)
 
 
+@pytest.mark.real_data
 def test_simulated_intensities_resemble_a_real_scan(real_data: Path) -> None:
     """Per-class mean intensity of a simulated street vs the real SemanticKITTI scan: within 0.1 for
     the classes both have plenty of, and ordered alike (road darker than terrain and vegetation)."""

@@ -29,6 +29,7 @@ from perception_ws.training.curves import LOG, read_log
 from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
 from perception_ws.training.loop import build_training_model
 from perception_ws.training.samples import FolderSource, SimulatedSource
+from tests.helpers.training import small_config
 
 REPO = Path(__file__).resolve().parents[1]
 X, Y, MASK = 0, 1, 5
@@ -43,26 +44,6 @@ def _two_threads() -> None:
 @pytest.fixture(scope="module")
 def frames(real_data: Path) -> Path:
     return real_data / "kitti_squeezeseg"
-
-
-def small_config(data: Path | str, **changes: object) -> TrainConfig:
-    """4 CPU steps of batch 2 on 128-column crops of the 4 real frames, a log row per step (seconds, not
-    minutes); no CRF, whose backward pass is slow on CPU and draws no random numbers (dropout, which does, stays)."""
-    settings: dict[str, object] = {
-        "data": str(data),
-        "crf": False,
-        "crop_width": 128,
-        "steps": 4,
-        "batch_size": 2,
-        "workers": 0,
-        "device": "cpu",
-        "amp": False,
-        "log_every": 1,
-        "checkpoint_every": 100,
-        "normalizer_samples": 4,
-        "warmup_steps": 2,
-    }
-    return TrainConfig(**{**settings, **changes})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +61,7 @@ def runs(frames: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     return {"whole": root / "whole", "split": root / "split"}
 
 
+@pytest.mark.real_data
 def test_a_resumed_run_ends_with_exactly_the_weights_of_an_uninterrupted_one(runs: dict[str, Path]) -> None:
     whole, split = (load_checkpoint(runs[k] / CHECKPOINT) for k in ("whole", "split"))
     assert whole["step"] == split["step"] == 4
@@ -94,6 +76,7 @@ def test_a_resumed_run_ends_with_exactly_the_weights_of_an_uninterrupted_one(run
     assert not torch.equal(fresh["net.conv1.0.weight"], whole["model"]["net.conv1.0.weight"])
 
 
+@pytest.mark.real_data
 def test_a_resumed_run_logs_the_same_rows(runs: dict[str, Path]) -> None:
     def rows(folder: Path) -> list[tuple[float, float, float]]:
         return [(r["step"], r["loss"], r["lr"]) for r in read_log(folder / LOG)]
@@ -102,6 +85,7 @@ def test_a_resumed_run_logs_the_same_rows(runs: dict[str, Path]) -> None:
     assert rows(runs["split"]) == rows(runs["whole"])
 
 
+@pytest.mark.real_data
 def test_resuming_with_other_settings_names_every_difference(runs: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "run"
     shutil.copytree(runs["split"], folder)
@@ -111,6 +95,7 @@ def test_resuming_with_other_settings_names_every_difference(runs: dict[str, Pat
         train(other, folder, progress=False)
 
 
+@pytest.mark.real_data
 def test_a_corrupt_checkpoint_is_refused_naming_the_file(frames: Path, tmp_path: Path) -> None:
     (tmp_path / CHECKPOINT).write_bytes(b"PK\x03\x04 not a torch file")
     with pytest.raises(WeightsError, match=rf"{tmp_path / CHECKPOINT}: not a readable training checkpoint"):
@@ -127,6 +112,7 @@ class _TouchOnLoad:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.real_data
 def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(frames: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     planted = {"step": 1, "config": "{}", "model": {}, "optimizer": _TouchOnLoad(marker)}
@@ -139,6 +125,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(frames: Pa
     assert not marker.exists()
 
 
+@pytest.mark.real_data
 def test_the_worker_count_does_not_change_the_batches(frames: Path) -> None:
     samples = AugmentedSamples(FolderSource(frames), Augmentation(rotate_deg=10.0), seed=3)
     batches = [list(make_loader(samples, StepBatches(0, 2, 2), workers)) for workers in (0, 2)]
@@ -154,6 +141,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("budget", "steps"),
     [([], 2), (["--max-minutes", "0.00001"], 1000)],  # the second: the ranks must agree on stopping early
@@ -207,6 +195,7 @@ def _column_error(image: np.ndarray, a: float, b: float) -> np.ndarray:
     return np.abs(azimuth - (a + b * cols)) / abs(b)
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("shift", [37, -50])
 def test_rotation_keeps_every_point_in_the_column_of_its_azimuth(
     frame: tuple[np.ndarray, np.ndarray], shift: int
@@ -231,6 +220,7 @@ def test_rotation_keeps_every_point_in_the_column_of_its_azimuth(
     assert np.median(_column_error(stale, a, b)) == pytest.approx(abs(shift), abs=1.0)
 
 
+@pytest.mark.real_data
 def test_flip_negates_y_and_mirrors_the_columns(frame: tuple[np.ndarray, np.ndarray]) -> None:
     image, labels = frame
     mirrored, mirrored_labels = flip(image, labels)
@@ -241,6 +231,7 @@ def test_flip_negates_y_and_mirrors_the_columns(frame: tuple[np.ndarray, np.ndar
     assert b == pytest.approx(-2 * np.pi / COLUMNS_PER_TURN, rel=0.01)
 
 
+@pytest.mark.real_data
 def test_a_crop_of_a_full_sweep_wraps_around(frames: Path) -> None:
     source = FolderSource(frames)
     pairs = [source.sample(i) for i in range(4)]
@@ -257,6 +248,7 @@ def test_a_crop_of_a_full_sweep_wraps_around(frames: Path) -> None:
         crop(pairs[0][0], pairs[0][1], 1024, np.random.default_rng(0))
 
 
+@pytest.mark.real_data
 def test_empty_pixels_stay_exactly_zero_through_every_augmentation(frame: tuple[np.ndarray, np.ndarray]) -> None:
     image, labels = frame
     settings = Augmentation(rotate_deg=20.0, intensity_gain=0.5)
@@ -295,6 +287,7 @@ def test_the_simulated_source_is_deterministic_and_cuts_windows_of_its_sweeps() 
 # --- the shipped weights -------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 def test_the_shipped_weights_load_checked_and_find_cars_in_real_frames(frames: Path) -> None:
     model = load_weights(None)
     manifest = read_manifest(DEFAULT_WEIGHTS)
@@ -320,6 +313,7 @@ def test_a_changed_byte_in_the_shipped_weights_fails_the_checksum(tmp_path: Path
 # --- the command line ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [

@@ -24,7 +24,7 @@ from perception_ws.training.curves import LOG, read_log
 from perception_ws.training.gpu_data import SweepBatches, sweep_images
 from perception_ws.training.samples import sweep_pair
 from perception_ws.training.scenes import build_scene
-from tests.test_training import small_config
+from tests.helpers.training import small_config
 
 CPU = torch.device("cpu")
 MASK = 5

@@ -24,6 +24,8 @@ from perception_ws.viz.figure import compose_scan, render_scan
 from perception_ws.viz.overlay import BOX_EDGES, draw_boxes, draw_points, overlay
 from perception_ws.viz.range_image import pixel_labels, render_range_image
 
+pytestmark = pytest.mark.real_data
+
 CAR_RGB = np.array(KITTI3.colors[KITTI3.id_of("car")], dtype=np.uint8)
 
 

@@ -133,6 +133,7 @@ def test_bad_saves_and_devices_are_refused(saved: Path, tmp_path: Path) -> None:
         load_weights(saved, device="tpu9")
 
 
+@pytest.mark.real_data
 def test_the_pipeline_runs_saved_weights_on_a_real_frame(saved: Path, real_data: Path) -> None:
     config = PipelineConfig().replace(**{"segmenter.weights": str(saved), "sensor.fov_deg": 90.0, "sensor.width": 512})
     assert load_network(config).name == "squeezesegv2"

@@ -1,4 +1,4 @@
-"""Synthetic LiDAR returns of boxes on a flat ground, for tests where real boxes are too few.
+"""Synthetic LiDAR returns of boxes on a flat ground, for tests and benchmarks where real boxes are too few.
 
 Rays leave the sensor at the origin on an HDL-64E-like grid (0.17 degree azimuth steps, 64 rings
 from -24.8 to +2 degrees) and stop at the first surface they meet: a box face (slab test in the box
