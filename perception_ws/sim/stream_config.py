@@ -13,7 +13,7 @@ from typing import Any
 
 from perception_ws.config import TOPIC_PATTERN as TOPIC_NAME
 from perception_ws.config import ConfigError, check_at_least, check_one_of, doc, flatten, schema_from_flat
-from perception_ws.sim.raycast import BACKENDS
+from perception_ws.sim.sensor.raycast import BACKENDS
 
 #: the node name whose section of a params file holds these settings.
 SIM_NODE_NAME = "sim_node"
