@@ -184,8 +184,8 @@ def score(frames: list[Frame], config: ClusterConfig, name: str) -> tuple[Tally,
 
 
 def sim_drives(scenes: list[int], seconds: float) -> Iterator[list]:  # type: ignore[type-arg]
-    from perception_ws.sim.generator import generate_scene
-    from perception_ws.sim.sequence import render_sequence
+    from perception_ws.sim.motion.sequence import render_sequence
+    from perception_ws.sim.world.generator import generate_scene
 
     for seed in scenes:
         scene = generate_scene(seed)

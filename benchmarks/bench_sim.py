@@ -32,11 +32,12 @@ from functools import partial
 import numpy as np
 
 from perception_ws.sim.dataset import make_lidar
-from perception_ws.sim.generator import generate_scene
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.raycast import Raycaster, make_raycaster
-from perception_ws.sim.raycast_raster import RasterCaster
-from perception_ws.sim.scene import Scene
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.sensor.raycast_raster import RasterCaster
+from perception_ws.sim.sensor.raycaster import Raycaster
+from perception_ws.sim.world.generator import generate_scene
+from perception_ws.sim.world.scene import Scene
 
 GOAL_SWEEPS_PER_S = 50.0
 GOAL_GPU_SWEEPS_PER_S = 1000.0
@@ -110,7 +111,7 @@ RASTER_BATCHES = {"cuda": (1, 16, 64, 256), "cpu": (1, 4)}  # sweeps per raster 
 
 
 def measure_raster(device: str, seed: int, repeat: int, threads: int) -> str:
-    """Rows of the raster backend (perception_ws.sim.raycast_raster, gpu_sweeps): B sweeps per call.
+    """Rows of the raster backend (perception_ws.sim.sensor.raycast_raster, gpu_sweeps): B sweeps per call.
 
     ``cast xB``: first hits (distance, triangle) of B sweeps; ``sweep xB``: the batched labelled sweeps
     training consumes (glass, dropout, range noise, intensity, labels, x y z), all left on the device.
@@ -119,8 +120,8 @@ def measure_raster(device: str, seed: int, repeat: int, threads: int) -> str:
     """
     import torch
 
-    from perception_ws.sim.gpu_sweeps import SweepRenderer
-    from perception_ws.sim.mesh import rotation_z
+    from perception_ws.sim.sensor.gpu_sweeps import SweepRenderer
+    from perception_ws.sim.world.mesh import rotation_z
 
     if threads:
         torch.set_num_threads(threads)
@@ -167,7 +168,7 @@ def measure_raster(device: str, seed: int, repeat: int, threads: int) -> str:
 
 def _raster_parity(scene: Scene, lidar: Lidar, caster: RasterCaster, device: str) -> str:
     """One sweep, raster against a tracing backend: the share of pixels with the same triangle and hit."""
-    from perception_ws.sim.raycast import available_backends
+    from perception_ws.sim.sensor.raycast import available_backends
 
     backend = "open3d" if device == "cpu" and "open3d" in available_backends() else "torch"
     rot, trans = lidar.pose_in_world(scene.ego_poses[0])

@@ -102,8 +102,8 @@ _COMPARE_COLUMNS = 2048
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from perception_ws.sim.compare import compare, json_text, render_report
-    from perception_ws.sim.real_views import real_views
+    from perception_ws.sim.realism.compare import compare, json_text, render_report
+    from perception_ws.sim.realism.real_views import real_views
 
     png = _png_path(args.out)  # refuse a bad --out before any work
     real, notes = real_views(args.real, args.sensor, _COMPARE_COLUMNS)
@@ -131,7 +131,7 @@ def _sim_views(args: argparse.Namespace) -> list[Any]:
     """The simulated side: the frames of ``--sim``, or ``--scenes`` scenes rendered now (with a progress bar)."""
     from tqdm import tqdm
 
-    from perception_ws.sim.real_views import scan_view
+    from perception_ws.sim.realism.real_views import scan_view
 
     if args.sim is not None:
         from perception_ws.io import open_dataset

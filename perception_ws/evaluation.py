@@ -37,11 +37,10 @@ from perception_ws.calib.sensors import get_sensor
 from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.instances import ClusterConfig, cluster_by_class
 from perception_ws.io.registry import Dataset, find_reader, open_dataset
-from perception_ws.io.simdata import range_image
 from perception_ws.labels import KITTI3
 from perception_ws.metrics import ClassMetrics, InstanceMetrics, RuntimeStats, Scores, format_table
 from perception_ws.models.weights import json_safe
-from perception_ws.projection import RowSource, project
+from perception_ws.projection import RowSource, project, range_image
 from perception_ws.scan import Scan
 
 if TYPE_CHECKING:

@@ -338,3 +338,17 @@ def _is_real(value: Any) -> bool:
         and isinstance(value, (int, float, np.integer, np.floating))
         and math.isfinite(value)
     )
+
+
+def range_image(points: np.ndarray, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, 6) float32 x, y, z, intensity, range, mask of points with known pixels (one per pixel)."""
+    image = np.zeros((height, width, 6), dtype=np.float32)
+    rows, cols = pixels[:, 0], pixels[:, 1]
+    names = points.dtype.names or ()
+    for channel, field in enumerate(("x", "y", "z")):
+        image[rows, cols, channel] = points[field]
+    if "intensity" in names:
+        image[rows, cols, 3] = points["intensity"]
+    image[rows, cols, 4] = np.sqrt(image[rows, cols, 0] ** 2 + image[rows, cols, 1] ** 2 + image[rows, cols, 2] ** 2)
+    image[rows, cols, 5] = 1.0
+    return image

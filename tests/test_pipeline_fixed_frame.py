@@ -13,8 +13,8 @@ from perception_ws.config import PipelineConfig
 from perception_ws.errors import CalibrationError
 from perception_ws.odometry import ScanOdometry
 from perception_ws.pipeline import Pipeline, PipelineResult
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.sequence import SequenceFrame, render_sequence
+from perception_ws.sim.motion.sequence import SequenceFrame, render_sequence
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
 
 #: the labels segmenter (the simulated scans carry their KITTI-3 ids in ``label``) with the measured clustering
 LABELLED = PipelineConfig().replace(

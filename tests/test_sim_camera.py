@@ -9,18 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perception_ws.camera_frame import CameraFrame
 from perception_ws.errors import CalibrationError
 from perception_ws.fusion import project_points, transfer_labels
 from perception_ws.io.simdata import load_camera, load_frame
 from perception_ws.labels import SEMANTIC_KITTI
 from perception_ws.scan import Scan
-from perception_ws.sim.camera import CameraConfig, CameraFrame, SimCamera
-from perception_ws.sim.camera_shading import Lighting
 from perception_ws.sim.dataset import GenerateConfig, generate_dataset, make_lidar, scene_seed
-from perception_ws.sim.generator import generate_scene
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.raycast import Raycaster, make_raycaster
-from perception_ws.sim.scene import Scene
+from perception_ws.sim.sensor.camera import CameraConfig, SimCamera
+from perception_ws.sim.sensor.camera_shading import Lighting
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.sensor.raycaster import Raycaster
+from perception_ws.sim.world.generator import generate_scene
+from perception_ws.sim.world.scene import Scene
 
 BACKEND = "open3d"
 

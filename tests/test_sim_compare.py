@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perception_ws.sim.compare import FACTOR, Report, compare, json_text, render_report
 from perception_ws.sim.dataset import SimulatedScans
-from perception_ws.sim.real_views import RangeView, real_views, scan_view
+from perception_ws.sim.realism.compare import FACTOR, Report, compare, json_text, render_report
+from perception_ws.sim.realism.real_views import RangeView, real_views, scan_view
 
 pytestmark = pytest.mark.real_data
 

@@ -28,7 +28,7 @@ from perception_ws.sim.dataset import (
     generate_dataset,
     scene_seed,
 )
-from perception_ws.sim.generator import SceneConfig
+from perception_ws.sim.world.generator import SceneConfig
 
 SMALL_SCENE = SceneConfig(half_length=40.0, y_extent=30.0)
 CONFIG = GenerateConfig(scenes=3, frames=2, columns=256, seed=5, scene=SMALL_SCENE)
@@ -102,7 +102,7 @@ def _kill_mid_run(out: Path) -> None:
     code = (
         "import sys, dataclasses\n"
         "from perception_ws.sim.dataset import generate_dataset, GenerateConfig\n"
-        "from perception_ws.sim.generator import SceneConfig\n"
+        "from perception_ws.sim.world.generator import SceneConfig\n"
         "scene = SceneConfig(half_length=40.0, y_extent=30.0)\n"
         "c = GenerateConfig(scenes=8, frames=2, columns=256, seed=5, scene=scene)\n"
         "generate_dataset(sys.argv[1], c, workers=1, progress=False)\n"

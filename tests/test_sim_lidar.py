@@ -10,13 +10,14 @@ import pytest
 from perception_ws.calib.sensors import get_sensor
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI, semantickitti_learning_ids
 from perception_ws.scan import Scan
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.lidar import POINT_DTYPE, Lidar, Mount
-from perception_ws.sim.materials import Mat
-from perception_ws.sim.mesh import box
-from perception_ws.sim.noise import NoDropout, PhysicalDropout, RangeNoise
-from perception_ws.sim.raycast import make_raycaster
-from perception_ws.sim.scene import EgoPose, Part, Scene
+from perception_ws.sim.sensor.lidar import Lidar, Mount
+from perception_ws.sim.sensor.noise import NoDropout, PhysicalDropout, RangeNoise
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.sim.world.materials import Mat
+from perception_ws.sim.world.mesh import box
+from perception_ws.sim.world.scene import EgoPose, Part, Scene
+from perception_ws.sweep_layout import POINT_DTYPE
 
 SMALL = SceneConfig(half_length=40.0, y_extent=30.0, ego_poses=1)
 #: SemanticKITTI classes each KITTI object type may carry

@@ -9,12 +9,12 @@ import pytest
 
 from perception_ws.errors import PerceptionError
 from perception_ws.labels import SEMANTIC_KITTI, semantickitti_learning_ids
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.intensity import ReflectanceModel
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.noise import NoDropout, PhysicalDropout, PixelDropout, RangeNoise
-from perception_ws.sim.raycast import make_raycaster
-from perception_ws.sim.returns import Returns
+from perception_ws.sim.sensor.intensity import ReflectanceModel
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.noise import NoDropout, PhysicalDropout, PixelDropout, RangeNoise
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.sensor.returns import Returns
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
 
 
 def _returns(n: int, range_m: float = 10.0, cos: float = 1.0, albedo: float = 0.3, retro: bool = False) -> Returns:

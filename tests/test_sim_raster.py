@@ -10,16 +10,17 @@ import pytest
 import torch
 
 from perception_ws.errors import PerceptionError
-from perception_ws.sim.dropout_map import DropoutMap
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.gpu_sweeps import SweepRenderer
-from perception_ws.sim.intensity import ReflectanceModel
-from perception_ws.sim.lidar import Lidar, Mount, RayPattern
-from perception_ws.sim.noise import NoDropout, PhysicalDropout, RangeNoise
-from perception_ws.sim.raycast import make_raycaster
-from perception_ws.sim.raycast_raster import RasterCaster
-from perception_ws.sim.returns import Returns
-from perception_ws.sim.scene import EgoPose, Scene, TriangleSoup
+from perception_ws.sim.realism.dropout_map import DropoutMap
+from perception_ws.sim.sensor.gpu_sweeps import SweepRenderer
+from perception_ws.sim.sensor.intensity import ReflectanceModel
+from perception_ws.sim.sensor.lidar import Lidar, Mount
+from perception_ws.sim.sensor.noise import NoDropout, PhysicalDropout, RangeNoise
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.sensor.raycast_raster import RasterCaster
+from perception_ws.sim.sensor.returns import Returns
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.sim.world.scene import EgoPose, Scene, TriangleSoup
+from perception_ws.sweep_layout import RayPattern
 
 
 @pytest.fixture(scope="module")

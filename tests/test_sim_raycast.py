@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from perception_ws.errors import PerceptionError
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.noise import NoDropout, RangeNoise
-from perception_ws.sim.raycast import make_raycaster
-from perception_ws.sim.raycast_torch import TorchRaycaster
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.noise import NoDropout, RangeNoise
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.sensor.raycast_torch import TorchRaycaster
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
 
 
 def _brute_force(

@@ -7,11 +7,11 @@ import pytest
 
 from perception_ws.errors import PerceptionError
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.materials import IS_GLASS
-from perception_ws.sim.mesh import Mesh, box, ellipsoid, tube
-from perception_ws.sim.people import cyclist, pedestrian
-from perception_ws.sim.vehicles import BODY_TYPES, car
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.sim.world.materials import IS_GLASS
+from perception_ws.sim.world.mesh import Mesh, box, ellipsoid, tube
+from perception_ws.sim.world.people import cyclist, pedestrian
+from perception_ws.sim.world.vehicles import BODY_TYPES, car
 
 SMALL = SceneConfig(half_length=40.0, y_extent=30.0, ego_poses=2)
 

@@ -10,12 +10,12 @@ from perception_ws.errors import PerceptionError
 from perception_ws.instances import ClusterConfig, DetectConfig, MotResult, Tracker, TrackerConfig, clear_mot
 from perception_ws.instances import detect as detect_boxes
 from perception_ws.labels import KITTI3
-from perception_ws.sim.camera import CameraConfig, SimCamera
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.motion import SceneMotion
-from perception_ws.sim.scene import Scene
-from perception_ws.sim.sequence import SequenceFrame, frame_count, render_sequence
+from perception_ws.sim.motion.motion import SceneMotion
+from perception_ws.sim.motion.sequence import SequenceFrame, frame_count, render_sequence
+from perception_ws.sim.sensor.camera import CameraConfig, SimCamera
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.sim.world.scene import Scene
 
 BACKEND = "open3d"
 RATE_HZ = 10.0

@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 
 from perception_ws.sim.dataset import make_lidar
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.intensity import ReflectanceModel
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.noise import NoDropout, PhysicalDropout, RangeNoise
-from perception_ws.sim.raycast import Raycaster, make_raycaster
-from perception_ws.sim.raycast_open3d import packed_rays
-from perception_ws.sim.returns import Returns
-from perception_ws.sim.scene import Scene
-from perception_ws.sim.sweep_kernels import (
+from perception_ws.sim.sensor.intensity import ReflectanceModel
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.noise import NoDropout, PhysicalDropout, RangeNoise
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.sensor.raycast_open3d import packed_rays
+from perception_ws.sim.sensor.raycaster import Raycaster
+from perception_ws.sim.sensor.returns import Returns
+from perception_ws.sim.sensor.sweep_kernels import (
     count_returns,
     first_hits,
     gather_returns,
@@ -22,7 +21,9 @@ from perception_ws.sim.sweep_kernels import (
     rays_beyond,
     turn_rays,
 )
-from perception_ws.sim.sweep_points import SweepHits, SweepPoints, points_fast, points_reference
+from perception_ws.sim.sensor.sweep_points import SweepHits, SweepPoints, points_fast, points_reference
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.sim.world.scene import Scene
 
 SMALL = SceneConfig(half_length=40.0, y_extent=30.0, ego_poses=1)
 

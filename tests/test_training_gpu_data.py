@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from perception_ws.cli import main
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.gpu_sweeps import SweepRenderer
-from perception_ws.sim.intensity import ReflectanceModel
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.noise import NoDropout, RangeNoise
-from perception_ws.sim.raycast import make_raycaster
-from perception_ws.sim.scene import Scene
+from perception_ws.sim.sensor.gpu_sweeps import SweepRenderer
+from perception_ws.sim.sensor.intensity import ReflectanceModel
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.noise import NoDropout, RangeNoise
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.sim.world.scene import Scene
 from perception_ws.training import TrainConfig, train
 from perception_ws.training.augment import augment
 from perception_ws.training.checkpoint import CHECKPOINT, load_checkpoint

@@ -20,7 +20,7 @@ from perception_ws.fusion import overlay_image
 from perception_ws.io.atomic import atomic_file
 from perception_ws.labels import SEMANTIC_KITTI
 from perception_ws.sim import Lidar, generate_scene, make_raycaster
-from perception_ws.sim.camera import SimCamera
+from perception_ws.sim.sensor.camera import SimCamera
 
 OUT = Path(__file__).resolve().parent / "sim_camera.png"
 

@@ -38,7 +38,7 @@ Frames generated with the simulated camera (``GenerateConfig(camera=True)``) add
 
 :func:`load_frame` puts the picture in ``Scan.image`` and the calibration in ``Scan.calib`` (as a
 KITTI calibration whose ``P2`` is the camera); :func:`load_camera` returns the whole
-:class:`~perception_ws.sim.camera.CameraFrame` with the masks.
+:class:`~perception_ws.camera_frame.CameraFrame` with the masks.
 
 Range precision: the unit is the smallest whole number of millimetres for which the sensor's
 maximum range (plus a metre of noise margin) fits a uint16 — 2 mm for the HDL-64E (120 m), so a
@@ -70,7 +70,7 @@ from perception_ws.scan import Scan
 
 if TYPE_CHECKING:
     from perception_ws.calib.sensors import SensorModel
-    from perception_ws.sim.camera import CameraFrame
+    from perception_ws.camera_frame import CameraFrame
 
 FORMAT = "perception-sim-frame/1"
 MANIFEST = "manifest.json"
@@ -101,7 +101,7 @@ def encode_frame(
 ) -> bytes:
     """The bytes of the frame file of a simulated ``scan`` (one return per pixel, ``scan.pixels`` set),
     with the picture and masks of ``camera`` if given."""
-    from perception_ws.sim.lidar import RayPattern
+    from perception_ws.sweep_layout import RayPattern
 
     if scan.pixels is None or scan.labels is None or scan.semantic is None or scan.instances is None:
         raise CloudFormatError(
@@ -258,7 +258,8 @@ def load_frame(path: Path, name: str | None = None) -> Scan:
     ``range_image`` holds the (H, W, 6) image of :mod:`perception_ws.projection` (x, y, z,
     intensity, range, mask), ready for a range-image network.
     """
-    from perception_ws.sim.lidar import POINT_DTYPE, RayPattern
+    from perception_ws.projection import range_image
+    from perception_ws.sweep_layout import POINT_DTYPE, RayPattern
 
     arrays = read_arrays(path)
     meta = frame_meta(arrays)
@@ -309,7 +310,7 @@ def _decode_camera(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[s
     from PIL import Image
 
     from perception_ws.calib.camera import Extrinsic, PinholeCamera
-    from perception_ws.sim.camera import CameraFrame
+    from perception_ws.camera_frame import CameraFrame
 
     if "camera_rgb_png" not in arrays:
         return None
@@ -341,20 +342,6 @@ def _decode_camera(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[s
         extrinsic=extrinsic,
         name=str(meta.get("name") or path.stem),
     )
-
-
-def range_image(points: np.ndarray, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, 6) float32 x, y, z, intensity, range, mask of points with known pixels (one per pixel)."""
-    image = np.zeros((height, width, 6), dtype=np.float32)
-    rows, cols = pixels[:, 0], pixels[:, 1]
-    names = points.dtype.names or ()
-    for channel, field in enumerate(("x", "y", "z")):
-        image[rows, cols, channel] = points[field]
-    if "intensity" in names:
-        image[rows, cols, 3] = points["intensity"]
-    image[rows, cols, 4] = np.sqrt(image[rows, cols, 0] ** 2 + image[rows, cols, 1] ** 2 + image[rows, cols, 2] ** 2)
-    image[rows, cols, 5] = 1.0
-    return image
 
 
 def _decode_boxes(arrays: Mapping[str, np.ndarray]) -> list[Box3D]:

@@ -2,22 +2,26 @@
 
 The public API, one module each::
 
-    generate_scene(seed, SceneConfig())               -> Scene             generator.py
-    make_raycaster(scene.soup, "open3d" | "torch")    -> Raycaster         raycast.py
-    Lidar("hdl64e", columns=2048, mount=Mount(...),                        lidar.py
-          noise=RangeNoise(0.02), intensity=ReflectanceModel(),           noise.py, intensity.py
+    generate_scene(seed, SceneConfig())               -> Scene             world/generator.py
+    make_raycaster(scene.soup, "open3d" | "torch")    -> Raycaster         sensor/raycast.py
+    Lidar("hdl64e", columns=2048, mount=Mount(...),                        sensor/lidar.py
+          noise=RangeNoise(0.02), intensity=ReflectanceModel(),           sensor/noise.py, sensor/intensity.py
           dropout=(PhysicalDropout(),)).scan(scene, raycaster, pose, seed) -> Scan
 
-Scenes are labelled triangle meshes (scene.py) built from primitives (mesh.py) into assets:
-vehicles.py, people.py, nature.py, street.py, buildings.py, ground.py, laid out by layout.py.
+The sub-packages, each importing only those before it: ``world`` (scenes: labelled triangle meshes
+built from primitives into assets), ``carla`` (CARLA frames and frame conventions), ``sensor`` (the
+LiDAR, the camera, ray casting), ``motion`` (traffic, moving scenes, sequences), ``realism``
+(simulated against real scans). At the top: what puts them together, :mod:`dataset` (``perception sim generate``) and
+:mod:`stream` (the simulator node's frames, configured by :mod:`stream_config`).
 """
 
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.intensity import ReflectanceModel
-from perception_ws.sim.lidar import POINT_DTYPE, Lidar, Mount
-from perception_ws.sim.noise import NoDropout, PhysicalDropout, PixelDropout, RangeNoise
-from perception_ws.sim.raycast import available_backends, make_raycaster
-from perception_ws.sim.scene import EgoPose, Scene
+from perception_ws.sim.sensor.intensity import ReflectanceModel
+from perception_ws.sim.sensor.lidar import Lidar, Mount
+from perception_ws.sim.sensor.noise import NoDropout, PhysicalDropout, PixelDropout, RangeNoise
+from perception_ws.sim.sensor.raycast import available_backends, make_raycaster
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.sim.world.scene import EgoPose, Scene
+from perception_ws.sweep_layout import POINT_DTYPE
 
 __all__ = [
     "POINT_DTYPE",

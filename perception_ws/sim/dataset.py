@@ -43,19 +43,19 @@ from perception_ws.io.simdata import (
     MANIFEST,
     MANIFEST_FORMAT,
     encode_frame,
-    range_image,
     range_unit_m,
     read_arrays,
     read_manifest,
     write_frame,
 )
+from perception_ws.projection import range_image
 from perception_ws.scan import Scan
-from perception_ws.sim.camera import SimCamera
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.intensity import ReflectanceModel
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.noise import Dropout, NoDropout, PhysicalDropout
-from perception_ws.sim.raycast import available_backends, make_raycaster
+from perception_ws.sim.sensor.camera import SimCamera
+from perception_ws.sim.sensor.intensity import ReflectanceModel
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.noise import Dropout, NoDropout, PhysicalDropout
+from perception_ws.sim.sensor.raycast import available_backends, make_raycaster
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
 
 #: bump when the same configuration would render different frames (scene generator or sensor changes).
 GENERATOR_VERSION = 2
@@ -130,7 +130,7 @@ def frame_name(scene: int, frame: int) -> str:
 
 def make_lidar(sensor: str, columns: int, dropout: str, intensity: str) -> Lidar:
     """The simulated sensor of a dataset's settings."""
-    from perception_ws.sim.dropout_map import DropoutMap
+    from perception_ws.sim.realism.dropout_map import DropoutMap
 
     models: tuple[Dropout, ...]
     model = get_sensor(sensor)

@@ -6,7 +6,7 @@ ray caster's static layer), then :meth:`SimStream.frame` renders frame ``index``
 - the LiDAR sweep as a point array of :data:`CLOUD_DTYPE` (x y z intensity ring label instance; the
   label is the KITTI-3 ground truth, the instance the actor's id), in the LiDAR frame;
 - the ground-truth boxes of the actors the sweep saw (KITTI-3 classes, ``track_id`` = instance);
-- the camera picture (:mod:`perception_ws.sim.camera`) when ``camera.enabled``.
+- the camera picture (:mod:`perception_ws.sim.sensor.camera`) when ``camera.enabled``.
 
 Time: with ``clock.mode`` ``sim`` frame k shows scene time k / rate whatever the rendering speed (the
 stamps advance by exactly one period); with ``wall`` it shows the wall time elapsed since the start,
@@ -28,16 +28,18 @@ from scipy.spatial.transform import Rotation
 
 from perception_ws.boxes import Box3D
 from perception_ws.calib.sensors import load_sensor
+from perception_ws.camera_frame import CameraFrame
 from perception_ws.scan import Scan
-from perception_ws.sim.camera import CameraConfig, CameraFrame, SimCamera
-from perception_ws.sim.generator import generate_scene
-from perception_ws.sim.lidar import Lidar
-from perception_ws.sim.mesh import rotation_z
-from perception_ws.sim.motion import SceneMotion
-from perception_ws.sim.raycast import Raycaster, make_raycaster
-from perception_ws.sim.raycast_layers import LayeredRaycaster
-from perception_ws.sim.scene import EgoPose
+from perception_ws.sim.motion.motion import SceneMotion
+from perception_ws.sim.sensor.camera import CameraConfig, SimCamera
+from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.sensor.raycast_layers import LayeredRaycaster
+from perception_ws.sim.sensor.raycaster import Raycaster
 from perception_ws.sim.stream_config import SimConfig
+from perception_ws.sim.world.generator import generate_scene
+from perception_ws.sim.world.mesh import rotation_z
+from perception_ws.sim.world.scene import EgoPose
 
 #: the fields of a published simulated point (label and instance as the perception node writes them).
 CLOUD_DTYPE = np.dtype(

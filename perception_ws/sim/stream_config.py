@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from perception_ws.schema import ConfigError, Schema, TopicName
+from perception_ws.sim.sensor.raycast import Backend
 
 #: the node name whose section of a params file holds these settings.
 SIM_NODE_NAME = "sim_node"
@@ -58,8 +59,7 @@ class SimSensorConfig(Schema):
     rate_hz: float = Field(
         10.0, gt=0, le=100, description="scans per second (a timer; a scan not ready in time skips ticks, never queues)"
     )
-    #: the backends of perception_ws.sim.raycast.BACKENDS, or auto
-    backend: Literal["auto", "open3d", "torch"] = Field("auto", description="ray casting: auto, open3d, torch")
+    backend: Literal["auto"] | Backend = Field("auto", description="ray casting: auto, open3d, torch")
 
 
 class SimCameraConfig(Schema):

@@ -11,7 +11,7 @@ Column 0 is the left edge of the field of view (the largest azimuth), as :mod:`p
 lays it out, so moving content to higher columns means turning it clockwise seen from above.
 
 The math is written once, for batches of N images (N, H, W, C) and labels (N, H, W) that are numpy
-arrays or torch tensors on any device (:func:`perception_ws.sim.arrays.namespace`): the per-sample
+arrays or torch tensors on any device (:func:`perception_ws.sim.sensor.arrays.namespace`): the per-sample
 functions below call the batched ones with N = 1, and the GPU data path calls them on whole batches.
 The random draws are always taken on the host from numpy generators (:func:`draw`), so a sample's
 draws are the same whichever array kind they are applied to.
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from perception_ws.errors import DatasetError
-from perception_ws.sim.arrays import namespace
+from perception_ws.sim.sensor.arrays import namespace
 
 X, Y, INTENSITY = 0, 1, 3
 

@@ -1,4 +1,4 @@
-"""``--data sim-gpu``: whole training batches rendered on the training device (:mod:`perception_ws.sim.gpu_sweeps`).
+"""``--data sim-gpu``: training batches rendered on the training device (:mod:`perception_ws.sim.sensor.gpu_sweeps`).
 
 Scenes are built on the CPU by worker processes, ahead and in order (:mod:`perception_ws.training.scenes`).
 Each scene's ``frames_per_scene`` ego poses are rendered in one :meth:`SweepRenderer.render` call; every
@@ -26,8 +26,8 @@ import torch
 
 from perception_ws.errors import PerceptionError
 from perception_ws.sim.dataset import make_lidar
-from perception_ws.sim.generator import SceneConfig
-from perception_ws.sim.gpu_sweeps import SweepBatch, SweepRenderer
+from perception_ws.sim.sensor.gpu_sweeps import SweepBatch, SweepRenderer
+from perception_ws.sim.world.generator import SceneConfig
 from perception_ws.training.augment import Augmentation, augment_batch, crop_batch, draw
 from perception_ws.training.config import TrainConfig
 from perception_ws.training.samples import image_channels

@@ -25,10 +25,10 @@ from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
 from perception_ws.projection import project
 from perception_ws.scan import Scan
-from perception_ws.sim.arrays import as_float32, namespace
 from perception_ws.sim.dataset import frame_name, frame_seed, make_lidar, scene_seed
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.raycast import make_raycaster
+from perception_ws.sim.sensor.arrays import as_float32, namespace
+from perception_ws.sim.sensor.raycast import make_raycaster
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
 
 Pair = tuple[np.ndarray, np.ndarray]
 

@@ -14,8 +14,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from perception_ws.sim.dataset import scene_seed
-from perception_ws.sim.generator import SceneConfig, generate_scene
-from perception_ws.sim.scene import EgoPose, TriangleSoup
+from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.sim.world.scene import EgoPose, TriangleSoup
 
 
 @dataclass(frozen=True)

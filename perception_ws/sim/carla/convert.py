@@ -25,7 +25,7 @@ import numpy as np
 
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
 from perception_ws.errors import CalibrationError, CloudFormatError
-from perception_ws.sim.mesh import rotation_x, rotation_y, rotation_z
+from perception_ws.sim.world.mesh import rotation_x, rotation_y, rotation_z
 
 #: one point of ``sensor.lidar.ray_cast_semantic`` (24 bytes).
 SEMANTIC_LIDAR_RECORD = np.dtype(
