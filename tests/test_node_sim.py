@@ -21,13 +21,8 @@ from visualization_msgs.msg import MarkerArray
 
 from perception_ws.cloud import from_msg
 from perception_ws.config import ConfigError, PerceptionConfig
-from perception_ws.demo_live import (
-    MODEL_CPU_REAL_TIME_FACTOR,
-    DemoOptions,
-    choose_segmenter,
-    plan_demo_graph,
-    run_live_demo,
-)
+from perception_ws.demo.live import choose_segmenter, plan_demo_graph, run_live_demo
+from perception_ws.demo.options import MODEL_CPU_REAL_TIME_FACTOR, DemoOptions
 from perception_ws.labels import KITTI3
 from perception_ws.msg import Detection3DArray
 from perception_ws.nodes.conversions import detection_boxes

@@ -17,7 +17,7 @@ from std_msgs.msg import Header
 from perception_ws.calib.tf_tree import TransformUnavailableError
 from perception_ws.cloud import to_msg
 from perception_ws.config import ConfigError, PerceptionConfig
-from perception_ws.demo_report import track_velocity_errors
+from perception_ws.demo.report import track_velocity_errors
 from perception_ws.msg import Detection3DArray, TrackArray
 from perception_ws.nodes.conversions import track_boxes
 from perception_ws.nodes.perception_node import TRACKING_WITHOUT_POSE, PerceptionNode

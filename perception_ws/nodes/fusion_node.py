@@ -43,7 +43,6 @@ from perception_ws.calib.camera import Extrinsic, PinholeCamera
 from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
 from perception_ws.cloud import stamp_to_ns, to_msg, xyz_array
 from perception_ws.config import FUSION_NODE_NAME, FusionConfig, declare_schema_parameters
-from perception_ws.errors import PerceptionError
 from perception_ws.fusion import (
     RGB_FIELD,
     Occlusion,
@@ -66,13 +65,12 @@ from perception_ws.nodes.image_intake import (
 )
 from perception_ws.nodes.intake import REJECT_REASONS, Frame, RejectedFrameError, accept_cloud
 from perception_ws.nodes.issues import IssueLog
-from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.tf_topics import TF_TOPICS, TF_TRANSFORM, TransformListener
+from perception_ws.nodes.worker import LatestWorker
 from perception_ws.sync import ApproximateTimeSync
 
-_WORKER_JOIN_S = 10.0
 #: the image and the camera do not agree (checked once both are paired).
 CAMERA_IMAGE_SIZE = "camera_image_size"
 
@@ -108,8 +106,7 @@ class FusionNode(Node):
         node_name: str = FUSION_NODE_NAME,
         cli_args: Sequence[str] | None = None,
     ) -> None:
-        self._slot: LatestSlot[FusionSet] = LatestSlot()
-        self._worker: threading.Thread | None = None
+        self._worker: LatestWorker[FusionSet] = LatestWorker(f"{node_name}_worker")
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = declare_schema_parameters(self, defaults or FusionConfig())
         c = self.config
@@ -153,8 +150,7 @@ class FusionNode(Node):
         self.sync: ApproximateTimeSync[Stamped] = ApproximateTimeSync(
             len(inputs), c.sync.slop_s, c.sync.queue_size, c.sync.min_period_s
         )
-        self._worker = threading.Thread(target=self._work, name=f"{node_name}_worker", daemon=True)
-        self._worker.start()
+        self._worker.start(self.process_set, self.stats, self.issues, expected="fusion")
         self.subscriptions_by_input = {
             name: self.create_subscription(
                 kind, topic, self._callback(index, accept), sensor_input_qos(c.qos.input_depth)
@@ -220,7 +216,7 @@ class FusionNode(Node):
             for members in sets:
                 self.stats.frame_received()
                 named = dict(zip(self._names, members, strict=True))
-                self._slot.put(
+                self._worker.slot.put(
                     FusionSet(
                         named["image"],
                         named["camera"],
@@ -236,24 +232,13 @@ class FusionNode(Node):
     @property
     def frames_dropped(self) -> int:
         """Sets replaced while waiting for the worker, plus messages the pairing never used."""
-        return self._slot.dropped + sum(self.sync.dropped)
+        return self._worker.slot.dropped + sum(self.sync.dropped)
 
     def frames_rejected(self) -> int:
         rejects = {*REJECT_REASONS, *IMAGE_REJECT_REASONS, CAMERA_IMAGE_SIZE}
         return sum(count for reason, count in self.issues.counts().items() if reason in rejects)
 
     # -- worker: fuse, then publish -----------------------------------------------------------
-
-    def _work(self) -> None:
-        while (inputs := self._slot.take()) is not None:
-            try:
-                self.process_set(inputs)
-            except PerceptionError as err:
-                self.stats.frame_failed()
-                self.issues.record(f"fusion_{type(err).__name__}", str(err))
-            except Exception as err:  # a bug must not stop the node: counted, logged once per type
-                self.stats.frame_failed()
-                self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
 
     def process_set(self, inputs: FusionSet) -> None:
         """Fuse one paired set and publish the painted cloud, the overlay and (with a mask) the labelled cloud."""
@@ -312,9 +297,7 @@ class FusionNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the worker (after the set it is on), then the node."""
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=_WORKER_JOIN_S)
+        self._worker.stop()
         super().destroy_node()
 
 

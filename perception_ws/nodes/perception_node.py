@@ -6,7 +6,7 @@ diagnostics (latency, rate, drops, input problems). Parameters: :mod:`perception
 parameter per key, read at start.
 
 Threads: the subscription callback only checks a message (:mod:`.intake`) and leaves it in a one-frame
-mailbox (:mod:`.latest`); a worker thread takes the newest frame, runs the pipeline and publishes. A
+mailbox (:mod:`.latest`); a worker thread (:mod:`.worker`) takes the newest frame, runs the pipeline and publishes. A
 frame that arrives while the worker is busy replaces the waiting one, which is dropped and counted:
 latest-only, never a queue. A bad frame is counted and logged once per reason; the node keeps serving.
 
@@ -23,7 +23,6 @@ Run: ``python -m perception_ws.nodes.perception_node --ros-args --params-file co
 from __future__ import annotations
 
 import gc
-import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -47,15 +46,13 @@ from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, 
 from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
 from perception_ws.nodes.intake import NON_FINITE_POINTS, REJECT_REASONS, Frame, RejectedFrameError, accept_cloud
 from perception_ws.nodes.issues import IssueLog
-from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.markers import markers_msg
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.tf_topics import TF_TOPICS, TF_TRANSFORM, TransformListener
+from perception_ws.nodes.worker import LatestWorker
 from perception_ws.pipeline import Pipeline, PipelineResult
 
-#: how long destroy_node() waits for the worker to finish the frame it is on.
-_WORKER_JOIN_S = 10.0
 #: a scan whose pose in tracking.fixed_frame is not known (yet): detected, not tracked (counted, logged once).
 TRACKING_WITHOUT_POSE = "tracking_without_pose"
 
@@ -74,8 +71,7 @@ class PerceptionNode(Node):
         cli_args: Sequence[str] | None = None,
     ) -> None:
         # before anything can fail: rclpy destroys a context's nodes at shutdown, a half-built one too
-        self._slot: LatestSlot[Frame] = LatestSlot()
-        self._worker: threading.Thread | None = None
+        self._worker: LatestWorker[Frame] = LatestWorker(f"{node_name}_worker")
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = declare_ros_parameters(self, defaults)
         self.add_on_set_parameters_callback(self._refuse_changes)
@@ -97,8 +93,7 @@ class PerceptionNode(Node):
         self.transforms: TransformTree | None = None
         if fixed_frame:
             self.transforms = TransformListener(self, lambda problem: self.issues.record(TF_TRANSFORM, problem)).tree
-        self._worker = threading.Thread(target=self._work, name=f"{node_name}_worker", daemon=True)
-        self._worker.start()
+        self._worker.start(self.process_frame, self.stats, self.issues)
         self.subscription = self.create_subscription(
             PointCloud2, topics.input, self.on_cloud, sensor_input_qos(self.config.qos.input_depth)
         )
@@ -124,24 +119,16 @@ class PerceptionNode(Node):
         except Exception as err:  # a case the checks do not foresee must not take the executor down
             self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
             return
-        self._slot.put(frame)  # replaces (drops) a frame still waiting; the slot counts it
+        self._worker.slot.put(frame)  # replaces (drops) a frame still waiting; the slot counts it
 
     @property
     def frames_dropped(self) -> int:
-        return self._slot.dropped
+        return self._worker.slot.dropped
 
     def frames_rejected(self) -> int:
         return sum(count for reason, count in self.issues.counts().items() if reason in REJECT_REASONS)
 
     # -- worker: the pipeline, then publish ---------------------------------------------------
-
-    def _work(self) -> None:
-        while (frame := self._slot.take()) is not None:
-            try:
-                self.process_frame(frame)
-            except Exception as err:  # publishing failed (e.g. while shutting down): counted, logged once
-                self.stats.frame_failed()
-                self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
 
     def process_frame(self, frame: Frame) -> PipelineResult | None:
         """Run the pipeline on one accepted frame and publish its results (None when it failed)."""
@@ -219,9 +206,7 @@ class PerceptionNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the worker (after the frame it is on), then the node."""
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=_WORKER_JOIN_S)
+        self._worker.stop()
         super().destroy_node()
 
 

@@ -20,7 +20,7 @@ stamped like the scan, sent just before it), so RViz can hold ``odom`` fixed and
 track in it (``tracking.fixed_frame``).
 
 Timing: a timer ticks at the sensor rate and hands the tick to a worker thread through a one-item
-mailbox (:mod:`.latest`); the worker renders and publishes. A tick that comes while a frame is still
+mailbox (:mod:`.latest`); the worker (:mod:`.worker`) renders and publishes. A tick that comes while a frame is still
 being rendered waits in the mailbox, and a later one replaces it (counted as skipped): the stream
 runs at the rendering speed when that is slower than the rate, never building a queue.
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 
 from builtin_interfaces.msg import Time
@@ -52,15 +51,14 @@ from perception_ws.nodes.conversions import detections_msg
 from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
 from perception_ws.nodes.image_intake import image_msg
 from perception_ws.nodes.issues import IssueLog
-from perception_ws.nodes.latest import LatestSlot
 from perception_ws.nodes.markers import markers_msg
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.tf_topics import TF_STATIC_TOPIC, TF_TOPIC, TFMessage, tf_message, tf_qos, tf_static_qos
+from perception_ws.nodes.worker import LatestWorker
 from perception_ws.sim.stream import SimFrame, SimStream
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
 
-_WORKER_JOIN_S = 10.0
 #: queue depth of the SensorData publishers (best effort: a late scan is worth nothing).
 _SENSOR_DEPTH = 2
 
@@ -76,8 +74,7 @@ class SimNode(Node):
         node_name: str = SIM_NODE_NAME,
         cli_args: Sequence[str] | None = None,
     ) -> None:
-        self._slot: LatestSlot[int] = LatestSlot()
-        self._worker: threading.Thread | None = None
+        self._worker: LatestWorker[int] = LatestWorker(f"{node_name}_worker")
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = c = declare_schema_parameters(self, defaults or SimConfig())
         self.stream = SimStream(c)
@@ -112,8 +109,10 @@ class SimNode(Node):
         self._first_ns = self._last_ns = 0  # monotonic times of the first and the latest frame out
         self._start_ns = time.time_ns()
         self._start_mono_ns = time.monotonic_ns()
-        self._worker = threading.Thread(target=self._work, name=f"{node_name}_worker", daemon=True)
-        self._worker.start()
+        wait_s = c.run.wait_for_subscribers_s
+        self._worker.start(
+            self._handle_tick, self.stats, self.issues, before=lambda: self._wait_for_subscribers(wait_s)
+        )
         self.create_timer(self.stream.period_s, self._tick)
         self.create_timer(c.run.diagnostics_period_s, self.publish_diagnostics)
         camera = f", camera {c.camera.downscale}x downscaled" if c.camera.enabled else ", no camera"
@@ -131,24 +130,17 @@ class SimNode(Node):
     def _tick(self) -> None:
         if not self.finished.is_set():
             self.stats.frame_received()
-            self._slot.put(time.monotonic_ns())
+            self._worker.slot.put(time.monotonic_ns())
 
     @property
     def ticks_skipped(self) -> int:
-        return self._slot.dropped
+        return self._worker.slot.dropped
 
     # -- worker: render, then publish ------------------------------------------------------------
 
-    def _work(self) -> None:
-        self._wait_for_subscribers(self.config.run.wait_for_subscribers_s)
-        while (tick_ns := self._slot.take()) is not None:
-            if self.finished.is_set():  # a tick that was waiting when the last frame went out
-                continue
-            try:
-                self.publish_frame(tick_ns)
-            except Exception as err:  # a bug, or publishing while shutting down: counted, logged once per type
-                self.stats.frame_failed()
-                self.issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
+    def _handle_tick(self, tick_ns: int) -> None:
+        if not self.finished.is_set():  # else a tick that was waiting when the last frame went out
+            self.publish_frame(tick_ns)
 
     def _wait_for_subscribers(self, timeout_s: float) -> None:
         """Hold the first frame until every sensor topic is subscribed (a recording that must be complete): the
@@ -164,7 +156,7 @@ class SimNode(Node):
             time.sleep(0.05)
         if timeout_s > 0 and missing():
             self.get_logger().warning(f"no subscriber on every sensor topic after {timeout_s:g} s; starting anyway")
-        self._slot.take(timeout_s=0.0)  # the ticks that came while waiting are not frames to catch up on
+        self._worker.slot.take(timeout_s=0.0)  # the ticks that came while waiting are not frames to catch up on
         self._start_ns, self._start_mono_ns = time.time_ns(), time.monotonic_ns()  # scene time 0 is now
 
     def publish_frame(self, tick_ns: int) -> SimFrame:
@@ -217,9 +209,7 @@ class SimNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the worker (after the frame it is on), then the node."""
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=_WORKER_JOIN_S)
+        self._worker.stop()
         super().destroy_node()
 
 

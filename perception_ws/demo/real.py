@@ -1,4 +1,4 @@
-"""`perception demo`: what the project can do today, end to end, on the real sample frames.
+"""`perception demo --real`: what the project can do today, end to end, on the real sample frames.
 
 For every source folder of the real data: open it through the io registry, project each frame to a
 range image with its sensor model, carry the labels through the image and back to the points (scored
@@ -28,7 +28,7 @@ from perception_ws.scan import Scan
 from perception_ws.viz.figure import render_scan
 
 #: where the real samples live when --data is not given (beside the repository, as CI lays it out).
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 
 
 @dataclass

@@ -21,18 +21,16 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
 
 from perception_ws.boxes import Box3D
+from perception_ws.demo.options import INPUT_TOPIC, DemoOptions, SegmenterChoice, real_time_factor
 from perception_ws.errors import PerceptionError
 from perception_ws.labels import KITTI3
 from perception_ws.metrics import ClassMetrics, Scores
-
-if TYPE_CHECKING:
-    from perception_ws.demo_live import DemoOptions, SegmenterChoice
 
 FOUND_MIN_POINTS = 50
 FOUND_MARGIN_M = 0.5
@@ -270,7 +268,6 @@ def report(
     bag: Path, out: Path, options: DemoOptions, segmenter: SegmenterChoice, counts: dict[str, int], wall_s: float
 ) -> int:
     """Write the pictures and summary.txt under ``out``, print the summary; 0 when frames came back, else 1."""
-    from perception_ws.demo_live import INPUT_TOPIC, real_time_factor
     from perception_ws.nodes.conversions import detection_boxes, track_boxes
 
     labelled_topic = next(t for t in counts if t.endswith("/labelled_points"))

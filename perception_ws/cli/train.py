@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+
+from perception_ws.cli.args import Subparsers
 
 
-def add_train_parser(sub: Any) -> None:
+def add_parser(sub: Subparsers) -> None:
     train = sub.add_parser(
         "train",
         help="train a range-image segmenter on simulated or real labelled scans (resumes from --out)",

@@ -5,17 +5,13 @@ of a procedural street; the perception node labels them and returns detections a
 camera-fusion node draws them on the image. Every node is its own process, all on one local DDS
 domain (:mod:`perception_ws.ros_env`). This process records the graph's outputs to MCAP while it runs
 (:class:`perception_ws.nodes.record.Recorder`), then reads the bag back for the summary and the
-pictures (:mod:`perception_ws.demo_report`).
+pictures (:mod:`perception_ws.demo.report`).
 
 Segmenter: the trained network when ``perception_ws.models.load_weights(None)`` finds shipped weights,
 else the 'labels' segmenter reading the simulator's ground-truth ``label`` field (the rest of the
 pipeline, detection and tracking, runs the same either way); the summary says which one ran.
 
-Pace: the network on CPU labels a scan in about a second here, ten sensor periods. Run in real time, the
-perception node (latest-only) would answer about one scan in ten, and the tracker would see the street
-jump a metre or more between answered scans. So with the model on CPU the simulator runs at
-:data:`MODEL_CPU_REAL_TIME_FACTOR` x real time (``clock.mode`` sim): scans keep their 10 Hz stamps and
-scene motion, they are only sent further apart. The summary states the pace and every drop.
+Pace: with the model on CPU the simulator runs slower than real time (:mod:`perception_ws.demo.options`).
 """
 
 from __future__ import annotations
@@ -25,12 +21,19 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from perception_ws.demo.options import (
+    GROUND_TRUTH_TOPIC,
+    INPUT_TOPIC,
+    OVERLAY_TOPIC,
+    DemoOptions,
+    SegmenterChoice,
+    real_time_factor,
+)
 from perception_ws.errors import PerceptionError
 from perception_ws.nodes.launch_graph import (
     FUSION_MODULE,
@@ -54,47 +57,11 @@ from perception_ws.nodes.record import (
 )
 from perception_ws.sim.stream_config import SimConfig
 
-#: topics recorded besides the perception node's outputs (the simulator's ground truth, the fusion overlay).
-GROUND_TRUTH_TOPIC = "/sim/ground_truth/boxes"
-INPUT_TOPIC = "/points"
 #: the scans' subscribers before the first frame: the perception node and the recorder (which alone must not count)
 POINTS_SUBSCRIBERS = 2
-OVERLAY_TOPIC = "/fusion/overlay"
 #: longest wait for the nodes to come up, and for the last results once the simulator has finished.
 STARTUP_TIMEOUT_S = 90.0
 DRAIN_TIMEOUT_S = 15.0
-#: simulated seconds per wall second with the network on CPU (see the module doc): one 10 Hz scan a second.
-MODEL_CPU_REAL_TIME_FACTOR = 0.1
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    out: Path
-    frames: int = 30
-    seed: int = 0
-    columns: int = 2048
-    rate_hz: float = 10.0
-    #: None: :data:`MODEL_CPU_REAL_TIME_FACTOR` with the network on CPU, else 1 (real time).
-    real_time_factor: float | None = None
-    camera: bool = True
-    #: auto: the trained model if weights load, else the labels segmenter; or model / labels / none.
-    segmenter: str = "auto"
-    pictures: int = 3
-
-
-@dataclass(frozen=True)
-class SegmenterChoice:
-    kind: str
-    model: str | None  # the network's name (segmenter.model) when kind is 'model'
-    reason: str
-    device: str = "cpu"  # segmenter.device of the params file
-
-
-def real_time_factor(options: DemoOptions, segmenter: SegmenterChoice) -> float:
-    """The simulator's pace: ``options.real_time_factor``, else see the module doc."""
-    if options.real_time_factor is not None:
-        return options.real_time_factor
-    return MODEL_CPU_REAL_TIME_FACTOR if segmenter.kind == "model" and segmenter.device == "cpu" else 1.0
 
 
 def choose_segmenter(requested: str = "auto") -> SegmenterChoice:
@@ -178,7 +145,7 @@ def recorded_topics(camera: bool) -> dict[str, str | None]:
 
 def run_live_demo(options: DemoOptions) -> int:
     """Run the graph, record it, write pictures and the summary under ``options.out``; exit status."""
-    from perception_ws.demo_report import report
+    from perception_ws.demo.report import report
     from perception_ws.ros_env import DOMAIN_ID_OVERRIDE, local_dds_env
 
     if options.frames < 1:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from perception_ws.cli.args import Subparsers, non_negative, positive
 from perception_ws.errors import PerceptionError
 
 DROPOUT_CHOICES = ("none", "measured", "physical")
@@ -23,39 +24,20 @@ INTENSITY_CHOICES = ("off", "model")
 DEFAULT_REPORT = "out/sim_realism.png"
 
 
-def _positive(text: str) -> int:
-    """argparse type: a whole number >= 1 (argparse turns the ValueError into a one-line usage error)."""
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-_positive.__name__ = "whole number >= 1"  # argparse names the type in its error line
-_non_negative.__name__ = "whole number >= 0"
-
-
-def add_sim_parser(sub: Any) -> None:
-    """Register ``sim generate`` and ``sim compare`` under the CLI's sub-parsers ``sub``."""
+def add_parser(sub: Subparsers) -> None:
+    """Register ``sim generate`` and ``sim compare``."""
     sim = sub.add_parser("sim", help="simulated LiDAR datasets: generate them, compare them with real scans")
     tasks = sim.add_subparsers(dest="sim_command", required=True)
 
     gen = tasks.add_parser("generate", help="render scenes x frames labelled sweeps into a dataset folder")
     gen.add_argument("--out", required=True, help="dataset folder (created; rerun the same command to resume)")
-    gen.add_argument("--scenes", type=_positive, required=True, help="number of street scenes")
-    gen.add_argument("--frames", type=_positive, default=5, help="sweeps per scene, along the ego lane (default 5)")
+    gen.add_argument("--scenes", type=positive, required=True, help="number of street scenes")
+    gen.add_argument("--frames", type=positive, default=5, help="sweeps per scene, along the ego lane (default 5)")
     gen.add_argument("--sensor", default="hdl64e", help="sensor model (see `perception sensors`; default hdl64e)")
     gen.add_argument("--camera", action="store_true", help="also store a camera image per frame")
-    gen.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
-    gen.add_argument("--seed", type=_non_negative, default=0, help="dataset seed (default 0)")
-    gen.add_argument("--columns", type=_positive, default=2048, help="azimuth columns per turn (default 2048)")
+    gen.add_argument("--workers", type=positive, default=1, help="worker processes (default 1)")
+    gen.add_argument("--seed", type=non_negative, default=0, help="dataset seed (default 0)")
+    gen.add_argument("--columns", type=positive, default=2048, help="azimuth columns per turn (default 2048)")
     gen.add_argument(
         "--dropout", choices=DROPOUT_CHOICES, default="physical", help="missing returns (default physical)"
     )
@@ -67,9 +49,9 @@ def add_sim_parser(sub: Any) -> None:
     cmp.add_argument("--real", required=True, help="real scans: a file or folder (sub-folders are searched)")
     source = cmp.add_mutually_exclusive_group()
     source.add_argument("--sim", default=None, help="a generated dataset folder (`perception sim generate`)")
-    source.add_argument("--scenes", type=_positive, default=None, help="simulate N scenes on the fly (default 10)")
-    cmp.add_argument("--frames", type=_positive, default=2, help="with --scenes: sweeps per scene (default 2)")
-    cmp.add_argument("--seed", type=_non_negative, default=0, help="with --scenes: dataset seed (default 0)")
+    source.add_argument("--scenes", type=positive, default=None, help="simulate N scenes on the fly (default 10)")
+    cmp.add_argument("--frames", type=positive, default=2, help="with --scenes: sweeps per scene (default 2)")
+    cmp.add_argument("--seed", type=non_negative, default=0, help="with --scenes: dataset seed (default 0)")
     cmp.add_argument("--dropout", choices=DROPOUT_CHOICES, default="physical", help="with --scenes (default physical)")
     cmp.add_argument("--intensity", choices=INTENSITY_CHOICES, default="model", help="with --scenes (default model)")
     cmp.add_argument("--sensor", default="hdl64e", help="sensor of the real scans (default hdl64e)")

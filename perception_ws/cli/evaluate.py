@@ -13,21 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+
+from perception_ws.cli.args import Subparsers, positive
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-_positive.__name__ = "whole number >= 1"  # argparse names the type in its error line
-
-
-def add_eval_parser(sub: Any) -> None:
-    """Register ``eval`` under the CLI's sub-parsers ``sub``."""
+def add_parser(sub: Subparsers) -> None:
     ev = sub.add_parser("eval", help="score segmentation weights on labelled scans: P/R/IoU per class, runtime")
     ev.add_argument("--weights", default=None, help="a .pt file saved with its .json manifest (default: shipped)")
     ev.add_argument("--data", required=True, help="a scan file or a folder of scans of one kind (any reader)")
@@ -42,7 +32,7 @@ def add_eval_parser(sub: Any) -> None:
         help="project every scan to this front field of view, 512 columns per 90 deg (default: per source)",
     )  # fmt: skip
     ev.add_argument("--sensor", default=None, help="sensor of scans that name none (default hdl64e)")
-    ev.add_argument("--frames", type=_positive, default=None, metavar="N", help="only the first N frames")
+    ev.add_argument("--frames", type=positive, default=None, metavar="N", help="only the first N frames")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_cmd_eval)
 

@@ -1,0 +1,41 @@
+"""The `perception` command line: one entry point, one sub-command per job.
+
+Each verb is a module of this package that registers its sub-parser (``add_parser``) and the handler it
+runs. Sub-commands import their modules lazily so that `perception --help` is instant and a missing
+optional dependency only affects the command that needs it. Every `PerceptionError` becomes one line on
+stderr and exit status 2; nothing else is caught, so real bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from perception_ws.cli import demo, evaluate, info, record, replay, run, sensors, sim, train, viz
+from perception_ws.cli.args import Handler
+from perception_ws.errors import PerceptionError
+
+#: the verbs in the order `perception --help` lists them.
+VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for verb in VERBS:
+        verb.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except PerceptionError as error:
+        print(f"perception {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"perception {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,36 @@
+"""What the verb modules of :mod:`perception_ws.cli` share: the sub-parser and handler types, and argparse types.
+
+Standard library only, so that `perception --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TypeAlias
+
+#: what ``add_subparsers()`` returns; each verb module registers itself on it (a string: not generic at run time).
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+#: a verb's implementation, stored as the ``handler`` default of its sub-parser: parsed arguments -> exit status.
+Handler = Callable[[argparse.Namespace], int]
+
+
+def positive(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse turns the ValueError into a one-line usage error)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def non_negative(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+positive.__name__ = "whole number >= 1"  # argparse names the type in its error line
+non_negative.__name__ = "whole number >= 0"

@@ -1,0 +1,29 @@
+"""`perception replay`: publish a bag over ROS 2 (:func:`perception_ws.nodes.replay.replay`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from perception_ws.cli.args import Subparsers
+
+
+def add_parser(sub: Subparsers) -> None:
+    replay = sub.add_parser("replay", help="publish a bag over ROS 2 with its original timing and /clock")
+    replay.add_argument("bag", help="a rosbag2 folder (sqlite3 or MCAP), a .db3 or .mcap file, or a ROS 1 .bag")
+    replay.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1: as recorded)")
+    replay.add_argument("--loop", action="store_true", help="start over at the end until interrupted")
+    replay.add_argument("--topics", nargs="+", default=[], metavar="TOPIC", help="only these topics")
+    replay.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish FROM under TO")
+    replay.add_argument(
+        "--wait-subscribers", type=float, default=0.0, metavar="S",
+        help="wait up to S seconds for a subscriber on every topic before starting (default 0)",
+    )  # fmt: skip
+    replay.set_defaults(handler=_cmd_replay)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from perception_ws.nodes.replay import replay
+    from perception_ws.ros_env import apply_local_dds_env
+
+    apply_local_dds_env()
+    return replay(args.bag, args.rate, args.loop, args.topics, args.remap, args.wait_subscribers)
