@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from perception_ws.calib.sensors import get_sensor
+from perception_ws.camera_frame import kitti_calib
 from perception_ws.errors import CalibrationError, CloudFormatError, PerceptionError, SimulatorError
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI
 from perception_ws.sim.carla import (
@@ -50,7 +51,6 @@ from perception_ws.sim.carla.convert import (
     ros_rotation_from_carla,
     tags_from_segmentation,
 )
-from perception_ws.sim.carla.frame import kitti_calib
 from perception_ws.sim.carla.tags import actor_base_type, check_tag_numbering, parse_version, thing_instances
 
 S4 = np.diag([1.0, -1.0, 1.0, 1.0])

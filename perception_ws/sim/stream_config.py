@@ -59,7 +59,7 @@ class SimSensorConfig(Schema):
     rate_hz: float = Field(
         10.0, gt=0, le=100, description="scans per second (a timer; a scan not ready in time skips ticks, never queues)"
     )
-    backend: Literal["auto"] | Backend = Field("auto", description="ray casting: auto, open3d, torch")
+    backend: Literal["auto", Backend] = Field("auto", description="ray casting: auto, open3d, torch")
 
 
 class SimCameraConfig(Schema):

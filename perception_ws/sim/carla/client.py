@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from perception_ws.camera_frame import kitti_calib
 from perception_ws.errors import SimulatorError
 from perception_ws.sim.carla.config import CarlaConfig
 from perception_ws.sim.carla.convert import (
@@ -33,7 +34,7 @@ from perception_ws.sim.carla.convert import (
     ros_pose_from_carla,
     tags_from_segmentation,
 )
-from perception_ws.sim.carla.frame import ActorState, CarlaFrame, kitti_calib, plain_scan, semantic_scan
+from perception_ws.sim.carla.frame import ActorState, CarlaFrame, plain_scan, semantic_scan
 from perception_ws.sim.carla.tags import actor_base_type, check_tag_numbering, semantic_from_tags
 
 _INSTALL_HINT = "pip install carla (the client's version should match the server's, e.g. pip install carla==0.9.16)"
@@ -300,7 +301,7 @@ class CarlaSession:
             out.image = bgra_to_rgb(image.raw_data, image.width, image.height)
             out.camera = cfg.camera.pinhole()
             out.extrinsic = lidar_to_camera(self._camera_in_lidar)
-            scan.image, scan.calib = out.image, kitti_calib(out.camera, out.extrinsic)
+            scan.image, scan.calib = out.image, kitti_calib(out.camera, out.extrinsic, source="CARLA camera")
         if "segmentation" in self._sensors:
             seg = self._measurement("segmentation", frame)
             out.tag_image = tags_from_segmentation(seg.raw_data, seg.width, seg.height)

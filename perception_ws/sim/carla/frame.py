@@ -14,7 +14,6 @@ import numpy as np
 
 from perception_ws.boxes import Box3D
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
-from perception_ws.calib.kitti import KittiCalib
 from perception_ws.labels import kitti_object_class
 from perception_ws.scan import Scan
 from perception_ws.sim.carla.convert import (
@@ -179,10 +178,3 @@ def actor_boxes(
             )
         )
     return boxes
-
-
-def kitti_calib(camera: PinholeCamera, extrinsic: Extrinsic) -> KittiCalib:
-    """The camera as a KITTI calibration (every P = [K | 0], no rectification), so that code written
-    for KITTI frames (``calib.velo_to_image``) works on CARLA ones."""
-    P = camera.P
-    return KittiCalib(P, P, P, P, np.eye(3), extrinsic.matrix[:3], source="CARLA camera")
