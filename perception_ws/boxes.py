@@ -51,7 +51,7 @@ class Box3D:
         """Boolean mask of the points inside the box grown by ``margin`` metres on every side."""
         local = self.to_local(xyz)
         half = self.size / 2.0 + margin
-        return np.all(np.abs(local) <= half, axis=1)
+        return np.asarray(np.all(np.abs(local) <= half, axis=1))
 
     def corners(self) -> np.ndarray:
         """The 8 corners (8, 3): bottom face counter-clockwise from front-left, then the top face."""
@@ -60,7 +60,7 @@ class Box3D:
         y = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * width
         z = np.array([-1, -1, -1, -1, 1, 1, 1, 1]) * height
         c, s = np.cos(self.yaw), np.sin(self.yaw)
-        return np.stack([c * x - s * y, s * x + c * y, z], axis=1) + self.center
+        return np.asarray(np.stack([c * x - s * y, s * x + c * y, z], axis=1) + self.center)
 
     def bev_corners(self) -> np.ndarray:
         """The 4 bird's-eye-view corners (4, 2), counter-clockwise."""

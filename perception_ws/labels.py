@@ -192,7 +192,7 @@ def semantickitti_learning_ids(raw: np.ndarray) -> np.ndarray:
 
     Semantic ids absent from the learning map map to 0 (unlabelled), as in the benchmark.
     """
-    return _LEARNING_LUT[np.asarray(raw).astype(np.uint32) & 0xFFFF]
+    return np.asarray(_LEARNING_LUT[np.asarray(raw).astype(np.uint32) & 0xFFFF])
 
 
 def semantickitti_instance_ids(raw: np.ndarray) -> np.ndarray:
@@ -207,7 +207,7 @@ def semantickitti_to_kitti3(learning_ids: np.ndarray) -> np.ndarray:
         raise PerceptionError(
             f"SemanticKITTI learning ids must lie in 0..{len(SEMANTIC_KITTI) - 1}; got {ids.min()}..{ids.max()}"
         )
-    return _TO_KITTI3_LUT[ids]
+    return np.asarray(_TO_KITTI3_LUT[ids])
 
 
 def kitti_object_class(type_name: str) -> int:

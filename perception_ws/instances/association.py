@@ -33,4 +33,4 @@ def assign(cost: np.ndarray, allowed: np.ndarray) -> tuple[list[tuple[int, int]]
 def mahalanobis2(innovations: np.ndarray, covariances: np.ndarray) -> np.ndarray:
     """Squared Mahalanobis distances y^T S^-1 y for innovations (..., 2) and covariances (..., 2, 2)."""
     solved = np.linalg.solve(covariances, innovations[..., None])[..., 0]
-    return np.einsum("...i,...i->...", innovations, solved)
+    return np.asarray(np.einsum("...i,...i->...", innovations, solved))

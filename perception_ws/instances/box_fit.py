@@ -45,7 +45,7 @@ def _edge_distances(c: np.ndarray) -> np.ndarray:
     to_max = c.max(axis=0) - c
     to_min = c - c.min(axis=0)
     use_max = np.einsum("nt,nt->t", to_max, to_max) < np.einsum("nt,nt->t", to_min, to_min)
-    return np.where(use_max, to_max, to_min)
+    return np.asarray(np.where(use_max, to_max, to_min))
 
 
 def _masked_variance(d: np.ndarray, mask: np.ndarray) -> np.ndarray:

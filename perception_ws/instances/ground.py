@@ -50,7 +50,7 @@ def _segments(xyz: np.ndarray, config: GroundConfig) -> tuple[np.ndarray, int]:
 def _seed_mask(z: np.ndarray, segment: np.ndarray, segments: int, config: GroundConfig) -> np.ndarray:
     """Points at most ``seed_height_m`` above the mean height of their segment's lowest points."""
     base = lowest_mean(z, segment, segments, config.seed_fraction)
-    return z <= base[segment] + config.seed_height_m
+    return np.asarray(z <= base[segment] + config.seed_height_m)
 
 
 def _fit_segments(
@@ -107,4 +107,4 @@ def ground_mask(xyz: np.ndarray, config: GroundConfig | None = None) -> np.ndarr
     if len(pts) == 0:
         return np.zeros(0, dtype=bool)
     segment, normal, offset = _ground_planes(pts, config)
-    return np.abs(plane_distances(pts, segment, normal, offset)) < config.distance_m
+    return np.asarray(np.abs(plane_distances(pts, segment, normal, offset)) < config.distance_m)

@@ -51,7 +51,7 @@ def _distances(gt: Frame, hyp: Frame, gt_ids: list[Any], hyp_ids: list[Any]) -> 
     b = np.array([np.asarray(hyp[j], dtype=np.float64) for j in hyp_ids])
     if a.shape[1] != b.shape[1]:
         raise PerceptionError(f"MOT positions must have the same dimension; got {a.shape[1]} and {b.shape[1]}")
-    return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
+    return np.asarray(np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2))
 
 
 def clear_mot(ground_truth: Sequence[Frame], hypotheses: Sequence[Frame], threshold_m: float) -> MotResult:

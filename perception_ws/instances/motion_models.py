@@ -60,7 +60,7 @@ def measurement_noise(
         return np.eye(2) * along**2
     c, s = x / distance, y / distance
     rot = np.array([[c, -s], [s, c]])
-    return rot @ np.diag([along**2, across**2]) @ rot.T
+    return np.asarray(rot @ np.diag([along**2, across**2]) @ rot.T)
 
 
 def new_filter(

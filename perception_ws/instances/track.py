@@ -62,11 +62,11 @@ class Track:
 
     @property
     def position(self) -> np.ndarray:
-        return self.kf.x[:2, 0].copy()
+        return np.asarray(self.kf.x[:2, 0].copy())
 
     @property
     def velocity(self) -> np.ndarray:
-        return self.kf.x[2:4, 0].copy()
+        return np.asarray(self.kf.x[2:4, 0].copy())
 
     @property
     def acceleration(self) -> np.ndarray:
@@ -82,7 +82,7 @@ class Track:
 
     def innovation_covariance(self) -> np.ndarray:
         """H P H^T (2, 2): the predicted centre's uncertainty, before adding a detection's R."""
-        return self.kf.P[:2, :2].copy()
+        return np.asarray(self.kf.P[:2, :2].copy())
 
     def update(self, detection: Box3D, sensor_xy: Sequence[float] = (0.0, 0.0)) -> None:
         self.kf.update(detection.center[:2], R=measurement_noise(detection.center, self.config, sensor_xy))

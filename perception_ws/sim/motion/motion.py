@@ -173,7 +173,7 @@ class SceneMotion:
         lx, ly = signs[None, :, 0] * size[:, None, 0], signs[None, :, 1] * size[:, None, 1]
         x = xy[:, None, 0] + c * lx - s * ly
         y = xy[:, None, 1] + s * lx + c * ly
-        return self.layout.surface_height(x, y).max(axis=1)
+        return np.asarray(self.layout.surface_height(x, y).max(axis=1))
 
 
 def scene_at(scene: Scene, t: float, motion: SceneMotion | None = None) -> Scene:

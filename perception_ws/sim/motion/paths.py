@@ -75,11 +75,11 @@ class Path:
     def point(self, s: np.ndarray | float) -> np.ndarray:
         """World xy (..., 2) of the path at ``s``."""
         s = np.asarray(s, dtype=np.float64)
-        return self.origin + s[..., None] * self.direction + self.offset(s)[0][..., None] * self.normal
+        return np.asarray(self.origin + s[..., None] * self.direction + self.offset(s)[0][..., None] * self.normal)
 
     def heading(self, s: np.ndarray | float) -> np.ndarray:
         """How much the path turns away from its direction at ``s`` (radians, positive to the left)."""
-        return np.arctan(self.offset(s)[1])
+        return np.asarray(np.arctan(self.offset(s)[1]))
 
 
 def merge_swerves(swerves: list[Swerve]) -> tuple[Swerve, ...]:

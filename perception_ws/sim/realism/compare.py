@@ -87,7 +87,7 @@ class Statistics:
 
     @property
     def occupancy(self) -> np.ndarray:
-        return self.row_valid / np.maximum(self.row_seen, 1)
+        return np.asarray(self.row_valid / np.maximum(self.row_seen, 1))
 
 
 def measure(views: Iterable[RangeView]) -> Statistics:

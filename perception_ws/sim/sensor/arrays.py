@@ -11,9 +11,13 @@ two draws they take from a numpy ``Generator``, as tensors on a device.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+
+#: a numpy array or a torch tensor, whichever kind the input was: the sweep models' values on either backend
+#: (typed loosely on purpose: numpy and torch share these operators but no static type).
+Array: TypeAlias = Any
 
 _TABLES: dict[tuple[int, str], tuple[np.ndarray, Any]] = {}  # (id, device) -> (table, its tensor)
 

@@ -107,7 +107,7 @@ def base_colors(soup: TriangleSoup, triangles: np.ndarray) -> np.ndarray:
         # Knuth's multiplicative hash spreads neighbouring instance ids over the palette
         pick = (instance[on] * 2654435761 >> 7) % len(palette)
         rgb[on] = palette[pick]
-    return np.clip(rgb, 0.0, 1.0)
+    return np.asarray(np.clip(rgb, 0.0, 1.0))
 
 
 def facing_normals(normals: np.ndarray, directions: np.ndarray) -> np.ndarray:
@@ -124,15 +124,15 @@ def shade(base: np.ndarray, normals: np.ndarray, lit: np.ndarray, distance: np.n
     sky = light.ambient * (0.75 + 0.25 * normals[:, 2])
     rgb = base * (sky + (1.0 - light.ambient) * lambert)[:, None]
     fade = (1.0 - np.exp(-distance / light.haze_m)).astype(np.float32)[:, None]
-    return rgb * (1.0 - fade) + SKY_HORIZON * fade
+    return np.asarray(rgb * (1.0 - fade) + SKY_HORIZON * fade)
 
 
 def sky_colors(directions: np.ndarray) -> np.ndarray:
     """(N, 3) float32 sky colour of world-frame ray directions: horizon haze to a blue zenith."""
     up = np.clip(directions[:, 2], 0.0, 1.0)[:, None]
     blend = np.sqrt(up).astype(np.float32)
-    return SKY_HORIZON * (1.0 - blend) + SKY_ZENITH * blend
+    return np.asarray(SKY_HORIZON * (1.0 - blend) + SKY_ZENITH * blend)
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.asarray(np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8))

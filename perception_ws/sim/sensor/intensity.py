@@ -22,7 +22,7 @@ from functools import cache
 import numpy as np
 
 from perception_ws.errors import PerceptionError
-from perception_ws.sim.sensor.arrays import as_float32, namespace, standard_normals, table_like
+from perception_ws.sim.sensor.arrays import Array, as_float32, namespace, standard_normals, table_like
 from perception_ws.sim.sensor.returns import Returns
 
 _BEAM_GAIN_SEED = 64  # any fixed number: the gain table must not change between runs
@@ -54,7 +54,7 @@ class ReflectanceModel:
         """(beams,) float32 gain of each beam: a fixed table per number of beams (not per sweep); read-only."""
         return _beam_gains(self.beam_gain_spread, beams)
 
-    def render(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
+    def render(self, returns: Returns, rng: np.random.Generator) -> Array:
         """(N,) float32 intensity in 0..1 for each return."""
         f32, xp = np.float32, namespace(returns.range)  # numpy, or torch (gpu_sweeps.py)
         cos = xp.clip(returns.cos_incidence, f32(0), f32(1)) ** f32(self.cos_power)

@@ -48,7 +48,7 @@ class Mount:
 
     def rotation(self) -> np.ndarray:
         """Sensor frame -> vehicle frame (x forward, z up) rotation."""
-        return rotation_y(np.radians(self.pitch_deg)) @ rotation_x(np.radians(self.roll_deg))
+        return np.asarray(rotation_y(np.radians(self.pitch_deg)) @ rotation_x(np.radians(self.roll_deg)))
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from perception_ws.errors import PerceptionError
-from perception_ws.sim.sensor.arrays import falses, namespace, ones32, standard_normals, table_like
+from perception_ws.sim.sensor.arrays import Array, falses, namespace, ones32, standard_normals, table_like
 from perception_ws.sim.sensor.returns import Returns
 
 
@@ -38,7 +38,7 @@ class RangeNoise:
     def apply(self, ranges: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.sigma == 0:
             return ranges
-        return ranges + np.float32(self.sigma) * standard_normals(rng, len(ranges))
+        return np.asarray(ranges + np.float32(self.sigma) * standard_normals(rng, len(ranges)))
 
 
 class Dropout(Protocol):
@@ -67,13 +67,13 @@ def keeps_with(probability: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class NoDropout:
     """Every beam returns from the first surface it meets, glass included."""
 
-    def transmits(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
+    def transmits(self, returns: Returns, rng: np.random.Generator) -> Array:
         return falses(returns.row)
 
-    def keeps(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
+    def keeps(self, returns: Returns, rng: np.random.Generator) -> Array:
         return ~falses(returns.row)
 
-    def keep_probability(self, returns: Returns) -> np.ndarray:
+    def keep_probability(self, returns: Returns) -> Array:
         return ones32(returns.row)
 
 
@@ -101,13 +101,13 @@ class PixelDropout:
             raise PerceptionError(f"pixel dropout: fov_deg must lie in (0, 360]; got {self.fov_deg}")
         object.__setattr__(self, "probability", p)
 
-    def transmits(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
+    def transmits(self, returns: Returns, rng: np.random.Generator) -> Array:
         return falses(returns.row)
 
     def keeps(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
         return keeps_with(self.keep_probability(returns), rng)
 
-    def keep_probability(self, returns: Returns) -> np.ndarray:
+    def keep_probability(self, returns: Returns) -> Array:
         # a flat gather: faster than table[row, col]
         table = table_like(self.keep_table(returns.height, returns.width), returns.row)
         return namespace(table).take(table, returns.row * returns.width + returns.col)
@@ -162,7 +162,7 @@ class PhysicalDropout:
     def transmits(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
         return returns.glass & (rng.random(len(returns), dtype=np.float32) >= self.glass_return)
 
-    def signal(self, returns: Returns) -> np.ndarray:
+    def signal(self, returns: Returns) -> Array:
         xp = namespace(returns.range)  # numpy, or torch for the batched GPU sweeps (gpu_sweeps.py)
         albedo = xp.where(returns.retro, returns.albedo * np.float32(self.retro_gain), returns.albedo)
         falloff = (np.float32(self.reference_range) / xp.clip(returns.range, np.float32(1e-3), None)) ** 2
@@ -171,7 +171,7 @@ class PhysicalDropout:
     def keeps(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
         return keeps_with(self.keep_probability(returns), rng)
 
-    def keep_probability(self, returns: Returns) -> np.ndarray:
+    def keep_probability(self, returns: Returns) -> Array:
         return np.float32(1.0) - namespace(returns.range).exp(-self.signal(returns) / np.float32(self.signal_scale))
 
 

@@ -10,7 +10,7 @@ def rectangle(x: float, y: float, length: float, width: float, yaw: float, margi
     hl, hw = length / 2 + margin, width / 2 + margin
     local = np.array([[hl, hw], [-hl, hw], [-hl, -hw], [hl, -hw]])
     c, s = np.cos(yaw), np.sin(yaw)
-    return local @ np.array([[c, s], [-s, c]]) + [x, y]
+    return np.asarray(local @ np.array([[c, s], [-s, c]]) + [x, y])
 
 
 def _axes(corners: np.ndarray) -> np.ndarray:

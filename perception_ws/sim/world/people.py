@@ -94,7 +94,7 @@ def two_bone(root: np.ndarray, target: np.ndarray, a: float, b: float, bend_forw
     if (side[0] > 0) != bend_forward:
         side = -side
     cos_a = np.clip((a * a + d * d - b * b) / (2 * a * d), -1.0, 1.0)
-    return root + a * (cos_a * along + np.sqrt(1 - cos_a**2) * side)
+    return np.asarray(root + a * (cos_a * along + np.sqrt(1 - cos_a**2) * side))
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ TRUCK_SIZE = {"length": (6.0, 9.0), "width": (2.3, 2.5), "height": (2.8, 3.5)}
 
 def _profile_height(profile: tuple[tuple[float, float], ...], u: np.ndarray) -> np.ndarray:
     keys = np.asarray(profile)
-    return np.interp(u, keys[:, 0], keys[:, 1])
+    return np.asarray(np.interp(u, keys[:, 0], keys[:, 1]))
 
 
 def _section(half_width: float, sill: float, belt: float, top: float, tumble: float) -> np.ndarray:
