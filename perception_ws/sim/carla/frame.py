@@ -67,7 +67,8 @@ class ActorState:
 @dataclass(eq=False)
 class CarlaFrame:
     """One tick: the semantic sweep as a :class:`Scan` (labels, semantic, instances, boxes, and the
-    camera image with its calibration), plus what the Scan has no field for."""
+    camera image with its calibration), plus what the Scan has no field for.
+    """
 
     frame: int
     timestamp: float
@@ -155,7 +156,8 @@ def actor_boxes(
     actors: Sequence[ActorState], lidar_pose: np.ndarray, instances: np.ndarray, max_range: float = np.inf
 ) -> list[Box3D]:
     """Each actor's box in the LiDAR frame (yaw only: the box's heading projected on the LiDAR's
-    xy plane), with its point count; actors farther than ``max_range`` and without points are left out."""
+    xy plane), with its point count; actors farther than ``max_range`` and without points are left out.
+    """
     world_to_lidar = invert_pose(np.asarray(lidar_pose, dtype=np.float64))
     ids, counts = np.unique(np.asarray(instances), return_counts=True)
     points_of = dict(zip(ids.tolist(), counts.tolist(), strict=True))
@@ -183,6 +185,7 @@ def actor_boxes(
 
 def kitti_calib(camera: PinholeCamera, extrinsic: Extrinsic) -> KittiCalib:
     """The camera as a KITTI calibration (every P = [K | 0], no rectification), so that code written
-    for KITTI frames (``calib.velo_to_image``) works on CARLA ones."""
+    for KITTI frames (``calib.velo_to_image``) works on CARLA ones.
+    """
     P = camera.P
     return KittiCalib(P, P, P, P, np.eye(3), extrinsic.matrix[:3], source="CARLA camera")
