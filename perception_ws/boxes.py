@@ -20,6 +20,8 @@ MOVING_SPEED = 0.5
 
 @dataclass
 class Box3D:
+    """An oriented box (see the module doc) with its class, score, point count, track id and velocity."""
+
     center: np.ndarray
     size: np.ndarray
     yaw: float

@@ -65,6 +65,7 @@ class CameraFrame:
 def kitti_calib(camera: PinholeCamera, extrinsic: Extrinsic, source: str = "simulated camera") -> KittiCalib:
     """A :class:`KittiCalib` whose camera 2 (and 0, 1, 3) is ``camera`` and whose Tr_velo_to_cam is ``extrinsic``
     (every P = [K | 0], no rectification), so that code written for KITTI frames (``calib.velo_to_image``) works
-    on simulated ones."""
+    on simulated ones.
+    """
     P = camera.P
     return KittiCalib(P, P, P, P, np.eye(3), extrinsic.matrix[:3], source=source)

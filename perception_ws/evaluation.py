@@ -204,7 +204,8 @@ def evaluate(
     warmup: bool = True,
 ) -> EvaluationResult:
     """Evaluate a network (an ``nn.Module`` with 4 KITTI-3 outputs, e.g. from ``load_weights``) or any
-    ``predict(frame) -> classes`` on every frame of ``data`` (a path any reader opens, or a Dataset)."""
+    ``predict(frame) -> classes`` on every frame of ``data`` (a path any reader opens, or a Dataset).
+    """
     from tqdm import tqdm
 
     dataset, source, reader = _open(data)

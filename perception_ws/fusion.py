@@ -146,7 +146,8 @@ def transfer_labels(
     occlusion: Occlusion | bool = True,
 ) -> np.ndarray:
     """(N,) int64 class ids from an image label mask (H, W) of class ids; 0 where a point is not visible
-    (or hidden, with ``occlusion``: True for the default :class:`Occlusion`, False to skip the test)."""
+    (or hidden, with ``occlusion``: True for the default :class:`Occlusion`, False to skip the test).
+    """
     _check_models(camera, extrinsic)
     m = _check_image(mask, camera, "label mask", None)
     if m.dtype.kind not in "iu":
@@ -161,7 +162,8 @@ def transfer_labels(
 
 def box_pixel_corners(box: Box3D, camera: PinholeCamera, extrinsic: Extrinsic) -> np.ndarray | None:
     """The 8 corners of ``box`` (LiDAR frame) in pixels (8, 2), or None when a corner is not in front of the
-    camera (its edges cannot be drawn as straight lines). Corners may lie outside the image (lines are clipped)."""
+    camera (its edges cannot be drawn as straight lines). Corners may lie outside the image (lines are clipped).
+    """
     proj = project_points(box.corners(), camera, extrinsic)
     if not np.all(np.isfinite(proj.uv)) or not np.all(proj.depth > 0.1):
         return None
@@ -184,7 +186,8 @@ def overlay_image(
 ) -> np.ndarray:
     """RGB uint8 copy of ``image`` with the points drawn (class colours of ``labels`` in ``class_set``, else
     by depth) and the boxes' projected edges (class colours, white without a class set). With labels, only
-    points of the object classes are drawn unless ``draw_background``."""
+    points of the object classes are drawn unless ``draw_background``.
+    """
     _check_models(camera, extrinsic)
     img = _check_image(image, camera, "image", 3)
     proj = project_points(xyz, camera, extrinsic)
@@ -240,7 +243,8 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
 
 def with_field(points: np.ndarray, name: str, values: np.ndarray) -> np.ndarray:
     """A copy of structured ``points`` (1-D or organized) with field ``name`` set to ``values`` (flat, in
-    row-major order), appended at the end; a field of that name the input had is replaced."""
+    row-major order), appended at the end; a field of that name the input had is replaced.
+    """
     flat = points.reshape(-1)
     if name in (points.dtype.names or ()):
         flat = recfunctions.drop_fields(flat, name, usemask=False)
@@ -250,7 +254,8 @@ def with_field(points: np.ndarray, name: str, values: np.ndarray) -> np.ndarray:
 
 def load_extrinsic(matrix: Sequence[float], kitti_calib: str | Path = "") -> Extrinsic:
     """The LiDAR -> camera transform from 16 (4x4) or 12 (3x4) row-major values, or from a KITTI calibration
-    file (``R0_rect · Tr_velo_to_cam``); exactly one of the two must be given."""
+    file (``R0_rect · Tr_velo_to_cam``); exactly one of the two must be given.
+    """
     values = list(matrix)
     if values and kitti_calib:
         raise CalibrationError(

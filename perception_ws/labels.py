@@ -181,6 +181,7 @@ for _sk, _k3 in SEMANTIC_KITTI_TO_KITTI3.items():
 
 
 def get_class_set(name: str) -> ClassSet:
+    """The class set called ``name`` (any case); a PerceptionError lists the known ones."""
     try:
         return CLASS_SETS[name.lower()]
     except KeyError:

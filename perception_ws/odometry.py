@@ -25,6 +25,8 @@ from perception_ws.errors import PerceptionError
 
 @dataclass(frozen=True)
 class OdometryConfig:
+    """Settings of the scan-to-scan ICP: which points take part, and when a fit is trusted."""
+
     voxel_m: float = 0.75  # one point per cell: ~3-4k points of a 120k-point HDL-64E scan; 0.5 m: 1.6x the time
     min_range_m: float = 3.0  # closer: the vehicle itself, which moves with the sensor
     max_range_m: float = 60.0  # farther: sparse and noisy

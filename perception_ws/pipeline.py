@@ -190,7 +190,8 @@ class Pipeline:
 
     def warm_up(self) -> None:
         """Run the stateless stages once on a small synthetic scan (tracks untouched): numba kernels load and a
-        compiled network compiles (about a minute on 2 cores) here, not on the first real scans."""
+        compiled network compiles (about a minute on 2 cores) here, not on the first real scans.
+        """
         rng = np.random.default_rng(0)
         field = self.config.segmenter.label_field or "label"  # kind 'labels' reads its class ids from this field
         cloud = np.zeros(4096, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("intensity", "f4"), (field, "u2")])

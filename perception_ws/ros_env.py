@@ -67,7 +67,8 @@ _RESERVED: deque[TextIO] = deque(maxlen=4)
 
 def _reserve_random_domain() -> int:
     """A random domain id that no other process on this machine holds: each draw takes a lock file, so
-    parallel test workers and demos never share a domain (a shared one lets their topics cross)."""
+    parallel test workers and demos never share a domain (a shared one lets their topics cross).
+    """
     ids = list(range(DOMAIN_ID_RANGE[0], DOMAIN_ID_RANGE[1] + 1))
     random.shuffle(ids)
     for domain in ids:

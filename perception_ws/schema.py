@@ -152,10 +152,12 @@ def schema_from_flat(schema: type[SchemaT], values: Mapping[str, Any], where: st
 
 
 def is_ros_own(key: str) -> bool:
+    """Whether ``key`` is a parameter ROS itself gives every node (use_sim_time, qos_overrides.*), not a schema key."""
     return key in ROS_OWN_PARAMETERS or key.startswith(_ROS_OWN_PREFIXES)
 
 
 def unknown_key_message(key: str, known: Mapping[str, Any]) -> str:
+    """``unknown key 'x'`` with the closest known key, or else the list of known keys."""
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
     return f"unknown key {key!r}{hint}"

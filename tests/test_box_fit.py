@@ -159,10 +159,12 @@ def test_real_kitti_boxes(real_data: Path) -> None:
                 )
     # the one car with >= 50 points (67, at 35 m, seen from behind): measured IoU 0.78, 4.0 deg
     iou, error = results[("000002", "Car")]
-    assert iou >= 0.75 and error < 6.0
+    assert iou >= 0.75
+    assert error < 6.0
     # the large "Misc" object at 9 m (1346 points): measured IoU 0.86, 2.2 deg
     iou, error = results[("000002", "Misc")]
-    assert iou >= 0.8 and error < 4.0
+    assert iou >= 0.8
+    assert error < 4.0
 
 
 def test_bad_input_raises_one_clear_error() -> None:

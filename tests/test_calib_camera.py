@@ -41,7 +41,8 @@ def test_points_in_each_3d_box_project_into_its_2d_box(kitti_object: Path) -> No
     dataset = open_dataset(kitti_object)
     for frame, scan in zip(FRAMES, dataset, strict=True):
         objects = [o for o in read_kitti_labels(kitti_object / "label_2" / f"{frame}.txt") if o.type != DONT_CARE]
-        assert scan.calib is not None and len(objects) == len(scan.boxes)
+        assert scan.calib is not None
+        assert len(objects) == len(scan.boxes)
         xyz = scan.xyz
         for obj, box in zip(objects, scan.boxes, strict=True):
             inside = xyz[box.contains(xyz)]
@@ -79,7 +80,9 @@ def test_velo_to_image_agrees_with_camera_and_extrinsic(kitti_object: Path) -> N
     assert np.all(xyz[visible, 0] > 0)
     assert np.all(np.abs(np.arctan2(xyz[visible, 1], xyz[visible, 0])) < np.radians(50))
     behind = depth <= 0
-    assert behind.any() and np.all(np.isnan(uv[behind])) and not visible[behind].any()
+    assert behind.any()
+    assert np.all(np.isnan(uv[behind]))
+    assert not visible[behind].any()
 
 
 @pytest.mark.real_data
@@ -168,7 +171,8 @@ def test_bad_calibration_files_are_rejected(kitti_object: Path, tmp_path: Path, 
     path.write_text(text)
     with pytest.raises(CalibrationError) as info:
         read_kitti_calib(path)
-    assert key in str(info.value) and path.name in str(info.value)
+    assert key in str(info.value)
+    assert path.name in str(info.value)
 
 
 def test_unreadable_calibration_inputs(tmp_path: Path) -> None:
@@ -217,7 +221,8 @@ def test_uncalibrated_camera_info_is_rejected_and_unset_p_falls_back_to_k() -> N
     ideal = PinholeCamera.from_camera_info(
         {"k": K, "width": 640, "height": 480, "d": [0.0] * 8, "distortion_model": "rational_polynomial"}
     )
-    assert not ideal.has_distortion and ideal.distortion_model == "plumb_bob"
+    assert not ideal.has_distortion
+    assert ideal.distortion_model == "plumb_bob"
 
 
 def _undistort(xd: np.ndarray, yd: np.ndarray, d: np.ndarray, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +267,8 @@ def test_distortion_fold_is_not_visible() -> None:
     )
     # at x/z = 2 the radial polynomial r(1 - 0.5 r²) has turned back: it lands near the centre
     uv, _, visible = camera.project(np.array([[2.0, 0.0, 1.0], [0.5, 0.0, 1.0]]))
-    assert 0 <= uv[0, 0] < 640 and not visible[0]
+    assert 0 <= uv[0, 0] < 640
+    assert not visible[0]
     assert visible[1]
 
 
@@ -272,7 +278,8 @@ def test_visibility_respects_min_depth_and_image_borders() -> None:
     uv, depth, visible = camera.project(points)
     assert visible.tolist() == [False, True, True, False, False]
     np.testing.assert_allclose(uv[1], [319.5, 239.5])
-    assert np.isnan(uv[4]).all() and depth[4] == -5.0
+    assert np.isnan(uv[4]).all()
+    assert depth[4] == -5.0
 
 
 @pytest.mark.real_data
@@ -286,7 +293,8 @@ def test_kitti_default_camera_resembles_the_real_kitti_camera(kitti_object: Path
 
     assert abs(fov(default) - fov(real)) < 2.0
     uv, _, visible = default.project(np.array([[0.0, 0.0, 10.0]]))
-    assert visible[0] and np.allclose(uv[0], [default.cx, default.cy])
+    assert visible[0]
+    assert np.allclose(uv[0], [default.cx, default.cy])
 
 
 # -- Extrinsic -------------------------------------------------------------------------------------

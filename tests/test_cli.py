@@ -17,7 +17,8 @@ def test_info_lists_the_skipped_topics_of_a_raw_packet_bag(real_data: Path, caps
     assert main(["info", str(bag)]) == 0
     out = capsys.readouterr().out
     assert "0 frame(s)" in out
-    assert "/velodyne_packets" in out and "velodyne_msgs/msg/VelodyneScan" in out
+    assert "/velodyne_packets" in out
+    assert "velodyne_msgs/msg/VelodyneScan" in out
 
 
 @pytest.mark.real_data
@@ -25,7 +26,9 @@ def test_info_describes_a_kitti_object_frame(real_data: Path, capsys: pytest.Cap
     assert main(["info", str(real_data / "kitti_object")]) == 0
     out = capsys.readouterr().out
     assert "kitti-object, 3 frame(s)" in out
-    assert "x, y, z, intensity" in out and "calib" in out and "image" in out
+    assert "x, y, z, intensity" in out
+    assert "calib" in out
+    assert "image" in out
 
 
 def test_sensors_lists_every_builtin_model(capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,7 +43,8 @@ def test_viz_writes_a_picture_with_the_camera_overlay(real_data: Path, tmp_path:
     out = tmp_path / "frame.png"
     assert main(["viz", str(real_data / "kitti_object"), "--frame", "1", "--out", str(out)]) == 0
     picture = np.asarray(Image.open(out).convert("RGB"))
-    assert picture.shape[0] > 400 and picture.shape[1] > 800
+    assert picture.shape[0] > 400
+    assert picture.shape[1] > 800
     assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 50  # a real drawing, not a blank canvas
 
 
@@ -60,7 +64,8 @@ def test_bad_input_is_one_clear_line_and_exit_status_2(
     assert main(filled) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert err.startswith(f"perception {argv[0]}: error:") and expected in err
+    assert err.startswith(f"perception {argv[0]}: error:")
+    assert expected in err
     assert not (tmp_path / "x.png").exists()
 
 
@@ -76,6 +81,7 @@ def test_demo_summarises_every_source_and_draws_them(real_data: Path, tmp_path: 
     squeezeseg = next(line for line in summary.splitlines() if line.startswith("kitti_squeezeseg"))
     # the fitted HDL-64E model reproduces the released pixels of the frame
     assert float(squeezeseg.split()[5]) >= 99.5
-    assert "vlp16" in summary and "VelodyneScan" in summary
+    assert "vlp16" in summary
+    assert "VelodyneScan" in summary
     assert (out / "kitti_squeezeseg.png").stat().st_size > 10_000
     assert any(p.name.startswith("vlp16_") and p.suffix == ".png" for p in out.iterdir())

@@ -28,21 +28,26 @@ def test_generate_writes_a_dataset_and_resuming_it_is_a_no_op(
     assert main([*args, "--seed", "4", "--dropout", "measured", "--intensity", "off", "--quiet"]) == 0
     assert "2 of 2 frames" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["dropout"] == "measured" and manifest["config"]["intensity"] == "off"
-    assert manifest["config"]["seed"] == 4 and manifest["complete"]
+    assert manifest["config"]["dropout"] == "measured"
+    assert manifest["config"]["intensity"] == "off"
+    assert manifest["config"]["seed"] == 4
+    assert manifest["complete"]
     dataset = open_dataset(out)
     scan = dataset[1]
-    assert scan.range_image is not None and scan.range_image.shape == (64, 128, 6)
+    assert scan.range_image is not None
+    assert scan.range_image.shape == (64, 128, 6)
     assert not scan.points["intensity"].any()  # --intensity off
     before = {p.name: p.stat().st_mtime_ns for p in (out / "frames").iterdir()}
     assert main([*args, "--seed", "4", "--dropout", "measured", "--intensity", "off"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / "frames").iterdir()} == before  # nothing rendered again
     resumed = capsys.readouterr()
-    assert "2 of 2 frames" in resumed.out and "2/2" in resumed.err  # the progress bar
+    assert "2 of 2 frames" in resumed.out
+    assert "2/2" in resumed.err  # the progress bar
     # the same folder with other settings: one line naming them
     assert main([*args, "--seed", "5", "--dropout", "measured", "--intensity", "off"]) == 2
     line = _error_line(capsys)
-    assert line.startswith("perception sim: error:") and "other settings (seed)" in line
+    assert line.startswith("perception sim: error:")
+    assert "other settings (seed)" in line
 
 
 def test_generate_with_camera_stores_a_picture_whose_masks_match_the_lidar(
@@ -56,9 +61,12 @@ def test_generate_with_camera_stores_a_picture_whose_masks_match_the_lidar(
     assert manifest["config"]["camera"] is True
     path = out / manifest["frames"][0]["file"]
     scan, frame = load(path), load_camera(path)
-    assert frame is not None and scan.image is not None and scan.calib is not None
+    assert frame is not None
+    assert scan.image is not None
+    assert scan.calib is not None
     height, width = frame.rgb.shape[:2]
-    assert frame.rgb.dtype == np.uint8 and frame.label.shape == frame.instance.shape == (height, width)
+    assert frame.rgb.dtype == np.uint8
+    assert frame.label.shape == frame.instance.shape == (height, width)
     np.testing.assert_array_equal(scan.image, frame.rgb)
     # the objects the LiDAR sees ahead are in the picture under the same instance ids and classes
     uv, depth = scan.calib.velo_to_image(scan.xyz)
@@ -84,7 +92,8 @@ def test_generate_refuses_bad_input_with_one_line(
     args = ["sim", "generate", "--out", str(tmp_path / "x"), "--scenes", "1", "--frames", "1", "--columns", "64"]
     assert main([*args, "--quiet", *extra]) == 2
     line = _error_line(capsys)
-    assert line.startswith("perception sim: error:") and message in line
+    assert line.startswith("perception sim: error:")
+    assert message in line
 
 
 @pytest.mark.parametrize(
@@ -99,7 +108,8 @@ def test_generate_rejects_malformed_arguments(
         main(["sim", "generate", *[item for pair in args.items() for item in pair]])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument {bad[0]}" in err and "Traceback" not in err
+    assert f"argument {bad[0]}" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.real_data
@@ -125,7 +135,8 @@ def test_compare_prints_the_table_and_writes_the_picture(
     assert code in (0, 1)  # 0 when every statistic is within a factor of 2
     for name in ("row occupancy", "range histogram", "points per car", "intensity histogram"):
         assert name in out
-    assert "1 simulated vs 1 real frames" in out and f"wrote {png}" in out
+    assert "1 simulated vs 1 real frames" in out
+    assert f"wrote {png}" in out
     assert np.asarray(Image.open(png)).shape[:2] == (950, 1400)
 
 
@@ -152,8 +163,10 @@ def test_compare_reads_a_generated_folder_and_prints_json(
     )
     data = json.loads(capsys.readouterr().out)
     assert code == (0 if data["passed"] else 1)
-    assert data["sim"]["frames"] == 1 and data["real"]["frames"] == 4
-    assert len(data["statistics"]) == 4 and png.is_file()
+    assert data["sim"]["frames"] == 1
+    assert data["real"]["frames"] == 4
+    assert len(data["statistics"]) == 4
+    assert png.is_file()
 
 
 @pytest.mark.real_data
@@ -172,4 +185,5 @@ def test_compare_refuses_bad_input_with_one_line(
     filled = [a.format(real=real_data, tmp=tmp_path) for a in args]
     assert main(["sim", "compare", *filled]) == 2
     line = _error_line(capsys)
-    assert line.startswith("perception sim: error:") and message in line
+    assert line.startswith("perception sim: error:")
+    assert message in line

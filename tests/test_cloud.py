@@ -150,7 +150,9 @@ def test_real_kitti_scan_round_trips_and_keeps_header(real_data: Path) -> None:
     msg = to_msg(points, frame_id="velo_link", stamp=1_317_000_123_456_789_012)
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1_317_000_123, 456_789_012)
     assert msg.header.frame_id == "velo_link"
-    assert msg.is_dense and msg.width == len(points) and msg.height == 1
+    assert msg.is_dense
+    assert msg.width == len(points)
+    assert msg.height == 1
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
         ("x", 0, PointField.FLOAT32, 1),
         ("y", 4, PointField.FLOAT32, 1),
@@ -327,7 +329,8 @@ def test_empty_cloud_converts() -> None:
     msg = xyz_message(0)
     assert msg.width == 0
     points = from_msg(msg)
-    assert points.shape == (0,) and points.dtype.names == ("x", "y", "z", "intensity")
+    assert points.shape == (0,)
+    assert points.dtype.names == ("x", "y", "z", "intensity")
 
 
 def test_nan_points_are_kept_not_filtered() -> None:
@@ -336,7 +339,8 @@ def test_nan_points_are_kept_not_filtered() -> None:
     msg = to_msg(points)
     assert not msg.is_dense
     back = from_msg(msg)
-    assert len(back) == 3 and np.isnan(back["z"][1])
+    assert len(back) == 3
+    assert np.isnan(back["z"][1])
 
 
 # -- to_msg -------------------------------------------------------------------------------------------------------
@@ -400,7 +404,9 @@ def test_fields_to_dtype_builds_subarrays_and_padding() -> None:
     ]
     dtype = fields_to_dtype(fields, 32)
     assert dtype.itemsize == 32
-    assert dtype["x"] == np.float64 and dtype["rgb"].shape == (3,) and dtype["rgb"].base == np.uint8
+    assert dtype["x"] == np.float64
+    assert dtype["rgb"].shape == (3,)
+    assert dtype["rgb"].base == np.uint8
     assert dtype.fields["rgb"][1] == 12  # type: ignore[index]
     assert fields_to_dtype(fields, 32, is_bigendian=True)["y"] == np.dtype(">f4")
 
@@ -413,7 +419,8 @@ def test_xyz_array_and_finite_mask_on_float64_organized_cloud() -> None:
     points["x"] = [[1e-3, 2, 3], [4, np.inf, 6]]
     points["y"][0, 1] = np.nan
     xyz = xyz_array(points)
-    assert xyz.dtype == np.float32 and xyz.shape == (6, 3)
+    assert xyz.dtype == np.float32
+    assert xyz.shape == (6, 3)
     np.testing.assert_array_equal(xyz[:, 0], np.array([1e-3, 2, 3, 4, np.inf, 6], dtype=np.float32))
     np.testing.assert_array_equal(finite_mask(points), [[True, False, True], [True, False, True]])
 
@@ -425,7 +432,8 @@ def test_as_structured_accepts_arrays_and_scans(real_data: Path) -> None:
     assert four.dtype.names == ("x", "y", "z", "intensity")
     np.testing.assert_array_equal(four["intensity"], raw[:, 3])
     three = as_structured(raw[:, :3].astype(np.float64))
-    assert three.dtype.names == ("x", "y", "z") and three["x"].dtype == np.float32
+    assert three.dtype.names == ("x", "y", "z")
+    assert three["x"].dtype == np.float32
     assert as_structured(Scan(points=four)) is four
     np.testing.assert_array_equal(xyz_array(raw), raw[:, :3])
     for bad in (np.zeros((3, 5)), np.zeros(3), np.zeros((3, 3), dtype=bool), [[1, 2, 3]]):

@@ -20,10 +20,12 @@ def test_cpu_front_preset_loads_as_the_front_view_with_a_compiled_network() -> N
     config = load_config(PRESET)
     assert (config.sensor.fov_deg, config.sensor.width, config.sensor.model) == (90.0, 512, "hdl64e")
     assert (config.segmenter.kind, config.segmenter.device) == ("model", "cpu")
-    assert config.segmenter.compile is True and config.segmenter.threads == 2
+    assert config.segmenter.compile is True
+    assert config.segmenter.threads == 2
     assert config.segmenter.precision == "bf16"
     # the keys the preset leaves out keep the schema defaults
-    assert config.tracking == PerceptionConfig().tracking and config.topics == PerceptionConfig().topics
+    assert config.tracking == PerceptionConfig().tracking
+    assert config.topics == PerceptionConfig().topics
 
 
 def test_perception_run_hands_the_preset_to_the_perception_node() -> None:
@@ -57,9 +59,11 @@ def test_bf16_gives_the_labels_of_fp32_on_a_real_scan(real_data: Path) -> None:
     fp32 = Pipeline(config.replace(**{"segmenter.precision": "fp32"}))
     assert isinstance(bf16.segmenter, NetworkSegmenter)
     if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        assert bf16.segmenter.precision == "fp32" and "not supported natively" in bf16.segmenter.summary
+        assert bf16.segmenter.precision == "fp32"
+        assert "not supported natively" in bf16.segmenter.summary
         return
-    assert bf16.segmenter.precision == "bf16" and bf16.segmenter_summary.endswith("cpu, bf16)")
+    assert bf16.segmenter.precision == "bf16"
+    assert bf16.segmenter_summary.endswith("cpu, bf16)")
     low, full = bf16.process(scan.points, 0.0), fp32.process(scan.points, 0.0)
     in_view = full.labels > 0
     assert in_view.sum() > 1000
@@ -79,7 +83,8 @@ def test_front_preset_labels_only_the_front_quarter_of_a_real_scan(real_data: Pa
     azimuth = np.degrees(np.arctan2(scan.xyz[:, 1], scan.xyz[:, 0]))
     outside = np.abs(azimuth) > 46.0
     assert result.labels.shape == (len(scan.points),)
-    assert not result.labels[outside].any() and not result.instances[outside].any()
+    assert not result.labels[outside].any()
+    assert not result.instances[outside].any()
     assert result.labels[~outside].any()  # the shipped weights find objects in front
     assert all(abs(np.degrees(np.arctan2(b.center[1], b.center[0]))) < 50.0 for b in result.detections)
 
@@ -90,7 +95,8 @@ def test_warm_up_leaves_no_tracks_and_changes_no_result(real_data: Path) -> None
     config = load_config(PRESET).replace(**{"segmenter.compile": False})
     cold, warm = Pipeline(config), Pipeline(config)
     warm.warm_up()
-    assert warm.tracker is not None and not warm.tracker.tracks
+    assert warm.tracker is not None
+    assert not warm.tracker.tracks
     first, second = cold.process(scan.points, 0.0), warm.process(scan.points, 0.0)
     np.testing.assert_array_equal(first.labels, second.labels)
     np.testing.assert_array_equal(first.instances, second.instances)
@@ -101,4 +107,5 @@ def test_warm_up_serves_a_labels_segmenter_reading_another_field() -> None:
     config = PerceptionConfig().replace(**{"segmenter.kind": "labels", "segmenter.label_field": "semantic"})
     pipeline = Pipeline(config)
     pipeline.warm_up()  # the synthetic scan carries the configured field, so this does not raise
-    assert pipeline.tracker is not None and not pipeline.tracker.tracks
+    assert pipeline.tracker is not None
+    assert not pipeline.tracker.tracks

@@ -114,9 +114,12 @@ def test_gradients_reach_the_logits_and_every_crf_parameter() -> None:
     logits = torch.randn(1, 4, 6, 12, generator=g, requires_grad=True)
     target = torch.randint(0, 4, (1, 6, 12), generator=g)
     torch.nn.functional.cross_entropy(crf(logits, xyz, valid), target).backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    assert logits.grad is not None
+    assert logits.grad.abs().sum() > 0
     for name, p in crf.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
 
 
 def test_gradients_match_finite_differences() -> None:
@@ -143,7 +146,9 @@ def test_compatibility_starts_as_potts_and_sigmas_broadcast_per_class() -> None:
     # the tighter pedestrian/cyclist sigmas give smaller weights than the car's for the same pair
     k = crf.bilateral_kernel(xyz, valid)[0, :, :, 2, 4]
     slots = [slot for slot, _, _ in crf.neighbours]
-    assert (k[2, slots] < k[1, slots]).all() and torch.equal(k[0], k[1]) and (k[:, 7] == 0).all()
+    assert (k[2, slots] < k[1, slots]).all()
+    assert torch.equal(k[0], k[1])
+    assert (k[:, 7] == 0).all()
 
 
 def test_bilateral_kernel_is_the_thesis_formula_per_pixel_pair() -> None:

@@ -118,7 +118,8 @@ def test_integer_grid_at_eps_spacing(seed: int, n: int, ms: int) -> None:
 def test_min_samples_one_makes_every_point_core() -> None:
     xyz = np.random.default_rng(1).uniform(-10, 10, size=(500, 3))
     labels, core = dbscan_grid(xyz, 0.5, 1)
-    assert core.all() and (labels >= 0).all()
+    assert core.all()
+    assert (labels >= 0).all()
     check_all(xyz, 0.5, 1)
 
 
@@ -127,7 +128,8 @@ def test_huge_eps_is_one_cluster_and_tiny_eps_only_joins_duplicates() -> None:
     xyz = np.vstack([xyz, xyz[:10]])  # 10 duplicated points
     assert (dbscan(xyz, 1e6, 5) == 0).all()
     tiny = dbscan(xyz, 1e-12, 2)
-    assert (tiny[:10] >= 0).all() and (tiny[10:300] == -1).all()
+    assert (tiny[:10] >= 0).all()
+    assert (tiny[10:300] == -1).all()
     np.testing.assert_array_equal(tiny[:10], tiny[300:])
 
 
@@ -203,7 +205,8 @@ def test_real_kitti_object_frame_matches_reference(real_data: Path) -> None:
     xyz = xyz[np.abs(xyz[:, 1]) < xyz[:, 0]]  # the front 90 degrees, as SqueezeSeg and the thesis saw it
     labels, core = dbscan_grid(xyz, 0.3, 20)
     ref_labels, ref_core = dbscan_reference(xyz, 0.3, 20)
-    assert len(xyz) > 30_000 and labels.max() + 1 > 5
+    assert len(xyz) > 30_000
+    assert labels.max() + 1 > 5
     np.testing.assert_array_equal(core, ref_core)
     np.testing.assert_array_equal(labels[core], ref_labels[core])
     np.testing.assert_array_equal(labels == -1, ref_labels == -1)

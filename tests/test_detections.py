@@ -19,7 +19,9 @@ from perception_ws.labels import KITTI3, SEMANTIC_KITTI
 @pytest.mark.real_data
 def test_real_scan_one_pure_detection_per_object(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
-    assert scan.labels is not None and scan.instances is not None and scan.semantic is not None
+    assert scan.labels is not None
+    assert scan.instances is not None
+    assert scan.semantic is not None
     xyz = scan.xyz
     # the thesis' 0.3 m / minPts 20 (the default): 5 cars and 2 pedestrians, each cluster one labelled object
     thesis = DetectConfig()
@@ -44,11 +46,13 @@ def test_real_scan_one_pure_detection_per_object(real_data: Path) -> None:
     # parked bicycle of 11 points, a class KITTI-3 has not
     semantic = detect(xyz, scan.semantic, SEMANTIC_KITTI, config=measured)
     bicycles = [b for b in semantic if b.name == "bicycle"]
-    assert len(bicycles) == 1 and bicycles[0].num_points == 11
+    assert len(bicycles) == 1
+    assert bicycles[0].num_points == 11
     assert sorted(b.num_points for b in semantic if b.name != "bicycle") == sorted(b.num_points for b in boxes)
     assert {b.name for b in semantic} == {"car", "person", "bicycle"}
     thesis_semantic = detect(xyz, scan.semantic, SEMANTIC_KITTI, config=thesis)
-    assert {b.name for b in thesis_semantic} == {"car", "person"} and len(thesis_semantic) == 7
+    assert {b.name for b in thesis_semantic} == {"car", "person"}
+    assert len(thesis_semantic) == 7
 
 
 def check_clusters(
@@ -61,11 +65,14 @@ def check_clusters(
         members = instances == k
         ids, counts = np.unique(truth[members], return_counts=True)
         main = int(ids[np.argmax(counts)])
-        assert main != 0 and counts.max() >= purity * members.sum() and main not in found
+        assert main != 0
+        assert counts.max() >= purity * members.sum()
+        assert main not in found
         found.add(main)
         # (two clusters may have as many points: the box is the one of that size that holds them)
         box = next(b for b in boxes if b.num_points == members.sum() and b.contains(xyz[members], margin=1e-4).all())
-        assert box.name == KITTI3.names[box.label] and box.score == 1.0
+        assert box.name == KITTI3.names[box.label]
+        assert box.score == 1.0
     return found
 
 
@@ -113,7 +120,8 @@ def test_an_object_split_by_a_gap_is_merged_back_into_one_box() -> None:
     # the thesis' 0.3 m radius does not bridge the 0.3 m band (the measured 1.0 m for cars does)
     thesis = DetectConfig()
     apart = detect(split, labels, config=DetectConfig(cluster=thesis.cluster, merge_overlap=0.0))
-    assert len(apart) == 2 and all(b.size[2] < 1.0 for b in apart)
+    assert len(apart) == 2
+    assert all(b.size[2] < 1.0 for b in apart)
     for config in (thesis, DetectConfig(cluster=ClusterConfig.measured())):
         (merged,) = detect(split, labels, config=config)
         assert merged.num_points == len(split)
@@ -164,7 +172,8 @@ def test_detections_tracked_over_time_keep_ids_and_get_velocities() -> None:
                 best = min(near, key=lambda b: np.linalg.norm(b.center[:2] - car.center[:2]))
                 ids[k].add(best.track_id)
                 final[k] = best
-    assert len(ids[0]) == len(ids[1]) == 1 and ids[0] != ids[1]
+    assert len(ids[0]) == len(ids[1]) == 1
+    assert ids[0] != ids[1]
     for k, box in enumerate(final):
         assert box is not None
         assert np.linalg.norm(box.velocity[:2] - velocities[k]) < 1.0

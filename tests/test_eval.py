@@ -43,7 +43,8 @@ def _check_shape(report: dict[str, Any], frames: int, labelled: bool) -> None:
         for scores in report[level].values():
             assert set(scores) == {"precision", "recall", "iou"}
             assert all(v is None or 0.0 <= v <= 100.0 for v in scores.values())
-    assert report["runtime_ms"]["mean"] > 0 and report["runtime_ms"]["std"] >= 0
+    assert report["runtime_ms"]["mean"] > 0
+    assert report["runtime_ms"]["std"] >= 0
     assert report["runtime_frame_ms"]["mean"] >= report["runtime_ms"]["mean"]
 
 
@@ -62,19 +63,24 @@ def test_an_untrained_model_is_scored_on_every_labelled_real_source(
     result = evaluate(load_weights(untrained), real_data / source, max_frames=2 if frames == 2 else None, warmup=False)
     report = result.to_json()
     _check_shape(report, frames, labelled=True)
-    assert result.labelled_frames == frames and report["view"].startswith(view)
-    assert len(result.network_ms) == frames and len(result.frame_ms) == frames
+    assert result.labelled_frames == frames
+    assert report["view"].startswith(view)
+    assert len(result.network_ms) == frames
+    assert len(result.frame_ms) == frames
     derived = [n for n in result.notes if "DBSCAN clusters of the ground-truth labels" in n]
     assert bool(derived) == (source == "kitti_squeezeseg")  # only the .npy frames lack instance ids
     table = result.table()
-    assert "class-level" in table and "instance-level" in table and "network:" in table
+    assert "class-level" in table
+    assert "instance-level" in table
+    assert "network:" in table
 
 
 @pytest.mark.real_data
 def test_an_unlabelled_source_says_runtime_only(untrained: Path, real_data: Path) -> None:
     result = evaluate(load_weights(untrained), real_data / "kitti_odometry_00", max_frames=1, warmup=False)
     _check_shape(result.to_json(), 1, labelled=False)
-    assert "no labels to score" in result.table() and result.labelled_frames == 0
+    assert "no labels to score" in result.table()
+    assert result.labelled_frames == 0
 
 
 def test_a_simulated_dataset_is_scored_on_its_stored_sweep(untrained: Path, tmp_path: Path) -> None:
@@ -84,7 +90,8 @@ def test_a_simulated_dataset_is_scored_on_its_stored_sweep(untrained: Path, tmp_
     generate_dataset(tmp_path / "sim", config, progress=False)
     result = evaluate(load_weights(untrained), tmp_path / "sim", warmup=False)
     _check_shape(result.to_json(), 1, labelled=True)
-    assert result.reader == "sim" and result.view == "the stored 64 x 512 range image"
+    assert result.reader == "sim"
+    assert result.view == "the stored 64 x 512 range image"
     assert not any("DBSCAN" in n for n in result.notes)  # the simulator's own instance ids are used
 
 
@@ -123,7 +130,8 @@ def test_the_view_scores_only_points_the_network_sees(real_data: Path) -> None:
     scan = load(real_data / "kitti_object" / "velodyne" / "000002.bin")
     frame = prepare_frame(scan)
     in_view = project(scan, "hdl64e", 90.0, 512).in_view
-    assert frame.image.shape == (64, 512, 6) and len(frame.xyz) == int(in_view.sum()) < len(scan)
+    assert frame.image.shape == (64, 512, 6)
+    assert len(frame.xyz) == int(in_view.sum()) < len(scan)
     # pixel classes flow back to exactly the scored points: a constant image gives that class everywhere
     assert np.all(frame.to_points(np.full((64, 512), 2, dtype=np.int64)) == 2)
     semantic = open_dataset(real_data / "semantickitti")[0]
@@ -148,7 +156,9 @@ def test_cli_eval_prints_one_json_object_without_any_training(
     argv = ["eval", "--weights", str(untrained), "--data", str(data), "--json", "--quiet", "--no-instances"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["frames"] == 1 and report["instance"] is None and set(report["class"]) == set(OBJECTS)
+    assert report["frames"] == 1
+    assert report["instance"] is None
+    assert set(report["class"]) == set(OBJECTS)
     assert report["runtime_ms"]["mean"] > 0
 
 
@@ -159,4 +169,6 @@ def test_cli_eval_without_weights_is_one_clear_line(
     monkeypatch.setattr(weights_module, "DEFAULT_WEIGHTS", tmp_path / "default.pt")
     assert main(["eval", "--data", str(real_data / "kitti_squeezeseg")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("perception eval: error:") and "no shipped default weights" in err[0]
+    assert len(err) == 1
+    assert err[0].startswith("perception eval: error:")
+    assert "no shipped default weights" in err[0]

@@ -30,7 +30,8 @@ FRAMES = ("000000", "000001", "000002")
 @pytest.mark.parametrize("frame", FRAMES)
 def test_painted_colours_are_the_image_pixels_at_the_projections(real_data: Path, frame: str) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, frame)
-    assert scan.image is not None and scan.calib is not None
+    assert scan.image is not None
+    assert scan.calib is not None
     rgb, visible = paint_points(scan.xyz, scan.image, camera, extrinsic)
     # the projection the other way: P2 · R0_rect · Tr_velo_to_cam straight from the calibration
     uv, depth = scan.calib.velo_to_image(scan.xyz, cam=2)
@@ -58,7 +59,8 @@ def test_labels_from_2d_box_mask_reach_the_points_inside_the_3d_boxes(real_data:
             matched_total += int(np.count_nonzero(labels[inside] == box.label))
     fraction = matched_total / inside_total
     print(f"label transfer: {matched_total}/{inside_total} points in 3D boxes took their class ({fraction:.1%})")
-    assert inside_total > 400 and fraction >= 0.9
+    assert inside_total > 400
+    assert fraction >= 0.9
 
 
 def test_occlusion_keeps_hidden_points_from_taking_the_occluders_label() -> None:
@@ -83,7 +85,8 @@ def test_occlusion_keeps_hidden_points_from_taking_the_occluders_label() -> None
     # wall points beside the object keep their class, except within the window's reach of its outline
     wall = ~is_near & (plain == 2)
     lost = wall & (tested != 2)
-    assert np.all(tested[lost] == 0) and lost.sum() < 0.1 * wall.sum()
+    assert np.all(tested[lost] == 0)
+    assert lost.sum() < 0.1 * wall.sum()
     where = project_points(xyz[lost], camera, Extrinsic.identity())
     reach = Occlusion().window // 2
     assert np.all((where.col >= proj.col.min() - reach) & (where.col <= proj.col.max() + reach))
@@ -96,7 +99,8 @@ def test_occlusion_keeps_hidden_points_from_taking_the_occluders_label() -> None
 @pytest.mark.real_data
 def test_overlay_draws_points_in_class_colours_and_the_boxes(real_data: Path) -> None:
     scan, camera, extrinsic = kitti_frame(real_data, "000002")
-    assert scan.image is not None and scan.labels is not None
+    assert scan.image is not None
+    assert scan.labels is not None
     picture = overlay_image(
         scan.image, scan.xyz, scan.labels, [], camera, extrinsic, class_set=KITTI3, radius=0, draw_background=True
     )
@@ -130,13 +134,13 @@ def test_overlay_draws_points_in_class_colours_and_the_boxes(real_data: Path) ->
 def test_rgb_packing_and_field_replacement() -> None:
     rgb = np.array([[255, 0, 0], [1, 2, 3], [0, 0, 0]], dtype=np.uint8)
     packed = pack_rgb(rgb)
-    assert packed.dtype == np.float32 and packed.view(np.uint32)[0] == 0xFF0000
+    assert packed.dtype == np.float32
+    assert packed.view(np.uint32)[0] == 0xFF0000
     assert np.array_equal(unpack_rgb(packed), rgb)
     points = np.zeros(3, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("rgb", "f4")])
     out = with_field(points, "rgb", packed)
-    assert out.dtype.names == ("x", "y", "z", "rgb") and np.array_equal(
-        out["rgb"].view(np.uint32), packed.view(np.uint32)
-    )
+    assert out.dtype.names == ("x", "y", "z", "rgb")
+    assert np.array_equal(out["rgb"].view(np.uint32), packed.view(np.uint32))
 
 
 @pytest.mark.real_data

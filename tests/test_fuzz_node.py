@@ -167,7 +167,9 @@ def test_thousands_of_bad_clouds_are_counted_logged_once_and_do_not_stop_the_nod
             for index in order:
                 node.on_cloud(messages[index][1])
             assert node.issues.counts() == dict(sent)
-            assert node.stats.processed == 0 and node.frames_dropped == 0  # nothing bad reached the worker
+            # nothing bad reached the worker
+            assert node.stats.processed == 0
+            assert node.frames_dropped == 0
 
             # frames the intake accepts but that are still wrong: one at a time through the worker
             scan = load(real_data / "semantickitti" / "000000.bin")
@@ -191,10 +193,14 @@ def test_thousands_of_bad_clouds_are_counted_logged_once_and_do_not_stop_the_nod
     counts = node.issues.counts()
     assert counts[NON_FINITE_POINTS] == 2
     assert counts["pipeline_CloudFormatError"] == 2  # no label field; label 9 outside kitti3
-    assert node.stats.processed == 3 and node.stats.failed == 2 and node.frames_dropped == 0
+    assert node.stats.processed == 3
+    assert node.stats.failed == 2
+    assert node.frames_dropped == 0
     assert node.frames_rejected() == sum(sent.values()) == 7 * PER_REASON + 1
     log = capfd.readouterr().err
     for reason in [*MAKERS, NON_FINITE_POINTS, "pipeline_CloudFormatError"]:
         lines = re.findall(rf"frame problem '{reason}': .*", log)
         assert len(lines) == 1, f"{reason}: logged {len(lines)} times"
-    assert "no field 'label'" in log and "ids 0..9" not in log  # the first of the two, and only it
+    # the first of the two, and only it
+    assert "no field 'label'" in log
+    assert "ids 0..9" not in log

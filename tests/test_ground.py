@@ -29,11 +29,13 @@ def test_real_scan_ground_precision_and_recall(real_data: Path) -> None:
     predicted = ground_mask(scan.xyz)
     # every point counts (unlabelled ones as not ground): measured 0.9596 / 0.9768
     precision, recall = precision_recall(predicted, truth)
-    assert precision >= 0.955 and recall >= 0.97, (precision, recall)
+    assert precision >= 0.955, (precision, recall)
+    assert recall >= 0.97, (precision, recall)
     # unlabelled points (no truth) left out: measured 0.9726 / 0.9768
     labelled = scan.semantic != 0
     precision, recall = precision_recall(predicted[labelled], truth[labelled])
-    assert precision >= 0.97 and recall >= 0.97, (precision, recall)
+    assert precision >= 0.97, (precision, recall)
+    assert recall >= 0.97, (precision, recall)
     # the road itself is nearly all found; trunks, poles and signs are nearly never taken for ground
     road = scan.semantic == SEMANTIC_KITTI.id_of("road")
     assert predicted[road].mean() > 0.99
@@ -68,7 +70,8 @@ def test_fit_plane_recovers_a_known_plane_with_upward_normal() -> None:
     np.testing.assert_allclose(fitted, normal, atol=1e-9)
     assert d == pytest.approx(offset)
     flipped, d_flipped = fit_plane(np.column_stack([xy, z])[::-1])
-    assert flipped[2] > 0 and d_flipped == pytest.approx(offset)
+    assert flipped[2] > 0
+    assert d_flipped == pytest.approx(offset)
 
 
 def test_a_steep_wall_segment_borrows_the_ground_plane_of_its_neighbour() -> None:

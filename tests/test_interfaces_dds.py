@@ -93,7 +93,8 @@ def test_local_env_is_confined_and_fresh_each_call() -> None:
         assert first["PATH"] == "/usr/bin"
         assert DOMAIN_ID_RANGE[0] <= int(first["ROS_DOMAIN_ID"]) <= DOMAIN_ID_RANGE[1]
         assert Path(first["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
-        assert Path(first["ROS_LOG_DIR"]).is_dir() and first["ROS_LOG_DIR"] != second["ROS_LOG_DIR"]
+        assert Path(first["ROS_LOG_DIR"]).is_dir()
+        assert first["ROS_LOG_DIR"] != second["ROS_LOG_DIR"]
         assert base == {"PATH": "/usr/bin", "ROS_STATIC_PEERS": "192.0.2.7", "ROS_DOMAIN_ID": "0"}
     finally:
         for env in (first, second):

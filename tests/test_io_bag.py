@@ -47,7 +47,9 @@ def test_real_kitti_scans_round_trip_bit_exact(tmp_path: Path, kitti_scans: list
     assert [p.name for p in tmp_path.iterdir()] == ["drive"], "no temporary folder may be left behind"
     assert find_reader(path).name == "bag"
     with open_bag(path) as dataset:
-        assert len(dataset) == 3 and dataset.topic == "/kitti/velo" and dataset.notes == []
+        assert len(dataset) == 3
+        assert dataset.topic == "/kitti/velo"
+        assert dataset.notes == []
         for i in (2, 0, -2):  # random access, in any order
             assert_same_scan(dataset[i], kitti_scans[i])
         assert dataset[1].name == "/kitti/velo#1"
@@ -79,7 +81,8 @@ def test_other_topics_are_listed_in_notes(tmp_path: Path, kitti_scans: list[Scan
             bag.write("/chatter", "std_msgs/msg/String", string(data=f"hello {i}"), STAMP0 + i)
         bag.write_scan("/points_raw", kitti_scans[2])
     dataset = open_bag(tmp_path / "mixed")
-    assert dataset.topic == "/points" and len(dataset) == 2
+    assert dataset.topic == "/points"
+    assert len(dataset) == 2
     assert any("reading /points, the one with the most messages" in note for note in dataset.notes)
     assert (
         "skipped topic /chatter (std_msgs/msg/String, 2 messages): not a sensor_msgs/msg/PointCloud2" in dataset.notes
@@ -142,7 +145,8 @@ def test_real_raw_packet_bags_open_empty_with_notes(real_data: Path, sensor: str
     for path in (folder, next(folder.glob("*.db3"))):
         dataset = open_dataset(path)
         assert find_reader(path).name == "bag"
-        assert len(dataset) == 0 and list(dataset) == []
+        assert len(dataset) == 0
+        assert list(dataset) == []
         assert "holds no sensor_msgs/msg/PointCloud2 topic" in dataset.notes
         assert any(topic in note and "velodyne_msgs/msg/VelodyneScan" in note for note in dataset.notes)
         with pytest.raises(DatasetError, match=rf"holds no point clouds \(.*{topic} \(velodyne_msgs/msg/VelodyneScan"):
@@ -164,8 +168,7 @@ def test_corrupt_bags_raise_dataset_error_naming_the_file(tmp_path: Path, kitti_
     for path, content in cases.items():
         path.write_bytes(content)
         with pytest.raises(DatasetError, match=str(path)):
-            dataset = open_bag(path)
-            list(dataset)  # a reader that opens lazily must still fail clearly when reading
+            list(open_bag(path))  # a reader that opens lazily must still fail clearly when reading
     folder = shutil.copytree(tmp_path / "m", tmp_path / "bad_meta")
     (folder / "metadata.yaml").write_text("rosbag2_bagfile_information: [not, a, mapping")
     with pytest.raises(DatasetError, match=str(folder)):
@@ -198,9 +201,13 @@ def test_header_stamp_is_read_from_a_serialized_real_cloud(
 
 
 def test_writer_is_atomic_and_never_overwrites(tmp_path: Path, kitti_scans: list[Scan]) -> None:
-    with pytest.raises(RuntimeError), BagWriter(tmp_path / "half") as bag:
-        bag.write_scan("/points", kitti_scans[0])
-        raise RuntimeError("recorder stopped")
+    def interrupted_recording() -> None:
+        with BagWriter(tmp_path / "half") as bag:
+            bag.write_scan("/points", kitti_scans[0])
+            raise RuntimeError("recorder stopped")
+
+    with pytest.raises(RuntimeError, match="recorder stopped"):
+        interrupted_recording()
     assert list(tmp_path.iterdir()) == []
     write_bag(tmp_path / "done", kitti_scans[:1])
     with pytest.raises(DatasetError, match="exists already"):

@@ -52,10 +52,13 @@ def test_object_folder_opens_as_its_frames(real_data: Path, object_scans: list[S
         assert all(scan.points.dtype[f] == np.float32 for f in ("x", "y", "z", "intensity"))
         np.testing.assert_array_equal(scan.xyz, raw[:, :3])
         np.testing.assert_array_equal(scan.points["intensity"], raw[:, 3])
-        assert scan.sensor == "hdl64e" and isinstance(scan.calib, KittiCalib)
+        assert scan.sensor == "hdl64e"
+        assert isinstance(scan.calib, KittiCalib)
         with Image.open(root / "image_2" / f"{frame}.png") as png:
-            assert scan.image is not None and scan.image.shape == (png.height, png.width, 3)
-        assert scan.image.dtype == np.uint8 and scan.image.std() > 10
+            assert scan.image is not None
+            assert scan.image.shape == (png.height, png.width, 3)
+        assert scan.image.dtype == np.uint8
+        assert scan.image.std() > 10
         objects = [o for o in read_kitti_labels(root / "label_2" / f"{frame}.txt") if o.type != DONT_CARE]
         assert [b.name for b in scan.boxes] == [o.type for o in objects]
         assert [b.label for b in scan.boxes] == [kitti_object_class(o.type) for o in objects]
@@ -85,12 +88,14 @@ def test_every_box_holds_its_object(object_scans: list[Scan]) -> None:
 
 def test_point_labels_follow_box_membership(object_scans: list[Scan]) -> None:
     for scan in object_scans:
-        assert scan.labels is not None and scan.instances is not None
+        assert scan.labels is not None
+        assert scan.instances is not None
         xyz = scan.xyz
         membership = np.stack([b.contains(xyz) for b in scan.boxes], axis=1)
         volumes = np.array([np.prod(b.size) for b in scan.boxes])
         in_none = ~membership.any(axis=1)
-        assert np.all(scan.labels[in_none] == 0) and np.all(scan.instances[in_none] == 0)
+        assert np.all(scan.labels[in_none] == 0)
+        assert np.all(scan.instances[in_none] == 0)
         # a point in several boxes belongs to the smallest one
         smallest = np.argmin(np.where(membership, volumes, np.inf), axis=1)
         expected_instance = np.where(in_none, 0, smallest + 1)
@@ -105,7 +110,9 @@ def test_single_object_scan_loads_with_its_frame_data(real_data: Path, object_sc
     assert find_reader(path).name == "kitti-object"
     scan = load(path)
     whole = object_scans[1]
-    assert scan.name == "000001" and scan.calib is not None and scan.image is not None
+    assert scan.name == "000001"
+    assert scan.calib is not None
+    assert scan.image is not None
     np.testing.assert_array_equal(scan.calib.P2, whole.calib.P2)  # type: ignore[union-attr]
     assert [(b.name, b.num_points) for b in scan.boxes] == [(b.name, b.num_points) for b in whole.boxes]
     np.testing.assert_array_equal(scan.labels, whole.labels)
@@ -123,9 +130,13 @@ def test_object_frame_without_image_and_labels(real_data: Path, tmp_path: Path) 
     root = _copy_object_frame(real_data, tmp_path / "testing")
     (root / "label_2" / "000000.txt").unlink()
     dataset = open_dataset(root)
-    assert any("label_2" in n for n in dataset.notes) and any("image_2" in n for n in dataset.notes)
+    assert any("label_2" in n for n in dataset.notes)
+    assert any("image_2" in n for n in dataset.notes)
     scan = dataset[0]
-    assert scan.image is None and scan.boxes == [] and scan.labels is None and scan.calib is not None
+    assert scan.image is None
+    assert scan.boxes == []
+    assert scan.labels is None
+    assert scan.calib is not None
 
 
 def test_broken_object_folders(real_data: Path, tmp_path: Path) -> None:
@@ -138,7 +149,9 @@ def test_broken_object_folders(real_data: Path, tmp_path: Path) -> None:
     label.write_text(label.read_text() + "Car 0.0 0 1.0 10 20 30\n")
     with pytest.raises(DatasetError) as info:
         open_dataset(root)[0]
-    assert "000000.txt" in str(info.value) and "line 2" in str(info.value) and "expected 15" in str(info.value)
+    assert "000000.txt" in str(info.value)
+    assert "line 2" in str(info.value)
+    assert "expected 15" in str(info.value)
 
 
 # -- SemanticKITTI -------------------------------------------------------------------------------------
@@ -150,7 +163,9 @@ def test_semantickitti_scan_matches_the_raw_files(real_data: Path) -> None:
     scan = load(folder / "000000.bin")
     raw = np.fromfile(folder / "000000.label", dtype=np.uint32)
     semantic_raw, instance_raw = raw & 0xFFFF, raw >> 16
-    assert scan.semantic is not None and scan.labels is not None and scan.instances is not None
+    assert scan.semantic is not None
+    assert scan.labels is not None
+    assert scan.instances is not None
     assert len(scan) == len(raw) == len(_raw_bin(folder / "000000.bin"))
     car, person = SEMANTIC_KITTI.id_of("car"), SEMANTIC_KITTI.id_of("person")
     # raw ids: 10 car, 252 moving-car; 30 person, 254 moving-person
@@ -179,8 +194,10 @@ def test_semantickitti_sequence_layout(real_data: Path, tmp_path: Path) -> None:
     for path in (sequence, sequence / "velodyne", sequence / "velodyne" / "000000.bin"):
         assert find_reader(path).name == "semantickitti"
         scan = load(path)
-        assert scan.semantic is not None and (scan.semantic > 0).mean() > 0.9
-        assert scan.calib is not None and np.array_equal(scan.calib.R0_rect, np.eye(3))
+        assert scan.semantic is not None
+        assert (scan.semantic > 0).mean() > 0.9
+        assert scan.calib is not None
+        assert np.array_equal(scan.calib.R0_rect, np.eye(3))
 
 
 def test_label_length_must_match_the_scan(real_data: Path, tmp_path: Path) -> None:
@@ -206,7 +223,10 @@ def test_odometry_folder_of_bins(real_data: Path) -> None:
     raw = _raw_bin(folder / "000198.bin")
     np.testing.assert_array_equal(scan.xyz, raw[:, :3])
     np.testing.assert_array_equal(scan.points["intensity"], raw[:, 3])
-    assert scan.labels is None and scan.semantic is None and scan.calib is None and scan.sensor == "hdl64e"
+    assert scan.labels is None
+    assert scan.semantic is None
+    assert scan.calib is None
+    assert scan.sensor == "hdl64e"
     assert len(load(folder / "000095.bin")) == len(_raw_bin(folder / "000095.bin"))
 
 
@@ -231,8 +251,10 @@ def test_overlapping_boxes_give_points_to_the_smaller_box(object_scans: list[Sca
     labels, instances = label_points_in_boxes(scan.xyz, [inner, car])  # the larger box listed last
     in_car, in_inner = car.contains(scan.xyz), inner.contains(scan.xyz)
     assert 0 < in_inner.sum() < in_car.sum()
-    assert np.all(instances[in_inner] == 1) and np.all(labels[in_inner] == KITTI3.id_of("cyclist"))
-    assert np.all(instances[in_car & ~in_inner] == 2) and np.all(labels[in_car & ~in_inner] == car.label)
+    assert np.all(instances[in_inner] == 1)
+    assert np.all(labels[in_inner] == KITTI3.id_of("cyclist"))
+    assert np.all(instances[in_car & ~in_inner] == 2)
+    assert np.all(labels[in_car & ~in_inner] == car.label)
     assert (inner.num_points, car.num_points) == (in_inner.sum(), in_car.sum())
 
 

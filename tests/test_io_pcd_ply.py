@@ -87,7 +87,9 @@ def test_real_xyz_pcds_match_open3d(real_data: Path, folder: str) -> None:
     path = sorted((real_data / folder).glob("*.pcd"))[0]
     points = read_pcd(path)
     header = read_pcd_header(path)
-    assert header.version == "0.7" and header.data == "binary" and header.viewpoint == (0, 0, 0, 1, 0, 0, 0)
+    assert header.version == "0.7"
+    assert header.data == "binary"
+    assert header.viewpoint == (0, 0, 0, 1, 0, 0, 0)
     assert len(points) == header.points == header.width
     reference = np.asarray(o3d.io.read_point_cloud(path).points)
     xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1)
@@ -102,7 +104,8 @@ def test_folder_of_real_pcds_gives_twelve_scans_in_name_order(real_data: Path) -
     assert len(dataset) == 12
     assert [dataset[i].name for i in range(12)] == [f"{i:010d}" for i in range(12)]
     last = dataset[11]
-    assert last.sensor is None and last.points.dtype.names == ("x", "y", "z", "intensity")
+    assert last.sensor is None
+    assert last.points.dtype.names == ("x", "y", "z", "intensity")
     reference = np.asarray(o3d.io.read_point_cloud(folder / "0000000011.pcd").points)
     np.testing.assert_array_equal(last.xyz.astype(np.float64), reference)
 
@@ -110,7 +113,9 @@ def test_folder_of_real_pcds_gives_twelve_scans_in_name_order(real_data: Path) -
 @pytest.mark.real_data
 def test_single_real_pcd_loads_as_one_scan(real_data: Path) -> None:
     scan = load(next((real_data / "vlp32").glob("*.pcd")))
-    assert scan.points.dtype.names == ("x", "y", "z") and len(scan) == 26216 and scan.sensor is None
+    assert scan.points.dtype.names == ("x", "y", "z")
+    assert len(scan) == 26216
+    assert scan.sensor is None
 
 
 @pytest.mark.real_data
@@ -225,9 +230,14 @@ def test_write_rejects_what_pcd_cannot_store(tmp_path: Path) -> None:
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "keep.pcd"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError), atomic_file(target) as handle:
-        handle.write(b"partial")
-        raise RuntimeError("disk full")
+
+    def interrupted_write() -> None:
+        with atomic_file(target) as handle:
+            handle.write(b"partial")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        interrupted_write()
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target]
 

@@ -29,12 +29,16 @@ def test_real_frames_become_their_valid_pixels(frames: Path) -> None:
     for path, scan in zip(files, dataset, strict=True):
         array = np.load(path)
         valid = array[:, :, 4] > 0
-        assert scan.name == path.stem and scan.sensor == "hdl64e"
+        assert scan.name == path.stem
+        assert scan.sensor == "hdl64e"
         assert len(scan) == valid.sum() > 20000
         assert scan.points.dtype.names == ("x", "y", "z", "intensity", "range", "ring")
-        assert scan.pixels is not None and scan.labels is not None and scan.range_image is not None
+        assert scan.pixels is not None
+        assert scan.labels is not None
+        assert scan.range_image is not None
         rows, cols = scan.pixels[:, 0], scan.pixels[:, 1]
-        assert np.all(valid[rows, cols]) and len(np.unique(rows * 512 + cols)) == len(scan)
+        assert np.all(valid[rows, cols])
+        assert len(np.unique(rows * 512 + cols)) == len(scan)
         for channel, field in enumerate(("x", "y", "z", "intensity", "range")):
             np.testing.assert_array_equal(scan.points[field], array[rows, cols, channel])
             assert scan.points[field].dtype == np.float32
@@ -75,7 +79,8 @@ def test_gta_like_files_have_no_intensity(frames: Path, tmp_path: Path) -> None:
     for path in (five, six):
         assert find_reader(path).name == "squeezeseg"
         scan = load(path)
-        assert scan.field("intensity") is None and scan.sensor is None
+        assert scan.field("intensity") is None
+        assert scan.sensor is None
         assert scan.points.dtype.names == ("x", "y", "z", "range", "ring")
         np.testing.assert_array_equal(scan.xyz, real.xyz)
         np.testing.assert_array_equal(scan.points["range"], real.points["range"])

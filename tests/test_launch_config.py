@@ -61,9 +61,11 @@ def test_launch_file_declares_the_arguments_perception_run_takes() -> None:
     for argument in LAUNCH_ARGUMENTS:
         default = declared[argument.name]
         if argument.name == "config":  # the installed share/perception_ws/config/perception.yaml
-            assert isinstance(default, ast.Call) and "perception.yaml" in ast.unparse(default)
+            assert isinstance(default, ast.Call)
+            assert "perception.yaml" in ast.unparse(default)
         else:
-            assert isinstance(default, ast.Constant) and default.value == argument.default, argument.name
+            assert isinstance(default, ast.Constant), argument.name
+            assert default.value == argument.default, argument.name
     options = build_parser().parse_args(["run"])
     assert {a.name: getattr(options, a.name) for a in LAUNCH_ARGUMENTS} == {a.name: a.default for a in LAUNCH_ARGUMENTS}
 
@@ -89,7 +91,8 @@ def test_graph_parameters_are_schema_keys_and_reach_the_command_line() -> None:
     nodes = {n.name: n for n in plan_graph(values)}
     assert list(nodes) == ["perception_node", "replay"]
     perception = nodes["perception_node"]
-    assert perception.params_file == str(PARAMS_FILE) and perception.required
+    assert perception.params_file == str(PARAMS_FILE)
+    assert perception.required
     assert set(perception.parameters) - {"use_sim_time"} <= schema
     command = command_of(perception)
     assert command[:3] == [sys.executable, "-m", "perception_ws.nodes.perception_node"]
@@ -126,13 +129,16 @@ def test_rviz_config_shows_the_node_outputs() -> None:
             displays.setdefault(display["Class"].split("/")[-1], {})[display["Topic"]["Value"]] = display
     topics, sim, fusion = PerceptionConfig().topics, SimConfig().topics, FusionConfig().topics
     cloud = displays["PointCloud2"][f"/{topics.labelled_cloud}"]
-    assert cloud["Channel Name"] == "label" and cloud["Enabled"]
-    assert f"/{topics.markers}" in displays["MarkerArray"] and f"/{fusion.overlay}" in displays["Image"]
+    assert cloud["Channel Name"] == "label"
+    assert cloud["Enabled"]
+    assert f"/{topics.markers}" in displays["MarkerArray"]
+    assert f"/{fusion.overlay}" in displays["Image"]
     # the simulator's: ground-truth boxes, camera, and its scan coloured by the true labels (sensor data: best effort)
     assert f"/{sim.markers}" in displays["MarkerArray"]
     assert displays["Image"][f"/{sim.image}"]["Topic"]["Reliability Policy"] == "Best Effort"
     truth = displays["PointCloud2"][f"/{sim.points}"]
-    assert truth["Channel Name"] == "label" and truth["Topic"]["Reliability Policy"] == "Best Effort"
+    assert truth["Channel Name"] == "label"
+    assert truth["Topic"]["Reliability Policy"] == "Best Effort"
     # RViz's fixed frame is KITTI's; with the simulator the graph hands RViz the frame its car drives in (odom,
     # on /tf), where the perception node tracks too
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "velodyne"
@@ -150,4 +156,5 @@ def test_run_stops_the_graph_when_the_perception_node_fails() -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "sensor.model = 'nosuch': unknown sensor" in result.stderr
     assert "run: perception_node exited with 1; stopping the graph" in result.stdout
-    assert "ROS_DOMAIN_ID=" in result.stdout and "(loopback only)" in result.stdout
+    assert "ROS_DOMAIN_ID=" in result.stdout
+    assert "(loopback only)" in result.stdout

@@ -71,7 +71,8 @@ def test_invalid_and_ignored_pixels_do_not_count() -> None:
     logits.requires_grad_(True)
     empty = focal_loss(logits, target, valid=torch.zeros_like(valid))
     empty.backward()
-    assert empty.item() == 0.0 and logits.grad is not None
+    assert empty.item() == 0.0
+    assert logits.grad is not None
 
 
 def test_class_weights_scale_each_pixel_by_its_true_class() -> None:

@@ -42,17 +42,20 @@ def test_detection_markers_of_real_boxes(real_boxes: list[Box3D], style: str) ->
     assert all(marker.header == header for marker in msg.markers)
     boxes = [m for m in msg.markers if m.ns == "boxes"]
     labels = [m for m in msg.markers if m.ns == "labels"]
-    assert len(boxes) == len(labels) == len(real_boxes) and len(msg.markers) == 1 + 2 * len(real_boxes)
+    assert len(boxes) == len(labels) == len(real_boxes)
+    assert len(msg.markers) == 1 + 2 * len(real_boxes)
     edge_order = [i for edge in _EDGES for i in edge]
     for index, (box, marker, label) in enumerate(zip(real_boxes, boxes, labels, strict=True)):
         assert marker.id == label.id == index
         rgb = KITTI3.colorize(np.array([box.label]))[0] / 255.0
         np.testing.assert_array_equal([marker.color.r, marker.color.g, marker.color.b], rgb)
         if style == "line_list":
-            assert marker.type == Marker.LINE_LIST and marker.color.a == 1.0
+            assert marker.type == Marker.LINE_LIST
+            assert marker.color.a == 1.0
             np.testing.assert_array_equal(xyz_of(marker.points), box.corners()[edge_order])
         else:
-            assert marker.type == Marker.CUBE and marker.color.a == pytest.approx(0.4)
+            assert marker.type == Marker.CUBE
+            assert marker.color.a == pytest.approx(0.4)
             np.testing.assert_array_equal([marker.scale.x, marker.scale.y, marker.scale.z], box.size)
         assert label.text == f"{KITTI3.names[box.label]} {box.score:.2f}"
         assert label.pose.position.z == pytest.approx(box.center[2] + box.size[2] / 2 + 0.4)
@@ -63,7 +66,8 @@ def test_detection_markers_of_real_boxes(real_boxes: list[Box3D], style: str) ->
         marker.points = [Point(x=p.x, y=p.y, z=p.z) for p in marker.points]
     again = serialize_message(msg)
     back = deserialize_message(wire, MarkerArray)
-    assert len(again) == len(wire) and deserialize_message(again, MarkerArray) == back
+    assert len(again) == len(wire)
+    assert deserialize_message(again, MarkerArray) == back
     for box, marker in zip(real_boxes, back.markers[1::2], strict=True):
         expected = box.corners()[edge_order] if style == "line_list" else np.zeros((0, 3))
         np.testing.assert_array_equal(xyz_of(marker.points).reshape(-1, 3), expected)
@@ -77,7 +81,9 @@ def test_track_markers_show_ids_and_arrows_for_moving_tracks(real_boxes: list[Bo
     msg = markers_msg(Header(frame_id="velodyne"), [], tracks, KITTI3)
     assert [m.text for m in msg.markers if m.ns == "tracks"] == ["#11 0.0 m/s", "#12 0.4 m/s", "#13 3.0 m/s"]
     arrows = [m for m in msg.markers if m.ns == "velocities"]
-    assert len(arrows) == 1 and arrows[0].id == 2  # only the track faster than 0.5 m/s
+    # only the track faster than 0.5 m/s
+    assert len(arrows) == 1
+    assert arrows[0].id == 2
     np.testing.assert_allclose(
         xyz_of(arrows[0].points), [tracks[2].center, tracks[2].center + np.array([1.8, 2.4, 0.0])]
     )

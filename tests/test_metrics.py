@@ -146,7 +146,8 @@ def test_squeezeseg_frames_agree_with_sklearn(real_data: Path) -> None:
     np.testing.assert_allclose(_ours(metrics.scores()), expected, rtol=1e-12, equal_nan=True)
     # The real frames hold cars and cyclists but no pedestrian: recall undefined, precision 0 (flips).
     ped = metrics.scores()["pedestrian"]
-    assert math.isnan(ped.recall) and ped.precision == 0.0
+    assert math.isnan(ped.recall)
+    assert ped.precision == 0.0
     assert 0.5 < metrics.scores()["car"].iou < 1.0
 
 
@@ -296,12 +297,14 @@ def test_semantickitti_split_and_merge_match_slow_reference(real_data: Path) -> 
         expected = _reference_instance_scores(sem, ins, pr_lab, pr_ins, c)
         got = scores[SEMANTIC_KITTI.names[c]]
         np.testing.assert_allclose([got.precision, got.recall, got.iou], expected, rtol=1e-12)
-    assert scores["car"].recall < 1.0 and scores["person"].recall < 1.0
+    assert scores["car"].recall < 1.0
+    assert scores["person"].recall < 1.0
     # Instance scores never beat class scores (matched points are a subset of P∩G).
     cls = class_scores(sem, pr_lab, SEMANTIC_KITTI)
     for name, s in scores.items():
         if not math.isnan(s.iou):
-            assert s.iou <= cls[name].iou and s.precision <= cls[name].precision
+            assert s.iou <= cls[name].iou
+            assert s.precision <= cls[name].precision
 
 
 def test_instance_metrics_accumulate_over_frames() -> None:
@@ -339,14 +342,20 @@ def test_runtime_stats() -> None:
     for ms in (10.0, 12.0, 14.0, 16.0, 18.0):
         stats.add(ms)
     # mean 14, population std sqrt((16+4+0+4+16)/5) = sqrt(8) = 2.83; median 14; p90 between 16 and 18.
-    assert stats.mean == 14.0 and stats.std == pytest.approx(math.sqrt(8))
-    assert stats.p50 == 14.0 and stats.p90 == pytest.approx(17.2) and stats.p99 == pytest.approx(17.92)
+    assert stats.mean == 14.0
+    assert stats.std == pytest.approx(math.sqrt(8))
+    assert stats.p50 == 14.0
+    assert stats.p90 == pytest.approx(17.2)
+    assert stats.p99 == pytest.approx(17.92)
     assert str(stats) == "net: 14.0 ± 2.8 ms"
-    assert "p90 17.2" in stats.summary() and "5 frames" in stats.summary()
+    assert "p90 17.2" in stats.summary()
+    assert "5 frames" in stats.summary()
     with stats.timer():
         time.sleep(0.02)
-    assert len(stats) == 6 and 19.0 <= stats.values_ms[-1] < 200.0
-    assert str(RuntimeStats()) == "no frames" and math.isnan(RuntimeStats().mean)
+    assert len(stats) == 6
+    assert 19.0 <= stats.values_ms[-1] < 200.0
+    assert str(RuntimeStats()) == "no frames"
+    assert math.isnan(RuntimeStats().mean)
     with pytest.raises(PerceptionError, match="finite number of ms"):
         stats.add(-1.0)
 
@@ -357,7 +366,8 @@ def test_format_table() -> None:
     scores = class_scores(gt, pred, KITTI3)
     text = format_table(scores, scores, mean_over=["car", "pedestrian", "cyclist"])
     lines = text.splitlines()
-    assert "class-level" in lines[0] and "instance-level" in lines[0]
+    assert "class-level" in lines[0]
+    assert "instance-level" in lines[0]
     car = next(line for line in lines if line.startswith("car"))
     assert car.split() == ["car", "66.7", "66.7", "50.0", "66.7", "66.7", "50.0"]
     cyclist = next(line for line in lines if line.startswith("cyclist"))

@@ -132,7 +132,9 @@ def test_cam_gate_uses_a_7x7_max_pool_and_shrinks_activations() -> None:
     assert torch.equal(cam.pool(x), nn.MaxPool2d(7, stride=1, padding=3)(x))
     out = cam(x)
     assert out.shape == x.shape
-    assert (out <= x).all() and (out >= 0).all()  # sigmoid gate in (0, 1) on non-negative inputs
+    # sigmoid gate in (0, 1) on non-negative inputs
+    assert (out <= x).all()
+    assert (out >= 0).all()
 
 
 def test_config_round_trips_through_json_with_fitted_normaliser(tmp_path: Path) -> None:
@@ -144,7 +146,8 @@ def test_config_round_trips_through_json_with_fitted_normaliser(tmp_path: Path) 
     clone = model_from_config(json.loads(path.read_text()))
     clone.load_state_dict(model.state_dict())
     assert clone.config == model.config
-    assert clone.crf is not None and clone.crf.iterations == 2
+    assert clone.crf is not None
+    assert clone.crf.iterations == 2
     model.eval()
     clone.eval()
     with torch.inference_mode():
@@ -162,7 +165,8 @@ def test_normaliser_fit_matches_numpy_statistics_of_a_real_frame(real_data: Path
     pts = record[valid][:, :5].astype(np.float64)
     assert np.allclose(model.normalizer.mean[:5].numpy(), pts.mean(0), rtol=1e-5, atol=1e-5)
     assert np.allclose(model.normalizer.std[:5].numpy(), pts.std(0), rtol=1e-4)
-    assert model.normalizer.mean[5] == 0 and model.normalizer.std[5] == 1
+    assert model.normalizer.mean[5] == 0
+    assert model.normalizer.std[5] == 1
     # forward pass on the real frame normalises valid pixels to zero mean
     normed = model.normalizer(x)[0, :5][:, torch.from_numpy(valid)]
     assert normed.mean(dim=1).abs().max() < 1e-3

@@ -116,7 +116,8 @@ def test_real_frame_is_painted_and_overlaid_and_a_bad_image_is_counted(
             # the same calibration file fits frame 000001 only; the next good frame: same frame, BGR order
             second = frame_messages(real_data, "000001", 1_700_000_102, bgr=True)
             check(second, play(second), fusion)
-            assert fusion.stats.processed >= 2 and fusion.stats.failed == 0
+            assert fusion.stats.processed >= 2
+            assert fusion.stats.failed == 0
     finally:
         fusion.destroy_node()
         player.destroy_node()
@@ -131,7 +132,8 @@ def check(sent: dict[str, Any], got: dict[str, Any], fusion: FusionNode) -> None
     painted = from_msg(got["painted"])
     assert painted.dtype.names == ("x", "y", "z", "intensity", RGB_FIELD)
     expected, visible = paint_points(scan.xyz, scan.image, camera, extrinsic, occlusion=fusion.occlusion)
-    assert visible.sum() > 10_000 and np.array_equal(unpack_rgb(painted[RGB_FIELD]), expected)
+    assert visible.sum() > 10_000
+    assert np.array_equal(unpack_rgb(painted[RGB_FIELD]), expected)
     labelled = from_msg(got["labelled"])
     mask = np.frombuffer(bytes(sent["mask"].data), dtype=np.uint8).reshape(camera.height, camera.width)
     assert fusion.occlusion == Occlusion()
@@ -166,8 +168,10 @@ def test_parameters_are_declared_and_a_missing_transform_stops_the_start(ros_con
     node = FusionNode(context=ros_context, cli_args=args)
     try:
         declared = {name: node.get_parameter(name).value for name in flatten(FusionConfig())}
-        assert list(declared["calibration.extrinsic"]) == identity and declared["sync.slop_s"] == 0.02
-        assert node.config.sync.slop_s == 0.02 and np.array_equal(node.extrinsic.matrix, np.eye(4))
+        assert list(declared["calibration.extrinsic"]) == identity
+        assert declared["sync.slop_s"] == 0.02
+        assert node.config.sync.slop_s == 0.02
+        assert np.array_equal(node.extrinsic.matrix, np.eye(4))
     finally:
         node.destroy_node()
     with pytest.raises(CalibrationError, match=r"expected 16 \(4x4\) or 12 \(3x4\) row-major"):

@@ -46,7 +46,8 @@ def test_real_scans_come_back_labelled_by_the_shipped_model(real_data: Path, ros
         **{"topics.input": f"real_{suffix}", "topics.labelled_cloud": f"labelled_{suffix}"},
         **{"topics.detections": f"detections_{suffix}"},
     )
-    assert config.segmenter.kind == "model" and config.segmenter.weights == ""  # the shipped default weights
+    assert config.segmenter.kind == "model"
+    assert config.segmenter.weights == ""  # the shipped default weights
     node = PerceptionNode(context=ros_context, defaults=config)
     assert isinstance(node.pipeline.segmenter, NetworkSegmenter)
     player = rclpy.create_node("real_player", context=ros_context)
@@ -80,11 +81,13 @@ def test_real_scans_come_back_labelled_by_the_shipped_model(real_data: Path, ros
     finally:
         node.destroy_node()
         player.destroy_node()
-    assert node.stats.failed == 0 and not node.issues.counts(), node.issues.counts()
+    assert node.stats.failed == 0, node.issues.counts()
+    assert not node.issues.counts(), node.issues.counts()
 
 
 def check_model_results(scan: Scan, sent: PointCloud2, cloud_msg: Any, detections_msg: Any) -> None:
-    assert cloud_msg.header == sent.header and detections_msg.header == sent.header
+    assert cloud_msg.header == sent.header
+    assert detections_msg.header == sent.header
     cloud = from_msg(cloud_msg)
     sent_fields = tuple(f.name for f in sent.fields)
     assert cloud.dtype.names == (*sent_fields, "instance", "label")  # the input's fields kept, two added
@@ -101,4 +104,5 @@ def check_model_results(scan: Scan, sent: PointCloud2, cloud_msg: Any, detection
     instances = cloud["instance"].reshape(-1)
     # the detected cars are made of real car points: most of the points of some car detection are labelled car
     shares = [truth_car[instances == k].mean() for k, d in enumerate(detections, start=1) if d.class_id == CAR]
-    assert shares and max(shares) > 0.5, (scan.name, shares)
+    assert shares, (scan.name, shares)
+    assert max(shares) > 0.5, (scan.name, shares)

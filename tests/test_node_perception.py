@@ -118,8 +118,10 @@ def test_real_kitti_scans_come_back_labelled_with_detections(
     assert "listening on /kitti_" in log
     status = outputs.diagnostics[-1].status[0]
     values = {kv.key: kv.value for kv in status.values}
-    assert status.hardware_id == "hdl64e" and float(values["processing_ms_p50"]) > 0
-    assert int(values["frames_rejected"]) == 0 and int(values["frames_failed"]) == 0
+    assert status.hardware_id == "hdl64e"
+    assert float(values["processing_ms_p50"]) > 0
+    assert int(values["frames_rejected"]) == 0
+    assert int(values["frames_failed"]) == 0
 
 
 def check_results(scan: Any, sent: PointCloud2, results: dict[str, Any]) -> None:
@@ -135,7 +137,8 @@ def check_results(scan: Any, sent: PointCloud2, results: dict[str, Any]) -> None
     assert cloud["instance"].max() == len(detections)
     xyz = scan.xyz
     for k, detection in enumerate(detections, start=1):
-        assert detection.header == sent.header and detection.class_name == KITTI3.names[detection.class_id]
+        assert detection.header == sent.header
+        assert detection.class_name == KITTI3.names[detection.class_id]
         members = cloud["instance"] == k
         assert np.all(cloud["label"][members] == detection.class_id)
         centre = np.array([detection.center.x, detection.center.y, detection.center.z])
@@ -156,10 +159,12 @@ def check_results(scan: Any, sent: PointCloud2, results: dict[str, Any]) -> None
     markers = results["markers"].markers
     assert markers[0].action == Marker.DELETEALL
     boxes = [m for m in markers if m.ns == "boxes"]
-    assert len(boxes) == len(detections) and all(m.type == Marker.LINE_LIST and len(m.points) == 24 for m in boxes)
+    assert len(boxes) == len(detections)
+    assert all(m.type == Marker.LINE_LIST and len(m.points) == 24 for m in boxes)
     assert [m.text.split()[0] for m in markers if m.ns == "labels"] == [d.class_name for d in detections]
     tracks = results["tracks"].tracks  # every detection either updated a track or started one
-    assert len(tracks) >= len(detections) and [t.track_id for t in tracks] == sorted(t.track_id for t in tracks)
+    assert len(tracks) >= len(detections)
+    assert [t.track_id for t in tracks] == sorted(t.track_id for t in tracks)
     assert all(t.header == sent.header and 1 <= t.hits <= t.age for t in tracks)
     assert {t.state for t in tracks} <= {Track.STATE_TENTATIVE, Track.STATE_CONFIRMED}
 
@@ -176,11 +181,14 @@ def test_parameters_mirror_the_schema_and_are_fixed_once_running(ros_context: Co
     try:
         declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}
         assert declared == set(flatten(node.config)) == set(descriptions(PerceptionConfig))
-        assert node.config.sensor.width == 1024 and node.config.sensor.fov_deg == 90.0
-        assert node.config.detection.classes == ("car",) and node.config.segmenter.kind == "labels"
+        assert node.config.sensor.width == 1024
+        assert node.config.sensor.fov_deg == 90.0
+        assert node.config.detection.classes == ("car",)
+        assert node.config.segmenter.kind == "labels"
         assert node.describe_parameter("sensor.width").description == descriptions(PerceptionConfig)["sensor.width"]
         result = node.set_parameters([Parameter("sensor.width", value=512)])[0]
-        assert not result.successful and "restart the node" in result.reason
+        assert not result.successful
+        assert "restart the node" in result.reason
         assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
     finally:
         node.destroy_node()
@@ -213,15 +221,20 @@ def test_frames_arriving_while_busy_replace_the_waiting_one(real_data: Path, ros
         node.destroy_node()
     assert node.frames_dropped >= 5  # each frame takes tens of ms; the callbacks took well under one
     # the worker always took the newest frame: increasing stamps, ending with the last one
-    assert stamps[-1] == 10 and stamps == sorted(set(stamps)) and len(stamps) == 10 - node.frames_dropped
-    assert node.stats.received == 10 and node.frames_rejected() == 0
+    assert stamps[-1] == 10
+    assert stamps == sorted(set(stamps))
+    assert len(stamps) == 10 - node.frames_dropped
+    assert node.stats.received == 10
+    assert node.frames_rejected() == 0
 
 
 def test_latest_slot_keeps_only_the_newest_item() -> None:
     slot: LatestSlot[int] = LatestSlot()
     assert slot.take(timeout_s=0.01) is None
     assert [slot.put(i) for i in range(4)] == [False, True, True, True]
-    assert slot.dropped == 3 and slot.take() == 3 and slot.take(timeout_s=0.01) is None
+    assert slot.dropped == 3
+    assert slot.take() == 3
+    assert slot.take(timeout_s=0.01) is None
     got: list[int | None] = []
     worker = threading.Thread(target=lambda: got.append(slot.take()))
     worker.start()
@@ -247,4 +260,5 @@ def test_the_entry_point_exits_with_one_line_on_a_bad_start(
     process = start_node_process(local_env, {"perception_node": {"ros__parameters": params}}, tmp_path)
     log, _ = process.communicate(timeout=WAIT_S)
     assert process.returncode == 1
-    assert message in log and "Traceback" not in log
+    assert message in log
+    assert "Traceback" not in log

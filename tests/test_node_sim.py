@@ -81,17 +81,20 @@ def test_simulated_clouds_come_back_labelled_with_the_simulated_objects(ros_cont
             sim = simulate_until(ros_context, sim_config, lambda: len(answered()) >= 3, "three frames answered")
     finally:
         perception.destroy_node()
-    assert sim.published >= 3 and sim.get_parameter("transforms.base_link_to_lidar").value[2] == pytest.approx(1.73)
+    assert sim.published >= 3
+    assert sim.get_parameter("transforms.base_link_to_lidar").value[2] == pytest.approx(1.73)
     found_big = all_big = 0
     for stamp in answered():
         sent, labelled = from_msg(got["points"][stamp]), from_msg(got["labelled"][stamp])
         assert sent.dtype.names == ("x", "y", "z", "intensity", "ring", "label", "instance")
-        assert got["points"][stamp].header.frame_id == "lidar" and stamp in got["clock"]
+        assert got["points"][stamp].header.frame_id == "lidar"
+        assert stamp in got["clock"]
         assert np.array_equal(labelled["label"], sent["label"])  # the labels segmenter read the ground truth
         xyz = np.stack([sent["x"], sent["y"], sent["z"]], axis=1).astype(np.float64)
         truth, detections = detection_boxes(got["truth"][stamp]), detection_boxes(got["dets"][stamp])
         boxes = [m for m in got["markers"][stamp].markers if m.ns == "boxes"]  # RViz's view of the ground truth
-        assert len(boxes) == len(truth) and all(m.header.frame_id == "lidar" for m in boxes)
+        assert len(boxes) == len(truth)
+        assert all(m.header.frame_id == "lidar" for m in boxes)
         # an actor's points lie in its box (range noise, ~2 cm, moves a rare one a little further out)
         assert all(box.contains(xyz[sent["instance"] == box.track_id], margin=0.1).mean() > 0.98 for box in truth)
         cars = np.array([d.center for d in detections if d.label == CAR]).reshape(-1, 3)
@@ -101,7 +104,8 @@ def test_simulated_clouds_come_back_labelled_with_the_simulated_objects(ros_cont
     # nearly every car with 100 points or more has a detection: offline over frames 0-39, 214 of 218; two cars
     # parked nose to tail can come out as one cluster centred between them (frames 38 and 39 here). Which frames
     # the latest-only node answers varies from run to run, so the share is taken over those it answered.
-    assert all_big and found_big >= 0.75 * all_big, (found_big, all_big)
+    assert all_big, (found_big, all_big)
+    assert found_big >= 0.75 * all_big, (found_big, all_big)
     # sim clock: one period between consecutive frames' stamps
     stamps = sorted(got["truth"])
     steps = {round((b[0] - a[0]) + (b[1] - a[1]) / 1e9, 3) for a, b in itertools.pairwise(stamps)}
@@ -114,8 +118,10 @@ def test_demo_runs_the_live_graph_end_to_end(local_env: dict[str, str], tmp_path
     assert run_live_demo(options) == 0
     summary = (options.out / "summary.txt").read_text()
     answered = re.search(r"frames answered\s+(\d+) of (\d+)", summary)
-    assert answered and 1 <= int(answered[1]) <= int(answered[2]) == 4, summary
-    assert "segmenter            labels" in summary and re.search(r"latency scan->dets\s+p50 \d+", summary)
+    assert answered, summary
+    assert 1 <= int(answered[1]) <= int(answered[2]) == 4, summary
+    assert "segmenter            labels" in summary
+    assert re.search(r"latency scan->dets\s+p50 \d+", summary)
     assert re.search(r"pace\s+4 scans of a 10 Hz sensor sent at [\d.]+ Hz \(real time", summary), summary
     # the labelled clouds were paired with their scans: the labels segmenter copies the ground truth exactly
     assert re.search(r"segmentation IoU %\s+car 100\.0, .*; mean 100\.0", summary), summary
@@ -124,12 +130,14 @@ def test_demo_runs_the_live_graph_end_to_end(local_env: dict[str, str], tmp_path
     assert re.search(r"track velocity\s+(median error \d+\.\d+ m/s|no confirmed track)", summary), summary
     assert (options.out / "demo.mcap").stat().st_size > 0
     # the overlay needs the LiDAR -> camera transform, which the fusion node took from the simulator's /tf_static
-    assert list(options.out.glob("frame_*.png")) and list(options.out.glob("overlay_*.png")), summary
+    assert list(options.out.glob("frame_*.png")), summary
+    assert list(options.out.glob("overlay_*.png")), summary
     from rosbags.highlevel import AnyReader
 
     with AnyReader([options.out / "demo.mcap"]) as reader:
         latched = [c for c in reader.connections if c.topic == "/tf_static"]
-        assert latched and sum(c.msgcount for c in latched) == 1  # the mounting, latched once, recorded once
+        assert latched
+        assert sum(c.msgcount for c in latched) == 1  # the mounting, latched once, recorded once
 
 
 def test_demo_runs_the_shipped_model_slower_than_real_time() -> None:
@@ -137,7 +145,8 @@ def test_demo_runs_the_shipped_model_slower_than_real_time() -> None:
     assert (choice.kind, choice.model, choice.device) == ("model", "squeezesegv2", "cpu"), choice
     options = DemoOptions(out=Path("unused"))
     sim = plan_demo_graph(options, choice)[-1].parameters
-    assert sim["clock.mode"] == "sim" and sim["clock.real_time_factor"] == MODEL_CPU_REAL_TIME_FACTOR < 1
+    assert sim["clock.mode"] == "sim"
+    assert sim["clock.real_time_factor"] == MODEL_CPU_REAL_TIME_FACTOR < 1
     assert sim["sensor.rate_hz"] == 10.0  # stamps and scene motion stay a 10 Hz sensor's
     labels = plan_demo_graph(options, choose_segmenter("labels"))[-1].parameters
     assert "clock.real_time_factor" not in labels  # the labels segmenter keeps up in real time

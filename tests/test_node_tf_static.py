@@ -85,7 +85,8 @@ def test_a_late_subscriber_gets_the_mounting_latched_on_tf_static(ros_context: C
     finally:
         sim.destroy_node()
         listener.destroy_node()
-    assert len(latched) == 1 and not volatile
+    assert len(latched) == 1
+    assert not volatile
     (msg,) = latched
     assert [(t.header.frame_id, t.child_frame_id) for t in msg.transforms] == [
         ("base_link", "lidar"),
@@ -141,7 +142,8 @@ def test_fusion_from_tf_paints_the_simulator_clouds_like_the_parameter(ros_conte
         from_tf.destroy_node()
         from_parameter.destroy_node()
         listener.destroy_node()
-    assert from_tf.extrinsic is None and from_tf.transform_source == "/tf_static: camera <- lidar"
+    assert from_tf.extrinsic is None
+    assert from_tf.transform_source == "/tf_static: camera <- lidar"
     assert from_tf.tf_tree is not None
     composed = from_tf.tf_tree.lookup("camera", "lidar").matrix
     assert np.allclose(composed, np.reshape(sim_camera_extrinsic(), (4, 4)), atol=1e-12)
@@ -149,7 +151,8 @@ def test_fusion_from_tf_paints_the_simulator_clouds_like_the_parameter(ros_conte
         tf_cloud, parameter_cloud = from_msg(painted["tf"][stamp]), from_msg(painted["parameter"][stamp])
         assert np.array_equal(tf_cloud, parameter_cloud)  # every field, the colours too
         assert np.count_nonzero(unpack_rgb(tf_cloud[RGB_FIELD]).any(axis=1)) > 1000  # the camera sees the street
-    assert from_tf.stats.failed == 0 and not from_tf.issues.counts()
+    assert from_tf.stats.failed == 0
+    assert not from_tf.issues.counts()
 
 
 def _kitti_edge(extrinsic: np.ndarray, parent: str, child: str) -> StaticTransform:
@@ -224,19 +227,24 @@ def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_contex
             expected_reason = "no transform names frame 'camera_2' (frames seen: camera_3, velodyne)"
             kitti.play_until(steps[1], lambda: fusion.wait_reason == expected_reason, "the reason to name the frame")
             assert fusion.issues.counts() == {TF_TRANSFORM: 1}  # the broken edge, logged once
-            assert not got and fusion.stats.failed == 0 and fusion.frames_waiting >= 2  # waiting is not failing
+            # waiting is not failing
+            assert not got
+            assert fusion.stats.failed == 0
+            assert fusion.frames_waiting >= 2
             tf_pub.publish(tf_message(Time(sec=1_700_000_200), [_kitti_edge(extrinsic, "velodyne", "camera_2")]))
             stamp = (steps[2]["cloud"].header.stamp.sec, steps[2]["cloud"].header.stamp.nanosec)
             kitti.play_until(steps[2], lambda: stamp in got, "the painted cloud once /tf_static connects the frames")
     finally:
         kitti.destroy()
-    assert fusion.transform_source == "/tf_static: camera_2 <- velodyne" and fusion.wait_reason == ""
+    assert fusion.transform_source == "/tf_static: camera_2 <- velodyne"
+    assert fusion.wait_reason == ""
     assert fusion.tf_tree is not None
     from_tf = fusion.tf_tree.lookup("camera_2", "velodyne")
     assert np.allclose(from_tf.matrix, extrinsic, atol=1e-6)  # KITTI's matrix, through a quaternion and back
     scan, camera = steps[2]["scan"], PinholeCamera.from_camera_info(steps[2]["info"])
     expected, visible = paint_points(scan.xyz, scan.image, camera, from_tf, occlusion=fusion.occlusion)
-    assert visible.sum() > 10_000 and np.array_equal(unpack_rgb(from_msg(got[stamp])[RGB_FIELD]), expected)
+    assert visible.sum() > 10_000
+    assert np.array_equal(unpack_rgb(from_msg(got[stamp])[RGB_FIELD]), expected)
     assert fusion.stats.failed == 0
 
 
@@ -273,7 +281,8 @@ def test_a_mounting_sent_on_tf_is_read_at_the_clouds_stamp(real_data: Path, ros_
     expected, _ = paint_points(scan.xyz, scan.image, camera, Extrinsic(extrinsic), occlusion=kitti.fusion.occlusion)
     painted = unpack_rgb(from_msg(kitti.got[stamp])[RGB_FIELD])
     assert (painted == expected).all(axis=1).mean() > 0.999  # the same matrix, through a quaternion and back
-    assert kitti.fusion.stats.failed == 0 and not kitti.fusion.issues.counts()
+    assert kitti.fusion.stats.failed == 0
+    assert not kitti.fusion.issues.counts()
 
 
 @pytest.mark.dds
@@ -338,7 +347,8 @@ def test_one_source_of_the_transform_and_rviz_shows_the_tree() -> None:
     assert shipped["fusion_node"]["ros__parameters"]["calibration"]["from_tf"] is False  # a file or matrix by default
     rviz = yaml.safe_load((REPO / "launch" / "perception.rviz").read_text(encoding="utf-8"))
     (tf_display,) = [d for d in rviz["Visualization Manager"]["Displays"] if d["Class"] == "rviz_default_plugins/TF"]
-    assert tf_display["Enabled"] and tf_display["Show Names"]
+    assert tf_display["Enabled"]
+    assert tf_display["Show Names"]
 
 
 def test_a_bad_transform_in_a_message_is_named_and_the_good_ones_still_count() -> None:
@@ -349,6 +359,8 @@ def test_a_bad_transform_in_a_message_is_named_and_the_good_ones_still_count() -
     tree = TransformTree()
     problems = add_tf_message(tree, msg, timed=True) + add_tf_message(tree, bad_stamp, timed=True)
     assert len(problems) == 2
-    assert problems[0].startswith("transform 'base_link' -> 'lidar': quaternion") and "has length 0.5" in problems[0]
-    assert problems[1].startswith("transform 'odom' -> 'base_link': stamp") and "out of range" in problems[1]
+    assert problems[0].startswith("transform 'base_link' -> 'lidar': quaternion")
+    assert "has length 0.5" in problems[0]
+    assert problems[1].startswith("transform 'odom' -> 'base_link': stamp")
+    assert "out of range" in problems[1]
     assert np.allclose(tree.lookup("odom", "base_link", 1_700_000_000_000_000_000).translation, [1.0, 2.0, 0.0])

@@ -72,7 +72,8 @@ def test_tracks_in_odom_carry_ground_velocities(ros_context: Context) -> None:
     finally:
         player.destroy_node()
         node.destroy_node()
-    assert node.frames_dropped == 0 and node.stats.failed == 0
+    assert node.frames_dropped == 0
+    assert node.stats.failed == 0
     assert node.issues.counts() == {TRACKING_WITHOUT_POSE: 1}  # only the first scan went untracked
     assert not tracks[_ns(headers[0])].tracks
     errors = []
@@ -82,7 +83,8 @@ def test_tracks_in_odom_carry_ground_velocities(ros_context: Context) -> None:
     speed = float(np.linalg.norm(np.subtract(frames[-1].vehicle.translation, frames[1].vehicle.translation)))
     speed /= (FRAMES - 2) / sim.config.sensor.rate_hz
     print(f"ego {speed:.1f} m/s; median track velocity error {np.median(errors):.2f} m/s ({len(errors)} track-frames)")
-    assert speed > 3.0 and len(errors) >= 10
+    assert speed > 3.0
+    assert len(errors) >= 10
     # over the ground, the parked cars stand still (relative to the sensor they would move at the ego's speed)
     assert np.median(errors) < 0.25 * speed
 

@@ -25,17 +25,22 @@ def test_real_scans_align_into_a_smooth_drive(real_data: Path) -> None:
     scans = open_dataset(real_data / "kitti_sequence_pcd")
     odometry = ScanOdometry()
     steps = [odometry.update(scans[i].xyz) for i in range(len(scans))]
-    assert len(steps) == 12 and all(s.aligned for s in steps[1:])
+    assert len(steps) == 12
+    assert all(s.aligned for s in steps[1:])
     # residual: RMS distance of the matched points, about half the 0.75 m voxel spacing (measured 0.31-0.39 m)
-    assert min(s.fitness for s in steps[1:]) > 0.9 and max(s.residual_m for s in steps[1:]) < 0.45
+    assert min(s.fitness for s in steps[1:]) > 0.9
+    assert max(s.residual_m for s in steps[1:]) < 0.45
     moves = [np.linalg.inv(a.pose) @ b.pose for a, b in itertools.pairwise(steps)]
     lengths = np.array([np.linalg.norm(m[:3, 3]) for m in moves])
     turns = np.degrees([abs(math.atan2(m[1, 0], m[0, 0])) for m in moves])
     forward = np.array([m[0, 3] for m in moves])
     print(f"steps {lengths.min():.3f}-{lengths.max():.3f} m, turning at most {turns.max():.2f} deg a scan")
     # measured: 0.77-0.82 m a scan (about 8 m/s at 10 Hz), straight ahead, under 0.2 deg of turn a scan
-    assert np.all(forward > 0.9 * lengths) and lengths.min() > 0.5 and lengths.max() < 1.1
-    assert np.abs(np.diff(lengths)).max() < 0.1 and turns.max() < 0.5
+    assert np.all(forward > 0.9 * lengths)
+    assert lengths.min() > 0.5
+    assert lengths.max() < 1.1
+    assert np.abs(np.diff(lengths)).max() < 0.1
+    assert turns.max() < 0.5
 
 
 @pytest.mark.real_data
@@ -46,10 +51,14 @@ def test_scans_it_cannot_align_keep_the_last_motion_and_bad_shapes_are_named(rea
     last_step = np.linalg.inv(first.pose) @ second.pose
     # a scan that matches nothing (here: the next one lifted 10 m) is not trusted: the last step again
     unmatched = odometry.update(scans[2].xyz + np.array([0.0, 0.0, 10.0], dtype=np.float32))
-    assert first.aligned is False and second.aligned and not unmatched.aligned and unmatched.fitness < 0.3
+    assert first.aligned is False
+    assert second.aligned
+    assert not unmatched.aligned
+    assert unmatched.fitness < 0.3
     np.testing.assert_allclose(unmatched.pose, second.pose @ last_step)
     empty = odometry.update(np.zeros((0, 3)))  # nothing in range: too few points, the last step again
-    assert not empty.aligned and empty.fitness == 0.0
+    assert not empty.aligned
+    assert empty.fitness == 0.0
     np.testing.assert_allclose(empty.pose, unmatched.pose @ last_step)
     with pytest.raises(PerceptionError, match=r"odometry: points of shape \(10, 4\); expected \(N, 3\)"):
         odometry.update(np.zeros((10, 4)))
@@ -68,7 +77,8 @@ def test_tracks_on_real_scans_stand_still_over_the_ground_with_lidar_odometry(re
         medians[odometry] = float(np.median(speeds))
     print(f"median track speed: {medians['none']:.1f} m/s in the scan's frame, {medians['lidar']:.1f} m/s on odometry")
     # measured: 8.0 and 1.4 m/s
-    assert medians["none"] > 6.0 and medians["lidar"] < 3.0
+    assert medians["none"] > 6.0
+    assert medians["lidar"] < 3.0
 
 
 def test_odometry_settings_are_checked() -> None:

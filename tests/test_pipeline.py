@@ -46,7 +46,8 @@ def test_labels_segmenter_finds_the_labelled_cars_of_a_real_scan(semantic_scan: 
     result = Pipeline(config).process(points, stamp_s=0.0)
     labels, instances = truth(semantic_scan)
     assert np.array_equal(result.labels, labels)
-    assert result.labels.dtype == np.uint16 and result.instances.dtype == np.uint32
+    assert result.labels.dtype == np.uint16
+    assert result.instances.dtype == np.uint32
     assert result.num_valid == len(points)
     assert set(result.timings_ms) == {"segmentation", "detection", "instances", "tracking", "total"}
     cars = [box for box in result.detections if box.label == CAR]
@@ -60,15 +61,18 @@ def test_labels_segmenter_finds_the_labelled_cars_of_a_real_scan(semantic_scan: 
         found, overlap = np.unique(result.instances[members], return_counts=True)
         overlap[found == 0] = 0
         best = found[np.argmax(overlap)]
-        assert best > 0 and result.detections[best - 1].label == CAR
+        assert best > 0
+        assert result.detections[best - 1].label == CAR
         ious.append(overlap.max() / np.count_nonzero(members | (result.instances == best)))
     # one car, partly hidden, comes back in two pieces; the others whole
-    assert min(ious) > 0.6 and np.mean(ious) > 0.9, ious
+    assert min(ious) > 0.6, ious
+    assert np.mean(ious) > 0.9, ious
     # instance k is exactly the points of detection k's class inside its box
     xyz = semantic_scan.xyz
     for k, box in enumerate(result.detections, start=1):
         mine = result.instances == k
-        assert np.all(result.labels[mine] == box.label) and box.contains(xyz[mine], margin=0.011).all()
+        assert np.all(result.labels[mine] == box.label)
+        assert box.contains(xyz[mine], margin=0.011).all()
         assert mine.sum() >= box.num_points
     assert len(cars) >= len(big)
 
@@ -83,17 +87,20 @@ def test_tracks_follow_a_moving_real_scan_and_reset_when_time_goes_back(semantic
         moved = points.copy()
         moved["x"] -= np.float32(frame * 1.0)
         results.append(pipeline.process(moved, stamp_s=100.0 + frame * 0.1))
-    assert results[0].tracks == [] and {t.state for t in results[0].live_tracks} == {"tentative"}
+    assert results[0].tracks == []
+    assert {t.state for t in results[0].live_tracks} == {"tentative"}
     last = results[-1]
     confirmed = [t for t in last.live_tracks if t.state == "confirmed"]
-    assert len(confirmed) >= 4 and all(t.age == 6 and t.hits == 6 for t in confirmed)
+    assert len(confirmed) >= 4
+    assert all(t.age == 6 and t.hits == 6 for t in confirmed)
     for info in confirmed:
         assert info.box.velocity[0] == pytest.approx(-10.0, abs=1.5)
         assert abs(info.box.velocity[1]) < 1.5
     assert {t.track_id for t in last.tracks} == {t.box.track_id for t in confirmed}
     # a replay restarting: the tracker starts over, track ids keep counting up
     again = pipeline.process(points, stamp_s=100.0)
-    assert again.tracker_reset and again.tracks == []
+    assert again.tracker_reset
+    assert again.tracks == []
     assert all(t.age == 1 for t in again.live_tracks)
     assert min(t.box.track_id for t in again.live_tracks) > max(t.box.track_id for t in last.live_tracks)
 
@@ -108,7 +115,8 @@ def test_non_finite_points_are_left_out_and_labelled_zero(semantic_scan: Scan) -
     broken["z"][background[1::2]] = np.inf
     result = Pipeline(LABELS).process(broken, 0.0)
     assert result.num_valid == len(points) - len(background)
-    assert np.all(result.labels[background] == 0) and np.all(result.instances[background] == 0)
+    assert np.all(result.labels[background] == 0)
+    assert np.all(result.instances[background] == 0)
     assert [b.num_points for b in result.detections] == [b.num_points for b in clean.detections]
 
 
@@ -118,7 +126,8 @@ def test_an_organized_cloud_is_processed_point_for_point(semantic_scan: Scan) ->
     n = len(points) - len(points) % 64
     organized = points[:n].reshape(64, -1)
     result = Pipeline(LABELS).process(organized, 0.0)
-    assert result.labels.shape == (n,) and np.array_equal(result.labels, truth(semantic_scan)[0][:n])
+    assert result.labels.shape == (n,)
+    assert np.array_equal(result.labels, truth(semantic_scan)[0][:n])
 
 
 @pytest.mark.real_data
@@ -138,13 +147,17 @@ def test_label_field_problems_are_one_clear_error(semantic_scan: Scan) -> None:
 @pytest.mark.real_data
 def test_no_segmenter_finds_nothing(semantic_scan: Scan) -> None:
     result = Pipeline(PipelineConfig().replace(**{"segmenter.kind": "none"})).process(semantic_scan.points, 0.0)
-    assert not result.labels.any() and result.detections == [] and result.live_tracks == []
+    assert not result.labels.any()
+    assert result.detections == []
+    assert result.live_tracks == []
 
 
 def test_the_default_config_runs_the_shipped_weights() -> None:
     pipeline = Pipeline(PipelineConfig())
     network = pipeline.segmenter.network
-    assert network.name == "squeezesegv2" and network.crf is not None and not network.training
+    assert network.name == "squeezesegv2"
+    assert network.crf is not None
+    assert not network.training
 
 
 def test_missing_or_mismatched_weights_are_refused_by_name() -> None:
@@ -167,9 +180,11 @@ def test_a_real_network_runs_through_every_stage(real_data: Path) -> None:
     assert set(STAGES) <= set(result.timings_ms)  # lidar odometry included
     projection = project(scan.points, "hdl64e", 90.0, 512)
     assert np.all(result.labels[~projection.in_view] == 0)
-    assert result.labels.max() < 4 and len(np.unique(result.labels[projection.in_view])) >= 1
+    assert result.labels.max() < 4
+    assert len(np.unique(result.labels[projection.in_view])) >= 1
     for box in result.detections:
-        assert 0 < box.label < 4 and 0.0 < box.score <= 1.0
+        assert 0 < box.label < 4
+        assert 0.0 < box.score <= 1.0
     with pytest.raises(WeightsError, match="predicts 20 classes but class_set kitti3 has 4"):
         Pipeline(config, network=build_model("squeezesegv2", num_classes=20))
 

@@ -77,9 +77,11 @@ def test_transform_box_moves_the_box_and_comes_back() -> None:
     # the box itself moved: its corners are the pose applied to the old corners
     np.testing.assert_allclose(moved.corners(), box.corners() @ there[:3, :3].T + there[:3, 3], atol=1e-9)
     np.testing.assert_allclose(moved.velocity, there[:3, :3] @ box.velocity)
-    assert -math.pi < moved.yaw <= math.pi and moved.yaw == pytest.approx(2.9 + 1.2 - 2 * math.pi)
+    assert -math.pi < moved.yaw <= math.pi
+    assert moved.yaw == pytest.approx(2.9 + 1.2 - 2 * math.pi)
     assert (moved.label, moved.name, moved.score, moved.num_points, moved.track_id) == (1, "Car", 0.7, 80, 4)
-    assert moved.size is not box.size and np.array_equal(moved.size, box.size)
+    assert moved.size is not box.size
+    assert np.array_equal(moved.size, box.size)
     back = transform_box(moved, np.linalg.inv(there))
     np.testing.assert_allclose(back.center, box.center, atol=1e-9)
     np.testing.assert_allclose(back.velocity, box.velocity, atol=1e-9)
@@ -100,7 +102,9 @@ def test_tracking_in_the_fixed_frame_gives_ground_velocities(frames: list[Sequen
         f"ego {ego_speed:.1f} m/s; median |v_track - v_truth|: fixed frame {np.median(fixed_errors):.3f} m/s "
         f"({len(fixed_errors)} track-frames), sensor frame {np.median(sensor_errors):.3f} m/s ({len(sensor_errors)})"
     )
-    assert ego_speed > 5.0 and len(fixed_errors) >= 200 and len(sensor_errors) >= 200
+    assert ego_speed > 5.0
+    assert len(fixed_errors) >= 200
+    assert len(sensor_errors) >= 200
     # measured (scene 3): 0.161 m/s in the fixed frame; 8.07 m/s in the sensor frame, where the parked cars move
     assert np.median(fixed_errors) < 0.5
     assert np.median(sensor_errors) > 0.6 * ego_speed
@@ -138,16 +142,19 @@ def test_which_fixed_frame_does_not_matter(frames: list[SequenceFrame]) -> None:
 def test_the_tracker_is_reset_when_the_pose_comes_or_goes(frames: list[SequenceFrame]) -> None:
     pipeline = Pipeline(LABELLED)
     results = [pipeline.process(f.scan.points, f.time_s, f.sensor_to_world) for f in frames[:4]]
-    assert not any(r.tracker_reset for r in results) and results[-1].tracks
+    assert not any(r.tracker_reset for r in results)
+    assert results[-1].tracks
     last_id = max(t.box.track_id for t in results[-1].live_tracks)
     # no pose: the fixed-frame tracks cannot continue in the sensor frame; they start over (ids keep counting up)
     without = pipeline.process(frames[4].scan.points, frames[4].time_s)
-    assert without.tracker_reset and without.tracks == []
+    assert without.tracker_reset
+    assert without.tracks == []
     assert all(t.age == 1 and t.box.track_id > last_id for t in without.live_tracks)
     assert not pipeline.process(frames[5].scan.points, frames[5].time_s).tracker_reset
     # and back to the fixed frame
     again = pipeline.process(frames[6].scan.points, frames[6].time_s, frames[6].sensor_to_world)
-    assert again.tracker_reset and all(t.age == 1 for t in again.live_tracks)
+    assert again.tracker_reset
+    assert all(t.age == 1 for t in again.live_tracks)
 
 
 def test_a_pose_that_is_not_rigid_is_refused(frames: list[SequenceFrame]) -> None:
@@ -162,7 +169,8 @@ def test_lidar_odometry_follows_the_simulated_drive(frames: list[SequenceFrame])
     steps = [odometry.update(f.scan.xyz) for f in frames]
     start = np.linalg.inv(frames[0].sensor_to_world)
     truth = [start @ f.sensor_to_world for f in frames]  # the sensor in the frame of the first scan
-    assert not steps[0].aligned and all(s.aligned and s.fitness > 0.8 for s in steps[1:])
+    assert not steps[0].aligned
+    assert all(s.aligned and s.fitness > 0.8 for s in steps[1:])
     travelled = float(np.linalg.norm(truth[-1][:3, 3]))
     position_error = max(float(np.linalg.norm(s.pose[:3, 3] - t[:3, 3])) for s, t in zip(steps, truth, strict=True))
     heading_error = max(
@@ -173,7 +181,8 @@ def test_lidar_odometry_follows_the_simulated_drive(frames: list[SequenceFrame])
         f"{math.degrees(heading_error):.2f} deg"
     )
     assert travelled > 10.0
-    assert position_error < 0.02 * travelled and math.degrees(heading_error) < 0.5
+    assert position_error < 0.02 * travelled
+    assert math.degrees(heading_error) < 0.5
 
 
 def test_tracking_on_lidar_odometry_gives_ground_velocities(frames: list[SequenceFrame]) -> None:
@@ -186,4 +195,5 @@ def test_tracking_on_lidar_odometry_gives_ground_velocities(frames: list[Sequenc
         f"median velocity error: {np.median(on_odometry):.3f} m/s on odometry, "
         f"{np.median(with_truth):.3f} m/s on the true pose"
     )
-    assert len(on_odometry) >= 200 and np.median(on_odometry) < 0.5
+    assert len(on_odometry) >= 200
+    assert np.median(on_odometry) < 0.5

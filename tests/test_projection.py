@@ -103,7 +103,8 @@ def test_rows_come_from_the_ring_field_through_the_ring_numbering(real_data: Pat
 def test_uniform_rows_when_the_height_differs_from_the_beam_count(real_data: Path) -> None:
     scan = load(real_data / "semantickitti" / "000000.bin")
     proj = project(scan, fov_deg=360.0, width=1024, height=32)
-    assert proj.row_source == "uniform" and proj.image.shape == (32, 1024, 6)
+    assert proj.row_source == "uniform"
+    assert proj.image.shape == (32, 1024, 6)
     top, bottom = get_sensor("hdl64e").vertical_fov_deg
     xyz = scan.xyz.astype(np.float64)
     elevation = np.degrees(np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1])))
@@ -115,7 +116,9 @@ def test_uniform_rows_when_the_height_differs_from_the_beam_count(real_data: Pat
 def test_rings_from_scan_order_on_a_kitti_scan(real_data: Path) -> None:
     scan = load(real_data / "kitti_object" / "velodyne" / "000000.bin")
     rings = rings_from_scan_order(scan)
-    assert rings[0] == 0 and rings[-1] == 63 and np.all(np.diff(rings) >= 0)
+    assert rings[0] == 0
+    assert rings[-1] == 63
+    assert np.all(np.diff(rings) >= 0)
     proj = project(scan, fov_deg=360.0, width=2048, row_source="order")
     np.testing.assert_array_equal(proj.rows, rings)
     with pytest.raises(CloudFormatError, match="stored ring by ring"):
@@ -130,20 +133,25 @@ def test_nan_inf_and_zero_points_are_out_of_view() -> None:
     xyz = np.vstack([_points_at([1.0]), bad, _points_at([2.0])])
     proj = project(xyz.astype(np.float32), "hdl64e")
     assert proj.in_view.tolist() == [True, False, False, False, False, True]
-    assert proj.rows[1:5].tolist() == [-1] * 4 and proj.cols[1:5].tolist() == [-1] * 4
-    assert (proj.owner >= 0).sum() == 2 and np.isfinite(proj.image).all()
+    assert proj.rows[1:5].tolist() == [-1] * 4
+    assert proj.cols[1:5].tolist() == [-1] * 4
+    assert (proj.owner >= 0).sum() == 2
+    assert np.isfinite(proj.image).all()
 
 
 def test_empty_cloud_gives_an_empty_image() -> None:
     proj = project(np.zeros((0, 4), dtype=np.float32), "hdl64e")
-    assert proj.image.shape == (64, 512, 6) and not proj.image.any()
-    assert len(proj.rows) == 0 and np.all(proj.owner == -1)
+    assert proj.image.shape == (64, 512, 6)
+    assert not proj.image.any()
+    assert len(proj.rows) == 0
+    assert np.all(proj.owner == -1)
     assert proj.labels_to_points(np.zeros((64, 512), dtype=np.int32)).shape == (0,)
 
 
 def test_missing_intensity_leaves_the_channel_zero() -> None:
     proj = project(_points_at([0.0, 1.0]), "hdl64e")
-    assert proj.image[..., 3].max() == 0.0 and proj.image[..., 5].sum() == 2
+    assert proj.image[..., 3].max() == 0.0
+    assert proj.image[..., 5].sum() == 2
 
 
 @pytest.mark.parametrize(
@@ -213,7 +221,8 @@ def test_labels_flow_back_to_every_point(real_data: Path) -> None:
     share = np.mean(labels[hidden] == scan.semantic[hidden])
     share_same = np.mean(scan.semantic[same_pixel] == scan.semantic[hidden])
     print(f"hidden points labelled right: {share:.4f} (nearest owner in 3D) vs {share_same:.4f} (pixel winner)")
-    assert share > share_same and share > 0.95
+    assert share > share_same
+    assert share > 0.95
 
 
 @pytest.mark.real_data
@@ -222,12 +231,14 @@ def test_pixel_values_follow_the_same_points_as_labels(real_data: Path) -> None:
     proj = project(scan, fov_deg=90.0, width=512)
     probabilities = np.random.default_rng(1).random((64, 512, 4)).astype(np.float32)
     per_point = proj.pixel_values_to_points(probabilities, fill=np.nan)
-    assert per_point.shape == (len(scan), 4) and per_point.dtype == np.float32
+    assert per_point.shape == (len(scan), 4)
+    assert per_point.dtype == np.float32
     assert np.all(np.isnan(per_point[~proj.in_view]))
     labels = proj.labels_to_points(probabilities.argmax(axis=2), fill=-1)
     np.testing.assert_array_equal(per_point[proj.in_view].argmax(axis=1), labels[proj.in_view])
     small = proj.labels_to_points(probabilities.argmax(axis=2).astype(np.uint8), fill=-1)
-    assert small.dtype == np.int16 and np.array_equal(small, labels)
+    assert small.dtype == np.int16
+    assert np.array_equal(small, labels)
     with pytest.raises(ProjectionError, match=r"expected an integer array of shape \(64, 512\)"):
         proj.labels_to_points(probabilities[..., 0])
     with pytest.raises(ProjectionError, match="pixel values of shape"):

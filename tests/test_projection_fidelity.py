@@ -35,7 +35,8 @@ SHARE = 0.995
 def _fit_script() -> ModuleType:
     """scripts/fit_hdl64e.py as a module (registered, so its dataclasses resolve their module)."""
     spec = importlib.util.spec_from_file_location("fit_hdl64e", REPO / "scripts" / "fit_hdl64e.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -103,7 +104,8 @@ def test_beam_table_rows_match_the_firing_order_of_raw_kitti_scans(real_data: Pa
         assert rings.max() + 1 == 64, "a raw KITTI scan holds 64 rings, top ring first"
         full, front = _ring_agreement(scan.xyz, rings)
         print(f"{path.name}: table row == storage-order ring for {full:.5f} (360 deg), {front:.5f} (front 90 deg)")
-        assert full >= SHARE and front >= SHARE
+        assert full >= SHARE
+        assert front >= SHARE
 
 
 def _undo_motion_compensation(xyz: np.ndarray, rings: np.ndarray, sensor: SensorModel) -> np.ndarray:
@@ -155,7 +157,8 @@ def test_beam_table_rows_match_the_firing_order_of_motion_compensated_kitti_scan
         f"{name}: table row == ring for {raw_full:.5f} / {raw_front:.5f} (360 / front) as published, "
         f"{full:.5f} / {front:.5f} once the motion compensation is undone"
     )
-    assert full >= SHARE and front >= SHARE
+    assert full >= SHARE
+    assert front >= SHARE
 
 
 def test_vlp16_channel_rows_match_the_beam_table(real_data: Path) -> None:
@@ -166,7 +169,8 @@ def test_vlp16_channel_rows_match_the_beam_table(real_data: Path) -> None:
     both = by_channel.in_view & by_table.in_view
     share = float(np.mean(by_channel.rows[both] == by_table.rows[both]))
     print(f"vlp16: channel row == table row for {share:.5f} of {both.sum()} points")
-    assert both.sum() == len(scan) and share >= SHARE
+    assert both.sum() == len(scan)
+    assert share >= SHARE
 
 
 def test_vlp32c_rows_each_hold_one_laser(real_data: Path) -> None:
@@ -176,7 +180,8 @@ def test_vlp32c_rows_each_hold_one_laser(real_data: Path) -> None:
     scan = load(next((real_data / "vlp32").glob("*.pcd")))
     sensor = get_sensor("vlp32c")
     proj = project(scan, sensor, fov_deg=360.0, width=1800)
-    assert proj.row_source == "table" and proj.in_view.all()
+    assert proj.row_source == "table"
+    assert proj.in_view.all()
     xyz = scan.xyz.astype(np.float64)
     elevation = np.degrees(np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1])))
     bands = np.array([[elevation[proj.rows == r].min(), elevation[proj.rows == r].max()] for r in range(32)])

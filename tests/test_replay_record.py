@@ -99,7 +99,8 @@ def test_replay_keeps_messages_headers_and_timing(
         assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == scan.stamp_ns
         assert msg.header.frame_id == "velo"
         points = from_msg(msg).reshape(-1)
-        assert np.array_equal(points["x"], scan.points["x"]) and np.array_equal(points["z"], scan.points["z"])
+        assert np.array_equal(points["x"], scan.points["x"])
+        assert np.array_equal(points["z"], scan.points["z"])
     arrivals = np.array([t for t, _ in clouds])
     expected_span = (len(scans) - 1) * PERIOD_S / RATE  # 0.8 s
     assert 0.7 * expected_span < arrivals[-1] - arrivals[0] < expected_span + 0.5
@@ -107,7 +108,9 @@ def test_replay_keeps_messages_headers_and_timing(
     # make a single pair of arrivals close, so the median is judged, not every gap)
     assert np.median(np.diff(arrivals)) > 0.5 * PERIOD_S / RATE
     # /clock follows the bag's time and reaches its last message
-    assert clocks and min(clocks) >= start_ns and max(clocks) == scans[-1].stamp_ns
+    assert clocks
+    assert min(clocks) >= start_ns
+    assert max(clocks) == scans[-1].stamp_ns
     assert clocks == sorted(clocks)
 
 
@@ -156,7 +159,8 @@ def test_record_writes_the_serialized_bytes_to_mcap(
         child.kill()
         node.destroy_node()
     assert child.returncode == 0, output
-    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap"], output
+    assert out.is_file(), output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap"], output
 
     typestore = get_typestore(Stores.ROS2_KILTED)
     register_project_types(typestore)
@@ -173,7 +177,8 @@ def test_record_writes_the_serialized_bytes_to_mcap(
     assert recorded == delivered
     assert [deserialize_message(raw, Detection3DArray) for raw in recorded] == sent
     assert [len(d.detections) for d in decoded] == [1, 2, 3, 4]
-    assert decoded[3].detections[3].class_name == "car" and decoded[2].detections[0].center.x == 12.0
+    assert decoded[3].detections[3].class_name == "car"
+    assert decoded[2].detections[0].center.x == 12.0
 
 
 @pytest.mark.real_data
@@ -185,4 +190,5 @@ def test_raw_packet_bags_are_refused_with_the_reason(
     assert cli_main(["replay", str(bag)]) == 2
     err = capsys.readouterr().err
     assert f"{bag}: no topic can be replayed" in err
-    assert "velodyne_msgs/msg/VelodyneScan" in err and "'velodyne_msgs' is not installed" in err
+    assert "velodyne_msgs/msg/VelodyneScan" in err
+    assert "'velodyne_msgs' is not installed" in err

@@ -42,7 +42,9 @@ def test_ctrl_c_stops_the_whole_graph_without_errors(local_env: dict[str, str], 
         if graph.poll() is None:
             graph.kill()
         listener.destroy_node()
-    assert got["detections"] and got["overlay"], log
+    assert got["detections"], log
+    assert got["overlay"], log
     assert graph.returncode == 0, log
-    assert "segmenter model" in log and "[sim_node]: published" in log, log
+    assert "segmenter model" in log, log
+    assert "[sim_node]: published" in log, log
     assert not re.search(r"traceback|error|context is invalid", log, re.IGNORECASE), log

@@ -46,7 +46,8 @@ def test_datasheet_facts() -> None:
 
 def test_hdl64e_has_two_laser_blocks_at_different_heights() -> None:
     hdl = get_sensor("hdl64e")
-    assert hdl.height == 64 and hdl.has_beam_heights
+    assert hdl.height == 64
+    assert hdl.has_beam_heights
     upper, lower = hdl.beam_heights_m[:32], hdl.beam_heights_m[32:]
     assert upper.min() - lower.max() > 0.05, "the upper block's origins sit several cm above the lower block's"
     assert not get_sensor("vlp16").has_beam_heights
@@ -68,7 +69,8 @@ def test_unknown_sensor_lists_the_known_ones() -> None:
 def test_ring_numbering_maps_field_values_to_rows() -> None:
     vlp16 = get_sensor("vlp16")
     assert vlp16.ring_numbering == "bottom_up"
-    assert vlp16.ring_to_row[0] == 15 and vlp16.ring_to_row[15] == 0
+    assert vlp16.ring_to_row[0] == 15
+    assert vlp16.ring_to_row[15] == 0
     by_laser = vlp16.with_ring_numbering("laser_id")
     assert by_laser.ring_to_row[1] == vlp16.laser_rows[1] == 7  # laser 1 (+1 deg) is row 7 of 16
     assert vlp16.with_ring_numbering("top_down").ring_to_row[0] == 0

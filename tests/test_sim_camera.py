@@ -39,7 +39,9 @@ def view(request: pytest.FixtureRequest) -> tuple[Scene, Raycaster, Scan, Camera
 
 def test_mask_agrees_with_the_lidar_labels_on_objects(view: tuple[Scene, Raycaster, Scan, CameraFrame]) -> None:
     _, _, scan, frame = view
-    assert scan.labels is not None and scan.semantic is not None and scan.instances is not None
+    assert scan.labels is not None
+    assert scan.semantic is not None
+    assert scan.instances is not None
     proj = project_points(scan.xyz, frame.camera, frame.extrinsic)
     on_objects = proj.visible & (scan.instances > 0)
     # a street has cars and people in front of the ego: the test sees a few thousand object points
@@ -51,7 +53,8 @@ def test_mask_agrees_with_the_lidar_labels_on_objects(view: tuple[Scene, Raycast
     print(f"object points in view {on_objects.sum()}: KITTI-3 {kitti3:.4f}, semantic {semantic:.4f}, id {instance:.4f}")
     # measured (seeds 3 / 11): KITTI-3 0.987 / 0.994, semantic 0.988 / 0.994, instance 0.987 / 0.982; the
     # misses are parallax at object edges (the camera sits 0.27 m ahead of and 0.08 m below the LiDAR)
-    assert kitti3 >= 0.95 and semantic >= 0.95
+    assert kitti3 >= 0.95
+    assert semantic >= 0.95
     assert instance >= 0.93
     # the same through the fusion module's label transfer (with its occlusion test)
     transferred = transfer_labels(scan.xyz, frame.semantic, frame.camera, frame.extrinsic)
@@ -62,7 +65,8 @@ def test_mask_agrees_with_the_lidar_labels_on_objects(view: tuple[Scene, Raycast
 def test_the_road_lines_up_to_the_centimetre(view: tuple[Scene, Raycaster, Scan, CameraFrame]) -> None:
     """Geometry check: the road (no parallax to speak of) projects onto road pixels at the same depth."""
     _, _, scan, frame = view
-    assert scan.semantic is not None and frame.depth is not None
+    assert scan.semantic is not None
+    assert frame.depth is not None
     proj = project_points(scan.xyz, frame.camera, frame.extrinsic)
     road = proj.visible & (scan.semantic == SEMANTIC_KITTI.id_of("road"))
     assert road.sum() >= 1000
@@ -76,14 +80,18 @@ def test_the_road_lines_up_to_the_centimetre(view: tuple[Scene, Raycaster, Scan,
 
 def test_picture_has_sky_above_and_ground_below(view: tuple[Scene, Raycaster, Scan, CameraFrame]) -> None:
     _, _, _, frame = view
-    assert frame.rgb.shape == (375, 1242, 3) and frame.rgb.dtype == np.uint8
+    assert frame.rgb.shape == (375, 1242, 3)
+    assert frame.rgb.dtype == np.uint8
     for mask in (frame.label, frame.semantic, frame.instance):
         assert mask.shape == (375, 1242)
     assert frame.depth is not None
     bottom = frame.semantic[-20:]
-    assert np.all(bottom > 0) and np.all(np.isfinite(frame.depth[-20:]))  # the ground is always hit
+    # the ground is always hit
+    assert np.all(bottom > 0)
+    assert np.all(np.isfinite(frame.depth[-20:]))
     sky = ~np.isfinite(frame.depth)
-    assert np.all(frame.semantic[sky] == 0) and np.all(frame.instance[sky] == 0)
+    assert np.all(frame.semantic[sky] == 0)
+    assert np.all(frame.instance[sky] == 0)
     # the picture is shaded: many distinct colours, not one flat colour per class
     assert len(np.unique(frame.rgb.reshape(-1, 3), axis=0)) > 200
 
@@ -93,16 +101,19 @@ def test_calibration_is_kitti_like_and_projects_the_optical_axis_to_the_principa
     frame_camera, extrinsic = camera.camera, camera.extrinsic
     info = frame_camera.to_camera_info_dict()
     assert (info["width"], info["height"]) == (1242, 375)
-    assert info["k"][0] == pytest.approx(721.5377) and info["k"][2] == pytest.approx(609.5593)
+    assert info["k"][0] == pytest.approx(721.5377)
+    assert info["k"][2] == pytest.approx(609.5593)
     assert info["d"] == [0.0] * 5
     np.testing.assert_allclose(extrinsic.inverse().translation, [0.27, 0.0, -0.08], atol=1e-12)
     # a point 10 m straight ahead of the camera lands on the principal point
     uv, depth, visible = frame_camera.project(extrinsic.apply(np.array([[10.27, 0.0, -0.08]])))
     np.testing.assert_allclose(uv[0], [frame_camera.cx, frame_camera.cy], atol=1e-9)
-    assert depth[0] == pytest.approx(10.0) and visible[0]
+    assert depth[0] == pytest.approx(10.0)
+    assert visible[0]
     # a point to the left of the LiDAR appears left of centre (u < cx), one above it higher (v < cy)
     uv, _, _ = frame_camera.project(extrinsic.apply(np.array([[10.0, 2.0, -0.08], [10.0, 0.0, 2.0]])))
-    assert uv[0, 0] < frame_camera.cx and uv[1, 1] < frame_camera.cy
+    assert uv[0, 0] < frame_camera.cx
+    assert uv[1, 1] < frame_camera.cy
     # a yawed camera (looking 90 degrees left) sees the LiDAR's +y axis at its centre
     left = SimCamera(CameraConfig(yaw_deg=90.0, position=(0.0, 0.0, 0.0)))
     uv, _, visible = left.camera.project(left.extrinsic.apply(np.array([[0.0, 10.0, 0.0]])))
@@ -166,7 +177,8 @@ def test_dataset_frames_store_the_picture_masks_and_calibration(tmp_path: Path) 
     np.testing.assert_allclose(stored.K, fresh.K)
     np.testing.assert_allclose(stored.lidar_to_camera, fresh.lidar_to_camera)
     scan = load_frame(path)
-    assert scan.image is not None and scan.calib is not None
+    assert scan.image is not None
+    assert scan.calib is not None
     np.testing.assert_array_equal(scan.image, fresh.rgb)
     # the stored calibration maps the frame's points exactly as the camera does
     uv, _ = scan.calib.velo_to_image(scan.xyz[:100])
@@ -180,5 +192,6 @@ def test_frames_without_camera_have_no_picture(tmp_path: Path) -> None:
     config = GenerateConfig(scenes=1, frames=1, columns=64, backend=BACKEND)
     manifest = generate_dataset(tmp_path, config, progress=False)
     path = tmp_path / manifest["frames"][0]["file"]
-    assert load_camera(path) is None and load_frame(path).image is None
+    assert load_camera(path) is None
+    assert load_frame(path).image is None
     assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["frames"][0]["sha256"]

@@ -83,9 +83,12 @@ def test_semantic_lidar_records_parse_and_points_flip_y() -> None:
     assert scan.points["cos_inc_angle"].tolist() == [0.5, 1.0]
     assert scan.points["object_tag"].tolist() == [14, 1]
     assert scan.points["ring"].tolist() == [0, 1]
-    assert scan.instances is not None and scan.instances.tolist() == [42, 0]
-    assert scan.semantic is not None and scan.semantic.tolist() == [SK("car"), SK("road")]
-    assert scan.labels is not None and scan.labels.tolist() == [K3("car"), 0]
+    assert scan.instances is not None
+    assert scan.instances.tolist() == [42, 0]
+    assert scan.semantic is not None
+    assert scan.semantic.tolist() == [SK("car"), SK("road")]
+    assert scan.labels is not None
+    assert scan.labels.tolist() == [K3("car"), 0]
 
 
 def test_semantic_lidar_parse_reads_uint32_fields_as_integers() -> None:
@@ -125,13 +128,15 @@ def test_ego_points_are_dropped() -> None:
     scan = semantic_scan(raw, [1, 1], ego_id=7)
     assert len(scan) == 1
     assert scan.points["ring"].tolist() == [1]
-    assert scan.semantic is not None and scan.semantic.tolist() == [SK("road")]
+    assert scan.semantic is not None
+    assert scan.semantic.tolist() == [SK("road")]
 
 
 def test_bgra_image_becomes_rgb() -> None:
     raw = bgra_image([[(1, 2, 3, 255), (10, 20, 30, 0), (0, 0, 255, 9)], [(255, 0, 0, 1), (7, 8, 9, 10), (4, 5, 6, 7)]])
     rgb = bgra_to_rgb(raw, width=3, height=2)
-    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
+    assert rgb.shape == (2, 3, 3)
+    assert rgb.dtype == np.uint8
     assert rgb[0, 0].tolist() == [3, 2, 1]
     assert rgb[0, 2].tolist() == [255, 0, 0]
     assert rgb[1, 0].tolist() == [0, 0, 255]
@@ -285,7 +290,8 @@ def test_pose_matrix_is_rep103_roll_pitch_yaw() -> None:
 def test_intrinsics_follow_the_pinhole_formula(width: int, height: int, fov: float) -> None:
     camera = camera_from_fov(width, height, fov)
     f = width / (2.0 * math.tan(math.radians(fov) / 2.0))
-    assert camera.fx == pytest.approx(f) and camera.fy == pytest.approx(f)
+    assert camera.fx == pytest.approx(f)
+    assert camera.fy == pytest.approx(f)
     assert (camera.cx, camera.cy) == ((width - 1) / 2.0, (height - 1) / 2.0)
     info = camera.to_camera_info_dict()
     assert (info["width"], info["height"]) == (width, height)
@@ -363,10 +369,14 @@ def test_semantic_scan_boxes_hold_their_points() -> None:
     assert box.yaw == pytest.approx(0.0, abs=1e-9)
     assert (box.label, box.name, box.num_points) == (K3("car"), "Car", 2)
     np.testing.assert_allclose(box.velocity, [3.0, 0.0, 0.0], atol=1e-9)  # moving away along the LiDAR's x
-    assert box.contains(scan.xyz[:2]).all() and not box.contains(scan.xyz[2:]).any()
-    assert scan.labels is not None and scan.labels.tolist() == [K3("car"), K3("car"), 0, 0]  # a van is no KITTI car
-    assert scan.semantic is not None and scan.semantic.tolist() == [SK("car")] * 3 + [SK("road")]
-    assert boxes[32].name == "Van" and boxes[32].label == 0
+    assert box.contains(scan.xyz[:2]).all()
+    assert not box.contains(scan.xyz[2:]).any()
+    assert scan.labels is not None
+    assert scan.labels.tolist() == [K3("car"), K3("car"), 0, 0]  # a van is no KITTI car
+    assert scan.semantic is not None
+    assert scan.semantic.tolist() == [SK("car")] * 3 + [SK("road")]
+    assert boxes[32].name == "Van"
+    assert boxes[32].label == 0
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -383,7 +393,8 @@ def test_default_lidar_is_an_hdl64e_with_one_turn_per_tick() -> None:
     # CARLA casts round(points_per_second * delta / channels) rays per laser and tick: 2048 columns
     assert round(lidar.points_per_second * cfg.tick_s / lidar.channels) == 2048
     attrs = lidar.attributes()
-    assert attrs["channels"] == "64" and float(attrs["upper_fov"]) == pytest.approx(top)
+    assert attrs["channels"] == "64"
+    assert float(attrs["upper_fov"]) == pytest.approx(top)
     assert float(attrs["range"]) == hdl.max_range_m
 
 
@@ -433,7 +444,8 @@ def test_a_session_without_server_fails_cleanly() -> None:
         warnings.simplefilter("error")  # nothing was spawned, so clean-up has nothing to complain about
         with pytest.raises(SimulatorError, match="no CARLA server answered"):
             session.open()
-    assert session.ego is None and session.world is None
+    assert session.ego is None
+    assert session.world is None
     with pytest.raises(SimulatorError, match="not open"):
         next(session.frames(1))
 

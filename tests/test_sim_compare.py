@@ -41,7 +41,8 @@ def report(real: list[RangeView]) -> Report:
 def test_the_real_sources_are_hdl64e_sweeps_full_turn_or_front_view(real: list[RangeView]) -> None:
     assert len(real) == 12
     front = [v for v in real if v.name.startswith("kitti_squeezeseg/")]
-    assert len(front) == 4 and all(int(v.seen.sum()) == 512 for v in front)
+    assert len(front) == 4
+    assert all(int(v.seen.sum()) == 512 for v in front)
     assert all(v.seen.all() for v in real if v not in front)
     for view in real:  # every real sweep fills most of its seen pixels, as an HDL-64E does
         assert 0.7 < view.valid[:, view.seen].mean() < 0.95, view.name
@@ -49,14 +50,18 @@ def test_the_real_sources_are_hdl64e_sweeps_full_turn_or_front_view(real: list[R
 
 def test_the_report_has_the_four_statistics_judged_within_a_factor_of_two(report: Report) -> None:
     assert [v.name for v in report.verdicts] == NAMES
-    assert report.sim.frames == 2 and report.real.frames == 12
+    assert report.sim.frames == 2
+    assert report.real.frames == 12
     for verdict in report.verdicts:
         assert verdict.passed == (verdict.factor <= FACTOR)
-        assert np.isfinite(verdict.factor) and verdict.factor >= 1.0, verdict.name
+        assert np.isfinite(verdict.factor), verdict.name
+        assert verdict.factor >= 1.0, verdict.name
         assert any(verdict.judged), verdict.name
     # the recording car's shadow (bottom rings) and the sky (top rings) are both simulated
     assert report.verdicts[0].passed, report.table()
-    assert len(report.real.cars) >= 20 and len(report.sim.cars) >= 10  # cars on both sides
+    # cars on both sides
+    assert len(report.real.cars) >= 20
+    assert len(report.sim.cars) >= 10
 
 
 def test_table_json_and_picture(report: Report, tmp_path: Path) -> None:
@@ -65,7 +70,8 @@ def test_table_json_and_picture(report: Report, tmp_path: Path) -> None:
         assert name in table
     data = json.loads(json_text(report))
     assert [s["name"] for s in data["statistics"]] == NAMES
-    assert data["real"]["frames"] == 12 and data["passed"] == report.passed
+    assert data["real"]["frames"] == 12
+    assert data["passed"] == report.passed
     png = render_report(report, tmp_path / "report.png")
     picture = np.asarray(Image.open(png).convert("RGB"))
     assert picture.shape == (950, 1400, 3)
@@ -74,9 +80,11 @@ def test_table_json_and_picture(report: Report, tmp_path: Path) -> None:
 
 def test_real_scans_against_themselves_agree_exactly(real: list[RangeView]) -> None:
     same = compare(real, real)
-    assert same.passed and [v.factor for v in same.verdicts] == [1.0] * 4
+    assert same.passed
+    assert [v.factor for v in same.verdicts] == [1.0] * 4
 
 
 def test_sweeps_without_intensity_fail_the_intensity_statistic(real: list[RangeView]) -> None:
     verdict = compare(real, _sim(intensity="off", scenes=1)).verdicts[3]
-    assert not verdict.passed and verdict.factor == float("inf")
+    assert not verdict.passed
+    assert verdict.factor == float("inf")

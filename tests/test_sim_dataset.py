@@ -59,29 +59,36 @@ def test_same_seed_gives_the_same_bytes_with_one_or_two_workers(reference: Path,
 
 def test_the_manifest_lists_every_frame_with_its_checksum_seeds_and_settings(reference: Path) -> None:
     manifest = json.loads((reference / "manifest.json").read_text())
-    assert manifest["complete"] is True and manifest["planned_frames"] == 6
+    assert manifest["complete"] is True
+    assert manifest["planned_frames"] == 6
     assert manifest["generator"]["generator_version"] == GENERATOR_VERSION
-    assert manifest["config"]["seed"] == 5 and manifest["config"]["columns"] == 256
+    assert manifest["config"]["seed"] == 5
+    assert manifest["config"]["columns"] == 256
     assert manifest["config"]["backend"] in ("open3d", "torch")  # "auto" is resolved before rendering
-    assert manifest["sensor"]["name"] == "hdl64e" and manifest["sensor"]["rows"] == 64
+    assert manifest["sensor"]["name"] == "hdl64e"
+    assert manifest["sensor"]["rows"] == 64
     assert manifest["seeds"]["scenes"] == [scene_seed(5, i) for i in range(3)]
     assert [(r["scene"], r["frame"]) for r in manifest["frames"]] == [(i, j) for i in range(3) for j in range(2)]
     import hashlib
 
     for record in manifest["frames"]:
         data = (reference / record["file"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == record["sha256"] and len(data) == record["bytes"]
+        assert hashlib.sha256(data).hexdigest() == record["sha256"]
+        assert len(data) == record["bytes"]
         assert record["seed"] == frame_seed(5, record["scene"], record["frame"])
         assert record["points"] > 5000  # a 64 x 256 sweep of a street
 
 
 def test_frames_read_back_through_the_io_registry_with_labels_boxes_and_pixels(reference: Path) -> None:
     dataset = open_dataset(reference)
-    assert len(dataset) == 6 and not dataset.notes
+    assert len(dataset) == 6
+    assert not dataset.notes
     direct = SimulatedScans(seed=5, columns=256, frames_per_scene=2, scenes=1, scene_config=SMALL_SCENE)
     for j, fresh in enumerate(direct):
         stored = load(reference / "frames" / f"s00000_f{j:03d}.npz")
-        assert stored.sensor == "hdl64e" and stored.pixels is not None and fresh.pixels is not None
+        assert stored.sensor == "hdl64e"
+        assert stored.pixels is not None
+        assert fresh.pixels is not None
         order = np.lexsort((fresh.pixels[:, 1], fresh.pixels[:, 0]))  # stored frames come in row-major order
         np.testing.assert_array_equal(stored.pixels, fresh.pixels[order])
         for name in ("label", "semantic", "instance", "ring"):
@@ -92,7 +99,8 @@ def test_frames_read_back_through_the_io_registry_with_labels_boxes_and_pixels(r
         for a, b in zip(stored.boxes, fresh.boxes, strict=True):
             assert (a.label, a.name, a.num_points) == (b.label, b.name, b.num_points)
             np.testing.assert_allclose(a.center, b.center, atol=1e-5)
-        assert stored.range_image is not None and stored.range_image.shape == (64, 256, 6)
+        assert stored.range_image is not None
+        assert stored.range_image.shape == (64, 256, 6)
         assert int(stored.range_image[:, :, 5].sum()) == len(stored)
         assert {1, 2} <= set(np.unique(stored.labels).tolist())  # cars and pedestrians in every small street
 
@@ -198,8 +206,11 @@ def test_range_image_pairs_for_training() -> None:
     scans = SimulatedScans(seed=5, columns=256, frames_per_scene=1, scenes=1, output="range_image")
     scans = dataclasses.replace(scans, scene_config=SMALL_SCENE)
     [(image, labels)] = list(scans)
-    assert image.shape == (64, 256, 6) and image.dtype == np.float32
-    assert labels.shape == (64, 256) and labels.dtype == np.int64
+    assert image.shape == (64, 256, 6)
+    assert image.dtype == np.float32
+    assert labels.shape == (64, 256)
+    assert labels.dtype == np.int64
     valid = image[:, :, 5] > 0
-    assert not labels[~valid].any() and set(np.unique(labels[valid]).tolist()) <= {0, 1, 2, 3}
+    assert not labels[~valid].any()
+    assert set(np.unique(labels[valid]).tolist()) <= {0, 1, 2, 3}
     np.testing.assert_allclose(image[valid, 4], np.linalg.norm(image[valid, :3], axis=1), rtol=1e-5)

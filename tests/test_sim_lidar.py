@@ -44,14 +44,18 @@ def street() -> tuple[Scene, Scan]:
 def test_scan_format(street: tuple[Scene, Scan]) -> None:
     _, scan = street
     assert scan.points.dtype == POINT_DTYPE
-    assert scan.sensor == "hdl64e" and len(scan) > 0.5 * 64 * 2048
+    assert scan.sensor == "hdl64e"
+    assert len(scan) > 0.5 * 64 * 2048
     np.testing.assert_array_equal(scan.labels, scan.points["label"])
     np.testing.assert_array_equal(scan.semantic, scan.points["semantic"])
     np.testing.assert_array_equal(scan.instances, scan.points["instance"])
-    assert pixels_of(scan)[:, 0].max() < 64 and pixels_of(scan)[:, 1].max() < 2048
+    assert pixels_of(scan)[:, 0].max() < 64
+    assert pixels_of(scan)[:, 1].max() < 2048
     assert len(np.unique(pixels_of(scan)[:, 0] * 2048 + pixels_of(scan)[:, 1])) == len(scan)  # one return per pixel
     i = scan.points["intensity"]
-    assert i.min() >= 0 and i.max() <= 1 and i.std() > 0.05
+    assert i.min() >= 0
+    assert i.max() <= 1
+    assert i.std() > 0.05
     assert set(np.unique(scan.points["label"])) <= set(KITTI3.ids)
     # the ground lies about 1.73 m below the sensor
     road = scan.points["semantic"] == SEMANTIC_KITTI.id_of("road")

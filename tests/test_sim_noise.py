@@ -37,7 +37,8 @@ def test_range_noise_has_the_configured_spread() -> None:
     r = np.full(100_000, 20.0, np.float32)
     noisy = RangeNoise(0.02).apply(r, rng)
     assert noisy.dtype == np.float32
-    assert np.std(noisy - r) == pytest.approx(0.02, rel=0.03) and abs(np.mean(noisy - r)) < 1e-3
+    assert np.std(noisy - r) == pytest.approx(0.02, rel=0.03)
+    assert abs(np.mean(noisy - r)) < 1e-3
     with pytest.raises(PerceptionError, match="sigma"):
         RangeNoise(-1.0)
 
@@ -74,7 +75,8 @@ def test_physical_dropout_detection_probability() -> None:
     assert bright_near > 0.99
     signal = 0.05 * 0.8 * (10 / 60) ** 2
     assert dark_far == pytest.approx(1 - np.exp(-signal / model.signal_scale), abs=0.01)
-    assert grazing < 0.8 and dark_far < bright_near
+    assert grazing < 0.8
+    assert dark_far < bright_near
     assert model.keeps(_returns(n, 60.0, 0.8, 0.05, retro=True), rng).mean() > dark_far
     assert not model.transmits(_returns(100), rng).any()  # only glass lets beams through
     assert NoDropout().keeps(_returns(10), rng).all()
@@ -84,7 +86,8 @@ def test_reflectance_model() -> None:
     rng = np.random.default_rng(3)
     model = ReflectanceModel(noise=0.0)
     near, far = model.render(_returns(10, 5.0), rng), model.render(_returns(10, 60.0), rng)
-    assert np.all(near > far) and np.all(far > 0)
+    assert np.all(near > far)
+    assert np.all(far > 0)
     head_on, grazing = model.render(_returns(10, cos=1.0), rng), model.render(_returns(10, cos=0.05), rng)
     assert np.all(head_on > grazing)
     sign = model.render(_returns(10, 20.0, cos=0.1, albedo=0.8, retro=True), rng)
@@ -106,7 +109,9 @@ def test_simulated_intensities_resemble_a_real_scan(real_data: Path) -> None:
     for name in ("road", "sidewalk", "building", "vegetation", "terrain", "pole"):
         c = SEMANTIC_KITTI.id_of(name)
         sim, real = scan.points["intensity"][scan.semantic == c], raw[sem == c, 3]
-        assert len(sim) > 50 and len(real) > 50, name
+        assert len(sim) > 50, name
+        assert len(real) > 50, name
         assert sim.mean() == pytest.approx(real.mean(), abs=0.1), name
         means[name] = sim.mean()
-    assert means["road"] < means["terrain"] and means["road"] < means["vegetation"]
+    assert means["road"] < means["terrain"]
+    assert means["road"] < means["vegetation"]

@@ -123,7 +123,9 @@ def test_wall_behind_the_sensor_wraps_around_the_columns() -> None:
     lidar = Lidar("hdl64e", columns=720)
     tri = _every_pixel_equal(wall, lidar, EgoPose(yaw=0.3))
     hit_cols = np.flatnonzero((tri >= 0).any(axis=0))
-    assert 0 in hit_cols and 719 in hit_cols and 360 not in hit_cols
+    assert 0 in hit_cols
+    assert 719 in hit_cols
+    assert 360 not in hit_cols
 
 
 def test_ground_under_the_car_and_a_long_edge_beside_it() -> None:
@@ -144,7 +146,8 @@ def test_batched_equals_one_by_one_and_opaque_hits(street: Scene) -> None:
     trans = np.stack([t for _, t in poses])
     caster = RasterCaster(street.soup, "cpu", pair_chunk=50_000, triangle_chunk=100_000)  # several chunks
     batch = caster.first_hits(lidar.pattern, rot, trans, 80.0, opaque=True)
-    assert batch.t_opaque is not None and batch.triangle_opaque is not None
+    assert batch.t_opaque is not None
+    assert batch.triangle_opaque is not None
     for i in range(len(poses)):
         one = RasterCaster(street.soup, "cpu").first_hits(lidar.pattern, rot[i : i + 1], trans[i : i + 1], 80.0)
         assert torch.equal(one.triangle[0], batch.triangle[i])
@@ -155,7 +158,8 @@ def test_batched_equals_one_by_one_and_opaque_hits(street: Scene) -> None:
     opaque_first = (first >= 0) & ~glass[first.clamp(min=0)]
     assert torch.equal(behind[opaque_first], first[opaque_first])
     on_glass = (first >= 0) & glass[first.clamp(min=0)]
-    assert on_glass.any() and (batch.t_opaque[on_glass] >= batch.t[on_glass]).all()
+    assert on_glass.any()
+    assert (batch.t_opaque[on_glass] >= batch.t[on_glass]).all()
     assert (batch.t[batch.triangle >= 0] <= 80.0).all()
 
 
@@ -171,7 +175,8 @@ def test_sweep_batch_matches_lidar_scan(street: Scene) -> None:
         assert scan.pixels is not None
         row, col = scan.pixels[:, 0], scan.pixels[:, 1]
         mask = batch.mask[i].numpy()
-        assert mask.sum() == len(scan) and mask[row, col].all()
+        assert mask.sum() == len(scan)
+        assert mask[row, col].all()
         tri = batch.triangle[i].numpy()
         assert (batch.label[i].numpy()[mask] == soup.kitti3[tri[mask]]).all()
         assert (batch.semantic[i].numpy()[mask] == soup.semantic[tri[mask]]).all()
@@ -182,14 +187,17 @@ def test_sweep_batch_matches_lidar_scan(street: Scene) -> None:
         assert np.quantile(np.abs(batch.xyz[i].numpy()[row, col] - xyz).max(axis=1), 0.999) < 1e-3
         same = np.abs(batch.intensity[i].numpy()[row, col] - scan.points["intensity"]) < 1e-4
         assert same.mean() >= 0.999  # coplanar sign faces (retro front, plain back) may tie
-        assert (batch.range[i].numpy()[~mask] == 0).all() and (batch.label[i].numpy()[~mask] == 0).all()
+        assert (batch.range[i].numpy()[~mask] == 0).all()
+        assert (batch.label[i].numpy()[~mask] == 0).all()
 
 
 def test_sweep_models_are_seeded_and_like_the_cpu_scan(street: Scene) -> None:
     lidar = Lidar("hdl64e", columns=512, dropout=(PhysicalDropout(),))
     renderer = SweepRenderer(street, lidar, "cpu")
     a, b = renderer.render(street.ego_poses[:1], seed=5), renderer.render(street.ego_poses[:1], seed=5)
-    assert torch.equal(a.range, b.range) and torch.equal(a.mask, b.mask) and torch.equal(a.intensity, b.intensity)
+    assert torch.equal(a.range, b.range)
+    assert torch.equal(a.mask, b.mask)
+    assert torch.equal(a.intensity, b.intensity)
     c = renderer.render(street.ego_poses[:1], seed=6)
     assert not torch.equal(a.range, c.range)
     scan = lidar.scan(street, make_raycaster(street.soup, "open3d"), street.ego_poses[0], seed=5)
@@ -229,7 +237,8 @@ def test_model_formulas_run_on_tensors_and_arrays(street: Scene) -> None:
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)  # exp differs by an ulp
     reflect = ReflectanceModel(noise=0.0)
     got = reflect.render(tensors, np.random.default_rng(1))
-    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    assert isinstance(got, torch.Tensor)
+    assert got.dtype == torch.float32
     np.testing.assert_allclose(got.numpy(), reflect.render(arrays, np.random.default_rng(1)), rtol=1e-6)
 
 

@@ -63,7 +63,8 @@ def test_backends_agree_on_a_street_scan() -> None:
     lidar = Lidar(columns=512, noise=RangeNoise(0.0), intensity=None, dropout=(NoDropout(),))
     a = lidar.scan(scene, make_raycaster(scene.soup, "open3d"))
     b = lidar.scan(scene, make_raycaster(scene.soup, "torch", device="cpu"))
-    assert a.pixels is not None and b.pixels is not None
+    assert a.pixels is not None
+    assert b.pixels is not None
     flat_a, flat_b = (p[:, 0] * 512 + p[:, 1] for p in (a.pixels, b.pixels))
     _, ia, ib = np.intersect1d(flat_a, flat_b, return_indices=True)
     assert len(ia) >= 0.99 * max(len(a), len(b))

@@ -35,7 +35,8 @@ def test_scene_has_the_street_classes_and_labelled_actors() -> None:
     present = {SEMANTIC_KITTI.names[i] for i in np.unique(soup.semantic)}
     assert {"road", "sidewalk", "building", "vegetation", "trunk", "pole", "car", "person"} <= present
     instances = [a.instance for a in scene.actors]
-    assert len(set(instances)) == len(instances) and min(instances) >= 1
+    assert len(set(instances)) == len(instances)
+    assert min(instances) >= 1
     for actor in scene.actors:
         tri = soup.instance == actor.instance
         assert tri.any()
@@ -65,10 +66,13 @@ def test_vehicle_sizes_and_glass(kind: str) -> None:
     length, width, height = hi - lo
     assert lo[2] == pytest.approx(0.0, abs=0.01)  # wheels on the ground
     if asset.name == "Car":
-        assert 3.3 < length < 5.0 and 1.45 < width < 1.95 and 1.35 < height < 1.85
+        assert 3.3 < length < 5.0
+        assert 1.45 < width < 1.95
+        assert 1.35 < height < 1.85
         assert asset.kitti3 == KITTI3.id_of("car")
     else:
-        assert asset.kitti3 == 0 and length > 4.7
+        assert asset.kitti3 == 0
+        assert length > 4.7
     mesh = asset.parts[0].mesh
     assert 200 < len(mesh) < 3000
     assert IS_GLASS[mesh.materials].mean() > 0.03  # windows exist
@@ -83,7 +87,9 @@ def test_kitti_like_mean_car_size() -> None:
             sizes.append(hi - lo)
     mean = np.mean(sizes, axis=0)
     # KITTI's mean car box is about 3.9 x 1.6 x 1.5 m
-    assert 3.7 < mean[0] < 4.6 and 1.55 < mean[1] < 1.85 and 1.4 < mean[2] < 1.65
+    assert 3.7 < mean[0] < 4.6
+    assert 1.55 < mean[1] < 1.85
+    assert 1.4 < mean[2] < 1.65
 
 
 def test_people_sizes() -> None:
@@ -98,7 +104,9 @@ def test_people_sizes() -> None:
         assert [SEMANTIC_KITTI.names[p.semantic] for p in c.parts] == ["bicyclist", "bicycle"]
     assert 1.55 < np.median(heights) < 1.9
     length, width, height = np.median(cyc, axis=0)
-    assert 1.6 < length < 1.95 and 0.5 < width < 0.8 and 1.5 < height < 1.95
+    assert 1.6 < length < 1.95
+    assert 0.5 < width < 0.8
+    assert 1.5 < height < 1.95
 
 
 def test_primitives_are_closed_and_outward() -> None:

@@ -44,7 +44,8 @@ def test_stamps_rise_at_the_sensor_rate_and_ids_are_stable(drive: tuple[Scene, l
     # the ego drives (in scene 3 it brakes for something ahead): the sensor moves by the integral of its speed
     travelled = np.linalg.norm(frames[-1].sensor_to_world[:2, 3] - frames[0].sensor_to_world[:2, 3])
     speed = np.array([np.linalg.norm(f.ego.velocity[:2]) for f in frames])
-    assert travelled > 5.0 and travelled == pytest.approx(np.sum((speed[1:] + speed[:-1]) / 2) / RATE_HZ, rel=0.03)
+    assert travelled > 5.0
+    assert travelled == pytest.approx(np.sum((speed[1:] + speed[:-1]) / 2) / RATE_HZ, rel=0.03)
 
 
 def test_velocities_match_the_finite_difference_of_positions(drive: tuple[Scene, list[SequenceFrame]]) -> None:
@@ -69,7 +70,8 @@ def test_velocities_match_the_finite_difference_of_positions(drive: tuple[Scene,
         f"|v - dp/dt|: max {max(errors):.4f} m/s, 99th pct {np.percentile(errors, 99):.4f}; z max {max(vertical):.4f}"
     )
     # measured: max 0.085 m/s (speed changes within the 0.2 s central difference), 99th pct 0.006
-    assert max(errors) < 0.15 and np.percentile(errors, 99) < 0.05
+    assert max(errors) < 0.15
+    assert np.percentile(errors, 99) < 0.05
     assert max(vertical) < 0.1  # measured 0.008
 
 
@@ -123,7 +125,8 @@ def test_tracker_follows_the_simulated_traffic(drive: tuple[Scene, list[Sequence
     # measured (scene 3, cars with interiors): MOTA 0.837, 1 switch, MOTP 0.08 m, median |dv| 0.11 m/s; the
     # misses are the two scans every track needs before it is confirmed, and boxes fitted to a car's rear face
     assert result.objects >= 50
-    assert result.mota >= 0.7 and result.id_switches <= 1
+    assert result.mota >= 0.7
+    assert result.id_switches <= 1
     assert median_dv <= 0.5
     # the thesis' 0.3 m / minPts 20 for every class loses cars and people (measured MOTA 0.42)
     thesis, _ = track(frames, DetectConfig(cluster=ClusterConfig.thesis()))
@@ -139,7 +142,8 @@ def test_sequences_are_deterministic_and_carry_the_camera() -> None:
     assert [f.stamp_ns for f in first] == [7, 100_000_007]
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a.scan.points, b.scan.points)
-        assert a.camera is not None and b.camera is not None
+        assert a.camera is not None
+        assert b.camera is not None
         np.testing.assert_array_equal(a.camera.rgb, b.camera.rgb)
         assert a.camera.stamp_ns == a.stamp_ns
     # the world moves between the two frames: the ego's sweeps differ

@@ -27,18 +27,21 @@ def stream() -> SimStream:
 def test_frames_carry_labels_instances_and_boxes_that_agree(stream: SimStream) -> None:
     frame = stream.frame(0, 0.0)
     points = frame.points
-    assert points.dtype == CLOUD_DTYPE and 20_000 < len(points) <= 64 * 512
+    assert points.dtype == CLOUD_DTYPE
+    assert 20_000 < len(points) <= 64 * 512
     assert set(np.unique(points["label"])) <= set(range(len(KITTI3)))
     assert set(np.unique(points["ring"])) == set(range(64))
     cars = [box for box in frame.boxes if box.label == KITTI3.id_of("car")]
-    assert cars and all(box.num_points >= 1 and box.track_id > 0 for box in frame.boxes)
+    assert cars
+    assert all(box.num_points >= 1 and box.track_id > 0 for box in frame.boxes)
     xyz = np.stack([points["x"], points["y"], points["z"]], axis=1)
     for box in frame.boxes:  # an actor's points lie in its box, carry its class, and there are num_points of them
         own = points["instance"] == box.track_id
         assert own.sum() == box.num_points
         assert np.all(points["label"][own] == box.label)
         assert box.contains(xyz[own], margin=0.1).mean() > 0.98  # range noise moves a rare point a little out
-    assert frame.camera is not None and frame.camera.rgb.shape == (375, 1242, 3)
+    assert frame.camera is not None
+    assert frame.camera.rgb.shape == (375, 1242, 3)
     assert np.array_equal(stream.frame(0, 0.0).points, points)  # deterministic for seed, index and time
 
 
@@ -59,7 +62,8 @@ def test_traffic_moves_with_scene_time_and_time_follows_the_clock_mode(stream: S
 
 def test_static_transforms_describe_the_mount_and_the_camera(stream: SimStream) -> None:
     base, camera = stream.static_transforms()
-    assert (base.parent, base.child) == ("base_link", "lidar") and base.translation == pytest.approx((0, 0, 1.73))
+    assert (base.parent, base.child) == ("base_link", "lidar")
+    assert base.translation == pytest.approx((0, 0, 1.73))
     assert base.rotation == pytest.approx((0, 0, 0, 1))
     assert (camera.parent, camera.child) == ("lidar", "camera")
     # the camera's origin in the LiDAR frame goes to the optical centre; its z axis looks along the LiDAR's +x

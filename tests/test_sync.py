@@ -24,7 +24,8 @@ def test_equal_stamps_pair_at_once() -> None:
     sync: ApproximateTimeSync[str] = ApproximateTimeSync(2, slop_s=0.01)
     assert feed(sync, [(0, 0), (1, 0)]) == [("a0", "b0")]
     assert feed(sync, [(1, 100), (0, 100), (0, 200), (1, 200)]) == [("a100", "b100"), ("a200", "b200")]
-    assert sync.dropped == [0, 0] and sync.emitted == 3
+    assert sync.dropped == [0, 0]
+    assert sync.emitted == 3
 
 
 def test_the_closest_match_wins_and_the_loser_is_dropped() -> None:
@@ -47,7 +48,9 @@ def test_a_known_minimum_period_decides_without_waiting() -> None:
 def test_messages_without_partner_within_the_slop_are_dropped() -> None:
     sync: ApproximateTimeSync[str] = ApproximateTimeSync(2, slop_s=0.01)
     assert feed(sync, [(0, 0), (1, 50)]) == []
-    assert sync.dropped == [1, 0] and sync.pending(0) == 0 and sync.pending(1) == 1
+    assert sync.dropped == [1, 0]
+    assert sync.pending(0) == 0
+    assert sync.pending(1) == 1
     assert feed(sync, [(0, 52), (1, 120)]) == [("a52", "b50")]
 
 
@@ -57,20 +60,23 @@ def test_an_input_that_moved_on_drops_the_pivot_even_with_an_empty_queue() -> No
     assert feed(sync, [(0, 50)]) == []  # older than what input a already emitted: late
     assert sync.dropped == [1, 0]
     assert feed(sync, [(1, 200), (0, 150)]) == []  # b has nothing queued, yet b200 is past a150's window
-    assert sync.dropped == [2, 0] and sync.pending(0) == 0
+    assert sync.dropped == [2, 0]
+    assert sync.pending(0) == 0
 
 
 def test_queues_are_bounded() -> None:
     sync: ApproximateTimeSync[str] = ApproximateTimeSync(2, slop_s=0.01, queue_size=3)
     assert feed(sync, [(0, t) for t in range(0, 1000, 100)]) == []  # input b is silent
-    assert sync.pending(0) == 3 and sync.dropped == [7, 0]
+    assert sync.pending(0) == 3
+    assert sync.dropped == [7, 0]
     assert feed(sync, [(1, 705)]) == [("a700", "b705")]
 
 
 def test_duplicate_and_out_of_order_stamps() -> None:
     sync: ApproximateTimeSync[str] = ApproximateTimeSync(2, slop_s=0.01)
     assert feed(sync, [(0, 200), (0, 100), (0, 100)]) == []  # 100 is queued in order; its duplicate dropped
-    assert sync.pending(0) == 2 and sync.dropped == [1, 0]
+    assert sync.pending(0) == 2
+    assert sync.dropped == [1, 0]
     assert feed(sync, [(1, 100)]) == [("a100", "b100")]
 
 

@@ -55,7 +55,8 @@ def test_a_later_edge_for_the_same_child_replaces_the_first() -> None:
     tree.add("lidar", "camera", (1.5, 0.0, -0.1), OPTICAL)  # re-published mounting
     assert np.allclose(tree.lookup("camera", "lidar").apply([[10.0, 0.0, 0.0]]), [[0.0, -0.1, 8.5]], atol=1e-12)
     same = tree.lookup("camera", "camera")
-    assert np.array_equal(same.matrix, np.eye(4)) and isinstance(same, Extrinsic)
+    assert np.array_equal(same.matrix, np.eye(4))
+    assert isinstance(same, Extrinsic)
     # a quaternion slightly off unit length (printed with few digits) is normalised, as tf2 does
     tree.add("lidar", "camera", (0.5, 0.0, -0.1), (-0.5001, 0.5, -0.5, 0.5))
     assert np.allclose(tree.lookup("camera", "lidar").apply([[10.0, 0.0, 0.0]]), [[0.0, -0.1, 9.5]], atol=1e-3)

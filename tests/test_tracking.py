@@ -35,7 +35,8 @@ def test_constant_acceleration_transition_is_the_thesis_matrix() -> None:
     np.testing.assert_allclose(transition(TrackerConfig(motion_model="ca"), dt), expected)
     np.testing.assert_allclose(transition(TrackerConfig(motion_model="cv"), dt), expected[:4, :4])
     q = process_noise(TrackerConfig(), dt)
-    assert np.count_nonzero(q - np.diag(np.diag(q))) == 0 and (np.diag(q) > 0).all()
+    assert np.count_nonzero(q - np.diag(np.diag(q))) == 0
+    assert (np.diag(q) > 0).all()
 
 
 def test_measurement_noise_is_wider_across_the_ray_far_away() -> None:
@@ -48,9 +49,13 @@ def test_assignment_respects_the_gate() -> None:
     cost = np.array([[1.0, 2.0], [0.5, 100.0]])
     allowed = np.array([[True, True], [True, False]])
     matches, rows, cols = assign(cost, allowed)
-    assert sorted(matches) == [(0, 1), (1, 0)] and rows == [] and cols == []
+    assert sorted(matches) == [(0, 1), (1, 0)]
+    assert rows == []
+    assert cols == []
     matches, rows, cols = assign(cost, np.array([[False, False], [True, False]]))
-    assert matches == [(1, 0)] and rows == [0] and cols == [1]
+    assert matches == [(1, 0)]
+    assert rows == [0]
+    assert cols == [1]
 
 
 # -- CLEAR MOT ------------------------------------------------------------------------------------------
@@ -217,8 +222,10 @@ def test_life_cycle_tentative_confirmed_lost_dropped() -> None:
     assert tracker.update([car], 0.1) == []
     confirmed = tracker.update([car], 0.2)
     assert [b.track_id for b in confirmed] == [1]
-    assert tracker.update([], 0.3) == [] and tracker.tracks[0].state.value == "lost"
-    assert tracker.update([], 0.4) == [] and len(tracker.tracks) == 1
+    assert tracker.update([], 0.3) == []
+    assert tracker.tracks[0].state.value == "lost"
+    assert tracker.update([], 0.4) == []
+    assert len(tracker.tracks) == 1
     assert [b.track_id for b in tracker.update([car], 0.5)] == [1]  # found again: same id
     for t in (0.6, 0.7, 0.8):
         tracker.update([], t)

@@ -52,12 +52,15 @@ def runs(frames: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     root = tmp_path_factory.mktemp("runs")
     config = small_config(frames)
     whole = train(config, root / "whole", progress=False)
-    assert whole.finished and whole.step == 4
+    assert whole.finished
+    assert whole.step == 4
     first = train(config, root / "split", stop_after=2, progress=False)
-    assert not first.finished and first.step == 2
+    assert not first.finished
+    assert first.step == 2
     assert load_checkpoint(root / "split" / CHECKPOINT)["step"] == 2
     second = train(config, root / "split", progress=False)
-    assert second.finished and second.step == 4
+    assert second.finished
+    assert second.step == 4
     return {"whole": root / "whole", "split": root / "split"}
 
 
@@ -69,7 +72,8 @@ def test_a_resumed_run_ends_with_exactly_the_weights_of_an_uninterrupted_one(run
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, split["model"][name]), name
     moments = [(whole["optimizer"]["state"][i], split["optimizer"]["state"][i]) for i in whole["optimizer"]["state"]]
-    assert moments and all(torch.equal(a["exp_avg_sq"], b["exp_avg_sq"]) for a, b in moments)
+    assert moments
+    assert all(torch.equal(a["exp_avg_sq"], b["exp_avg_sq"]) for a, b in moments)
     assert whole["scheduler"]["last_epoch"] == split["scheduler"]["last_epoch"] == 4
     # training changed the weights (else equality would prove nothing)
     fresh = build_training_model(TrainConfig.from_json(whole["config"])).state_dict()
@@ -130,7 +134,8 @@ def test_the_worker_count_does_not_change_the_batches(frames: Path) -> None:
     samples = AugmentedSamples(FolderSource(frames), Augmentation(rotate_deg=10.0), seed=3)
     batches = [list(make_loader(samples, StepBatches(0, 2, 2), workers)) for workers in (0, 2)]
     for (images0, labels0), (images2, labels2) in zip(*batches, strict=True):
-        assert torch.equal(images0, images2) and torch.equal(labels0, labels2)
+        assert torch.equal(images0, images2)
+        assert torch.equal(labels0, labels2)
     # the draws are per sample: two samples of the same frame (indices 0 and 4) are augmented differently
     assert not torch.equal(samples[0][0], samples[4][0])
 
@@ -163,9 +168,11 @@ def test_two_cpu_processes_under_torchrun_train_in_step(
     state = load_checkpoint(out / CHECKPOINT)
     assert state["step"] == 2 if not budget else 1 <= state["step"] < steps
     run = json.loads((out / "run.json").read_text())
-    assert run["step"] == state["step"] and run["world_size"] == 2
+    assert run["step"] == state["step"]
+    assert run["world_size"] == 2
     digests = run["parameter_sha256_by_rank"]
-    assert len(digests) == 2 and digests[0] == digests[1]  # gradients were averaged across the ranks
+    assert len(digests) == 2
+    assert digests[0] == digests[1]  # gradients were averaged across the ranks
     # the digest is that of the weights rank 0 saved: rebuild the model from the checkpoint and hash it
     model = build_training_model(TrainConfig.from_json(state["config"]))
     model.load_state_dict(state["model"])
@@ -206,14 +213,16 @@ def test_rotation_keeps_every_point_in_the_column_of_its_azimuth(
     assert _column_error(image, a, b).max() <= 1.0
     turned, moved = rotate(image, labels, shift, COLUMNS_PER_TURN)
     errors = _column_error(turned, a, b)
-    assert errors.size > 0.8 * (image[..., MASK] > 0).sum() and errors.max() <= 1.0
+    assert errors.size > 0.8 * (image[..., MASK] > 0).sum()
+    assert errors.max() <= 1.0
     # the content moved by `shift` columns; the columns shifted in are empty
     kept = slice(shift, None) if shift > 0 else slice(None, shift)
     source = slice(None, -shift) if shift > 0 else slice(-shift, None)
     assert np.array_equal(moved[:, kept], labels[:, source])
     assert np.array_equal(turned[:, kept, 2:], image[:, source, 2:])
     blank = slice(None, shift) if shift > 0 else slice(shift, None)
-    assert not turned[:, blank].any() and not moved[:, blank].any()
+    assert not turned[:, blank].any()
+    assert not moved[:, blank].any()
     # without the matching turn of x and y the points would sit `shift` columns off
     stale = turned.copy()
     stale[:, kept, :2] = image[:, source, :2]
@@ -255,8 +264,11 @@ def test_empty_pixels_stay_exactly_zero_through_every_augmentation(frame: tuple[
     for seed in range(8):
         out, out_labels = augment(image, labels, settings, np.random.default_rng(seed))
         empty = out[..., MASK] == 0
-        assert empty.any() and (out[empty] == 0).all() and (out_labels[empty] == 0).all()
-        assert (out[~empty, MASK] == 1).all() and (out[..., 3] <= 1).all()
+        assert empty.any()
+        assert (out[empty] == 0).all()
+        assert (out_labels[empty] == 0).all()
+        assert (out[~empty, MASK] == 1).all()
+        assert (out[..., 3] <= 1).all()
 
 
 # --- the simulated source ------------------------------------------------------------------------------------
@@ -266,10 +278,13 @@ def test_the_simulated_source_is_deterministic_and_cuts_windows_of_its_sweeps() 
     first, second = SimulatedSource(seed=5, frames_per_scene=1), SimulatedSource(seed=5, frames_per_scene=1)
     image, labels = first.sample(1)
     again, again_labels = second.sample(1)
-    assert np.array_equal(image, again) and np.array_equal(labels, again_labels)
+    assert np.array_equal(image, again)
+    assert np.array_equal(labels, again_labels)
     sweep, sweep_labels = first.sweep(0)
-    assert sweep.shape == (64, 2048, 6) and image.shape == (64, 512, 6)
-    assert set(np.unique(sweep_labels)) <= {0, 1, 2, 3} and (sweep_labels == 1).sum() > 100  # cars present
+    assert sweep.shape == (64, 2048, 6)
+    assert image.shape == (64, 512, 6)
+    assert set(np.unique(sweep_labels)) <= {0, 1, 2, 3}
+    assert (sweep_labels == 1).sum() > 100  # cars present
     assert (sweep_labels[sweep[..., MASK] == 0] == 0).all()
     starts = []
     for index in range(first.crops):
@@ -291,10 +306,13 @@ def test_the_simulated_source_is_deterministic_and_cuts_windows_of_its_sweeps() 
 def test_the_shipped_weights_load_checked_and_find_cars_in_real_frames(frames: Path) -> None:
     model = load_weights(None)
     manifest = read_manifest(DEFAULT_WEIGHTS)
-    assert not model.training and model.config["name"] == "squeezesegv2" and model.config["crf"]
+    assert not model.training
+    assert model.config["name"] == "squeezesegv2"
+    assert model.config["crf"]
     assert hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest() == manifest["sha256"]
     result = evaluate(model, frames, instances=False)
-    assert result.frames == 4 and result.class_level is not None
+    assert result.frames == 4
+    assert result.class_level is not None
     car_iou = 100 * result.class_level["car"].iou
     assert car_iou >= 30.0  # issue 5's goal; the manifest records 64.8
     assert car_iou == pytest.approx(manifest["scores"]["kitti_squeezeseg"]["class"]["car"]["iou"], abs=0.5)
@@ -329,5 +347,7 @@ def test_bad_train_arguments_are_one_line_and_exit_status_2(
     args += [a.format(tmp=tmp_path) for a in argv]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("perception train: error:") and expected in err
+    assert len(err.splitlines()) == 1
+    assert err.startswith("perception train: error:")
+    assert expected in err
     assert not (tmp_path / "out").exists()  # nothing written for a run that cannot start

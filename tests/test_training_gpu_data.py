@@ -48,17 +48,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     then resumed, building scenes in-process: the batches must not depend on either."""
     root = tmp_path_factory.mktemp("gpu_runs")
     whole = train(tiny_config(workers=1), root / "whole", progress=False)
-    assert whole.finished and whole.step == 4
+    assert whole.finished
+    assert whole.step == 4
     first = train(tiny_config(), root / "split", stop_after=3, progress=False)
-    assert not first.finished and load_checkpoint(root / "split" / CHECKPOINT)["step"] == 3
+    assert not first.finished
+    assert load_checkpoint(root / "split" / CHECKPOINT)["step"] == 3
     second = train(tiny_config(), root / "split", progress=False)
-    assert second.finished and second.step == 4
+    assert second.finished
+    assert second.step == 4
     return {"whole": root / "whole", "split": root / "split"}
 
 
 def test_a_tiny_sim_gpu_run_trains_and_writes_its_checkpoint(runs: dict[str, Path]) -> None:
     state = load_checkpoint(runs["whole"] / CHECKPOINT)
-    assert state["step"] == 4 and state["config"]["data"] == "sim-gpu"
+    assert state["step"] == 4
+    assert state["config"]["data"] == "sim-gpu"
     rows = read_log(runs["whole"] / LOG)
     assert [r["step"] for r in rows] == [1.0, 2.0, 3.0, 4.0]
     assert all(np.isfinite(r["loss"]) and r["samples_per_s"] > 0 for r in rows)
@@ -71,7 +75,8 @@ def test_a_resumed_sim_gpu_run_equals_an_uninterrupted_one_bit_for_bit(runs: dic
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, split["model"][name]), name
     moments = [(whole["optimizer"]["state"][i], split["optimizer"]["state"][i]) for i in whole["optimizer"]["state"]]
-    assert moments and all(torch.equal(a["exp_avg_sq"], b["exp_avg_sq"]) for a, b in moments)
+    assert moments
+    assert all(torch.equal(a["exp_avg_sq"], b["exp_avg_sq"]) for a, b in moments)
     rows = [[(r["step"], r["loss"]) for r in read_log(runs[k] / LOG)] for k in ("whole", "split")]
     assert rows[0] == rows[1]
 
@@ -82,9 +87,12 @@ def test_the_batches_follow_the_step_and_rank_only() -> None:
     all_steps = list(sweeps.batches(0, 6, CPU, workers=0))
     later = list(sweeps.batches(3, 6, CPU, workers=0))
     for (images, labels), (again, again_labels) in zip(all_steps[3:], later, strict=True):
-        assert torch.equal(images, again) and torch.equal(labels, again_labels)
+        assert torch.equal(images, again)
+        assert torch.equal(labels, again_labels)
     images, labels = all_steps[0]
-    assert images.shape == (2, 6, 16, 128) and labels.shape == (2, 16, 128) and labels.dtype == torch.int64
+    assert images.shape == (2, 6, 16, 128)
+    assert labels.shape == (2, 16, 128)
+    assert labels.dtype == torch.int64
     assert not torch.equal(all_steps[0][0], all_steps[1][0])  # two steps of one scene take different crops
     # two ranks read different scenes at the same step
     rank0, rank1 = (next(sweeps.batches(0, 1, CPU, 0, rank, 2)) for rank in (0, 1))
@@ -111,10 +119,13 @@ def test_sweep_images_equal_the_cpu_paths_images(street: Scene, classes: str) ->
     for i, pose in enumerate(street.ego_poses):
         want, want_labels = sweep_pair(lidar.scan(street, caster, pose), 64, 512, classes)
         got, got_labels = images[i].numpy(), labels[i].numpy()
-        assert got.shape == want.shape and got.dtype == want.dtype == np.float32
+        assert got.shape == want.shape
+        assert got.dtype == want.dtype == np.float32
         valid = want[..., MASK] > 0
-        assert valid.sum() > 10000 and np.array_equal(got[..., MASK] > 0, valid)
-        assert (got[~valid] == 0).all() and (got_labels[~valid] == 0).all()
+        assert valid.sum() > 10000
+        assert np.array_equal(got[..., MASK] > 0, valid)
+        assert (got[~valid] == 0).all()
+        assert (got_labels[~valid] == 0).all()
         assert (got_labels[valid] == want_labels[valid]).mean() >= 0.999  # coplanar faces may tie
         assert len(np.unique(want_labels[valid])) >= 3
         close = np.abs(got[valid][:, :5] - want[valid][:, :5]).max(axis=1)  # x y z intensity range
@@ -156,5 +167,7 @@ def test_bad_sim_gpu_arguments_are_one_line_and_exit_status_2(
     args = ["train", "--data", "sim-gpu", "--device", "cpu", "--out", str(tmp_path / "out"), "--quiet", *argv]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("perception train: error:") and expected in err
+    assert len(err.splitlines()) == 1
+    assert err.startswith("perception train: error:")
+    assert expected in err
     assert not (tmp_path / "out").exists()

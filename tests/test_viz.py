@@ -75,7 +75,8 @@ def _near(img: np.ndarray, u: float, v: float, rgb: np.ndarray, radius: int = 2,
 def test_range_image_labels_carry_class_colours(squeezeseg_frame: np.ndarray) -> None:
     labels, valid = squeezeseg_frame[..., 5], squeezeseg_frame[..., 4] > 0
     rgb = render_range_image(labels, "labels", valid=valid, row_scale=4)
-    assert rgb.shape == (256, 512, 3) and rgb.dtype == np.uint8
+    assert rgb.shape == (256, 512, 3)
+    assert rgb.dtype == np.uint8
     # Every car pixel is car-coloured over its 4 drawn rows; every empty pixel is dark.
     rows, cols = np.nonzero((labels == 1) & valid)
     assert len(rows) > 1000
@@ -109,14 +110,16 @@ def test_range_image_by_intensity_and_range(squeezeseg_frame: np.ndarray) -> Non
 
 
 def test_pixel_labels_rebuild_the_released_label_channel(squeezeseg_scan: Scan, squeezeseg_frame: np.ndarray) -> None:
-    assert squeezeseg_scan.pixels is not None and squeezeseg_scan.labels is not None
+    assert squeezeseg_scan.pixels is not None
+    assert squeezeseg_scan.labels is not None
     ids = pixel_labels(squeezeseg_scan.pixels[:, 0], squeezeseg_scan.pixels[:, 1], squeezeseg_scan.labels, (64, 512))
     valid = squeezeseg_frame[..., 4] > 0
     np.testing.assert_array_equal(ids[valid], squeezeseg_frame[..., 5][valid].astype(np.int64))
     assert np.all(ids[~valid] == -1)
     # Two points on one pixel: the nearer one names it, whatever the order.
     two = pixel_labels(np.array([0, 0]), np.array([1, 1]), np.array([3, 1]), (2, 2), depth=np.array([9.0, 2.0]))
-    assert two[0, 1] == 1 and two[0, 0] == -1
+    assert two[0, 1] == 1
+    assert two[0, 0] == -1
 
 
 # --- bird's-eye view --------------------------------------------------------------------------------------
@@ -169,8 +172,13 @@ def test_bev_alone_and_extent(object_scan: Scan) -> None:
     x0, x1, y0, y1 = auto_extent(object_scan.xyz, object_scan.boxes)
     for box in object_scan.boxes:  # every box fits the automatic extent
         c = box.bev_corners()
-        assert x0 <= c[:, 0].min() and c[:, 0].max() <= x1 and y0 <= c[:, 1].min() and c[:, 1].max() <= y1
-    assert x0 < 0 < x1 and y0 < 0 < y1  # the ego car is in view
+        assert x0 <= c[:, 0].min()
+        assert c[:, 0].max() <= x1
+        assert y0 <= c[:, 1].min()
+        assert c[:, 1].max() <= y1
+    # the ego car is in view
+    assert x0 < 0 < x1
+    assert y0 < 0 < y1
 
 
 # --- camera overlay -------------------------------------------------------------------------------------
@@ -188,7 +196,8 @@ def test_overlay_points_land_on_their_pixels_nearest_first(real_data: Path) -> N
     index = np.arange(len(xyz))
     colors = np.stack([index >> 16, (index >> 8) & 255, index & 255], axis=1).astype(np.uint8)
     out = draw_points(image, uv, depth, colors=colors, radius=0)
-    assert out.shape == image.shape and out is not image
+    assert out.shape == image.shape
+    assert out is not image
 
     h, w = image.shape[:2]
     ok = (depth > 0) & np.all(np.isfinite(uv), axis=1)
@@ -254,7 +263,8 @@ def test_render_scan_squeezeseg_range_panels(
     composed = compose_scan(squeezeseg_scan, title="squeezeseg frame")
     out = composed.save(tmp_path / "frame.png")
     png = _png(out)
-    assert png.shape[1::-1] == composed.size and composed.size[0] == 1600
+    assert png.shape[1::-1] == composed.size
+    assert composed.size[0] == 1600
     assert set(composed.panels) == {"range_labels", "range_intensity", "bev"}
     assert [p.name for p in tmp_path.iterdir()] == ["frame.png"]  # no temporary file left behind
     # Interior car pixels (car all around) are car-coloured in the labels panel, at their place.
@@ -299,7 +309,8 @@ def test_render_scan_full_turn_projection(real_data: Path, tmp_path: Path) -> No
     assert set(composed.panels) == {"range_labels", "range_intensity", "bev"}
     # A full turn is very wide: the range images take the whole width, above the bird's-eye view.
     left, _, right, bottom = composed.panels["range_labels"]
-    assert right - left > 0.95 * png.shape[1] and bottom < composed.panels["bev"][1]
+    assert right - left > 0.95 * png.shape[1]
+    assert bottom < composed.panels["bev"][1]
     # Pixels won by a car point (with car all around) are car-coloured at their place in the panel.
     assert scan.semantic is not None
     car_id = SEMANTIC_KITTI.id_of("car")
@@ -318,7 +329,8 @@ def test_render_scan_semantickitti_without_range_image(real_data: Path, tmp_path
     scan = open_dataset(real_data / "semantickitti")[0]
     out = render_scan(scan, tmp_path / "sub" / "sk.png", class_set=SEMANTIC_KITTI)
     png = _png(out)
-    assert png.shape[1] == 1600 and png.shape[0] > 600
+    assert png.shape[1] == 1600
+    assert png.shape[0] > 600
     road = np.array(SEMANTIC_KITTI.colors[SEMANTIC_KITTI.id_of("road")], dtype=np.uint8)
     # The road is drawn road-coloured (points are small antialiased dots: allow some blending).
     assert np.count_nonzero(np.all(np.abs(png.astype(int) - road) <= 40, axis=-1)) > 5000
@@ -368,4 +380,5 @@ def test_moving_boxes_get_a_velocity_arrow_and_standing_ones_none(real_data: Pat
     (arrow,) = [p for p in ax.patches if type(p).__name__ == "FancyArrow"]
     # drawn in the picture's (y, x) axes, one second of motion ahead of the moving box's centre
     tip_y, tip_x = arrow.get_xy()[np.argmax(arrow.get_xy()[:, 1])]
-    assert tip_x == pytest.approx(15.0, abs=0.05) and tip_y == pytest.approx(2.0, abs=0.05)
+    assert tip_x == pytest.approx(15.0, abs=0.05)
+    assert tip_y == pytest.approx(2.0, abs=0.05)

@@ -33,10 +33,13 @@ def saved(tmp_path: Path) -> Path:
 def test_round_trip_gives_the_same_model_in_eval_mode(saved: Path) -> None:
     model = load_weights(saved)
     again = load_weights(str(saved.with_suffix(".json")))  # the manifest path works too
-    assert model.name == "squeezesegv2" and not model.training
-    assert model.crf is not None and model.config["input_mean"] == [1, 2, 3, 4, 5, 0]
+    assert model.name == "squeezesegv2"
+    assert not model.training
+    assert model.crf is not None
+    assert model.config["input_mean"] == [1, 2, 3, 4, 5, 0]
     state, other = model.state_dict(), again.state_dict()
-    assert state.keys() == other.keys() and all(torch.equal(state[k], other[k]) for k in state)
+    assert state.keys() == other.keys()
+    assert all(torch.equal(state[k], other[k]) for k in state)
     x = torch.rand(1, 6, 16, 48)
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
@@ -48,9 +51,12 @@ def test_round_trip_gives_the_same_model_in_eval_mode(saved: Path) -> None:
 def test_manifest_records_checksum_config_training_and_scores(saved: Path) -> None:
     manifest = json.loads(saved.with_suffix(".json").read_text())
     data = saved.read_bytes()
-    assert manifest["sha256"] == hashlib.sha256(data).hexdigest() and manifest["bytes"] == len(data)
-    assert manifest["file"] == "v2.pt" and manifest["model"]["name"] == "squeezesegv2"
-    assert manifest["model"]["crf"] is True and manifest["model"]["num_classes"] == 4
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["bytes"] == len(data)
+    assert manifest["file"] == "v2.pt"
+    assert manifest["model"]["name"] == "squeezesegv2"
+    assert manifest["model"]["crf"] is True
+    assert manifest["model"]["num_classes"] == 4
     assert manifest["training"] == TRAINING
     assert manifest["scores"] == {"kitti": {"car": None}}  # NaN -> null: strict JSON
     assert read_manifest(saved) == manifest
@@ -139,7 +145,8 @@ def test_the_pipeline_runs_saved_weights_on_a_real_frame(saved: Path, real_data:
     assert load_network(config).name == "squeezesegv2"
     scan = load(real_data / "kitti_object" / "velodyne" / "000001.bin")
     result = Pipeline(config).process(scan.points, 0.0)
-    assert result.labels.shape == (len(scan),) and int(result.labels.max()) < 4
+    assert result.labels.shape == (len(scan),)
+    assert int(result.labels.max()) < 4
     assert np.isfinite(result.timings_ms["segmentation"])
     with pytest.raises(WeightsError, match=r"hold a 'squeezesegv2' network, but segmenter\.model is 'squeezeseg'"):
         load_network(config.replace(**{"segmenter.model": "squeezeseg"}))

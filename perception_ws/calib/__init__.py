@@ -1,0 +1,1 @@
+"""Sensor models, camera and KITTI calibration, and the tree of transforms between frames."""

@@ -314,7 +314,8 @@ def _rotation_4x4(R: np.ndarray) -> np.ndarray:
 
 def project_homogeneous(P: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points (N, 3) through a 3x4 projection ``P`` in homogeneous coordinates: pixel ``uv`` (N, 2)
-    and depth ``w`` (N,); ``uv`` is NaN where w <= 0 (at or behind the camera)."""
+    and depth ``w`` (N,); ``uv`` is NaN where w <= 0 (at or behind the camera).
+    """
     P = _matrix(P, (3, 4), "projection")
     pts = _as_points(xyz, "projection")
     q = pts @ P[:, :3].T + P[:, 3]

@@ -117,7 +117,8 @@ class TransformTree:
         stamp_ns: int | None = None,
     ) -> None:
         """Add the pose of ``child`` in ``parent``: static without ``stamp_ns`` (replacing the edge), else one
-        sample of a timed edge. A CalibrationError names what is wrong with it."""
+        sample of a timed edge. A CalibrationError names what is wrong with it.
+        """
         kind = "static transform" if stamp_ns is None else "transform"
         what = f"{kind} {parent!r} -> {child!r}"
         if not parent or not child:
@@ -163,7 +164,8 @@ class TransformTree:
         """The transform that maps points of frame ``source`` into frame ``target`` (e.g. camera <- lidar) at
         ``stamp_ns`` (None: the newest sample of each timed edge); its ``source`` attribute names the chain.
         TransformUnavailableError when the frames are not connected or a timed edge has no sample near, after
-        waiting up to ``timeout_s`` for transforms still to come (odometry a little behind the scan)."""
+        waiting up to ``timeout_s`` for transforms still to come (odometry a little behind the scan).
+        """
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while True:

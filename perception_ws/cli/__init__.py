@@ -21,6 +21,7 @@ VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``perception`` argument parser, one sub-command per entry of ``VERBS``."""
     parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
     for verb in VERBS:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``perception`` sub-command; its exit status (2 after a PerceptionError, 130 after Ctrl-C)."""
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:

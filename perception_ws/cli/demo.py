@@ -1,5 +1,6 @@
 """`perception demo`: the live graph on simulated data (:mod:`perception_ws.demo.live`), or with ``--real`` the
-offline summary of the real sample frames (:mod:`perception_ws.demo.real`)."""
+offline summary of the real sample frames (:mod:`perception_ws.demo.real`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception demo``: the live simulator -> perception -> fusion graph, recorded and summarised."""
     demo = sub.add_parser(
         "demo", help="the live graph (simulator -> perception -> fusion over loopback DDS), recorded and summarised"
     )

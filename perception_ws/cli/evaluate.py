@@ -18,6 +18,7 @@ from perception_ws.cli.args import Subparsers, positive
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception eval``: score segmentation weights on labelled scans."""
     ev = sub.add_parser("eval", help="score segmentation weights on labelled scans: P/R/IoU per class, runtime")
     ev.add_argument("--weights", default=None, help="a .pt file saved with its .json manifest (default: shipped)")
     ev.add_argument("--data", required=True, help="a scan file or a folder of scans of one kind (any reader)")

@@ -9,6 +9,7 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception info``: describe a file, folder or bag and the reader that opens it."""
     info = sub.add_parser("info", help="describe a file, folder or bag: its reader, frames, fields, notes")
     info.add_argument("path")
     info.set_defaults(handler=_cmd_info)

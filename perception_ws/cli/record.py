@@ -8,6 +8,7 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception record``: record the perception outputs (or chosen topics) to MCAP."""
     record = sub.add_parser("record", help="record the perception outputs (or --topics) to MCAP, unchanged")
     record.add_argument("--out", required=True, help="x.mcap: one MCAP file; else a rosbag2 folder (MCAP)")
     record.add_argument(

@@ -8,6 +8,7 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception replay``: publish a bag over ROS 2 with its original timing."""
     replay = sub.add_parser("replay", help="publish a bag over ROS 2 with its original timing and /clock")
     replay.add_argument("bag", help="a rosbag2 folder (sqlite3 or MCAP), a .db3 or .mcap file, or a ROS 1 .bag")
     replay.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1: as recorded)")

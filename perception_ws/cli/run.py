@@ -1,5 +1,6 @@
 """`perception run`: the node graph of launch/perception.launch.py without ros2 launch
-(:mod:`perception_ws.nodes.launch_graph` owns its options and runs it)."""
+(:mod:`perception_ws.nodes.launch_graph` owns its options and runs it).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception run``: the launch file's node graph, started without ros2 launch."""
     from perception_ws.nodes.launch_graph import add_arguments  # standard library only: keeps --help instant
 
     run = sub.add_parser("run", help="start the node graph of launch/perception.launch.py without ros2 launch")

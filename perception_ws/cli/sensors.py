@@ -8,6 +8,7 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception sensors``: list the built-in sensor models."""
     sensors = sub.add_parser("sensors", help="list the built-in sensor models")
     sensors.set_defaults(handler=_cmd_sensors)
 

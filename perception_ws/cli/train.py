@@ -9,6 +9,7 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception train``: train a range-image segmenter, resuming from ``--out``."""
     train = sub.add_parser(
         "train",
         help="train a range-image segmenter on simulated or real labelled scans (resumes from --out)",

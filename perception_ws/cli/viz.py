@@ -9,6 +9,7 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
+    """Register ``perception viz``: draw one frame of any readable source to a PNG."""
     viz = sub.add_parser("viz", help="draw a frame: range image, bird's-eye view with boxes, camera overlay")
     viz.add_argument("path", help="a scan file, folder or bag (any format `perception info` understands)")
     viz.add_argument("--out", required=True, help="PNG file to write")

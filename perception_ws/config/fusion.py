@@ -13,6 +13,8 @@ FUSION_NODE_NAME = "fusion_node"
 
 
 class FusionTopicsConfig(Schema):
+    """Topics of the fusion node: image, camera info, cloud, detections and mask in; painted cloud and overlay out."""
+
     image: TopicName = Field("camera/image", description="sensor_msgs/Image in: rgb8, bgr8, bgra8 or mono8")
     camera_info: TopicName = Field("camera/camera_info", description="sensor_msgs/CameraInfo of the image")
     cloud: TopicName = Field(
@@ -39,6 +41,8 @@ class FusionTopicsConfig(Schema):
 
 
 class FusionSyncConfig(Schema):
+    """How the image, camera info and cloud of one instant are paired by their stamps."""
+
     slop_s: float = Field(0.05, ge=0, description="largest stamp difference between the paired messages, seconds")
     queue_size: int = Field(10, ge=1, description="messages per input waiting for partners")
     min_period_s: float = Field(
@@ -50,6 +54,8 @@ class FusionSyncConfig(Schema):
 
 
 class FusionCalibrationConfig(Schema):
+    """Where the LiDAR -> camera transform comes from: given values, a KITTI file or /tf_static."""
+
     extrinsic: Numbers = Field((), description="LiDAR -> camera transform, 16 (4x4) or 12 (3x4) row-major values")
     kitti_calib: str = Field("", description="or a KITTI calibration file: R0_rect · Tr_velo_to_cam")
     from_tf: bool = Field(
@@ -74,6 +80,8 @@ class FusionCalibrationConfig(Schema):
 
 
 class FusionPaintConfig(Schema):
+    """How points take colours and labels from the image, and how the overlay draws them."""
+
     class_set: ClassSetName = Field(
         "kitti3", description=f"class table of the cloud's and the mask's labels: {', '.join(CLASS_SETS)}"
     )
@@ -97,6 +105,8 @@ class FusionPaintConfig(Schema):
 
 
 class FusionOutputConfig(Schema):
+    """What the fusion node reports besides its topics."""
+
     diagnostics_period_s: float = Field(1.0, gt=0, description="seconds between diagnostics messages")
 
 

@@ -1,5 +1,6 @@
 """Schemas <-> ROS params files and ROS parameters: read a node's section of a params file, write one, and
-declare every key of a schema as a parameter of a node (then read the values back, validated)."""
+declare every key of a schema as a parameter of a node (then read the values back, validated).
+"""
 
 from __future__ import annotations
 

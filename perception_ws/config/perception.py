@@ -46,6 +46,8 @@ ClassSetName = Annotated[str, AfterValidator(_known_class_set)]
 
 
 class TopicsConfig(Schema):
+    """Topics of the perception node: the cloud in; labelled cloud, detections, tracks, markers, diagnostics out."""
+
     input: TopicName = Field("points", description="PointCloud2 input (SensorData QoS)")
     labelled_cloud: TopicName = Field(
         "perception/labelled_points", description="input cloud plus fields label and instance"
@@ -61,11 +63,15 @@ class TopicsConfig(Schema):
 
 
 class QosConfig(Schema):
+    """Queue depths of the input subscription and the output publishers."""
+
     input_depth: int = Field(2, ge=1, description="queue depth of the input subscription (best effort)")
     output_depth: int = Field(5, ge=1, description="queue depth of every output publisher (reliable)")
 
 
 class SensorConfig(Schema):
+    """The LiDAR model and the range image the cloud is projected to."""
+
     model: str = Field("hdl64e", description="built-in sensor name (calib/data) or a sensor YAML file")
     fov_deg: float = Field(360.0, description="horizontal field of view of the range image, degrees, centred on +x")
     width: int = Field(2048, ge=1, description="range image columns")
@@ -86,6 +92,8 @@ class SensorConfig(Schema):
 
 
 class SegmenterConfig(Schema):
+    """Which segmenter labels the points (network, input labels or none) and how the network runs."""
+
     kind: Literal["model", "labels", "none"] = Field(
         "model", description="model: the network; labels: the input's label field; none: every point 0"
     )
@@ -122,6 +130,8 @@ class SegmenterConfig(Schema):
 
 
 class DetectionConfig(Schema):
+    """Clustering of labelled points into instances (per-class DBSCAN) and the boxes fitted to them."""
+
     classes: Strings = Field((), description="class names to detect; empty: the class set's object classes")
     eps_m: float = Field(
         THESIS_CLUSTER.eps_m, gt=0, description="DBSCAN radius of classes other than car, metres (measured: 0.5)"
@@ -179,6 +189,8 @@ class TrackingConfig(TrackerParameters):
 
 
 class OutputConfig(Schema):
+    """How markers are drawn and how often diagnostics go out."""
+
     marker_style: Literal["line_list", "cube"] = Field("line_list", description="box markers: line_list, cube")
     diagnostics_period_s: float = Field(1.0, gt=0, description="seconds between diagnostics messages")
 

@@ -129,7 +129,8 @@ def plan_demo_graph(options: DemoOptions, segmenter: SegmenterChoice) -> list[No
 
 def recorded_topics(camera: bool) -> dict[str, str | None]:
     """The perception node's outputs, the simulator's scans (with their ground-truth labels: the bag can be
-    replayed into the graph, and the summary scores the labels against them), boxes, /tf_static and /tf, the overlay."""
+    replayed into the graph, and the summary scores the labels against them), boxes, /tf_static and /tf, the overlay.
+    """
     from perception_ws.config import PerceptionConfig
 
     topics = PerceptionConfig().topics
@@ -183,7 +184,8 @@ def _run_and_record(
     nodes: list[NodeSpec], env: dict[str, str], bag_path: Path, options: DemoOptions, period_s: float
 ) -> tuple[dict[str, int], dict[str, int | None]]:
     """Start the nodes, record until the simulator has sent every frame (sent every ``period_s``) and the
-    last answers are in; the messages per topic and the nodes' exit statuses."""
+    last answers are in; the messages per topic and the nodes' exit statuses.
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node

@@ -25,6 +25,8 @@ MODEL_CPU_REAL_TIME_FACTOR = 0.1
 
 @dataclass(frozen=True)
 class DemoOptions:
+    """What ``perception demo`` was asked for (the sub-command's options, defaults filled in)."""
+
     out: Path
     frames: int = 30
     seed: int = 0
@@ -40,6 +42,8 @@ class DemoOptions:
 
 @dataclass(frozen=True)
 class SegmenterChoice:
+    """The segmenter the demo settled on, and why (shown in the summary)."""
+
     kind: str
     model: str | None  # the network's name (segmenter.model) when kind is 'model'
     reason: str

@@ -33,6 +33,8 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / 
 
 @dataclass
 class SourceSummary:
+    """One row of the real-data demo's table: what one source folder holds and how well it round-trips."""
+
     name: str
     reader: str
     frames: int
@@ -147,6 +149,7 @@ def _fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
 
 
 def run_demo(data: str | Path | None, out: Path, max_frames: int = 2) -> int:
+    """Summarise every source folder under ``data`` into ``out`` (pictures, summary.txt); the exit status."""
     root = Path(data) if data else Path(os.environ.get("PERCEPTION_REAL_DATA", DEFAULT_DATA))
     if not root.is_dir():
         raise DatasetError(f"demo data folder {root} not found; pass --data DIR or set PERCEPTION_REAL_DATA")

@@ -57,7 +57,8 @@ def _stamp(msg: Any) -> Stamp:
 
 def read_bag(path: Path, scan_topic: str) -> Recorded:
     """Every message of the demo bag but the clouds (large: :func:`read_clouds` reads those wanted); of
-    the scans on ``scan_topic`` only when each arrived."""
+    the scans on ``scan_topic`` only when each arrived.
+    """
     from rclpy.serialization import deserialize_message
     from rosbags.highlevel import AnyReader
 
@@ -93,7 +94,8 @@ def read_bag(path: Path, scan_topic: str) -> Recorded:
 
 def read_clouds(path: Path, topic: str, stamps: set[Stamp], keep: Any = None) -> dict[Stamp, Any]:
     """The clouds on ``topic`` of the demo bag whose stamps are in ``stamps`` (or ``keep(cloud)`` of each,
-    to hold less than every cloud in memory)."""
+    to hold less than every cloud in memory).
+    """
     from rclpy.serialization import deserialize_message
     from rosbags.highlevel import AnyReader
     from sensor_msgs.msg import PointCloud2
@@ -143,7 +145,8 @@ def found_share(truth: list[Box3D], detections: list[Box3D]) -> tuple[int, int]:
 def track_velocity_errors(truth: list[Box3D], tracks: list[Box3D]) -> list[float]:
     """|v_track - v_truth| (m/s, ground plane) of each confirmed track of one frame whose centre lies in a
     ground-truth box of its class (grown by :data:`FOUND_MARGIN_M`); the simulator's boxes carry the actors'
-    velocities over the ground, in the LiDAR's axes."""
+    velocities over the ground, in the LiDAR's axes.
+    """
     errors = []
     for track in tracks:
         centre = track.center.reshape(1, 3)
@@ -155,7 +158,8 @@ def track_velocity_errors(truth: list[Box3D], tracks: list[Box3D]) -> list[float
 
 def true_detections(truth: list[Box3D], detections: list[Box3D]) -> int:
     """Detections of one frame whose centre lies in a ground-truth box of their class (of any size, grown by
-    :data:`FOUND_MARGIN_M`); the others are false positives."""
+    :data:`FOUND_MARGIN_M`); the others are false positives.
+    """
     hits = 0
     for box in detections:
         same = [t for t in truth if t.label == box.label]
@@ -178,7 +182,8 @@ def draw_frame(
     truth_labels: np.ndarray | None,
 ) -> Path:
     """Three bird's-eye views of one frame: the node's labels with its detections, with its confirmed
-    tracks, and the ground-truth labels (the labelled cloud's own when not recorded) with the true boxes."""
+    tracks, and the ground-truth labels (the labelled cloud's own when not recorded) with the true boxes.
+    """
     from matplotlib.figure import Figure
 
     from perception_ws.cloud import from_msg, xyz_array

@@ -147,7 +147,8 @@ class DetectConfig:
 class TrackerParameters(Schema):
     """The tracker's settings a user tunes: each one is also a ROS parameter (``tracking.<name>``) of the
     perception node, with this description and these bounds
-    (:class:`perception_ws.config.perception.TrackingConfig`)."""
+    (:class:`perception_ws.config.perception.TrackingConfig`).
+    """
 
     motion_model: MotionModel = Field("ca", description="ca: constant acceleration; cv: constant velocity")
     #: hits for a tentative track to become confirmed; misses before a confirmed (lost) track is dropped.

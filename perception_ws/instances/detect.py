@@ -1,5 +1,6 @@
 """Detections from labelled points: per-class clustering -> box fitting -> one Box3D per object
-(clusters of one class whose boxes overlap are merged first, see merge.py)."""
+(clusters of one class whose boxes overlap are merged first, see merge.py).
+"""
 
 from __future__ import annotations
 

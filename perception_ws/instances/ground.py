@@ -67,7 +67,8 @@ def _fit_segments(
 
 def _borrow_planes(normal: np.ndarray, offset: np.ndarray, trusted: np.ndarray) -> None:
     """In place, per sector (last axis): each untrusted ring takes the plane of the nearest trusted
-    ring, inner rings first (the ground near the car is the best observed)."""
+    ring, inner rings first (the ground near the car is the best observed).
+    """
     rings = len(normal)
     for ring in range(rings):
         for other in [*range(ring - 1, -1, -1), *range(ring + 1, rings)]:

@@ -25,6 +25,8 @@ Frame = Mapping[Any, Sequence[float] | np.ndarray]
 
 @dataclass(frozen=True)
 class MotResult:
+    """The CLEAR MOT counts of a sequence, from which MOTA and MOTP follow."""
+
     objects: int
     matches: int
     misses: int

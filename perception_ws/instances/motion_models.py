@@ -20,6 +20,7 @@ from perception_ws.instances.config import TrackerConfig
 
 
 def state_size(config: TrackerConfig) -> int:
+    """Length of the filter state: 6 for constant acceleration, 4 for constant velocity."""
     return 6 if config.motion_model == "ca" else 4
 
 
@@ -51,7 +52,8 @@ def measurement_noise(
     center_xy: np.ndarray, config: TrackerConfig, sensor_xy: np.ndarray | Sequence[float] = (0.0, 0.0)
 ) -> np.ndarray:
     """R (2, 2) for a centre at ``center_xy`` seen from the sensor at ``sensor_xy`` (the origin when tracking in
-    the sensor frame; its position in the fixed frame otherwise)."""
+    the sensor frame; its position in the fixed frame otherwise).
+    """
     x, y = float(center_xy[0]) - float(sensor_xy[0]), float(center_xy[1]) - float(sensor_xy[1])
     distance = np.hypot(x, y)
     along = max(config.range_resolution_m, config.min_position_std_m)

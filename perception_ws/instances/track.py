@@ -24,6 +24,8 @@ _HEADING_FROM_MOTION_SPEED = 1.5
 
 
 class TrackState(enum.Enum):
+    """A track's life: tentative until enough hits confirm it (dropped at its first miss), lost while unmatched."""
+
     TENTATIVE = "tentative"
     CONFIRMED = "confirmed"
     LOST = "lost"

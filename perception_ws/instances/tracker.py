@@ -39,7 +39,8 @@ class Tracker:
         """Feed one scan's detections taken at ``stamp_s`` (seconds) by the sensor at ``sensor_xy`` (the origin
         in the sensor frame; its position when tracking in a fixed frame: a detection's noise grows across the
         ray with its distance from the sensor); returns the reported tracks' boxes (confirmed tracks matched in
-        this scan, plus lost ones if ``report_lost``), by id, with ``track_id`` and ``velocity`` (m/s) set."""
+        this scan, plus lost ones if ``report_lost``), by id, with ``track_id`` and ``velocity`` (m/s) set.
+        """
         try:
             stamp = float(stamp_s)
         except (TypeError, ValueError):

@@ -389,7 +389,8 @@ def _open_registered(path: Path) -> BagDataset:
 
 def cdr_header_stamp(raw: bytes | memoryview) -> tuple[int, int]:
     """(sec, nanosec) of the ``std_msgs/Header`` a CDR-serialized message starts with (PointCloud2, Image,
-    Detection3DArray …), read without deserializing the rest (a cloud's megabytes of points)."""
+    Detection3DArray …), read without deserializing the rest (a cloud's megabytes of points).
+    """
     if len(raw) < 12 or bytes(raw[:2]) not in (b"\x00\x00", b"\x00\x01"):
         raise DatasetError(f"not a plain CDR message with a header first ({len(raw)} bytes)")
     order = "<" if raw[1] == 1 else ">"  # encapsulation id: CDR_BE 0, CDR_LE 1

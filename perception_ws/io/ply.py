@@ -57,6 +57,8 @@ _MAX_HEADER_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class PlyElement:
+    """One element declared in a PLY header: its name, record count and properties."""
+
     name: str
     count: int
     #: (property name, numpy type code such as "f4") for scalar properties, in file order.
@@ -192,4 +194,5 @@ def _load_scan(file: Path) -> Scan:
 
 @register("ply", "a .ply file (its vertex element)", _is_ply_file)
 def open_ply(path: Path) -> ListDataset:
+    """The reader of one .ply file: a one-frame dataset of its vertices."""
     return ListDataset(path=path, loaders=[functools.partial(_load_scan, path)])

@@ -62,6 +62,8 @@ class ListDataset(Sequence[Scan]):
 
 @dataclass(frozen=True)
 class Reader:
+    """A registered format: its name, what it reads, the test that recognises a path, and its opener."""
+
     name: str
     description: str
     accepts: Callable[[Path], bool]
@@ -91,6 +93,7 @@ def readers() -> list[Reader]:
 
 
 def find_reader(path: Path) -> Reader:
+    """The first reader, highest priority first, that accepts ``path``; a DatasetError lists the known ones."""
     for reader in _READERS:
         if reader.accepts(path):
             return reader

@@ -100,7 +100,8 @@ def encode_frame(
     camera: CameraFrame | None = None,
 ) -> bytes:
     """The bytes of the frame file of a simulated ``scan`` (one return per pixel, ``scan.pixels`` set),
-    with the picture and masks of ``camera`` if given."""
+    with the picture and masks of ``camera`` if given.
+    """
     from perception_ws.sweep_layout import RayPattern
 
     if scan.pixels is None or scan.labels is None or scan.semantic is None or scan.instances is None:
@@ -231,6 +232,7 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def frame_meta(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The JSON metadata stored in a frame's ``meta`` array, decoded."""
     meta: dict[str, Any] = json.loads(str(arrays["meta"]))
     return meta
 

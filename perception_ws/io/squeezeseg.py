@@ -97,6 +97,7 @@ def range_image_to_scan(array: np.ndarray, name: str, gta: bool = False) -> Scan
 
 
 def load_range_image_scan(path: Path, name: str, gta: bool = False) -> Scan:
+    """One SqueezeSeg .npy range image as a scan (a GTA-V frame when ``gta`` or its folder says so)."""
     return range_image_to_scan(read_range_image(path), name, gta or _in_gta_folder(path))
 
 

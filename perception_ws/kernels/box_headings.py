@@ -29,7 +29,8 @@ def heading_costs_kernel(
 ) -> np.ndarray:
     """Cost (lower is better) per heading for points ``xy`` (n >= 1, 2) and headings given by their
     ``cos`` and ``sin`` (T,); ``criterion`` one of VARIANCE, CLOSENESS, AREA; ``variance_sign`` +1
-    (minimise the variance) or -1; ``floor``: the closeness criterion's smallest distance."""
+    (minimise the variance) or -1; ``floor``: the closeness criterion's smallest distance.
+    """
     n = xy.shape[0]
     steps = cos.shape[0]
     # centre first (as the reference does): projections of far-away clusters keep their precision
@@ -119,7 +120,8 @@ def heading_costs_kernel(
 @nb.njit(cache=True, nogil=True, inline="always")
 def _project(x: float, y: float, cos: float, sin: float) -> tuple[float, float]:
     """The point's coordinates along e1 and e2 of a heading: one expression for every pass, so each pass
-    gets the same numbers."""
+    gets the same numbers.
+    """
     return x * cos + y * sin, -(x * sin) + y * cos
 
 

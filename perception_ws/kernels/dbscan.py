@@ -198,7 +198,8 @@ def _neighbour_counts(
     p: np.ndarray, cell_of: np.ndarray, ranges: np.ndarray, eps2: float, min_samples: int
 ) -> np.ndarray:
     """Points within eps of each point, itself included, or an upper bound of it where it is below
-    min_samples (enough to tell core points, and points with no neighbour but themselves)."""
+    min_samples (enough to tell core points, and points with no neighbour but themselves).
+    """
     n = len(p)
     counts = np.zeros(n, dtype=np.int64)
     population = 0  # points in the 27 cells around the current cell (once per cell)
@@ -238,7 +239,8 @@ def _join_pairs(
     p: np.ndarray, core: np.ndarray, parent: np.ndarray, eps2: float, a0: int, a1: int, b0: int, b1: int
 ) -> None:
     """Union every core pair (i in [a0, a1), j in [b0, b1), j > i) within eps, skipping the distance
-    of pairs that already share a root."""
+    of pairs that already share a root.
+    """
     for i in range(a0, a1):
         if not core[i]:
             continue
@@ -373,7 +375,8 @@ def _labels_in_input_order(
     order: np.ndarray, sorted_roots: np.ndarray, sorted_core: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Roots (positions in sorted order) -> cluster ids 0..K-1 numbered by lowest-index core point,
-    and the core mask, both in input order."""
+    and the core mask, both in input order.
+    """
     n = len(order)
     roots = np.full(n, -1, dtype=np.int64)
     core = np.zeros(n, dtype=np.bool_)

@@ -15,6 +15,7 @@ import numpy as np
 def segment_moments_reference(
     xyz: np.ndarray, segment: np.ndarray, selected: np.ndarray, segments: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy reference of :func:`segment_moments`: count, mean and covariance of the selected points per segment."""
     w = selected.astype(np.float64)
     count = np.bincount(segment, w, segments)
     safe = np.maximum(count, 1.0)
@@ -31,6 +32,7 @@ def segment_moments_reference(
 def segment_moments(
     xyz: np.ndarray, segment: np.ndarray, selected: np.ndarray, segments: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count (S,), mean (S, 3) and covariance (S, 3, 3) of the ``selected`` points of each segment."""
     count = np.zeros(segments)
     mean = np.zeros((segments, 3))
     for i in range(len(xyz)):
@@ -62,11 +64,13 @@ def segment_moments(
 def plane_distances_reference(
     xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray
 ) -> np.ndarray:
+    """numpy reference of :func:`plane_distances`."""
     return np.einsum("na,na->n", xyz, normal[segment]) - offset[segment]
 
 
 @nb.njit(cache=True)
 def plane_distances(xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Signed distance of each point to its segment's plane ``normal . x = offset``."""
     out = np.empty(len(xyz))
     for i in range(len(xyz)):
         s = segment[i]
@@ -86,6 +90,7 @@ def lowest_mean_reference(z: np.ndarray, segment: np.ndarray, segments: int, fra
 
 @nb.njit(cache=True)
 def lowest_mean(z: np.ndarray, segment: np.ndarray, segments: int, fraction: float) -> np.ndarray:
+    """Mean of the lowest ``int(count * fraction)`` (at least 1) heights per segment (0 if empty)."""
     # counting sort by segment, then a sort of each segment's heights only
     count = np.zeros(segments + 1, dtype=np.int64)
     for i in range(len(z)):

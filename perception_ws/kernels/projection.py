@@ -313,7 +313,8 @@ def _ranges_and_columns(
     cols: np.ndarray,
 ) -> None:  # pragma: no cover
     """First pass, branch-free so that it vectorises: range (0 if invalid) and column (-1 if invalid or
-    outside the view, _UNDECIDED where the polynomial atan2 is too close to a bin edge, or x = y = 0)."""
+    outside the view, _UNDECIDED where the polynomial atan2 is too close to a bin edge, or x = y = 0).
+    """
     dphi = span / width
     last = width - 1.0
     for i in range(x.shape[0]):

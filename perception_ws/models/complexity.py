@@ -20,6 +20,8 @@ from perception_ws.models.crf import RecurrentCRF
 
 @dataclass(frozen=True)
 class LayerCost:
+    """The multiply-accumulates of one layer in one forward pass."""
+
     name: str
     kind: str
     macs: int
@@ -49,6 +51,7 @@ def _deconv_macs(module: nn.ConvTranspose2d, inputs: torch.Tensor) -> int:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """All parameters of ``model``, trainable or frozen (buffers excluded)."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -38,7 +38,8 @@ def _fold(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Module
 
 def fold_batch_norm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (in eval mode) with every conv/deconv directly followed by a BatchNorm2d inside an
-    ``nn.Sequential`` folded into one conv."""
+    ``nn.Sequential`` folded into one conv.
+    """
     folded = copy.deepcopy(model).eval()
     for module in folded.modules():
         if not isinstance(module, nn.Sequential):
@@ -65,7 +66,8 @@ def prepare_for_inference(
     """An eval-mode copy ready to serve: BN folded, weights channels-last, moved to ``device`` / cast to ``dtype``
     when given, optionally compiled (``compile_mode``: torch.compile's mode, e.g. 'reduce-overhead', which on a
     GPU also replays the network as CUDA graphs). Feed it channels-last inputs of that dtype too
-    (``x.contiguous(memory_format=torch.channels_last)``) for the full effect."""
+    (``x.contiguous(memory_format=torch.channels_last)``) for the full effect.
+    """
     out = fold_batch_norm(model) if fold_bn else copy.deepcopy(model).eval()
     if channels_last:
         out = out.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

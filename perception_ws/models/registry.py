@@ -43,6 +43,7 @@ CONFIG_KEYS = frozenset(
 
 
 def get_spec(name: str) -> ModelSpec:
+    """The architecture called ``name`` (any case); a PerceptionError lists the known ones."""
     try:
         return MODELS[name.lower()]
     except KeyError:

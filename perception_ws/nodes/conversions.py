@@ -53,14 +53,17 @@ def labelled_points(points: np.ndarray, labels: np.ndarray, instances: np.ndarra
 
 
 def labelled_cloud_msg(header: Any, points: np.ndarray, labels: np.ndarray, instances: np.ndarray) -> PointCloud2:
+    """The input points with their ``label`` and ``instance`` fields added, as a PointCloud2."""
     return to_msg(labelled_points(points, labels, instances), header=header)
 
 
 def detections_msg(header: Any, detections: Sequence[Box3D], class_set: ClassSet) -> Detection3DArray:
+    """Boxes as a Detection3DArray under ``header``, class names from ``class_set``."""
     return Detection3DArray(header=header, detections=[_detection(header, box, class_set) for box in detections])
 
 
 def tracks_msg(header: Any, tracks: Sequence[TrackInfo], class_set: ClassSet) -> TrackArray:
+    """Tracks as a TrackArray under ``header``, class names from ``class_set``."""
     return TrackArray(header=header, tracks=[_track(header, info, class_set) for info in tracks])
 
 
@@ -103,10 +106,12 @@ def _track(header: Any, info: TrackInfo, class_set: ClassSet) -> Track:
 
 
 def class_name(box: Box3D, class_set: ClassSet) -> str:
+    """The box's class name in ``class_set``, or its own ``name`` when its label is outside the set."""
     return class_set.names[box.label] if 0 <= box.label < len(class_set) else box.name
 
 
 def point_msg(xyz: np.ndarray) -> Point:
+    """A geometry_msgs Point of the first three values of ``xyz``."""
     return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
 
 

@@ -104,6 +104,7 @@ class NodeStats:
 
 
 def diagnostics_msg(stamp: Any, name: str, hardware_id: str, report: Report) -> DiagnosticArray:
+    """One DiagnosticArray holding ``report`` as the status of ``name``."""
     status = DiagnosticStatus(
         level=report.level,
         name=name,

@@ -173,7 +173,8 @@ class FusionNode(Node):
     def extrinsic_for(self, camera_frame: str, cloud_frame: str, stamp_ns: int | None = None) -> Extrinsic | None:
         """The LiDAR -> camera transform for a set with these frame ids: the parameter's, or composed from
         /tf_static and /tf at ``stamp_ns``; None (counted as waiting, the reason logged when it changes) while the
-        chain is incomplete."""
+        chain is incomplete.
+        """
         if self.tf_tree is None:
             return self.extrinsic
         try:
@@ -303,7 +304,8 @@ class FusionNode(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m perception_ws.nodes.fusion_node [--ros-args ...]``; exit status 1 on a
-    configuration or calibration error (one line saying what is wrong). Ctrl-C ends it cleanly (:mod:`.process`)."""
+    configuration or calibration error (one line saying what is wrong). Ctrl-C ends it cleanly (:mod:`.process`).
+    """
     return run_node(args, FusionNode, FUSION_NODE_NAME)
 
 

@@ -29,6 +29,8 @@ from perception_ws.errors import PerceptionError
 
 @dataclass(frozen=True)
 class LaunchArgument:
+    """One argument of the launch file: its name, default and help text."""
+
     name: str
     default: str
     help: str
@@ -159,6 +161,8 @@ def command_of(node: NodeSpec) -> list[str]:
 
 @dataclass(frozen=True)
 class GraphOptions:
+    """The launch arguments' values by name, as ``perception run`` received them."""
+
     values: dict[str, str]
 
     @classmethod

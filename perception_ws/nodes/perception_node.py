@@ -59,7 +59,8 @@ TRACKING_WITHOUT_POSE = "tracking_without_pose"
 
 class PerceptionNode(Node):
     """See the module doc. ``defaults`` replace the schema's defaults (parameters still override them);
-    ``network`` is a segmentation model to run instead of loading weights (segmenter.kind 'model')."""
+    ``network`` is a segmentation model to run instead of loading weights (segmenter.kind 'model').
+    """
 
     def __init__(
         self,
@@ -164,7 +165,8 @@ class PerceptionNode(Node):
 
     def _sensor_pose(self, frame: Frame) -> np.ndarray | None:
         """The scan's frame in ``tracking.fixed_frame`` at its stamp; None (counted, the reason logged once)
-        while /tf and /tf_static do not give it."""
+        while /tf and /tf_static do not give it.
+        """
         if self.transforms is None:
             return None
         header = frame.msg.header
@@ -212,7 +214,8 @@ class PerceptionNode(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m perception_ws.nodes.perception_node [--ros-args ...]``; exit status 1 on a
-    configuration or weights error (one line saying what is wrong). Ctrl-C ends it cleanly (:mod:`.process`)."""
+    configuration or weights error (one line saying what is wrong). Ctrl-C ends it cleanly (:mod:`.process`).
+    """
     return run_node(args, PerceptionNode, NODE_NAME)
 
 

@@ -31,7 +31,8 @@ N = TypeVar("N", bound=Node)
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """An event set by SIGINT or SIGTERM inside the block (previous handlers restored after). Off the main
-    thread, where Python cannot take signals, the event is only set by the caller."""
+    thread, where Python cannot take signals, the event is only set by the caller.
+    """
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -56,7 +57,8 @@ def run_node(
     """Start rclpy with ``args``, build the node and spin it until a signal, or until ``finished(node)``
     (then ``linger_s`` more seconds, e.g. for reliable messages to be acknowledged); ``on_exit(node)``
     runs before the node is destroyed. Exit status 1, with one fatal log line, when the node cannot be
-    built (a :class:`PerceptionError`: configuration, weights, calibration), else 0."""
+    built (a :class:`PerceptionError`: configuration, weights, calibration), else 0.
+    """
     rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
     try:
         with stop_on_signals() as stop:

@@ -83,7 +83,8 @@ class Recorder:
     """Raw subscriptions of ``node`` that append every message to an open :class:`BagWriter`.
 
     ``best_effort``: topics whose publishers are best effort (sensor data): a reliable subscription
-    would not match them, so these are subscribed best effort."""
+    would not match them, so these are subscribed best effort.
+    """
 
     def __init__(
         self, node: Node, bag: BagWriter, topics: dict[str, str | None], best_effort: Collection[str] = ()
@@ -151,7 +152,8 @@ class Recorder:
 @contextmanager
 def bag_destination(out: Path) -> Iterator[Path]:
     """Where BagWriter should write for ``out``: itself (a rosbag2 folder), or for ``x.mcap`` a scratch
-    folder whose one MCAP file is moved to ``out`` when the block succeeds."""
+    folder whose one MCAP file is moved to ``out`` when the block succeeds.
+    """
     if out.exists():
         raise DatasetError(f"{out}: exists already; a recording is never written over an existing path")
     if out.suffix != ".mcap":

@@ -60,6 +60,8 @@ class ReplayTopic:
 
 @dataclass(frozen=True)
 class ReplayPlan:
+    """What a replay publishes: the topics it keeps, and a reason for each it leaves out."""
+
     topics: dict[str, ReplayTopic]  # by source topic
     skipped: list[str]  # one line per topic left out, with the reason
 
@@ -145,6 +147,7 @@ def _converter(reader: AnyReader, connection: Connection) -> Convert | None:
 
 
 def open_replay_reader(bag: str | Path) -> AnyReader:
+    """An opened reader of ``bag`` (any rosbag2 storage or ROS 1); a DatasetError when it cannot be read."""
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
@@ -219,7 +222,8 @@ class BagPlayer:
 
     def _wait_until(self, bag_time_ns: int, start_wall: float, start_bag: int) -> bool:
         """Sleep until the wall time of ``bag_time_ns``, ticking /clock meanwhile (never past it, so the
-        clock only moves forward); False if the context shut down."""
+        clock only moves forward); False if the context shut down.
+        """
         due = start_wall + (bag_time_ns - start_bag) / 1e9 / self.rate
         while (left := due - time.monotonic()) > 0:
             time.sleep(min(left, CLOCK_PERIOD_S))

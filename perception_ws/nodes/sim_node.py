@@ -144,7 +144,8 @@ class SimNode(Node):
 
     def _wait_for_subscribers(self, timeout_s: float) -> None:
         """Hold the first frame until every sensor topic is subscribed (a recording that must be complete): the
-        point topic by ``run.points_subscribers`` (a recorder of it alone must not start the frames)."""
+        point topic by ``run.points_subscribers`` (a recorder of it alone must not start the frames).
+        """
         wanted = [(self.points_pub, self.config.run.points_subscribers)]
         wanted += [(self.image_pub, 1)] if self.image_pub is not None else []
 
@@ -221,7 +222,8 @@ def _time(stamp_ns: int) -> Time:
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m perception_ws.nodes.sim_node [--ros-args ...]``; exit status 1 on a configuration
     error (one line saying what is wrong). Ends by itself after ``run.max_frames`` frames when that is set
-    (a second later: the last frame's reliable messages get acknowledged); Ctrl-C ends it cleanly."""
+    (a second later: the last frame's reliable messages get acknowledged); Ctrl-C ends it cleanly.
+    """
     return run_node(
         args,
         SimNode,

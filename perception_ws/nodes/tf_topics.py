@@ -83,7 +83,8 @@ def tf_message(stamp: Time, edges: Iterable[StaticEdge]) -> TFMessage:
 
 def add_tf_message(tree: TransformTree, msg: TFMessage, timed: bool = False) -> list[str]:
     """Add every transform of ``msg`` to ``tree`` (static ones from /tf_static, or ``timed`` samples at their
-    stamps from /tf); what was wrong with those left out, one line each."""
+    stamps from /tf); what was wrong with those left out, one line each.
+    """
     problems = []
     for transform in msg.transforms:
         t, q = transform.transform.translation, transform.transform.rotation
@@ -103,7 +104,8 @@ def add_tf_message(tree: TransformTree, msg: TFMessage, timed: bool = False) -> 
 class TransformListener:
     """A :class:`TransformTree` that ``node``'s subscriptions to /tf_static and /tf keep filled (what tf2_ros'
     buffer and listener do where tf2_ros is installed); each transform that cannot be added goes to
-    ``on_problem`` with the reason."""
+    ``on_problem`` with the reason.
+    """
 
     def __init__(self, node: Node, on_problem: Callable[[str], object]) -> None:
         self.tree = TransformTree()

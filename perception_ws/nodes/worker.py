@@ -27,7 +27,8 @@ JOIN_TIMEOUT_S = 10.0
 
 class LatestWorker(Generic[T]):
     """The mailbox and the thread named ``name``; built before the node (its shutdown must work on a node
-    that failed half-way), started once the node can handle items."""
+    that failed half-way), started once the node can handle items.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -45,7 +46,8 @@ class LatestWorker(Generic[T]):
     ) -> None:
         """Run ``handle`` on each item in a daemon thread, after ``before`` (in that thread). A
         :class:`PerceptionError` is recorded as ``<expected>_<type>`` with its message when ``expected`` is
-        given; any other exception as ``internal_<type>`` with its traceback."""
+        given; any other exception as ``internal_<type>`` with its traceback.
+        """
         self._thread = threading.Thread(
             target=self._run, args=(handle, stats, issues, expected, before), name=self.name, daemon=True
         )

@@ -125,6 +125,7 @@ def frame_seed(seed: int, scene: int, frame: int) -> int:
 
 
 def frame_name(scene: int, frame: int) -> str:
+    """File stem of frame ``frame`` of scene ``scene``, e.g. ``s00003_f012``."""
     return f"s{scene:05d}_f{frame:03d}"
 
 
@@ -159,6 +160,8 @@ def make_lidar(sensor: str, columns: int, dropout: str, intensity: str) -> Lidar
 
 @dataclass(frozen=True)
 class SceneTask:
+    """One worker's job: the listed frames of one scene of a dataset, written into ``out``."""
+
     config: GenerateConfig
     out: str
     scene: int
@@ -213,6 +216,7 @@ def _record(relative: str, scene: int, frame: int, seed: int, data: bytes, point
 
 
 def new_manifest(config: GenerateConfig) -> dict[str, Any]:
+    """The manifest of a dataset about to be generated: format, generator, settings, sensor and seeds; no frames yet."""
     sensor = get_sensor(config.sensor)
     return {
         "format": MANIFEST_FORMAT,
@@ -237,6 +241,7 @@ def new_manifest(config: GenerateConfig) -> dict[str, Any]:
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` atomically (frames sorted, ``complete`` set): an interrupted run leaves a readable one."""
     manifest["frames"].sort(key=lambda r: (r["scene"], r["frame"]))
     manifest["complete"] = len(manifest["frames"]) == manifest["planned_frames"]
     with atomic_file(out / MANIFEST) as handle:

@@ -169,7 +169,8 @@ def stamp_ns(config: SimConfig, index: int, wall_ns: int, start_ns: int) -> int:
 
 def sim_camera_extrinsic() -> list[float]:
     """The simulated camera's LiDAR -> camera transform, 16 row-major values (the fusion node's
-    ``calibration.extrinsic``); the camera's mounting is fixed, so this holds for every SimConfig."""
+    ``calibration.extrinsic``); the camera's mounting is fixed, so this holds for every SimConfig.
+    """
     return [float(v) for v in CameraConfig().extrinsic().matrix.reshape(-1)]
 
 

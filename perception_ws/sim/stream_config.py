@@ -29,6 +29,8 @@ FrameId = Annotated[str, AfterValidator(_frame_id)]
 
 
 class SimTopicsConfig(Schema):
+    """Topics the simulator publishes: cloud, ground-truth boxes and markers, camera image and info, diagnostics."""
+
     points: TopicName = Field(
         "points", description="PointCloud2 out (SensorData QoS): x y z intensity ring label instance"
     )
@@ -48,12 +50,16 @@ class SimTopicsConfig(Schema):
 
 
 class SimSceneConfig(Schema):
+    """Which procedural street is simulated, and whether and how long it moves."""
+
     seed: int = Field(0, ge=0, description="procedural street seed: the same seed gives the same scene and traffic")
     motion: bool = Field(True, description="ego car and traffic move (false: the scene at t = 0, every frame)")
     loop_s: float = Field(8.0, gt=0, description="scene time restarts after this many seconds (the street is finite)")
 
 
 class SimSensorConfig(Schema):
+    """The simulated LiDAR: sensor model, resolution, scan rate and ray-casting backend."""
+
     model: str = Field("hdl64e", description="built-in sensor name (calib/data) or a sensor YAML file")
     columns: int = Field(2048, ge=8, description="azimuth steps per turn (hdl64e x 2048: about 120k points)")
     rate_hz: float = Field(
@@ -63,6 +69,8 @@ class SimSensorConfig(Schema):
 
 
 class SimCameraConfig(Schema):
+    """The simulated camera: whether it publishes, and at what render resolution."""
+
     enabled: bool = Field(
         True, description="publish the camera image and CameraInfo (KITTI's left colour camera, 1242 x 375)"
     )
@@ -72,6 +80,8 @@ class SimCameraConfig(Schema):
 
 
 class SimFramesConfig(Schema):
+    """The frame ids of the cloud, the vehicle, the camera and the fixed frame."""
+
     lidar: FrameId = Field("lidar", description="frame_id of the cloud and the ground-truth boxes")
     base: FrameId = Field("base_link", description="vehicle frame, on the ground below the LiDAR")
     camera: FrameId = Field("camera", description="frame_id of the image (optical: x right, y down, z forward)")
@@ -81,6 +91,8 @@ class SimFramesConfig(Schema):
 
 
 class SimClockConfig(Schema):
+    """How frames are stamped and paced, and whether /clock is published."""
+
     #: wall: stamps are the wall time a scan is ready; sim: stamps advance by exactly 1/rate per frame.
     mode: Literal["wall", "sim"] = Field(
         "wall", description="wall: stamp = wall time a scan is ready; sim: stamp = start + index / rate"
@@ -105,10 +117,14 @@ class SimClockConfig(Schema):
 
 
 class SimGroundTruthConfig(Schema):
+    """Which ground-truth boxes are published."""
+
     min_points: int = Field(1, ge=0, description="ground-truth boxes with fewer LiDAR points are left out")
 
 
 class SimRunConfig(Schema):
+    """When the simulator starts and stops (frame budget, waiting for subscribers); queue depth, diagnostics period."""
+
     max_frames: int = Field(0, ge=0, description="stop (and exit) after this many frames; 0: run until stopped")
     wait_for_subscribers_s: float = Field(
         0.0,

@@ -33,6 +33,8 @@ X, Y, INTENSITY = 0, 1, 3
 
 @dataclass(frozen=True)
 class Augmentation:
+    """Settings of the augmentations in the module doc."""
+
     crop_width: int = 512
     flip: bool = True
     #: largest rotation about z, in degrees (0: none).

@@ -29,7 +29,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The state :func:`save_checkpoint` wrote. Read with ``weights_only=True``: a checkpoint holds tensors,
     numbers, strings and containers only, so a planted pickle (a shared or downloaded run folder) is refused
-    before anything in it can run."""
+    before anything in it can run.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -52,6 +53,7 @@ def _blocked(error: pickle.UnpicklingError) -> str:
 
 
 def rng_state() -> dict[str, Any]:
+    """The torch random generators' state (CPU, and every GPU when there is one), for a checkpoint."""
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -59,6 +61,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
+    """Restore the state :func:`rng_state` saved, so a resumed run draws what it would have drawn."""
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -67,7 +70,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 def parameter_digest(model: nn.Module) -> str:
     """sha256 of every parameter (name order, raw bytes): equal on all ranks iff DDP kept them in step.
 
-    Buffers are left out on purpose: each rank's batch-norm statistics follow its own last batch."""
+    Buffers are left out on purpose: each rank's batch-norm statistics follow its own last batch.
+    """
     digest = hashlib.sha256()
     for name, value in model.named_parameters():
         digest.update(name.encode())

@@ -15,6 +15,8 @@ INTENSITY_INPUTS = ("keep", "zero")
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Every setting of a training run (what ``perception train`` takes), checked when built."""
+
     model: str = "squeezesegv2"
     crf: bool = True
     classes: str = "kitti3"

@@ -14,6 +14,7 @@ COLUMNS = ("step", "loss", "lr", "samples_per_s", "elapsed_s")
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
+    """The rows of a training log CSV as numbers (empty cells left out); [] when there is no log yet."""
     if not path.exists():
         return []
     with path.open(newline="") as handle:

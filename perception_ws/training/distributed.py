@@ -13,6 +13,8 @@ from torch import nn
 
 @dataclass
 class Distributed:
+    """This process's place in the run (rank, world size, device) and the collectives training needs."""
+
     rank: int = 0
     world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -35,7 +37,8 @@ class Distributed:
 
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is true on any (a collective): ranks must agree on when to stop,
-        or the next gradient sync would wait forever for the rank that left."""
+        or the next gradient sync would wait forever for the rank that left.
+        """
         if self.world == 1:
             return flag
         value = torch.tensor([1.0 if flag else 0.0], device=self.device)

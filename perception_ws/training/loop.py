@@ -48,6 +48,8 @@ INTENSITY, MASK = 3, 5
 
 @dataclass
 class TrainResult:
+    """What a training run ended with: its folder, last step, whether it finished, loss and log."""
+
     out: Path
     step: int
     finished: bool
@@ -64,6 +66,7 @@ def _device(name: str) -> torch.device:
 
 
 def build_training_model(config: TrainConfig) -> RangeSegmenter:
+    """A fresh network for ``config``, the intensity channel zeroed when the config says so."""
     class_set = get_class_set(config.classes)
     zero = [INTENSITY] if config.intensity_input == "zero" else []
     return build_model(config.model, len(class_set), crf=config.crf, zero_channels=zero)
@@ -101,7 +104,8 @@ def _source(config: TrainConfig) -> SampleSource:
 
 def _normalizer_images(source: SampleSource, config: TrainConfig) -> torch.Tensor:
     """``normalizer_samples`` samples: the first ones of a finite source; for the unbounded simulation,
-    samples far beyond any run's batches."""
+    samples far beyond any run's batches.
+    """
     count = config.normalizer_samples if source.size is None else min(config.normalizer_samples, source.size)
     first = 2**40 if source.size is None else 0
     pairs = [source.sample(first + i) for i in range(count)]
@@ -123,7 +127,8 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train (or resume) into ``out``; ``stop_after`` ends this process after that many steps of the run
-    (as a kill would, but cleanly, with a checkpoint): for tests of the resume path."""
+    (as a kill would, but cleanly, with a checkpoint): for tests of the resume path.
+    """
     out = Path(out)
     # a missing data path or bad simulation settings fail before anything is written
     sweeps = SweepBatches(config) if config.data == GPU_DATA else None

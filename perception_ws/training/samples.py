@@ -147,7 +147,8 @@ def sweep_pair(scan: Scan, height: int, columns: int, classes: str) -> Pair:
 
 def image_channels(xyz: Any, intensity: Any, mask: Any) -> Any:
     """(..., 6) x, y, z, intensity, range, mask from (..., 3) points, (...) intensity and (...) bool mask,
-    zeros where the mask is False; numpy arrays or torch tensors (the GPU sweeps build theirs with this)."""
+    zeros where the mask is False; numpy arrays or torch tensors (the GPU sweeps build theirs with this).
+    """
     xp = namespace(xyz)
     x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
     rho = xp.sqrt(x**2 + y**2 + z**2)  # from the sensor frame's origin, not the beam's (as projection does)

@@ -20,6 +20,8 @@ from perception_ws.sim.world.scene import EgoPose, TriangleSoup
 
 @dataclass(frozen=True)
 class SceneData:
+    """What training needs of one generated scene: its triangles and sensor poses."""
+
     index: int
     soup: TriangleSoup
     poses: list[EgoPose]
@@ -35,7 +37,8 @@ def scenes_in_order(
     seed: int, config: SceneConfig, indices: Iterable[int], workers: int
 ) -> Generator[SceneData, None, None]:
     """The scenes of ``indices``, in that order; with ``workers`` > 0 up to ``2 * workers`` are built ahead
-    by spawned processes (the pool ends when the iterator is closed or exhausted)."""
+    by spawned processes (the pool ends when the iterator is closed or exhausted).
+    """
     if workers == 0:
         for index in indices:
             yield build_scene(seed, index, config)

@@ -72,6 +72,7 @@ def box_text(box: Box3D, class_set: ClassSet) -> str:
 
 
 def box_rgb(box: Box3D, class_set: ClassSet) -> tuple[int, int, int]:
+    """The class colour of ``box`` in ``class_set``, white for a label outside it."""
     return class_set.colors[box.label] if 0 <= box.label < len(class_set) else (255, 255, 255)
 
 

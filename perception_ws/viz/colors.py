@@ -60,5 +60,6 @@ def class_colors(labels: np.ndarray, class_set: ClassSet) -> np.ndarray:
 
 
 def hex_color(rgb: tuple[int, int, int] | np.ndarray) -> str:
+    """An (r, g, b) 0..255 colour as matplotlib's ``#rrggbb``."""
     r, g, b = (int(c) for c in rgb)
     return f"#{r:02x}{g:02x}{b:02x}"

@@ -89,7 +89,8 @@ class ScanFigure:
 
 def scan_labels(scan: Scan, class_set: ClassSet) -> np.ndarray | None:
     """The scan's per-point labels in ``class_set``: SemanticKITTI ids for that set, KITTI-3 otherwise
-    (converted from SemanticKITTI ids when the scan has only those)."""
+    (converted from SemanticKITTI ids when the scan has only those).
+    """
     if class_set.name == SEMANTIC_KITTI.name:
         return scan.semantic
     if scan.labels is not None:

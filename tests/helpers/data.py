@@ -33,13 +33,15 @@ def with_label_field(scan: Scan, values: np.ndarray | None = None) -> np.ndarray
 
 def truth(scan: Scan) -> tuple[np.ndarray, np.ndarray]:
     """The scan's ground-truth KITTI-3 labels and instance ids (the real labelled scans have both)."""
-    assert scan.labels is not None and scan.instances is not None
+    assert scan.labels is not None
+    assert scan.instances is not None
     return scan.labels, scan.instances
 
 
 def kitti_frame(real_data: Path, frame: str) -> tuple[Scan, PinholeCamera, Extrinsic]:
     scan = load(real_data / "kitti_object" / "velodyne" / f"{frame}.bin")
-    assert scan.image is not None and scan.calib is not None
+    assert scan.image is not None
+    assert scan.calib is not None
     camera = scan.calib.camera(2, (scan.image.shape[1], scan.image.shape[0]))
     return scan, camera, scan.calib.extrinsic()
 

@@ -51,7 +51,8 @@ def _positive(where: str, **values: float) -> None:
 @dataclass(frozen=True)
 class LidarSettings:
     """Blueprint attributes shared by ``sensor.lidar.ray_cast_semantic`` and ``sensor.lidar.ray_cast``
-    (:meth:`like` builds them from a project sensor model)."""
+    (:meth:`like` builds them from a project sensor model).
+    """
 
     channels: int
     upper_fov_deg: float

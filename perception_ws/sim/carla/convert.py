@@ -106,7 +106,8 @@ def ros_rotation_from_carla(pitch_deg: float, yaw_deg: float, roll_deg: float) -
 
 def ros_pose_from_carla(location: tuple[float, float, float], rotation: tuple[float, float, float]) -> np.ndarray:
     """4x4 child -> parent transform in ROS axes from a CARLA ``location (x, y, z)`` and
-    ``rotation (pitch, yaw, roll)`` in degrees (a ``carla.Transform``'s fields)."""
+    ``rotation (pitch, yaw, roll)`` in degrees (a ``carla.Transform``'s fields).
+    """
     pose = np.eye(4)
     pose[:3, :3] = ros_rotation_from_carla(*rotation)
     pose[:3, 3] = FLIP_Y @ np.asarray(location, dtype=np.float64)
@@ -115,7 +116,8 @@ def ros_pose_from_carla(location: tuple[float, float, float], rotation: tuple[fl
 
 def carla_pose_from_ros(pose: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """The inverse of :func:`ros_pose_from_carla`: ``(location (x, y, z), rotation (pitch, yaw, roll))``
-    in CARLA's axes and degrees for a 4x4 ROS transform."""
+    in CARLA's axes and degrees for a 4x4 ROS transform.
+    """
     m = np.asarray(pose, dtype=np.float64)
     if m.shape != (4, 4):
         raise CalibrationError(f"pose has shape {m.shape}, expected (4, 4)")
@@ -142,7 +144,8 @@ def invert_pose(pose: np.ndarray) -> np.ndarray:
 
 def lidar_to_camera(camera_in_lidar: np.ndarray) -> Extrinsic:
     """Extrinsic mapping LiDAR points into the camera's optical frame (what ``PinholeCamera.project``
-    takes), from the camera body pose in the LiDAR frame (4x4, ROS axes, camera looking along +x)."""
+    takes), from the camera body pose in the LiDAR frame (4x4, ROS axes, camera looking along +x).
+    """
     optical = np.eye(4)
     optical[:3, :3] = BODY_TO_OPTICAL
     return Extrinsic(optical @ invert_pose(np.asarray(camera_in_lidar, dtype=np.float64)), "CARLA LiDAR -> camera")

@@ -66,7 +66,8 @@ class ActorState:
 @dataclass(eq=False)
 class CarlaFrame:
     """One tick: the semantic sweep as a :class:`Scan` (labels, semantic, instances, boxes, and the
-    camera image with its calibration), plus what the Scan has no field for."""
+    camera image with its calibration), plus what the Scan has no field for.
+    """
 
     frame: int
     timestamp: float
@@ -154,7 +155,8 @@ def actor_boxes(
     actors: Sequence[ActorState], lidar_pose: np.ndarray, instances: np.ndarray, max_range: float = np.inf
 ) -> list[Box3D]:
     """Each actor's box in the LiDAR frame (yaw only: the box's heading projected on the LiDAR's
-    xy plane), with its point count; actors farther than ``max_range`` and without points are left out."""
+    xy plane), with its point count; actors farther than ``max_range`` and without points are left out.
+    """
     world_to_lidar = invert_pose(np.asarray(lidar_pose, dtype=np.float64))
     ids, counts = np.unique(np.asarray(instances), return_counts=True)
     points_of = dict(zip(ids.tolist(), counts.tolist(), strict=True))

@@ -241,7 +241,8 @@ _TAG_BASE_TYPES = (
 
 def actor_base_type(type_id: str, base_type: str = "", semantic_tags: Collection[int] = ()) -> str:
     """An actor's kind ("car", "van", "bicycle", "pedestrian" …) from its blueprint id, its
-    ``base_type`` attribute when it has one, else its semantic tags; "other" when none tells."""
+    ``base_type`` attribute when it has one, else its semantic tags; "other" when none tells.
+    """
     if type_id.startswith("walker."):
         return "pedestrian"
     if base_type:

@@ -47,6 +47,8 @@ class ActorStates:
 
 @dataclass(frozen=True)
 class EgoState:
+    """The ego vehicle at one instant: its pose, velocity and yaw rate."""
+
     pose: EgoPose
     velocity: np.ndarray  # (3,) m/s, world frame
     yaw_rate: float = 0.0  # rad/s

@@ -54,6 +54,8 @@ class Swerve:
 
 @dataclass(frozen=True)
 class Path:
+    """A straight line on the ground from ``origin`` along ``direction``, with optional sideways swerves."""
+
     origin: np.ndarray  # (2,) world xy at s = 0
     direction: np.ndarray  # (2,) unit
     swerves: tuple[Swerve, ...] = field(default=())
@@ -84,7 +86,8 @@ class Path:
 
 def merge_swerves(swerves: list[Swerve]) -> tuple[Swerve, ...]:
     """Swerves that do not overlap: overlapping ones to the same side become one (the larger offset);
-    of two to opposite sides that overlap, the later is dropped (the actor stops before its obstacle)."""
+    of two to opposite sides that overlap, the later is dropped (the actor stops before its obstacle).
+    """
     out: list[Swerve] = []
     for sw in sorted(swerves, key=lambda w: w.start):
         if out and sw.start < out[-1].end:

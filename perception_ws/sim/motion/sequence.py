@@ -49,6 +49,8 @@ class TrackTruth:
 
 @dataclass(eq=False)
 class SequenceFrame:
+    """One frame of a simulated sequence: the scan, the ego state and pose, the true tracks and the camera image."""
+
     index: int
     time_s: float
     stamp_ns: int

@@ -60,6 +60,8 @@ class Cruise:
 
 
 class Limit(Protocol):
+    """A bound on how far an actor may be along its path (a wall, a leader to follow, a crossing to yield to)."""
+
     def at(self, t: np.ndarray) -> Curve:
         """The furthest the actor may be along its path at time t, and how fast that moves."""
         ...
@@ -118,7 +120,8 @@ class Profile:
 
     def add(self, limit: Limit, band: float) -> bool:
         """Add ``limit`` with a blend band of at most ``band`` metres; False (and not added) if the actor
-        is already past it at t = 0 (a limit behind the start would pull the actor backwards)."""
+        is already past it at t = 0 (a limit behind the start would pull the actor backwards).
+        """
         room = float(limit.at(np.zeros(1))[0][0])
         if room < 0.0:
             return False

@@ -307,6 +307,8 @@ def judge(real: Statistics, sim: Statistics) -> list[Verdict]:
 
 @dataclass(frozen=True)
 class Report:
+    """Both sides' statistics, one verdict per test and notes: the realism report."""
+
     real: Statistics
     sim: Statistics
     verdicts: list[Verdict]
@@ -346,6 +348,7 @@ class Report:
 
 
 def compare(real: Iterable[RangeView], sim: Iterable[RangeView], notes: Sequence[str] = ()) -> Report:
+    """Measure real and simulated views alike and judge them against each other."""
     real_stats, sim_stats = measure(real), measure(sim)
     return Report(real_stats, sim_stats, judge(real_stats, sim_stats), list(notes))
 
@@ -356,6 +359,7 @@ def json_text(report: Report) -> str:
 
 
 def write_json(report: Report, path: str | Path) -> Path:
+    """Write the report's JSON (see :func:`json_text`) atomically to ``path``; the path written."""
     target = Path(path)
     with atomic_file(target) as handle:
         handle.write(json_text(report).encode())

@@ -1,4 +1,4 @@
-"""Measured dropout map: how often each pixel of a real sweep is empty, ``eps(row, azimuth)`` (docs/algorithms.md §5).
+r"""Measured dropout map: how often each pixel of a real sweep is empty, ``eps(row, azimuth)`` (docs/algorithms.md §5).
 
 SqueezeSeg's noise augmentation drops each simulated pixel with the probability that the same pixel
 is empty in real scans. Here that probability is measured on real HDL-64E scans placed in a
@@ -16,7 +16,7 @@ to a sweep's columns.
 
 The map shipped in ``perception_ws/sim/data/hdl64e_dropout.npz`` is regenerated with::
 
-    python -m perception_ws.sim.realism.dropout_map --real ../shared/data/real \\
+    python -m perception_ws.sim.realism.dropout_map --real ../shared/data/real \
         --out perception_ws/sim/data/hdl64e_dropout.npz
 """
 
@@ -98,7 +98,8 @@ class DropoutMap:
     def background(self, quantile: float = BACKGROUND_QUANTILE) -> PixelDropout:
         """The returns every beam loses wherever it points: per row, a low quantile of this map over the
         sectors (sky and the recording car leave the emptiest sectors out of it). Real HDL-64E rows are 3-8 %
-        empty even over the street; SqueezeSegV2's CAM exists to be robust to exactly this noise."""
+        empty even over the street; SqueezeSegV2's CAM exists to be robust to exactly this noise.
+        """
         per_row = np.quantile(self.empty, quantile, axis=1)
         return PixelDropout(per_row[:, None], fov_deg=360.0)
 
@@ -174,6 +175,7 @@ def measure_folder(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Measure the dropout map of a folder of real scans and save it (the command in the module doc)."""
     parser = argparse.ArgumentParser(description="measure the per-pixel dropout of real scans (docs/algorithms.md §5)")
     parser.add_argument("--real", required=True, help="folder of real scans (e.g. ../shared/data/real)")
     parser.add_argument("--out", required=True, help=".npz to write")

@@ -76,7 +76,8 @@ def _front_columns(columns: int) -> np.ndarray:
 
 def _range_image_view(scan: Scan, model: SensorModel, columns: int) -> RangeView:
     """A scan that carries its range image: a full turn (generated sim frames) or the front 90 degrees
-    (SqueezeSeg / GTA-LiDAR); every layout keeps the range in the channel before the last."""
+    (SqueezeSeg / GTA-LiDAR); every layout keeps the range in the channel before the last.
+    """
     image = np.asarray(scan.range_image)
     rows, width = image.shape[:2]
     if rows == model.height and width == columns:

@@ -75,7 +75,8 @@ class TorchRandom:
 
 def standard_normals(rng: Any, n: int) -> Any:
     """(n,) float32 standard normal draws: from a numpy ``Generator`` (the sweep kernels' fast way) or a
-    :class:`TorchRandom` (a tensor on its device)."""
+    :class:`TorchRandom` (a tensor on its device).
+    """
     if isinstance(rng, TorchRandom):
         return rng.standard_normal(n)
     from perception_ws.sim.sensor.sweep_kernels import standard_normals as numpy_normals

@@ -135,4 +135,5 @@ def sky_colors(directions: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Colours in 0..1 as 8-bit values, clipped and rounded."""
     return np.asarray(np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8))

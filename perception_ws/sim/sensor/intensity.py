@@ -30,6 +30,8 @@ _BEAM_GAIN_SEED = 64  # any fixed number: the gain table must not change between
 
 @dataclass(frozen=True)
 class ReflectanceModel:
+    """The constants of the reflectance model in the module doc."""
+
     # gain and falloff_range: fitted with the realism report (perception sim compare) so that the
     # intensity histogram of simulated sweeps is within a factor of 2 of real KITTI scans per bin
     gain: float = 1.15

@@ -117,7 +117,8 @@ class Lidar:
         self, soup: TriangleSoup, caster: Raycaster, rot: np.ndarray, trans: np.ndarray, rng: np.random.Generator
     ) -> SweepHits:
         """Every ray of a sweep from the sensor pose (``rot``, ``trans``: sensor -> world) and what it met;
-        beams the dropout models let through glass travel on from just behind the pane."""
+        beams the dropout models let through glass travel on from just behind the pane.
+        """
         p = self.pattern
         # beam origins sit on the sensor's z axis: move the H of them; the kernel repeats them per column
         row_origins = (p.origins.astype(np.float64) @ rot.T + trans).astype(np.float32)

@@ -29,6 +29,8 @@ from perception_ws.sim.sensor.returns import Returns
 
 @dataclass(frozen=True)
 class RangeNoise:
+    """Gaussian noise of ``sigma`` metres added to every range."""
+
     sigma: float = 0.02  # metres
 
     def __post_init__(self) -> None:
@@ -42,6 +44,8 @@ class RangeNoise:
 
 
 class Dropout(Protocol):
+    """Which returns a simulated LiDAR loses: through glass, and among the final returns."""
+
     def transmits(self, returns: Returns, rng: np.random.Generator) -> np.ndarray:
         """Which returns the beam passes through (it goes on to the next surface); (N,) bool.
 
@@ -178,7 +182,8 @@ class PhysicalDropout:
 @dataclass(frozen=True, eq=False)
 class KeepPlan:
     """Dropout models arranged for sweeps of one size: the pixel models' keep probabilities multiplied into one
-    table, which the sweep kernel looks up per return in the pass that reads the hits, and the other models."""
+    table, which the sweep kernel looks up per return in the pass that reads the hits, and the other models.
+    """
 
     pixel_keep: np.ndarray  # (height * width,) float32, row-major pixels
     others: tuple[Dropout, ...]  # asked per return (NoDropout left out: it keeps everything)

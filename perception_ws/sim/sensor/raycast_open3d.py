@@ -11,6 +11,8 @@ from perception_ws.sim.world.scene import TriangleSoup
 
 
 class Open3DRaycaster:
+    """Ray casting with Open3D's RaycastingScene (an Embree BVH): the fastest backend on a CPU."""
+
     name = "open3d"
 
     def __init__(self, soup: TriangleSoup, threads: int = 0) -> None:
@@ -35,7 +37,8 @@ class Open3DRaycaster:
 
 def packed_rays(origins: np.ndarray, directions: np.ndarray) -> np.ndarray | None:
     """The (N, 6) float32 array whose first and last three columns ``origins`` and ``directions`` are, if they
-    are (as :meth:`perception_ws.sim.sensor.lidar.Lidar.cast` passes them): Open3D's layout, used without a copy."""
+    are (as :meth:`perception_ws.sim.sensor.lidar.Lidar.cast` passes them): Open3D's layout, used without a copy.
+    """
     if not (isinstance(origins, np.ndarray) and isinstance(directions, np.ndarray)):
         return None
     base = origins.base

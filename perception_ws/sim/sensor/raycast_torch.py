@@ -74,6 +74,8 @@ def build_bvh(vertices: np.ndarray, triangles: np.ndarray, leaf_size: int = 8) -
 
 
 class TorchRaycaster:
+    """The BVH ray caster of the module doc, on any torch device (default: CUDA when there is one)."""
+
     name = "torch"
 
     def __init__(

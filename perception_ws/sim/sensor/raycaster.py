@@ -17,11 +17,15 @@ from perception_ws.errors import PerceptionError
 
 @dataclass
 class Hits:
+    """First hits of a batch of rays: distance and triangle per ray."""
+
     t: np.ndarray  # (N,) float32 distance along the ray, inf where nothing was hit
     triangle: np.ndarray  # (N,) int64 triangle index into the soup, -1 where nothing was hit
 
 
 class Raycaster(Protocol):
+    """What every ray-casting backend provides: a name and first hits against one scene's triangles."""
+
     name: str
 
     def cast(self, origins: np.ndarray, directions: np.ndarray, max_range: float) -> Hits:

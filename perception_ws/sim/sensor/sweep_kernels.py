@@ -118,7 +118,8 @@ def returns_at(
     glass: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """The :class:`~perception_ws.sim.sensor.returns.Returns` arrays of the rays ``which`` (each must hit a triangle),
-    as :func:`gather_returns` makes them: row, col, range, cos_incidence, albedo, retro, glass."""
+    as :func:`gather_returns` makes them: row, col, range, cos_incidence, albedo, retro, glass.
+    """
     n = which.shape[0]
     row, col = np.empty(n, np.int64), np.empty(n, np.int64)
     ranges, cosines, albedos = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32)

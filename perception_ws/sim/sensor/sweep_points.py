@@ -48,6 +48,8 @@ class SweepHits:
 
 @dataclass
 class SweepPoints:
+    """The points of one simulated sweep with their labels and range-image pixels."""
+
     points: np.ndarray  # (M,) POINT_DTYPE in the sensor frame
     labels: np.ndarray  # (M,) uint8 KITTI-3 id
     semantic: np.ndarray  # (M,) uint8 SemanticKITTI learning id

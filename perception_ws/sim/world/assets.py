@@ -19,6 +19,8 @@ from perception_ws.sim.world.scene import Actor, Part
 
 @dataclass
 class Asset:
+    """A movable object's parts in its own frame (x forward, on the ground), placed into a scene as an actor."""
+
     parts: list[Part]
     #: KITTI object type: "Car", "Van", "Truck", "Pedestrian", "Cyclist".
     name: str

@@ -17,6 +17,8 @@ import numpy as np
 
 
 class Zone(IntEnum):
+    """What the ground is at a point across the street (road, parking, sidewalk, yard)."""
+
     ROAD = 0
     PARKING = 1
     SIDEWALK = 2
@@ -25,6 +27,8 @@ class Zone(IntEnum):
 
 @dataclass(frozen=True)
 class StreetLayout:
+    """The dimensions of one street (see the module doc for the cross-section and frame)."""
+
     x_min: float
     x_max: float
     lanes: int  # per direction
@@ -122,6 +126,7 @@ class StreetLayout:
 
 
 def random_layout(rng: np.random.Generator, half_length: float, cross_street_probability: float) -> StreetLayout:
+    """A street drawn from ``rng``: lanes, widths, curb, yards, grade and maybe a side street."""
     lanes = int(rng.choice([1, 2], p=[0.75, 0.25]))
     has_cross = rng.random() < cross_street_probability
     k = 2

@@ -16,6 +16,8 @@ import numpy as np
 
 
 class Mat(IntEnum):
+    """Material ids, stored per triangle (one byte)."""
+
     ASPHALT = 0
     LANE_PAINT = 1
     CONCRETE = 2
@@ -41,6 +43,8 @@ class Mat(IntEnum):
 
 @dataclass(frozen=True)
 class Material:
+    """What the sensor models read of a material: albedo, and whether it is glass or retro-reflective."""
+
     name: str
     albedo: float
     glass: bool = False

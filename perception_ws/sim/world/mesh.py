@@ -58,20 +58,24 @@ class Mesh:
 
 
 def empty_mesh() -> Mesh:
+    """A mesh with no vertices or triangles."""
     return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), np.zeros(0, dtype=np.uint8))
 
 
 def rotation_z(yaw: float) -> np.ndarray:
+    """3x3 rotation by ``yaw`` about +z."""
     c, s = np.cos(yaw), np.sin(yaw)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def rotation_y(pitch: float) -> np.ndarray:
+    """3x3 rotation by ``pitch`` about +y."""
     c, s = np.cos(pitch), np.sin(pitch)
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
 def rotation_x(roll: float) -> np.ndarray:
+    """3x3 rotation by ``roll`` about +x."""
     c, s = np.cos(roll), np.sin(roll)
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 

@@ -61,6 +61,7 @@ class Build:
 
 
 def random_build(rng: np.random.Generator, child_probability: float = 0.08) -> Build:
+    """A body drawn from ``rng``: an adult of about 1.74 m or, with ``child_probability``, a child."""
     if rng.random() < child_probability:
         height = rng.uniform(1.05, 1.45)
     else:
@@ -99,6 +100,8 @@ def two_bone(root: np.ndarray, target: np.ndarray, a: float, b: float, bend_forw
 
 @dataclass(frozen=True)
 class Clothes:
+    """Materials of the upper and lower body, with their albedo scales."""
+
     top: Mat
     bottom: Mat
     top_scale: float
@@ -106,6 +109,8 @@ class Clothes:
 
 
 def random_clothes(rng: np.random.Generator) -> Clothes:
+    """Dark or light top and bottom drawn from ``rng``, each with its own albedo scale."""
+
     def pick() -> Mat:
         return Mat.CLOTH_DARK if rng.random() < 0.55 else Mat.CLOTH_LIGHT
 
@@ -193,6 +198,8 @@ def pedestrian(rng: np.random.Generator, walking: bool | None = None) -> Asset:
 
 @dataclass(frozen=True)
 class BikeGeometry:
+    """Where a rider meets the bicycle (saddle, handlebar, cranks), for posing the rider."""
+
     wheel_radius: float
     wheelbase: float
     saddle: np.ndarray  # top of the saddle

@@ -27,6 +27,8 @@ from perception_ws.sim.world.mesh import Mesh
 
 @dataclass
 class Part:
+    """One mesh of a scene with its class ids, instance and albedo scale."""
+
     mesh: Mesh
     semantic: int  # SemanticKITTI learning id
     kitti3: int = 0  # KITTI-3 id (0 for stuff and for objects KITTI-3 does not count, e.g. vans)
@@ -81,6 +83,8 @@ class TriangleSoup:
 
 @dataclass
 class Scene:
+    """A generated street: static parts, moving actors, suggested sensor poses and the layout."""
+
     seed: int
     parts: list[Part] = field(default_factory=list)
     actors: list[Actor] = field(default_factory=list)

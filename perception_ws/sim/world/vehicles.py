@@ -24,6 +24,8 @@ from perception_ws.sim.world.scene import Part
 
 @dataclass(frozen=True)
 class BodyType:
+    """A kind of vehicle: its classes, size ranges and the side profile its body is built from."""
+
     name: str
     kitti_name: str  # KITTI object type: only "Car" counts as a KITTI-3 car
     semantic: str  # SemanticKITTI class
@@ -187,7 +189,8 @@ def _loft_body(
 
 def _interior(length: float, width: float, height: float, body: BodyType) -> Mesh:
     """Seats, head rests and dashboard as one dark block behind the glass: a beam through a window of a real
-    car mostly returns from them (a car point), it does not cross the car to the street behind."""
+    car mostly returns from them (a car point), it does not cross the car to the street behind.
+    """
     u = np.linspace(0.0, 1.0, 101)
     top = _profile_height(body.profile, u) * height
     belt = body.belt * height
@@ -216,7 +219,8 @@ def _plates(length: float, z: float, half_width: float = 0.26) -> Mesh:
 
 def _paint(rng: np.random.Generator) -> tuple[Mat, float]:
     """Paint material and albedo scale: most cars are dark at 905 nm (black, blue, grey, also many colours that
-    look light to the eye): real KITTI car remissions are below 0.1 for about 60 % of their points."""
+    look light to the eye): real KITTI car remissions are below 0.1 for about 60 % of their points.
+    """
     if rng.random() < 0.7:
         return Mat.CAR_PAINT_DARK, float(rng.uniform(0.5, 2.0))
     return Mat.CAR_PAINT_LIGHT, float(rng.uniform(0.6, 1.6))
@@ -272,6 +276,7 @@ VEHICLE_MIX: dict[str, float] = {"hatchback": 0.3, "sedan": 0.25, "wagon": 0.2, 
 
 
 def random_vehicle(rng: np.random.Generator, mix: dict[str, float] | None = None) -> Asset:
+    """A vehicle of a kind drawn from ``mix`` (default VEHICLE_MIX, weights need not sum to 1)."""
     mix = mix or VEHICLE_MIX
     kinds = list(mix)
     p = np.asarray([mix[k] for k in kinds], dtype=np.float64)
