@@ -37,10 +37,10 @@ class RangeNoise:
         if not self.sigma >= 0:
             raise PerceptionError(f"range noise: sigma must be >= 0 metres; got {self.sigma}")
 
-    def apply(self, ranges: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def apply(self, ranges: Array, rng: np.random.Generator) -> Array:
         if self.sigma == 0:
             return ranges
-        return np.asarray(ranges + np.float32(self.sigma) * standard_normals(rng, len(ranges)))
+        return ranges + np.float32(self.sigma) * standard_normals(rng, len(ranges))
 
 
 class Dropout(Protocol):
