@@ -9,6 +9,7 @@ refused with a message saying why.
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +109,35 @@ def test_replay_keeps_messages_headers_and_timing(
     # /clock follows the bag's time and reaches its last message
     assert clocks and min(clocks) >= start_ns and max(clocks) == scans[-1].stamp_ns
     assert clocks == sorted(clocks)
+
+
+@pytest.mark.dds
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_replay_stopped_mid_way_exits_0_without_a_traceback(
+    sig: signal.Signals, real_data: Path, local_env: dict[str, str], ros_context: Context, tmp_path: Path
+) -> None:
+    scan = open_dataset(real_data / "kitti_odometry_00")[0]
+    start_ns = 1_700_000_000_000_000_000
+    scans = [dataclasses.replace(scan, stamp_ns=start_ns + i * int(PERIOD_S * 1e9)) for i in range(20)]
+    bag = write_bag(tmp_path / "long", scans, topic="/kitti/points")
+    node = Node("replay_listener", context=ros_context)
+    clouds: list[PointCloud2] = []
+    node.create_subscription(PointCloud2, "/kitti/points", clouds.append, QOS)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    # at the recorded speed the replay spends its time ticking /clock between scans: the signal comes then
+    child = _perception("replay", str(bag), "--wait-subscribers", str(WAIT_S), env=local_env)
+    try:
+        _spin_until(executor, lambda: bool(clouds) or child.poll() is not None)
+        assert clouds and child.poll() is None
+        child.send_signal(sig)
+        output, _ = child.communicate(timeout=WAIT_S)
+    finally:
+        child.kill()
+        node.destroy_node()
+    assert child.returncode == 0, output
+    assert "(stopped)" in output and len(clouds) < len(scans), output
+    assert not re.search(r"traceback|error|context is invalid", output, re.IGNORECASE), output
 
 
 def _detections(index: int) -> Detection3DArray:
