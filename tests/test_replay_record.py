@@ -37,6 +37,7 @@ from perception_ws.cli import main as cli_main
 from perception_ws.cloud import from_msg
 from perception_ws.io import open_dataset
 from perception_ws.io.bag import write_bag
+from perception_ws.io.mcap_stream import read_cut_mcap, repair_mcap
 from perception_ws.msg import Detection3D, Detection3DArray
 from perception_ws.nodes.record import register_project_types
 
@@ -178,7 +179,7 @@ def test_record_writes_the_serialized_bytes_to_mcap(
             publisher.publish(msg)
         assert publisher.wait_for_all_acked(Duration(seconds=WAIT_S))
         _spin_until(executor, lambda: len(delivered) == len(sent))
-        assert not out.exists()  # nothing at the destination while recording
+        assert out.is_file()  # written in place as it goes (complete and indexed once stopped)
         child.send_signal(signal.SIGINT)
         output, _ = child.communicate(timeout=WAIT_S)
     finally:
@@ -203,6 +204,47 @@ def test_record_writes_the_serialized_bytes_to_mcap(
     assert [deserialize_message(raw, Detection3DArray) for raw in recorded] == sent
     assert [len(d.detections) for d in decoded] == [1, 2, 3, 4]
     assert decoded[3].detections[3].class_name == "car" and decoded[2].detections[0].center.x == 12.0
+
+
+@pytest.mark.dds
+def test_a_killed_recorder_leaves_a_readable_mcap(
+    local_env: dict[str, str], ros_context: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run.mcap"
+    child = _perception("record", "--out", str(out), "--topics", "/perception/detections", env=local_env)
+    node = Node("detections_source", context=ros_context)
+    publisher = node.create_publisher(Detection3DArray, "/perception/detections", QOS)
+    sent = [_detections(i) for i in range(4)]
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while publisher.get_subscription_count() < 1 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        for msg in sent:
+            publisher.publish(msg)
+        assert publisher.wait_for_all_acked(Duration(seconds=WAIT_S))
+        deadline = time.monotonic() + WAIT_S  # on disk within about a second, before any clean stop
+        while len(read_cut_mcap(out).messages) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child.kill()  # SIGKILL: no chance to finish the file
+        child.communicate(timeout=WAIT_S)
+    finally:
+        child.kill()
+        node.destroy_node()
+    assert not read_cut_mcap(out).complete
+    # the project's reader recovers it, and says so in one line
+    assert cli_main(["info", str(out)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "was cut" in line]
+    assert notes == [
+        "  note: run.mcap was cut (its writer did not finish it): recovered 4 messages written before the cut"
+    ]
+    # the repaired copy is a complete MCAP that rosbags reads: every message, byte for byte what was sent
+    repaired = tmp_path / "repaired.mcap"
+    repair_mcap(out, repaired)
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    register_project_types(typestore)
+    with AnyReader([repaired], default_typestore=typestore) as reader:
+        recorded = [bytes(raw) for _, _, raw in reader.messages()]
+    assert [deserialize_message(raw, Detection3DArray) for raw in recorded] == sent
 
 
 @pytest.mark.parametrize("sensor", ["vlp16", "vlp32"])

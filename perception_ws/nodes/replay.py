@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perception_ws.errors import DatasetError
-from perception_ws.io.bag import ROS2_STORE, _bag_sources, _named_errors
+from perception_ws.io.bag import ROS2_STORE, _bag_sources, _named_errors, _recovered
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -145,7 +145,8 @@ def _converter(reader: AnyReader, connection: Connection) -> Convert | None:
     return lambda raw: bytes(migrate(raw))
 
 
-def open_replay_reader(bag: str | Path) -> AnyReader:
+def open_replay_reader(bag: str | Path, notes: list[str] | None = None) -> AnyReader:
+    """The bag open for replay; a cut MCAP (a killed recorder's) is read up to the cut, said in ``notes``."""
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
@@ -153,7 +154,8 @@ def open_replay_reader(bag: str | Path) -> AnyReader:
     with _named_errors(path, "cannot be opened as a bag"):
         # the ROS 2 definitions stand in for those older rosbag2 bags do not embed (replay needs no more:
         # the bytes are published as they are)
-        reader = AnyReader(_bag_sources(path), default_typestore=get_typestore(Stores(ROS2_STORE)))
+        sources = _recovered(_bag_sources(path), notes if notes is not None else [])
+        reader = AnyReader(sources, default_typestore=get_typestore(Stores(ROS2_STORE)))
         reader.open()
     return reader
 
@@ -263,7 +265,10 @@ def replay(
     from perception_ws.nodes.process import stop_on_signals
 
     path = Path(bag)
-    reader = open_replay_reader(path)
+    notes: list[str] = []
+    reader = open_replay_reader(path, notes)
+    for note in notes:
+        log(f"replay: {note}")
     try:
         with _named_errors(path, "cannot be replayed"):
             plan = plan_replay(reader, topics, remaps)
