@@ -93,8 +93,6 @@ class McapRecording:
 
         from perception_ws.io.bag import ROS2_STORE
 
-        if path.exists():
-            raise DatasetError(f"{path}: exists already; a recording is never written over an existing path")
         self.typestore: Typestore = get_typestore(Stores(ROS2_STORE))
         self.writer = McapStreamWriter(path)
         self._channels: dict[str, int] = {}
@@ -119,6 +117,8 @@ class McapRecording:
 def open_recording(out: Path) -> Iterator[BagWriter | McapRecording]:
     """``x.mcap``: an :class:`McapRecording` at ``out``, finalised when the block ends (also on an error: what
     was recorded is kept); else a rosbag2 folder that appears at ``out`` when the block succeeds."""
+    if out.exists():
+        raise DatasetError(f"{out}: exists already; a recording is never written over an existing path")
     if out.suffix != ".mcap":
         with BagWriter(out, "mcap") as bag:
             yield bag
