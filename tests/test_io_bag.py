@@ -12,8 +12,9 @@ from rosbags.typesys import Stores, get_typestore
 
 from perception_ws.cloud import as_structured, pack
 from perception_ws.errors import CloudFormatError, DatasetError
-from perception_ws.io import load, open_dataset
+from perception_ws.io import load, mcap_stream, open_dataset
 from perception_ws.io.bag import BagWriter, cdr_header_stamp, open_bag, write_bag
+from perception_ws.io.mcap_stream import McapStreamWriter, read_cut_mcap
 from perception_ws.io.registry import find_reader
 from perception_ws.scan import Scan
 
@@ -154,12 +155,13 @@ def test_real_raw_packet_bags_open_empty_with_notes(real_data: Path, sensor: str
 
 
 def test_corrupt_bags_raise_dataset_error_naming_the_file(tmp_path: Path, kitti_scans: list[Scan]) -> None:
-    mcap = next(write_bag(tmp_path / "m", kitti_scans[:2]).glob("*.mcap"))
+    write_bag(
+        tmp_path / "m", kitti_scans[:2]
+    )  # its metadata is spoilt below (a cut MCAP is recovered: test_a_cut_mcap_is_read_up_to_the_cut_with_a_note)
     db3 = next(write_bag(tmp_path / "s", kitti_scans[:2], storage="sqlite3").glob("*.db3"))
     broken = tmp_path / "broken"
     broken.mkdir()
     cases = {
-        broken / "cut.mcap": mcap.read_bytes()[: mcap.stat().st_size // 2],
         broken / "cut.db3": db3.read_bytes()[: db3.stat().st_size // 2],
         broken / "garbage.db3": bytes(range(256)) * 64,
         broken / "garbage.mcap": b"\x89MCAP0\r\n" + bytes(range(256)) * 64,
@@ -173,6 +175,41 @@ def test_corrupt_bags_raise_dataset_error_naming_the_file(tmp_path: Path, kitti_
     (folder / "metadata.yaml").write_text("rosbag2_bagfile_information: [not, a, mapping")
     with pytest.raises(DatasetError, match=str(folder)):
         open_bag(folder)
+
+
+def test_a_cut_mcap_is_read_up_to_the_cut_with_a_note(tmp_path: Path, kitti_scans: list[Scan]) -> None:
+    mcap = next(write_bag(tmp_path / "m", kitti_scans).glob("*.mcap"))  # a chunk per scan (each > 1 MiB)
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])  # the first scan whole, the second cut
+    with open_bag(cut) as dataset:
+        assert len(dataset) == 1
+        assert_same_scan(dataset[0], kitti_scans[0])
+        assert dataset.notes == [
+            "cut.mcap was cut (its writer did not finish it): recovered 1 messages written before the cut"
+        ]
+
+
+def test_a_streamed_mcap_cut_anywhere_keeps_every_message_written_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mcap_stream, "CHUNK_BYTES", 1)  # a chunk per message
+    path = tmp_path / "stream.mcap"
+    payloads = [bytes([i]) * (10 + i) for i in range(5)]
+    with McapStreamWriter(path) as writer:
+        channel = writer.add_channel(writer.add_schema("std_msgs/msg/Empty", "ros2msg", b""), "/e", "cdr", {})
+        for i, payload in enumerate(payloads):
+            writer.write(channel, 1000 + i, payload)
+    data = path.read_bytes()
+    assert read_cut_mcap(path).complete
+    assert [m[2] for m in read_cut_mcap(path).messages] == payloads
+    counts = []
+    for size in range(len(mcap_stream.MAGIC) + 1, len(data)):
+        (tmp_path / "cut.mcap").write_bytes(data[:size])
+        found = read_cut_mcap(tmp_path / "cut.mcap")
+        assert [m[2] for m in found.messages] == payloads[: len(found.messages)]  # a prefix, whole messages only
+        counts.append(len(found.messages))
+    assert counts == sorted(counts)
+    assert counts[-1] == len(payloads)
 
 
 def test_bad_cloud_in_a_bag_is_named(tmp_path: Path, kitti_scans: list[Scan]) -> None:

@@ -9,6 +9,7 @@ refused with a message saying why.
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from perception_ws.cli import main as cli_main
 from perception_ws.cloud import from_msg
 from perception_ws.io import open_dataset
 from perception_ws.io.bag import write_bag
+from perception_ws.io.mcap_stream import read_cut_mcap, repair_mcap
 from perception_ws.msg import Detection3D, Detection3DArray
 from perception_ws.nodes.record import register_project_types
 
@@ -114,6 +116,37 @@ def test_replay_keeps_messages_headers_and_timing(
     assert clocks == sorted(clocks)
 
 
+@pytest.mark.dds
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_replay_stopped_mid_way_exits_0_without_a_traceback(
+    sig: signal.Signals, real_data: Path, local_env: dict[str, str], ros_context: Context, tmp_path: Path
+) -> None:
+    scan = open_dataset(real_data / "kitti_odometry_00")[0]
+    start_ns = 1_700_000_000_000_000_000
+    scans = [dataclasses.replace(scan, stamp_ns=start_ns + i * int(PERIOD_S * 1e9)) for i in range(20)]
+    bag = write_bag(tmp_path / "long", scans, topic="/kitti/points")
+    node = Node("replay_listener", context=ros_context)
+    clouds: list[PointCloud2] = []
+    node.create_subscription(PointCloud2, "/kitti/points", clouds.append, QOS)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    # at the recorded speed the replay spends its time ticking /clock between scans: the signal comes then
+    child = _perception("replay", str(bag), "--wait-subscribers", str(WAIT_S), env=local_env)
+    try:
+        _spin_until(executor, lambda: bool(clouds) or child.poll() is not None)
+        assert clouds
+        assert child.poll() is None
+        child.send_signal(sig)
+        output, _ = child.communicate(timeout=WAIT_S)
+    finally:
+        child.kill()
+        node.destroy_node()
+    assert child.returncode == 0, output
+    assert "(stopped)" in output, output
+    assert len(clouds) < len(scans), output
+    assert not re.search(r"traceback|error|context is invalid", output, re.IGNORECASE), output
+
+
 def _detections(index: int) -> Detection3DArray:
     header = Header(stamp=Time(sec=1_700_000_000 + index, nanosec=250_000_000), frame_id="velodyne")
     detection = Detection3D(
@@ -152,7 +185,7 @@ def test_record_writes_the_serialized_bytes_to_mcap(
             publisher.publish(msg)
         assert publisher.wait_for_all_acked(Duration(seconds=WAIT_S))
         _spin_until(executor, lambda: len(delivered) == len(sent))
-        assert not out.exists()  # nothing at the destination while recording
+        assert out.is_file()  # written in place as it goes (complete and indexed once stopped)
         child.send_signal(signal.SIGINT)
         output, _ = child.communicate(timeout=WAIT_S)
     finally:
@@ -179,6 +212,47 @@ def test_record_writes_the_serialized_bytes_to_mcap(
     assert [len(d.detections) for d in decoded] == [1, 2, 3, 4]
     assert decoded[3].detections[3].class_name == "car"
     assert decoded[2].detections[0].center.x == 12.0
+
+
+@pytest.mark.dds
+def test_a_killed_recorder_leaves_a_readable_mcap(
+    local_env: dict[str, str], ros_context: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run.mcap"
+    child = _perception("record", "--out", str(out), "--topics", "/perception/detections", env=local_env)
+    node = Node("detections_source", context=ros_context)
+    publisher = node.create_publisher(Detection3DArray, "/perception/detections", QOS)
+    sent = [_detections(i) for i in range(4)]
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while publisher.get_subscription_count() < 1 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        for msg in sent:
+            publisher.publish(msg)
+        assert publisher.wait_for_all_acked(Duration(seconds=WAIT_S))
+        deadline = time.monotonic() + WAIT_S  # on disk within about a second, before any clean stop
+        while len(read_cut_mcap(out).messages) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child.kill()  # SIGKILL: no chance to finish the file
+        child.communicate(timeout=WAIT_S)
+    finally:
+        child.kill()
+        node.destroy_node()
+    assert not read_cut_mcap(out).complete
+    # the project's reader recovers it, and says so in one line
+    assert cli_main(["info", str(out)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "was cut" in line]
+    assert notes == [
+        "  note: run.mcap was cut (its writer did not finish it): recovered 4 messages written before the cut"
+    ]
+    # the repaired copy is a complete MCAP that rosbags reads: every message, byte for byte what was sent
+    repaired = tmp_path / "repaired.mcap"
+    repair_mcap(out, repaired)
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    register_project_types(typestore)
+    with AnyReader([repaired], default_typestore=typestore) as reader:
+        recorded = [bytes(raw) for _, _, raw in reader.messages()]
+    assert [deserialize_message(raw, Detection3DArray) for raw in recorded] == sent
 
 
 @pytest.mark.real_data

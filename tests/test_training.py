@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from perception_ws.errors import PerceptionError, WeightsError
 from perception_ws.evaluation import evaluate
 from perception_ws.models import load_weights, read_manifest
 from perception_ws.models.weights import DEFAULT_WEIGHTS
-from perception_ws.training import TrainConfig, train
+from perception_ws.training import TrainConfig, loop, train
 from perception_ws.training.augment import Augmentation, augment, crop, flip, rotate
 from perception_ws.training.checkpoint import CHECKPOINT, load_checkpoint, parameter_digest
 from perception_ws.training.curves import LOG, read_log
@@ -127,6 +129,43 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(frames: Pa
         train(small_config(frames), tmp_path, progress=False)
     assert "\n" not in str(refused.value)
     assert not marker.exists()
+
+
+@pytest.mark.real_data
+def test_a_non_finite_loss_stops_training_at_that_step_and_keeps_the_last_checkpoint(
+    frames: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = small_config(frames)
+    train(config, tmp_path, stop_after=2, progress=False)
+    written = {name: (tmp_path / name).read_bytes() for name in (CHECKPOINT, LOG, "run.json")}
+    real_loss = loop._loss
+
+    def poisoned(config: TrainConfig) -> Callable[..., torch.Tensor]:
+        loss = real_loss(config)
+        return lambda *args: loss(*args) * math.nan  # as a diverging run's loss would become
+
+    monkeypatch.setattr(loop, "_loss", poisoned)
+    with pytest.raises(
+        PerceptionError, match=r"the loss became nan at step 3; stopped there \(.*checkpoint\.pt is kept"
+    ):
+        train(config, tmp_path, progress=False)
+    assert {name: (tmp_path / name).read_bytes() for name in written} == written  # nothing after step 2 written
+
+
+@pytest.mark.real_data
+def test_a_huge_lr_stops_training_and_never_saves_non_finite_weights(frames: Path, tmp_path: Path) -> None:
+    with pytest.raises(PerceptionError, match=r"became n\S+ at step \d+; stopped there") as stopped:
+        train(small_config(frames, lr=1e30, checkpoint_every=1), tmp_path, progress=False)
+    assert "\n" not in str(stopped.value)
+    if (tmp_path / CHECKPOINT).exists():  # a step before the divergence was saved: with finite weights only
+        assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / CHECKPOINT)["model"].values())
+        json.loads((tmp_path / "run.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+
+
+@pytest.mark.real_data
+def test_run_json_is_strict_json(runs: dict[str, Path]) -> None:
+    run = json.loads((runs["whole"] / "run.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert run["config"]["lr"] == TrainConfig().lr
 
 
 @pytest.mark.real_data
@@ -337,6 +376,10 @@ def test_a_changed_byte_in_the_shipped_weights_fails_the_checksum(tmp_path: Path
     [
         (["--model", "squeezenet"], "unknown model 'squeezenet'; known: squeezeseg, squeezesegv2"),
         (["--steps", "0"], "steps must be >= 1; got 0"),
+        (["--lr", "inf"], "lr must be a finite number > 0; got inf"),
+        (["--lr", "nan"], "lr must be a finite number > 0; got nan"),
+        (["--lr", "0"], "lr must be a finite number > 0; got 0.0"),
+        (["--max-minutes", "-1"], "max_minutes must be a finite number > 0; got -1.0"),
         (["--data", "{tmp}/missing"], "missing': no such file or folder"),
     ],
 )

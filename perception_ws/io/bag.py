@@ -8,12 +8,19 @@ never deserialized, so they cannot break opening.
 
 :class:`BagWriter` and :func:`write_bag` write rosbag2 bags (MCAP by default); the bag appears at
 its path only once it is complete.
+
+An MCAP file cut short (its writer killed, as ``perception record`` can be: :mod:`perception_ws.io.mcap_stream`)
+is read up to the cut, from a repaired copy in a temporary folder, with a note saying how many messages
+were recovered.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -66,6 +73,7 @@ class BagDataset(Sequence[Scan]):
         #: time the bag is opened; log timestamp; rank among the messages of that connection and timestamp)
         self._index: list[tuple[int, int, int]] = []
         with self._errors_named("cannot be opened as a bag"):
+            self._sources = _recovered(self._sources, self.notes)
             self._select_topic(topic)
             self._build_index()
 
@@ -374,6 +382,37 @@ def _bag_sources(path: Path) -> list[Path]:
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     raise DatasetError(f"{path}: not a bag (expected a rosbag2 folder or a .db3, .mcap or .bag file)")
+
+
+def _recovered(sources: list[Path], notes: list[str]) -> list[Path]:
+    """``sources`` with each cut MCAP file (its writer was killed before it finished: see
+    :mod:`perception_ws.io.mcap_stream`) replaced by a complete copy of what was written before the cut, in
+    a temporary folder removed at exit; one note per recovered file.
+    """
+    from perception_ws.io.mcap_stream import MAGIC, repair_mcap
+
+    recovered = []
+    for source in sources:
+        if source.suffix == ".mcap" and source.is_file():
+            with source.open("rb") as handle:
+                head = handle.read(len(MAGIC))
+                handle.seek(max(0, source.stat().st_size - len(MAGIC)))
+                tail = handle.read()
+            if head == MAGIC and tail != MAGIC:  # an MCAP without its footer: cut
+                repaired = Path(tempfile.mkdtemp(prefix="perception_recovered_")) / source.name
+                atexit.register(shutil.rmtree, repaired.parent, True)
+                try:
+                    found = repair_mcap(source, repaired)
+                except ValueError:  # damaged, not cut: rosbags' reader says what is wrong
+                    recovered.append(source)
+                    continue
+                notes.append(
+                    f"{source.name} was cut (its writer did not finish it): recovered {len(found.messages)} "
+                    "messages written before the cut"
+                )
+                source = repaired
+        recovered.append(source)
+    return recovered
 
 
 def _is_bag(path: Path) -> bool:

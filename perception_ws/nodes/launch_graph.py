@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from perception_ws.errors import PerceptionError
+from perception_ws.parent_death import preexec_die_with_parent
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,15 @@ def run_graph(options: GraphOptions) -> int:
         stopping = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # own sessions: a terminal's Ctrl-C reaches the children only through us, once, in order
-    children = {n.name: (n, subprocess.Popen(command_of(n), env=env, start_new_session=True)) for n in nodes}
+    # own sessions: a terminal's Ctrl-C reaches the children only through us, once, in order; and each gets
+    # SIGTERM from the kernel should we be killed without a chance to stop them (SIGKILL, OOM killer)
+    children = {
+        n.name: (
+            n,
+            subprocess.Popen(command_of(n), env=env, start_new_session=True, preexec_fn=preexec_die_with_parent()),
+        )
+        for n in nodes
+    }
     status = 0
     try:
         while not stopping:

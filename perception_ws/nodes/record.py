@@ -4,9 +4,14 @@ Raw subscriptions hand over each message's serialized CDR bytes, which go into t
 deserialisation, no re-serialisation). By default the perception node's outputs are recorded, named
 by the config schema (:class:`perception_ws.config.perception.TopicsConfig`), and ``/tf_static`` (subscribed
 transient local, as ROS 2 latches it: a recorder started late still gets it); other topics get their type from
-the ROS graph once a publisher appears. The bag is written through :class:`~perception_ws.io.bag.BagWriter`
-beside its destination and appears there only when recording stops cleanly (``--duration`` reached,
-Ctrl-C or SIGTERM); ``--out`` ending in ``.mcap`` gives one bare MCAP file, anything else a rosbag2 folder.
+the ROS graph once a publisher appears.
+
+``--out`` ending in ``.mcap`` gives one bare MCAP file, written in place as messages arrive
+(:class:`~perception_ws.io.mcap_stream.McapStreamWriter`): a recorder killed without a chance to stop
+(SIGKILL, the OOM killer) leaves what it had written, at most about a second short, which the project's
+bag reader recovers (``perception info`` says so). It is complete and indexed once recording stops
+cleanly (``--duration`` reached, Ctrl-C or SIGTERM). Anything else gives a rosbag2 folder, written through
+:class:`~perception_ws.io.bag.BagWriter` beside its destination, which appears there only when complete.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from perception_ws.config import PerceptionConfig
 from perception_ws.errors import DatasetError
 from perception_ws.io.bag import BagWriter
+from perception_ws.io.mcap_stream import McapStreamWriter
 from perception_ws.nodes.replay import ros_message_class
 
 if TYPE_CHECKING:
@@ -79,15 +85,66 @@ def register_project_types(typestore: Typestore) -> None:
     typestore.register(_project_types())
 
 
+class McapRecording:
+    """What :class:`Recorder` writes to (as to a :class:`BagWriter`): an MCAP file written in place as it goes."""
+
+    def __init__(self, path: Path) -> None:
+        from rosbags.typesys import Stores, get_typestore
+
+        from perception_ws.io.bag import ROS2_STORE
+
+        self.typestore: Typestore = get_typestore(Stores(ROS2_STORE))
+        self.writer = McapStreamWriter(path)
+        self._channels: dict[str, int] = {}
+        self._schemas: dict[str, int] = {}
+
+    def write_serialized(self, topic: str, msgtype: str, data: bytes | memoryview, timestamp_ns: int) -> None:
+        if topic not in self._channels:
+            if msgtype not in self._schemas:
+                msgdef, _ = self.typestore.generate_msgdef(msgtype, ros_version=2)
+                self._schemas[msgtype] = self.writer.add_schema(msgtype, "ros2msg", msgdef.encode())
+            self._channels[topic] = self.writer.add_channel(self._schemas[msgtype], topic, "cdr", {})
+        self.writer.write(self._channels[topic], timestamp_ns, data)
+
+    def poll(self) -> None:
+        self.writer.poll()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@contextmanager
+def open_recording(out: Path) -> Iterator[BagWriter | McapRecording]:
+    """``x.mcap``: an :class:`McapRecording` at ``out``, finalised when the block ends (also on an error: what
+    was recorded is kept); else a rosbag2 folder that appears at ``out`` when the block succeeds.
+    """
+    if out.exists():
+        raise DatasetError(f"{out}: exists already; a recording is never written over an existing path")
+    if out.suffix != ".mcap":
+        with BagWriter(out, "mcap") as bag:
+            yield bag
+        return
+    recording = McapRecording(out)
+    try:
+        yield recording
+    finally:
+        recording.close()
+
+
 class Recorder:
-    """Raw subscriptions of ``node`` that append every message to an open :class:`BagWriter`.
+    """Raw subscriptions of ``node`` that append every message to an open :class:`BagWriter` (or
+    :class:`McapRecording`).
 
     ``best_effort``: topics whose publishers are best effort (sensor data): a reliable subscription
     would not match them, so these are subscribed best effort.
     """
 
     def __init__(
-        self, node: Node, bag: BagWriter, topics: dict[str, str | None], best_effort: Collection[str] = ()
+        self,
+        node: Node,
+        bag: BagWriter | McapRecording,
+        topics: dict[str, str | None],
+        best_effort: Collection[str] = (),
     ) -> None:
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -185,7 +242,7 @@ def record(
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with bag_destination(out) as destination, BagWriter(destination, "mcap") as bag:
+        with open_recording(out) as bag:
             register_project_types(bag.typestore)
             rclpy.init(args=[], signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
             try:
@@ -197,6 +254,8 @@ def record(
                 deadline = None if duration_s is None else time.monotonic() + duration_s
                 while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
                     executor.spin_once(timeout_sec=0.1)
+                    if isinstance(bag, McapRecording):  # a rare topic's messages still reach the file soon
+                        bag.poll()
                 node.destroy_node()
             finally:
                 rclpy.try_shutdown()

@@ -19,6 +19,7 @@ and skipped; a bag with nothing to publish is refused with a :class:`~perception
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perception_ws.errors import DatasetError
-from perception_ws.io.bag import ROS2_STORE, _bag_sources, _named_errors
+from perception_ws.io.bag import ROS2_STORE, _bag_sources, _named_errors, _recovered
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -146,8 +147,8 @@ def _converter(reader: AnyReader, connection: Connection) -> Convert | None:
     return lambda raw: bytes(migrate(raw))
 
 
-def open_replay_reader(bag: str | Path) -> AnyReader:
-    """An opened reader of ``bag`` (any rosbag2 storage or ROS 1); a DatasetError when it cannot be read."""
+def open_replay_reader(bag: str | Path, notes: list[str] | None = None) -> AnyReader:
+    """The bag open for replay; a cut MCAP (a killed recorder's) is read up to the cut, said in ``notes``."""
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
@@ -155,21 +156,32 @@ def open_replay_reader(bag: str | Path) -> AnyReader:
     with _named_errors(path, "cannot be opened as a bag"):
         # the ROS 2 definitions stand in for those older rosbag2 bags do not embed (replay needs no more:
         # the bytes are published as they are)
-        reader = AnyReader(_bag_sources(path), default_typestore=get_typestore(Stores(ROS2_STORE)))
+        sources = _recovered(_bag_sources(path), notes if notes is not None else [])
+        reader = AnyReader(sources, default_typestore=get_typestore(Stores(ROS2_STORE)))
         reader.open()
     return reader
 
 
 class BagPlayer:
-    """Publishes the planned topics of an open bag from ``node``, paced by the bag's log times."""
+    """Publishes the planned topics of an open bag from ``node``, paced by the bag's log times, until the
+    bag ends or ``stop`` is set (by a signal: see :func:`replay`).
+    """
 
-    def __init__(self, node: Node, reader: AnyReader, plan: ReplayPlan, rate: float = 1.0) -> None:
+    def __init__(
+        self,
+        node: Node,
+        reader: AnyReader,
+        plan: ReplayPlan,
+        rate: float = 1.0,
+        stop: threading.Event | None = None,
+    ) -> None:
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
 
         if not rate > 0:
             raise DatasetError(f"rate {rate!r}: expected a speed factor > 0 (1 = recorded speed)")
         self.node, self.reader, self.plan, self.rate = node, reader, plan, rate
+        self.stop = stop if stop is not None else threading.Event()
         self.published = 0
         self.publishers: dict[str, Publisher] = {}
         for topic in plan.topics.values():
@@ -186,14 +198,14 @@ class BagPlayer:
     def wait_for_subscribers(self, timeout_s: float) -> bool:
         """Wait until every replayed topic has a subscriber (True), or ``timeout_s`` passes (False)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stop.is_set():
             if all(p.get_subscription_count() > 0 for p in self.publishers.values()):
                 return True
-            time.sleep(0.05)
+            self.stop.wait(0.05)
         return False
 
     def play_once(self) -> int:
-        """One pass through the bag; returns the number of messages published (fewer if rclpy shut down)."""
+        """One pass through the bag; returns the number of messages published (fewer if stopped)."""
         connections = [c for c in self.reader.connections if c.topic in self.plan.topics]
         start_wall: float | None = None
         start_bag = 0
@@ -222,14 +234,15 @@ class BagPlayer:
 
     def _wait_until(self, bag_time_ns: int, start_wall: float, start_bag: int) -> bool:
         """Sleep until the wall time of ``bag_time_ns``, ticking /clock meanwhile (never past it, so the
-        clock only moves forward); False if the context shut down.
+        clock only moves forward); False once stopped or the context shut down.
         """
         due = start_wall + (bag_time_ns - start_bag) / 1e9 / self.rate
         while (left := due - time.monotonic()) > 0:
-            time.sleep(min(left, CLOCK_PERIOD_S))
+            if self.stop.wait(min(left, CLOCK_PERIOD_S)):
+                return False
             elapsed_ns = int((time.monotonic() - start_wall) * self.rate * 1e9)
             self._publish_clock(min(bag_time_ns, start_bag + elapsed_ns))
-        return self.node.context.ok()
+        return not self.stop.is_set() and self.node.context.ok()
 
     def _publish_clock(self, bag_time_ns: int) -> None:
         self._clock_msg.clock.sec, self._clock_msg.clock.nanosec = divmod(bag_time_ns, 1_000_000_000)
@@ -245,12 +258,22 @@ def replay(
     wait_subscribers_s: float = 0.0,
     log: Callable[[str], Any] = print,
 ) -> int:
-    """Run a replay in this process (rclpy is initialised here: see :mod:`perception_ws.ros_env`)."""
+    """Run a replay in this process (rclpy is initialised here: see :mod:`perception_ws.ros_env`). SIGINT or
+    SIGTERM stops it cleanly (exit status 0), as the nodes stop (:mod:`perception_ws.nodes.process`): the
+    signal only sets a flag, publishing ends, then the node is destroyed and rclpy shut down. rclpy's own
+    handler would shut the context down under a publish in progress ("publisher's context is invalid").
+    """
     import rclpy
     from rclpy.node import Node
+    from rclpy.signals import SignalHandlerOptions
+
+    from perception_ws.nodes.process import stop_on_signals
 
     path = Path(bag)
-    reader = open_replay_reader(path)
+    notes: list[str] = []
+    reader = open_replay_reader(path, notes)
+    for note in notes:
+        log(f"replay: {note}")
     try:
         with _named_errors(path, "cannot be replayed"):
             plan = plan_replay(reader, topics, remaps)
@@ -261,22 +284,23 @@ def replay(
                 f"{path}: no topic can be replayed: {'; '.join(plan.skipped) or 'the bag is empty'} (raw sensor "
                 "packets must be decoded to PointCloud2 by the vendor's driver first)"
             )
-        rclpy.init(args=[])
+        rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
         try:
-            node = Node("replay")
-            player = BagPlayer(node, reader, plan, rate)
-            listed = ", ".join(
-                f"{t.source}->{t.target}" if t.source != t.target else t.source for t in plan.topics.values()
-            )
-            log(f"replay: {path} at rate {rate:g}: {listed}")
-            if wait_subscribers_s > 0 and not player.wait_for_subscribers(wait_subscribers_s):
-                log(f"replay: not every topic has a subscriber after {wait_subscribers_s:g} s; starting anyway")
-            while player.play_once() and loop and rclpy.ok():
-                pass
-            if rclpy.ok():
-                player.finish()
-            log(f"replay: published {player.published} messages")
-            node.destroy_node()
+            with stop_on_signals() as stop:
+                node = Node("replay")
+                player = BagPlayer(node, reader, plan, rate, stop)
+                listed = ", ".join(
+                    f"{t.source}->{t.target}" if t.source != t.target else t.source for t in plan.topics.values()
+                )
+                log(f"replay: {path} at rate {rate:g}: {listed}")
+                if wait_subscribers_s > 0 and not player.wait_for_subscribers(wait_subscribers_s):
+                    log(f"replay: not every topic has a subscriber after {wait_subscribers_s:g} s; starting anyway")
+                while player.play_once() and loop and not stop.is_set():
+                    pass
+                if not stop.is_set():  # stopped: leave now, without waiting for acknowledgements
+                    player.finish()
+                log(f"replay: published {player.published} messages{' (stopped)' if stop.is_set() else ''}")
+                node.destroy_node()
         finally:
             rclpy.try_shutdown()
     finally:

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,7 @@ from perception_ws.io.simdata import (
     read_manifest,
     write_frame,
 )
+from perception_ws.parent_death import init_worker
 from perception_ws.projection import range_image
 from perception_ws.scan import Scan
 from perception_ws.sim.sensor.camera import SimCamera
@@ -346,7 +348,9 @@ def _run(tasks: Sequence[SceneTask], workers: int) -> Iterator[list[dict[str, An
         yield from map(render_scene, tasks)
         return
     # spawn: no copy of the parent's threads (Open3D, torch) in the children; each builds its own caster
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+    # each worker ends when this process dies, even by SIGKILL (no orphans left writing frames)
+    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), init_worker, (os.getpid(),))
+    with pool:
         yield from pool.imap_unordered(render_scene, tasks, chunksize=1)
 
 

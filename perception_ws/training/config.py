@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +60,15 @@ class TrainConfig:
         for name in ("steps", "batch_size", "crop_width", "columns", "frames_per_scene", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise PerceptionError(f"train: {name} must be >= 1; got {getattr(self, name)!r}")
-        if self.lr <= 0 or self.workers < 0 or self.log_every < 1 or self.normalizer_samples < 1:
-            raise PerceptionError("train: lr must be > 0, workers >= 0, log_every and normalizer_samples >= 1")
+        if self.workers < 0 or self.log_every < 1 or self.normalizer_samples < 1:
+            raise PerceptionError("train: workers must be >= 0, log_every and normalizer_samples >= 1")
+        # NaN passes every comparison and inf trains to NaN weights: both are refused before anything runs
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise PerceptionError(f"train: lr must be a finite number > 0; got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise PerceptionError(f"train: weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise PerceptionError(f"train: max_minutes must be a finite number > 0; got {self.max_minutes!r}")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -143,6 +143,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(config, s))
     start, log = 0, []
     checkpoint_path = out / CHECKPOINT
+    saved: int | None = None  # the step of the checkpoint in `out`, kept as it is if the loss diverges
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         stored = TrainConfig.from_json(state["config"]).schedule_fields()
@@ -159,7 +160,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])
-        start = int(state["step"])
+        start = saved = int(state["step"])
         log = [row for row in read_log(out / LOG) if row["step"] <= start]  # the rows the checkpoint saw
     elif sweeps is not None:
         _fit_normalizer(model, sweeps.normalizer_images(config.normalizer_samples, device))
@@ -185,6 +186,7 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     began, last_loss, step = time.monotonic(), math.nan, start
+    diverged: str | None = None  # what stopped the run: a non-finite loss or weights, and at which step
     window_loss, window_start, window_samples, window_steps = 0.0, time.monotonic(), 0, 0
     bar = _progress(start, config.steps, progress and dist.rank == 0)
     model.train()
@@ -198,8 +200,14 @@ def train(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        step_loss = float(loss.detach())  # read after the update, as before: no extra wait inside the step
+        # stop before this step is logged or saved, so the checkpoint stays that of the last good step;
+        # collective: every rank stops at the same step
+        if dist.any(not math.isfinite(step_loss)):
+            diverged = f"the loss became {step_loss} at step {step + 1}"
+            break
         step += 1
-        window_loss += float(loss.detach())
+        window_loss += step_loss
         window_samples += images.shape[0] * dist.world
         window_steps += 1
         bar.update(1)
@@ -219,17 +227,25 @@ def train(
             bar.set_postfix(loss=f"{last_loss:.4f}")
             window_loss, window_start, window_samples, window_steps = 0.0, now, 0, 0
         if step % config.checkpoint_every == 0 or last:
+            # this step's update may have made the weights non-finite although its loss was not: never save those
+            if dist.any(not _finite(model)):
+                diverged = f"the weights became non-finite at step {step}"
+                break
             if monitor is not None and dist.rank == 0:
                 log[-1].update(frame_scores(model, monitor, class_set, device))
             digests = dist.gather(parameter_digest(model))  # collective: before rank 0 alone writes
             if dist.rank == 0:
                 _save(out, model, optimizer, scheduler, config, step, log, digests)
+            saved = step
         if last:
             break
     bar.close()
     if isinstance(loader, Generator):
         loader.close()  # ends the scene workers now, not when the generator is collected
     dist.finish()
+    if diverged is not None:
+        kept = f"{checkpoint_path} is kept from step {saved}" if saved is not None else "no checkpoint was written"
+        raise PerceptionError(f"train: {diverged}; stopped there ({kept}); try a lower --lr than {config.lr:g}")
     return TrainResult(out=out, step=step, finished=step >= config.steps, loss=last_loss, log=log)
 
 
@@ -264,7 +280,11 @@ def _save(
         # one per rank: all equal when the processes stayed in step (see checkpoint.parameter_digest)
         "parameter_sha256_by_rank": digests,
     }
-    (out / "run.json").write_text(json.dumps(run, indent=2))
+    (out / "run.json").write_text(json.dumps(run, indent=2, allow_nan=False))  # strict JSON: no NaN/Infinity
+
+
+def _finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _describe(config: TrainConfig) -> dict[str, Any]:
