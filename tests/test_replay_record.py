@@ -116,6 +116,7 @@ def test_replay_keeps_messages_headers_and_timing(
     assert clocks == sorted(clocks)
 
 
+@pytest.mark.real_data
 @pytest.mark.dds
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_replay_stopped_mid_way_exits_0_without_a_traceback(
