@@ -15,7 +15,6 @@ from perception_ws.schema import (
     ConfigError,
     Schema,
     SchemaT,
-    descriptions,
     flatten,
     is_ros_own,
     schema_from_flat,
@@ -90,27 +89,29 @@ def declare_ros_parameters(node: Node, defaults: PerceptionConfig | None = None)
     """Declare every key as a parameter of ``node`` (default from ``defaults``), then read them back.
 
     Values from a params file or ``-p key:=value`` override the defaults; they are checked here like a
-    YAML file's (parameters are declared with dynamic typing so that ``fov_deg: 360`` is accepted and a
-    wrong type gets this module's error naming the key, not rclpy's).
+    YAML file's, before rclpy sees them, so a wrong type or a value out of range gets this module's error
+    naming the key, not rclpy's exception. Each parameter carries its description, its range and
+    ``read_only`` (:mod:`perception_ws.config.descriptors`): the nodes read their settings at start only.
     """
     return declare_schema_parameters(node, defaults or PerceptionConfig())
 
 
 def declare_schema_parameters(node: Node, defaults: SchemaT) -> SchemaT:
     """:func:`declare_ros_parameters` for any schema: the keys of ``type(defaults)``."""
-    from rcl_interfaces.msg import ParameterDescriptor
+    from perception_ws.config.descriptors import parameter_descriptors
 
     schema = type(defaults)
-    docs = descriptions(schema)
     flat = flatten(defaults)
-    for key, value in flat.items():
-        node.declare_parameter(key, value, ParameterDescriptor(description=docs[key], dynamic_typing=True))
     where = f"parameters of node {node.get_name()!r}"
-    # a misspelt key in a params file would otherwise be ignored silently (only declared names are read);
     # rclpy keeps the overrides it was given in this attribute (no public accessor)
-    for key in getattr(node, "_parameter_overrides", {}):
+    overrides: Mapping[str, Any] = getattr(node, "_parameter_overrides", {})
+    for key in overrides:
+        # a misspelt key in a params file would otherwise be ignored silently (only declared names are read)
         if key not in flat and not is_ros_own(key):
             raise ConfigError(f"{where}: {unknown_key_message(key, flat)}")
+    schema_from_flat(schema, {**flat, **{key: overrides[key].value for key in overrides}}, where)
+    for key, descriptor in parameter_descriptors(schema).items():
+        node.declare_parameter(key, flat[key], descriptor)
     values = {key: node.get_parameter(key).value for key in flat}
     return schema_from_flat(schema, values, where)
 
