@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from perception_ws.cli import build_parser
-from perception_ws.config import NODE_NAME, FusionConfig, PerceptionConfig, flatten, load_config
+from perception_ws.config import NODE_NAME, FusionConfig, PerceptionConfig, flatten, load_config, section_key
 from perception_ws.errors import PerceptionError
 from perception_ws.nodes.launch_graph import (
     LAUNCH_ARGUMENTS,
@@ -72,7 +72,7 @@ def test_launch_file_declares_the_arguments_perception_run_takes() -> None:
 
 def test_params_file_lists_every_schema_key_with_its_default() -> None:
     document = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
-    assert NODE_NAME in document  # other nodes' sections (fusion_node) are theirs to check
+    assert section_key(NODE_NAME) in document  # other nodes' sections (fusion_node) are theirs to check
     assert load_config(PARAMS_FILE) == PerceptionConfig()
 
     def leaves(mapping: dict, prefix: str = "") -> set[str]:
@@ -81,7 +81,7 @@ def test_params_file_lists_every_schema_key_with_its_default() -> None:
             out |= leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
         return out
 
-    assert leaves(document[NODE_NAME]["ros__parameters"]) == set(flatten(PerceptionConfig()))
+    assert leaves(document[section_key(NODE_NAME)]["ros__parameters"]) == set(flatten(PerceptionConfig()))
 
 
 def test_graph_parameters_are_schema_keys_and_reach_the_command_line() -> None:

@@ -4,6 +4,8 @@ once running, a value out of range refused (by rclpy's range check, and by the s
 from __future__ import annotations
 
 import math
+import signal
+import subprocess
 import sys
 from typing import Any
 
@@ -11,14 +13,14 @@ import pytest
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.context import Context
 from rclpy.node import Node
-from rclpy.parameter import Parameter
+from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.task import Future
 
-from perception_ws.config import ConfigError, PerceptionConfig
+from perception_ws.config import ConfigError, PerceptionConfig, load_config
 from perception_ws.config.descriptors import parameter_descriptors
 from perception_ws.nodes.perception_node import PerceptionNode
-from tests.helpers.data import LABELLED
+from tests.helpers.data import LABELLED, REPO
 from tests.helpers.ros import WAIT_S, Spinner, wait_for
 
 KEYS = ["sensor.width", "segmenter.threads", "detection.eps_m", "detection.min_score", "segmenter.kind", "class_set"]
@@ -102,3 +104,33 @@ def test_a_value_out_of_range_at_start_is_the_schemas_one_line_error(ros_context
         PerceptionNode(context=ros_context, cli_args=["--ros-args", "-p", "sensor.width:=0"])
     with pytest.raises(ConfigError, match=r"detection\.eps_m = 0\.0; expected > 0$"):
         PerceptionNode(context=ros_context, cli_args=["--ros-args", "-p", "detection.eps_m:=0.0"])
+
+
+@pytest.mark.dds
+def test_the_shipped_params_file_applies_in_a_namespace(local_env: dict[str, str], ros_context: Context) -> None:
+    # as a user starts it on a second car: its own namespace, the preset file keyed '/**/perception_node'
+    preset = REPO / "config" / "perception_cpu_front.yaml"
+    expected = load_config(preset)
+    assert (expected.sensor.width, expected.sensor.fov_deg) != (PerceptionConfig().sensor.width, 360.0)
+    command = [sys.executable, "-m", "perception_ws.nodes.perception_node", "--ros-args", "-r", "__ns:=/car1"]
+    command += ["--params-file", str(preset), "-p", "segmenter.kind:=labels"]  # labels: no network to load
+    process = subprocess.Popen(
+        command, cwd=REPO, env=local_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    client_node = Node("namespace_check", context=ros_context)
+    client = AsyncParameterClient(client_node, "/car1/perception_node")
+    try:
+        with Spinner(ros_context, client_node):
+            wait_for(lambda: client.services_are_ready() or process.poll() is not None, "/car1/perception_node")
+            assert process.poll() is None, process.communicate()[0]
+            keys = ["sensor.width", "sensor.fov_deg", "segmenter.threads", "segmenter.kind"]
+            values = _result(client.get_parameters(keys), "get_parameters").values
+            got = [parameter_value_to_python(value) for value in values]
+            assert got == [expected.sensor.width, expected.sensor.fov_deg, expected.segmenter.threads, "labels"]
+            # the input topic is relative: the node listens in its namespace
+            wait_for(lambda: client_node.count_subscribers("/car1/points") == 1, "a subscriber on /car1/points")
+    finally:
+        client_node.destroy_node()
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=WAIT_S)[0]
+    assert process.returncode == 0, output

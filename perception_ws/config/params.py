@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 _WILDCARDS = ("/**", "**")
 
 
+def section_key(node_name: str) -> str:
+    """The params-file key of a node's section: ``/**/NAME`` applies under any namespace (``-r __ns:=/car1``,
+    ``PushRosNamespace``), where a bare ``NAME`` applies only to the node at the root.
+    """
+    return f"/**/{node_name}"
+
+
 def from_flat(values: Mapping[str, Any], where: str = "config") -> PerceptionConfig:
     """A validated perception config from dotted keys; keys left out keep their defaults."""
     return schema_from_flat(PerceptionConfig, values, where)
@@ -42,7 +49,7 @@ def load_config(path: str | Path, node_name: str = NODE_NAME) -> PerceptionConfi
     """The config of ``node_name`` in a ROS params file (``node: ros__parameters: {...}``).
 
     Sections for other nodes are ignored; a ``/**`` section applies to every node; the node's own
-    section wins over it, key by key.
+    section (``/**/NAME`` as :func:`section_key` writes it, or ``NAME`` or ``/NAME``) wins over it, key by key.
     """
     return load_schema_config(path, PerceptionConfig, node_name)
 
@@ -57,10 +64,10 @@ def load_schema_config(path: str | Path, schema: type[SchemaT], node_name: str) 
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(document, Mapping):
-        raise ConfigError(f"{path}: expected a mapping '{node_name}: ros__parameters: {{...}}' at the top")
+        raise ConfigError(f"{path}: expected a mapping '{section_key(node_name)}: ros__parameters: {{...}}' at the top")
     merged: dict[str, Any] = {}
     found = False
-    for name in (*_WILDCARDS, node_name, f"/{node_name}"):
+    for name in (*_WILDCARDS, section_key(node_name), node_name, f"/{node_name}"):
         section = document.get(name)
         if section is None:
             continue
@@ -74,7 +81,9 @@ def load_schema_config(path: str | Path, schema: type[SchemaT], node_name: str) 
 
 
 def to_params_document(config: Schema, node_name: str = NODE_NAME) -> dict[str, Any]:
-    """The params-file document (nested) of a config; :func:`load_config` reads it back unchanged."""
+    """The params-file document (nested) of a config, keyed to apply under any namespace; :func:`load_config`
+    reads it back unchanged.
+    """
     nested: dict[str, Any] = {}
     for key, value in flatten(config).items():
         *parents, leaf = key.split(".")
@@ -82,7 +91,7 @@ def to_params_document(config: Schema, node_name: str = NODE_NAME) -> dict[str, 
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = value
-    return {node_name: {"ros__parameters": nested}}
+    return {section_key(node_name): {"ros__parameters": nested}}
 
 
 def declare_ros_parameters(node: Node, defaults: PerceptionConfig | None = None) -> PerceptionConfig:
