@@ -9,8 +9,11 @@ keys the perception node declares as parameters (tests/test_node_perception.py c
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -158,3 +161,23 @@ def test_run_stops_the_graph_when_the_perception_node_fails() -> None:
     assert "run: perception_node exited with 1; stopping the graph" in result.stdout
     assert "ROS_DOMAIN_ID=" in result.stdout
     assert "(loopback only)" in result.stdout
+
+
+def _entry_points() -> dict[str, str]:
+    """name -> "module:function" of pyproject.toml's [project.scripts]."""
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+
+
+def test_ros2_run_executables_are_the_pip_entry_points() -> None:
+    scripts = _entry_points()
+    assert {"perception", "perception_node", "fusion_node", "sim_node"} <= set(scripts)
+    for name, target in scripts.items():  # each names a main() that exists
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
+    # CMakeLists.txt installs the same list into lib/perception_ws for `ros2 run`
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    block = re.search(r"set\(PERCEPTION_WS_ENTRY_POINTS(.*?)\)", cmake, re.S)
+    assert block is not None
+    installed = dict(entry.split("=") for entry in re.findall(r'"([^"]+)"', block.group(1)))
+    assert installed == {name: target.split(":")[0] for name, target in scripts.items()}
+    assert {target.split(":")[1] for target in scripts.values()} == {"main"}  # what scripts/entry_point.in calls

@@ -244,8 +244,11 @@ def replay(
     remaps: Sequence[str] = (),
     wait_subscribers_s: float = 0.0,
     log: Callable[[str], Any] = print,
+    ros_args: Sequence[str] = (),
 ) -> int:
-    """Run a replay in this process (rclpy is initialised here: see :mod:`perception_ws.ros_env`)."""
+    """Run a replay in this process (rclpy is initialised here, with ``ros_args``: ``--ros-args ...`` blocks;
+    see :mod:`perception_ws.ros_env`).
+    """
     import rclpy
     from rclpy.node import Node
 
@@ -261,7 +264,7 @@ def replay(
                 f"{path}: no topic can be replayed: {'; '.join(plan.skipped) or 'the bag is empty'} (raw sensor "
                 "packets must be decoded to PointCloud2 by the vendor's driver first)"
             )
-        rclpy.init(args=[])
+        rclpy.init(args=["replay", *ros_args])
         try:
             node = Node("replay")
             player = BagPlayer(node, reader, plan, rate)
