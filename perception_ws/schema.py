@@ -206,8 +206,20 @@ def _given(values: Mapping[str, Any], path: list[str], default: Any) -> Any:
     return found
 
 
+def field_bounds(info: FieldInfo) -> dict[str, float]:
+    """The numeric bounds of a field by kind (``gt``, ``ge``, ``lt``, ``le``), as ``Field(...)`` gave them."""
+    return {name: getattr(m, name) for m in info.metadata for name in ("gt", "ge", "lt", "le") if hasattr(m, name)}
+
+
+def constraint(info: FieldInfo) -> str:
+    """What a field takes beyond its type, in words (``at least 1``, ``one of cpu, cuda``); empty: nothing more."""
+    if typing.get_origin(info.annotation) is Literal:
+        return _kind(info.annotation)
+    return _bounds(info)
+
+
 def _bounds(info: FieldInfo) -> str:
-    limits = {name: getattr(m, name) for m in info.metadata for name in ("gt", "ge", "lt", "le") if hasattr(m, name)}
+    limits = field_bounds(info)
     low = f"at least {limits['ge']}" if "ge" in limits else f"> {limits['gt']}" if "gt" in limits else ""
     high = f"at most {limits['le']}" if "le" in limits else f"< {limits['lt']}" if "lt" in limits else ""
     return " and ".join(part for part in (low, high) if part)

@@ -9,15 +9,19 @@ keys the perception node declares as parameters (tests/test_node_perception.py c
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
 
 from perception_ws.cli import build_parser
-from perception_ws.config import NODE_NAME, FusionConfig, PerceptionConfig, flatten, load_config
+from perception_ws.config import NODE_NAME, FusionConfig, PerceptionConfig, flatten, load_config, section_key
 from perception_ws.errors import PerceptionError
 from perception_ws.nodes.launch_graph import (
     LAUNCH_ARGUMENTS,
@@ -31,6 +35,16 @@ from perception_ws.sim.stream_config import SimConfig
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
 PARAMS_FILE = REPO / "config" / "perception.yaml"
+#: the launch file's own arguments (ROS launch's business, not ``perception run``'s)
+LAUNCH_ONLY = ("namespace", "log_level", "dds_profile")
+
+
+def _launch_constant(name: str) -> object:
+    """A top-level constant of the launch file (``EXECUTABLES = {...}``), read from its source."""
+    for node in ast.parse(LAUNCH_FILE.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"launch file: no top-level {name}")
 
 
 def _declared_arguments() -> dict[str, ast.expr | None]:
@@ -56,8 +70,8 @@ def _performed_names() -> tuple[str, ...]:
 
 def test_launch_file_declares_the_arguments_perception_run_takes() -> None:
     declared = _declared_arguments()
-    assert list(declared) == [a.name for a in LAUNCH_ARGUMENTS]
-    assert _performed_names() == tuple(declared)
+    assert list(declared) == [a.name for a in LAUNCH_ARGUMENTS] + list(LAUNCH_ONLY)
+    assert _performed_names() == tuple(a.name for a in LAUNCH_ARGUMENTS)
     for argument in LAUNCH_ARGUMENTS:
         default = declared[argument.name]
         if argument.name == "config":  # the installed share/perception_ws/config/perception.yaml
@@ -72,7 +86,7 @@ def test_launch_file_declares_the_arguments_perception_run_takes() -> None:
 
 def test_params_file_lists_every_schema_key_with_its_default() -> None:
     document = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
-    assert NODE_NAME in document  # other nodes' sections (fusion_node) are theirs to check
+    assert section_key(NODE_NAME) in document  # other nodes' sections (fusion_node) are theirs to check
     assert load_config(PARAMS_FILE) == PerceptionConfig()
 
     def leaves(mapping: dict, prefix: str = "") -> set[str]:
@@ -81,7 +95,7 @@ def test_params_file_lists_every_schema_key_with_its_default() -> None:
             out |= leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
         return out
 
-    assert leaves(document[NODE_NAME]["ros__parameters"]) == set(flatten(PerceptionConfig()))
+    assert leaves(document[section_key(NODE_NAME)]["ros__parameters"]) == set(flatten(PerceptionConfig()))
 
 
 def test_graph_parameters_are_schema_keys_and_reach_the_command_line() -> None:
@@ -158,3 +172,59 @@ def test_run_stops_the_graph_when_the_perception_node_fails() -> None:
     assert "run: perception_node exited with 1; stopping the graph" in result.stdout
     assert "ROS_DOMAIN_ID=" in result.stdout
     assert "(loopback only)" in result.stdout
+
+
+def _entry_points() -> dict[str, str]:
+    """name -> "module:function" of pyproject.toml's [project.scripts]."""
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+
+
+def test_ros2_run_executables_are_the_pip_entry_points() -> None:
+    scripts = _entry_points()
+    assert {"perception", "perception_node", "fusion_node", "sim_node"} <= set(scripts)
+    for name, target in scripts.items():  # each names a main() that exists
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
+    # CMakeLists.txt installs the same list into lib/perception_ws for `ros2 run`
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    block = re.search(r"set\(PERCEPTION_WS_ENTRY_POINTS(.*?)\)", cmake, re.S)
+    assert block is not None
+    installed = dict(entry.split("=") for entry in re.findall(r'"([^"]+)"', block.group(1)))
+    assert installed == {name: target.split(":")[0] for name, target in scripts.items()}
+    assert {target.split(":")[1] for target in scripts.values()} == {"main"}  # what scripts/entry_point.in calls
+
+
+def test_launch_arguments_with_fixed_values_declare_choices_and_nodes_run_the_executables() -> None:
+    tree = ast.parse(LAUNCH_FILE.read_text(encoding="utf-8"))
+    flag = _launch_constant("FLAG")
+    choices: dict[str, list[str]] = {}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "DeclareLaunchArgument":
+            for keyword in call.keywords:
+                if keyword.arg == "choices":
+                    value = keyword.value
+                    choices[call.args[0].value] = flag if isinstance(value, ast.Name) else ast.literal_eval(value)
+    assert choices == {
+        "use_sim_time": ["true", "false"], "rviz": ["true", "false"], "camera": ["true", "false"],
+        "sim": ["true", "false"], "segmenter": ["", "model", "labels", "none"],
+        "log_level": ["debug", "info", "warn", "error", "fatal"],
+    }  # fmt: skip
+    # every module the graph can start has its installed executable, and it is a pip entry point too
+    executables = _launch_constant("EXECUTABLES")
+    assert isinstance(executables, dict)
+    modules = {n.module for n in plan_graph({"sim": "true", "camera": "true", "bag": "b", "rviz": "true"}) if n.module}
+    assert modules == set(executables)
+    scripts = _entry_points()
+    assert all(scripts[name].split(":")[0] == module for module, name in executables.items())
+    # the Fast DDS profile of the graph: both variable names, the shared-memory segment of the local profile,
+    # and UDP not held to loopback (the graph talks to the caller's system)
+    assert _launch_constant("PROFILE_VARIABLES") == ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+    assert "fastdds_graph.xml" in ast.unparse(_declared_arguments()["dds_profile"])
+    graph, local = (ElementTree.parse(REPO / "config" / name) for name in ("fastdds_graph.xml", "fastdds_local.xml"))
+    segment = ".//{http://www.eprosima.com}segment_size"
+    assert graph.findtext(segment) == local.findtext(segment) == str(32 * 1024 * 1024)
+    assert graph.find(".//{http://www.eprosima.com}interfaceWhiteList") is None
+    assert local.find(".//{http://www.eprosima.com}interfaceWhiteList") is not None
+    # points_topic reaches the perception node as topics.input
+    (perception,) = plan_graph({"points_topic": "/points"})
+    assert perception.parameters["topics.input"] == "/points"

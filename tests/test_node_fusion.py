@@ -17,7 +17,15 @@ from rclpy.context import Context
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from perception_ws.cloud import from_msg
-from perception_ws.config import FUSION_NODE_NAME, ConfigError, FusionConfig, descriptions, flatten, load_schema_config
+from perception_ws.config import (
+    FUSION_NODE_NAME,
+    ConfigError,
+    FusionConfig,
+    descriptions,
+    flatten,
+    load_schema_config,
+    section_key,
+)
 from perception_ws.errors import CalibrationError
 from perception_ws.fusion import RGB_FIELD, Occlusion, paint_points, transfer_labels, unpack_rgb
 from perception_ws.msg import Detection3DArray
@@ -153,7 +161,7 @@ def kitti_frame_camera(sent: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 def test_shipped_yaml_has_every_fusion_parameter_with_its_default() -> None:
     path = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"
-    section = yaml.safe_load(path.read_text())[FUSION_NODE_NAME]["ros__parameters"]
+    section = yaml.safe_load(path.read_text())[section_key(FUSION_NODE_NAME)]["ros__parameters"]
     written = {f"{group}.{key}" for group, values in section.items() for key in values}
     assert written == set(flatten(FusionConfig())) == set(descriptions(FusionConfig))
     assert load_schema_config(path, FusionConfig, FUSION_NODE_NAME) == FusionConfig()

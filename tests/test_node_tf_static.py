@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
 from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
 from perception_ws.cloud import from_msg
-from perception_ws.config import ConfigError, FusionConfig
+from perception_ws.config import FUSION_NODE_NAME, ConfigError, FusionConfig, section_key
 from perception_ws.fusion import RGB_FIELD, paint_points, unpack_rgb
 from perception_ws.nodes.fusion_node import TF_TRANSFORM, FusionNode
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
@@ -344,7 +344,8 @@ def test_one_source_of_the_transform_and_rviz_shows_the_tree() -> None:
     with pytest.raises(ConfigError, match=r"calibration\.extrinsic and calibration\.from_tf are set together"):
         FusionConfig().replace(**{"calibration.from_tf": True, "calibration.extrinsic": sim_camera_extrinsic()})
     shipped = yaml.safe_load((REPO / "config" / "perception.yaml").read_text(encoding="utf-8"))
-    assert shipped["fusion_node"]["ros__parameters"]["calibration"]["from_tf"] is False  # a file or matrix by default
+    fusion = shipped[section_key(FUSION_NODE_NAME)]["ros__parameters"]
+    assert fusion["calibration"]["from_tf"] is False  # a file or matrix by default
     rviz = yaml.safe_load((REPO / "launch" / "perception.rviz").read_text(encoding="utf-8"))
     (tf_display,) = [d for d in rviz["Visualization Manager"]["Displays"] if d["Class"] == "rviz_default_plugins/TF"]
     assert tf_display["Enabled"]

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from perception_ws.config import (
+    NODE_NAME,
     ConfigError,
     PerceptionConfig,
     PipelineConfig,
@@ -16,6 +17,7 @@ from perception_ws.config import (
     flatten,
     from_mapping,
     load_config,
+    section_key,
     to_params_document,
 )
 from perception_ws.errors import CloudFormatError, WeightsError
@@ -195,7 +197,7 @@ def test_a_real_network_runs_through_every_stage(real_data: Path) -> None:
 def test_shipped_config_file_mirrors_the_schema_key_for_key() -> None:
     path = REPO / "config" / "perception.yaml"
     document = yaml.safe_load(path.read_text())
-    params = document["perception_node"]["ros__parameters"]
+    params = document[section_key(NODE_NAME)]["ros__parameters"]
     keys = set(flatten(from_mapping(params)))
     written = set(_dotted_keys(params))
     assert written == keys == set(descriptions(PerceptionConfig))
@@ -221,6 +223,19 @@ def test_a_wildcard_section_applies_and_the_node_section_wins(tmp_path: Path) ->
     )
     config = load_config(path)
     assert (config.sensor.model, config.sensor.width, config.detection.classes) == ("vlp16", 512, ())
+
+
+def test_a_section_for_any_namespace_is_the_nodes_own(tmp_path: Path) -> None:
+    # '/**/perception_node' is what rcl applies to the node in any namespace (the shipped files use it)
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    sensor: {model: vlp16, width: 1024}\n"
+        "/**/perception_node:\n  ros__parameters:\n    sensor.width: 512\n"
+        "/**/fusion_node:\n  ros__parameters: {whatever: 1}\n"
+    )
+    config = load_config(path)
+    assert (config.sensor.model, config.sensor.width) == ("vlp16", 512)
+    assert list(to_params_document(config)) == [section_key(NODE_NAME)] == ["/**/perception_node"]
 
 
 @pytest.mark.parametrize(

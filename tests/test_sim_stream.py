@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from perception_ws.config import ConfigError, flatten, load_schema_config
+from perception_ws.config import ConfigError, flatten, load_schema_config, section_key
 from perception_ws.labels import KITTI3
 from perception_ws.sim.stream import CLOUD_DTYPE, SimStream, scene_time, sim_camera_extrinsic, stamp_ns
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
@@ -78,7 +78,7 @@ def test_static_transforms_describe_the_mount_and_the_camera(stream: SimStream) 
 
 def test_params_file_lists_every_sim_key_with_its_default() -> None:
     assert load_schema_config(PARAMS_FILE, SimConfig, SIM_NODE_NAME) == SimConfig()
-    section = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))[SIM_NODE_NAME]["ros__parameters"]
+    section = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))[section_key(SIM_NODE_NAME)]["ros__parameters"]
 
     def leaves(mapping: dict, prefix: str = "") -> set[str]:
         out: set[str] = set()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from perception_ws.cli import demo, evaluate, info, record, replay, run, sensors, sim, train, viz
-from perception_ws.cli.args import Handler
+from perception_ws.cli.args import Handler, split_ros_args
 from perception_ws.errors import PerceptionError
 
 #: the verbs in the order `perception --help` lists them.
@@ -31,7 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``perception`` sub-command; its exit status (2 after a PerceptionError, 130 after Ctrl-C)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # ROS arguments (``ros2 launch`` appends them): kept for the verbs that start a ROS node themselves
+    plain, ros_args = split_ros_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(plain)
+    if ros_args and not getattr(args, "takes_ros_args", False):
+        parser.error(f"{args.command} takes no --ros-args (only: replay)")
+    args.ros_args = ros_args
     handler: Handler = args.handler
     try:
         return handler(args)

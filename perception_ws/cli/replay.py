@@ -8,7 +8,9 @@ from perception_ws.cli.args import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
-    """Register ``perception replay``: publish a bag over ROS 2 with its original timing."""
+    """Register ``perception replay``: publish a bag over ROS 2 with its original timing; ROS arguments
+    (``--ros-args -r __ns:=/car1 --log-level debug``) may follow.
+    """
     replay = sub.add_parser("replay", help="publish a bag over ROS 2 with its original timing and /clock")
     replay.add_argument("bag", help="a rosbag2 folder (sqlite3 or MCAP), a .db3 or .mcap file, or a ROS 1 .bag")
     replay.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1: as recorded)")
@@ -19,7 +21,8 @@ def add_parser(sub: Subparsers) -> None:
         "--wait-subscribers", type=float, default=0.0, metavar="S",
         help="wait up to S seconds for a subscriber on every topic before starting (default 0)",
     )  # fmt: skip
-    replay.set_defaults(handler=_cmd_replay)
+    # `ros2 launch` starts it like a node (bag:=): ROS arguments after --ros-args reach its rclpy context
+    replay.set_defaults(handler=_cmd_replay, takes_ros_args=True)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -27,4 +30,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from perception_ws.ros_env import apply_local_dds_env
 
     apply_local_dds_env()
-    return replay(args.bag, args.rate, args.loop, args.topics, args.remap, args.wait_subscribers)
+    return replay(
+        args.bag, args.rate, args.loop, args.topics, args.remap, args.wait_subscribers, ros_args=args.ros_args
+    )

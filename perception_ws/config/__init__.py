@@ -5,7 +5,7 @@ Every leaf of a schema (:class:`PerceptionConfig`, :class:`FusionConfig`, the si
 ``sensor.model``, ``segmenter.kind``, ``tracking.confirm_hits`` … The same names are the keys of a ROS
 params file::
 
-    perception_node:
+    /**/perception_node:          # any namespace; a bare perception_node: only the root's
       ros__parameters:
         sensor: {model: hdl64e, fov_deg: 360.0, width: 2048}
         segmenter: {kind: labels}
@@ -27,6 +27,7 @@ from perception_ws.config.params import (
     from_mapping,
     load_config,
     load_schema_config,
+    section_key,
     to_params_document,
 )
 from perception_ws.config.perception import NODE_NAME, PerceptionConfig, PipelineConfig
@@ -47,5 +48,6 @@ __all__ = [
     "from_mapping",
     "load_config",
     "load_schema_config",
+    "section_key",
     "to_params_document",
 ]

@@ -15,7 +15,6 @@ from perception_ws.schema import (
     ConfigError,
     Schema,
     SchemaT,
-    descriptions,
     flatten,
     is_ros_own,
     schema_from_flat,
@@ -27,6 +26,13 @@ if TYPE_CHECKING:
 
 #: what may stand for the node name in a params file (ROS 2 wildcards).
 _WILDCARDS = ("/**", "**")
+
+
+def section_key(node_name: str) -> str:
+    """The params-file key of a node's section: ``/**/NAME`` applies under any namespace (``-r __ns:=/car1``,
+    ``PushRosNamespace``), where a bare ``NAME`` applies only to the node at the root.
+    """
+    return f"/**/{node_name}"
 
 
 def from_flat(values: Mapping[str, Any], where: str = "config") -> PerceptionConfig:
@@ -43,7 +49,7 @@ def load_config(path: str | Path, node_name: str = NODE_NAME) -> PerceptionConfi
     """The config of ``node_name`` in a ROS params file (``node: ros__parameters: {...}``).
 
     Sections for other nodes are ignored; a ``/**`` section applies to every node; the node's own
-    section wins over it, key by key.
+    section (``/**/NAME`` as :func:`section_key` writes it, or ``NAME`` or ``/NAME``) wins over it, key by key.
     """
     return load_schema_config(path, PerceptionConfig, node_name)
 
@@ -58,10 +64,10 @@ def load_schema_config(path: str | Path, schema: type[SchemaT], node_name: str) 
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(document, Mapping):
-        raise ConfigError(f"{path}: expected a mapping '{node_name}: ros__parameters: {{...}}' at the top")
+        raise ConfigError(f"{path}: expected a mapping '{section_key(node_name)}: ros__parameters: {{...}}' at the top")
     merged: dict[str, Any] = {}
     found = False
-    for name in (*_WILDCARDS, node_name, f"/{node_name}"):
+    for name in (*_WILDCARDS, section_key(node_name), node_name, f"/{node_name}"):
         section = document.get(name)
         if section is None:
             continue
@@ -75,7 +81,9 @@ def load_schema_config(path: str | Path, schema: type[SchemaT], node_name: str) 
 
 
 def to_params_document(config: Schema, node_name: str = NODE_NAME) -> dict[str, Any]:
-    """The params-file document (nested) of a config; :func:`load_config` reads it back unchanged."""
+    """The params-file document (nested) of a config, keyed to apply under any namespace; :func:`load_config`
+    reads it back unchanged.
+    """
     nested: dict[str, Any] = {}
     for key, value in flatten(config).items():
         *parents, leaf = key.split(".")
@@ -83,34 +91,36 @@ def to_params_document(config: Schema, node_name: str = NODE_NAME) -> dict[str, 
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = value
-    return {node_name: {"ros__parameters": nested}}
+    return {section_key(node_name): {"ros__parameters": nested}}
 
 
 def declare_ros_parameters(node: Node, defaults: PerceptionConfig | None = None) -> PerceptionConfig:
     """Declare every key as a parameter of ``node`` (default from ``defaults``), then read them back.
 
     Values from a params file or ``-p key:=value`` override the defaults; they are checked here like a
-    YAML file's (parameters are declared with dynamic typing so that ``fov_deg: 360`` is accepted and a
-    wrong type gets this module's error naming the key, not rclpy's).
+    YAML file's, before rclpy sees them, so a wrong type or a value out of range gets this module's error
+    naming the key, not rclpy's exception. Each parameter carries its description, its range and
+    ``read_only`` (:mod:`perception_ws.config.descriptors`): the nodes read their settings at start only.
     """
     return declare_schema_parameters(node, defaults or PerceptionConfig())
 
 
 def declare_schema_parameters(node: Node, defaults: SchemaT) -> SchemaT:
     """:func:`declare_ros_parameters` for any schema: the keys of ``type(defaults)``."""
-    from rcl_interfaces.msg import ParameterDescriptor
+    from perception_ws.config.descriptors import parameter_descriptors
 
     schema = type(defaults)
-    docs = descriptions(schema)
     flat = flatten(defaults)
-    for key, value in flat.items():
-        node.declare_parameter(key, value, ParameterDescriptor(description=docs[key], dynamic_typing=True))
     where = f"parameters of node {node.get_name()!r}"
-    # a misspelt key in a params file would otherwise be ignored silently (only declared names are read);
     # rclpy keeps the overrides it was given in this attribute (no public accessor)
-    for key in getattr(node, "_parameter_overrides", {}):
+    overrides: Mapping[str, Any] = getattr(node, "_parameter_overrides", {})
+    for key in overrides:
+        # a misspelt key in a params file would otherwise be ignored silently (only declared names are read)
         if key not in flat and not is_ros_own(key):
             raise ConfigError(f"{where}: {unknown_key_message(key, flat)}")
+    schema_from_flat(schema, {**flat, **{key: overrides[key].value for key in overrides}}, where)
+    for key, descriptor in parameter_descriptors(schema).items():
+        node.declare_parameter(key, flat[key], descriptor)
     values = {key: node.get_parameter(key).value for key in flat}
     return schema_from_flat(schema, values, where)
 

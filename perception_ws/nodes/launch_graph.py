@@ -49,6 +49,7 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("camera", "false", "true: start the camera-fusion node"),
     LaunchArgument("sim", "false", "true: start the simulator node (scans, camera, ground truth) as the input"),
     LaunchArgument("segmenter", "", "segmenter kind: model, labels or none; empty: segmenter.kind of the config file"),
+    LaunchArgument("points_topic", "", "PointCloud2 topic of the perception node; empty: topics.input of the config"),
 )
 #: launch argument -> the perception node parameter it overrides when not empty.
 PARAMETER_ARGUMENTS = {
@@ -56,6 +57,7 @@ PARAMETER_ARGUMENTS = {
     "model": "segmenter.model",
     "weights": "segmenter.weights",
     "segmenter": "segmenter.kind",
+    "points_topic": "topics.input",
 }
 PERCEPTION_NODE = "perception_node"
 FUSION_NODE = "fusion_node"

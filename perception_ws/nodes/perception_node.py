@@ -3,7 +3,7 @@
 In: a PointCloud2 (``topics.input``, SensorData QoS). Out, each with the input's header: the cloud with
 ``label`` and ``instance`` fields, a Detection3DArray, a TrackArray, a MarkerArray for RViz, and
 diagnostics (latency, rate, drops, input problems). Parameters: :mod:`perception_ws.config`, one ROS
-parameter per key, read at start.
+parameter per key, read at start (declared read-only: rclpy refuses a change while it runs).
 
 Threads: the subscription callback only checks a message (:mod:`.intake`) and leaves it in a one-frame
 mailbox (:mod:`.latest`); a worker thread (:mod:`.worker`) takes the newest frame, runs the pipeline and publishes. A
@@ -30,16 +30,14 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.context import Context
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
 from perception_ws.cloud import stamp_to_ns
-from perception_ws.config import NODE_NAME, PerceptionConfig, declare_ros_parameters, flatten
+from perception_ws.config import NODE_NAME, PerceptionConfig, declare_ros_parameters
 from perception_ws.errors import PerceptionError
 from perception_ws.msg import Detection3DArray, TrackArray
 from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg
@@ -75,7 +73,6 @@ class PerceptionNode(Node):
         self._worker: LatestWorker[Frame] = LatestWorker(f"{node_name}_worker")
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = declare_ros_parameters(self, defaults)
-        self.add_on_set_parameters_callback(self._refuse_changes)
         self.pipeline = Pipeline(self.config.pipeline_config(), network)
         self.pipeline.warm_up()  # before subscribing: the first scans are not slowed by JIT or torch.compile
         # what exists now (the network, compiled graphs, numba's caches: long-lived) leaves the garbage collector's
@@ -197,14 +194,6 @@ class PerceptionNode(Node):
         name = f"{self.get_name()}: pipeline"
         msg = diagnostics_msg(self.get_clock().now().to_msg(), name, self.config.sensor.model, report)
         self.diagnostics_pub.publish(msg)
-
-    def _refuse_changes(self, parameters: list[Parameter]) -> SetParametersResult:
-        ours = [p.name for p in parameters if p.name in flatten(self.config)]
-        if ours:
-            return SetParametersResult(
-                successful=False, reason=f"{', '.join(ours)}: read at start only; restart the node to change them"
-            )
-        return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:
         """Stop the worker (after the frame it is on), then the node."""

@@ -257,11 +257,13 @@ def replay(
     remaps: Sequence[str] = (),
     wait_subscribers_s: float = 0.0,
     log: Callable[[str], Any] = print,
+    ros_args: Sequence[str] = (),
 ) -> int:
-    """Run a replay in this process (rclpy is initialised here: see :mod:`perception_ws.ros_env`). SIGINT or
-    SIGTERM stops it cleanly (exit status 0), as the nodes stop (:mod:`perception_ws.nodes.process`): the
-    signal only sets a flag, publishing ends, then the node is destroyed and rclpy shut down. rclpy's own
-    handler would shut the context down under a publish in progress ("publisher's context is invalid").
+    """Run a replay in this process (rclpy is initialised here, with ``ros_args``: ``--ros-args ...`` blocks;
+    see :mod:`perception_ws.ros_env`). SIGINT or SIGTERM stops it cleanly (exit status 0), as the nodes stop
+    (:mod:`perception_ws.nodes.process`): the signal only sets a flag, publishing ends, then the node is destroyed
+    and rclpy shut down. rclpy's own handler would shut the context down under a publish in progress
+    ("publisher's context is invalid").
     """
     import rclpy
     from rclpy.node import Node
@@ -284,7 +286,7 @@ def replay(
                 f"{path}: no topic can be replayed: {'; '.join(plan.skipped) or 'the bag is empty'} (raw sensor "
                 "packets must be decoded to PointCloud2 by the vendor's driver first)"
             )
-        rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(args=["replay", *ros_args], signal_handler_options=SignalHandlerOptions.NO)
         try:
             with stop_on_signals() as stop:
                 node = Node("replay")
