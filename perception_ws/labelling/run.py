@@ -23,6 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from perception_ws.config import PipelineConfig
 from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
@@ -66,7 +68,7 @@ def label_dataset(path: str | Path, out: str | Path, config: PipelineConfig, opt
         for index in todo:
             scan = dataset[index]
             stamp_ns = scan.stamp_ns if scan.stamp_ns is not None else index * _PERIOD_NS
-            result = pipeline.process(scan.points, stamp_ns / 1e9, track=False)
+            result = pipeline.process(_pipeline_input(scan, config), stamp_ns / 1e9, track=False)
             files = _write_frame(folder, index, scan, result, stamp_ns, options.formats)
             manifest["frames"].append(_record(folder, index, scan, result, files))
             points += len(scan)
@@ -93,6 +95,18 @@ def label_dataset(path: str | Path, out: str | Path, config: PipelineConfig, opt
 def frame_stem(index: int) -> str:
     """File stem of frame ``index`` of the source."""
     return f"{index:06d}"
+
+
+def _pipeline_input(scan: Scan, config: PipelineConfig) -> np.ndarray:
+    """The scan's points; with ``segmenter.kind: labels``, plus the class ids the reader gave the scan (a KITTI
+    object frame's boxes, SemanticKITTI labels) in ``segmenter.label_field`` when the points lack that field.
+    """
+    field = config.segmenter.label_field
+    if config.segmenter.kind != "labels" or scan.labels is None or field in (scan.points.dtype.names or ()):
+        return scan.points
+    from perception_ws.fusion import with_field
+
+    return with_field(scan.points, field, scan.labels)
 
 
 def _settings(source: Path, total: int, config: PipelineConfig, options: LabelOptions) -> dict[str, Any]:
