@@ -185,3 +185,37 @@ def test_the_mcap_opens_with_rosbags_and_perception_info(
     capsys.readouterr()
     assert main(["info", str(bag)]) == 0
     assert "2 frame(s)" in capsys.readouterr().out
+
+
+def test_viz_predict_draws_the_model_above_the_ground_truth(
+    real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from perception_ws.labelling.predict_view import compose_prediction
+
+    source = real_data / "kitti_object"
+    config = pipeline_config(None, None, None)  # the node's defaults: the shipped model on CPU
+    model, truth = compose_prediction(source, config, frame=0, fov_deg=90.0)
+    assert model.figure.get_suptitle().startswith("model: ")
+    assert truth.figure.get_suptitle().startswith("ground truth: ")
+    titles = [ax.get_title(loc="left") for ax in model.figure.axes]
+    assert "range image 64×512: labels (kitti3)" in titles
+    assert set(model.panels) == set(truth.panels) == {"camera", "range_labels", "range_intensity", "bev"}
+    # the same scan, the same layout; the labels drawn differ
+    pictures = [np.asarray(f.figure.canvas.buffer_rgba()) for f in (model, truth)]
+    left, top, right, bottom = model.panels["range_labels"]
+    labels = [p[top:bottom, left:right] for p in pictures]
+    assert not np.array_equal(*labels)
+    left, top, right, bottom = model.panels["range_intensity"]
+    np.testing.assert_array_equal(*(p[top:bottom, left:right] for p in pictures))
+    # the CLI writes both, one above the other; --weights without --predict is refused
+    out = tmp_path / "predict.png"
+    assert main(["viz", str(source), "--predict", "--fov", "90", "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.size == (model.size[0], model.size[1] + truth.size[1])
+    capsys.readouterr()
+    assert main(["viz", str(source), "--weights", "w.pt", "--out", str(out)]) == 2
+    assert (
+        capsys.readouterr().err.strip() == "perception viz: error: viz: --weights and --config only go with --predict"
+    )
