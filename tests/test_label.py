@@ -1,7 +1,8 @@
 """`perception label`: the files it writes read back through the project's readers, resume and shards.
 
 Writer tests label the KITTI object frames from their box-derived label field (``segmenter.kind: labels``:
-real points, real boxes, no network); the MCAP test runs the shipped model on CPU on two real scans.
+real points, real boxes, no network); the MCAP test runs the shipped model on CPU on two real scans; the
+replay test sends an MCAP through `perception replay` over loopback DDS.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from sensor_msgs.msg import PointCloud2
 
 from perception_ws.cli import main
 from perception_ws.io import open_dataset
@@ -22,6 +24,7 @@ from perception_ws.labelling.kitti_lines import SENSOR_AXES, image_box
 from perception_ws.labelling.options import pipeline_config
 from perception_ws.labelling.semantickitti import RAW_IDS
 from perception_ws.pipeline import Pipeline, PipelineResult
+from perception_ws.scan import Scan
 from tests.helpers.data import with_label_field
 
 pytestmark = pytest.mark.real_data
@@ -40,8 +43,8 @@ def _label(source: Path, out: Path, config: Path, *extra: str) -> int:
     return main(["label", str(source), "--out", str(out), "--config", str(config), "--quiet", *extra])
 
 
-def _expected(config: Path, source: Path) -> list[tuple[PipelineResult, object]]:
-    """What the node's pipeline finds in each frame, run here directly (scan, result)."""
+def _expected(config: Path, source: Path) -> list[tuple[PipelineResult, Scan]]:
+    """What the node's pipeline finds in each frame, run here directly: (result, scan)."""
     pipeline = Pipeline(pipeline_config(config, None, None))
     out = []
     for scan in open_dataset(source):
@@ -219,3 +222,55 @@ def test_viz_predict_draws_the_model_above_the_ground_truth(
     assert (
         capsys.readouterr().err.strip() == "perception viz: error: viz: --weights and --config only go with --predict"
     )
+
+
+@pytest.mark.dds
+def test_the_mcap_replays_through_perception_replay(
+    real_data: Path, tmp_path: Path, local_env: dict[str, str], ros_context: object
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from perception_ws.cloud import from_msg
+    from perception_ws.msg import Detection3DArray
+
+    source, config, out = real_data / "kitti_object", _labels_config(tmp_path), tmp_path / "out"
+    assert _label(source, out, config, "--format", "mcap", "semantickitti") == 0
+    node = Node("label_replay_listener", context=ros_context)
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    detections: list[Detection3DArray] = []
+    clouds: list[np.ndarray] = []
+    node.create_subscription(Detection3DArray, "/perception/detections", detections.append, qos)
+    node.create_subscription(
+        PointCloud2, "/perception/labelled_points", lambda m: clouds.append(from_msg(m).reshape(-1)), qos
+    )
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    command = [sys.executable, "-m", "perception_ws.cli", "replay", str(out / "labels.mcap"), "--rate", "2"]
+    child = subprocess.Popen(
+        [*command, "--wait-subscribers", "20"],
+        env=local_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 40.0
+        while (len(clouds) < len(FRAMES) or len(detections) < len(FRAMES)) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        output, _ = child.communicate(timeout=20.0)
+    finally:
+        child.kill()
+        node.destroy_node()
+    assert child.returncode == 0, output
+    assert len(clouds) == len(detections) == len(FRAMES), output
+    manifest = json.loads((out / "manifest.json").read_text())
+    for index, (cloud, array) in enumerate(zip(clouds, detections, strict=True)):
+        raw = np.fromfile(out / "labels" / f"{index:06d}.label", dtype="<u4")
+        np.testing.assert_array_equal(cloud["instance"], raw >> 16)
+        assert len(array.detections) == sum(manifest["frames"][index]["objects"].values())
