@@ -157,6 +157,23 @@ class Pipeline:
             tracker_reset=reset,
         )
 
+    def track(
+        self, points: Any, detections: list[Box3D], stamp_s: float, fixed_from_sensor: np.ndarray | None = None
+    ) -> tuple[list[Box3D], list[TrackInfo], bool]:
+        """The tracking stage alone, on detections :meth:`process` found with ``track=False`` earlier.
+
+        ``points``: the scan the detections came from (lidar odometry reads it). Returns what ``process``
+        would have reported: (tracks, live tracks, tracker reset); nothing without tracking enabled.
+        Offline labelling detects frames in any order (resumed, sharded) and tracks them in order here.
+        """
+        if self.tracker is None:
+            return [], [], False
+        pose = None if fixed_from_sensor is None else Extrinsic(fixed_from_sensor, "fixed_from_sensor")
+        cloud = as_structured(points).reshape(-1)
+        tracks, back, reset = self._track(cloud[finite_mask(cloud)], detections, stamp_s, pose, {})
+        self._frame += 1
+        return tracks, self._live_tracks(back), reset
+
     def _track(
         self,
         cloud: np.ndarray,

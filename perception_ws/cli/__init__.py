@@ -12,12 +12,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from perception_ws.cli import demo, evaluate, info, record, replay, run, sensors, sim, train, viz
+from perception_ws.cli import demo, evaluate, info, label, record, replay, run, sensors, sim, train, viz
 from perception_ws.cli.args import Handler, split_ros_args
 from perception_ws.errors import PerceptionError
 
 #: the verbs in the order `perception --help` lists them.
-VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, train)
+VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, label, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

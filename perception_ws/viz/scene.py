@@ -8,12 +8,21 @@ from perception_ws.calib.sensors import get_sensor
 from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
 from perception_ws.labels import KITTI3
-from perception_ws.projection import project
+from perception_ws.projection import Projection, project
+from perception_ws.scan import Scan
 from perception_ws.viz.figure import render_scan
 
 
 def render_path(path: Path, out: Path, frame: int = 0, sensor: str | None = None, fov_deg: float | None = None) -> Path:
     """Render frame ``frame`` of ``path`` to the PNG ``out``: range image, bird's-eye view, camera overlay."""
+    scan, projection, title = frame_view(path, frame, sensor, fov_deg)
+    return render_scan(scan, out, projection=projection, class_set=KITTI3, title=title)
+
+
+def frame_view(
+    path: Path, frame: int = 0, sensor: str | None = None, fov_deg: float | None = None
+) -> tuple[Scan, Projection, str]:
+    """Frame ``frame`` of ``path``, its range-image projection for the picture and the picture's title."""
     dataset = open_dataset(path)
     if len(dataset) == 0:
         why = "; ".join(dataset.notes) or "it holds no frames"
@@ -28,4 +37,4 @@ def render_path(path: Path, out: Path, frame: int = 0, sensor: str | None = None
         fov, width = (fov_deg or 360.0), 2048 if (fov_deg or 360.0) > 180 else 512
     projection = project(scan, model, fov_deg=fov, width=width)
     title = f"{path.name} · frame {frame} ({scan.name}) · {len(scan)} points · {model.name}"
-    return render_scan(scan, out, projection=projection, class_set=KITTI3, title=title)
+    return scan, projection, title
