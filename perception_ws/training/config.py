@@ -61,6 +61,7 @@ class TrainConfig:
                 raise PerceptionError(f"train: {name} must be >= 1; got {getattr(self, name)!r}")
         if self.lr <= 0 or self.workers < 0 or self.log_every < 1 or self.normalizer_samples < 1:
             raise PerceptionError("train: lr must be > 0, workers >= 0, log_every and normalizer_samples >= 1")
+        _check_device(self.device)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,3 +77,19 @@ class TrainConfig:
         for transient in ("workers", "max_minutes", "device", "log_every", "checkpoint_every"):
             data.pop(transient)
         return data
+
+
+def _check_device(name: str) -> None:
+    """Refuse a device string torch cannot parse before any work (whether this machine has that device is
+    checked where the run starts: a stored config may name the GPU of another machine).
+    """
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError):  # torch's message lists twenty device types; ours names the usual ones
+        raise PerceptionError(
+            f"train: device {name!r} is not a torch device; expected auto, cpu, cuda or cuda:N"
+        ) from None
