@@ -121,6 +121,31 @@ def _profile_variable(env: Mapping[str, str]) -> str:
     return "FASTRTPS_DEFAULT_PROFILES_FILE" if older else "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
+def shm_segment_bytes(env: Mapping[str, str] | None = None) -> int | None:
+    """The shared-memory segment size of the Fast DDS profile ``env`` (default: os.environ) names; None where no
+    profile is named or it sets none (Fast DDS then uses its defaults, which this project does not rely on).
+    """
+    import xml.etree.ElementTree as ET  # a local profile file, not untrusted input
+
+    env = os.environ if env is None else env
+    path = env.get("FASTDDS_DEFAULT_PROFILES_FILE") or env.get("FASTRTPS_DEFAULT_PROFILES_FILE")
+    if not path:
+        return None
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    sizes = [
+        int(text)
+        for descriptor in root.iter()
+        if descriptor.tag.endswith("transport_descriptor")
+        and any(c.tag.endswith("type") and (c.text or "").strip() == "SHM" for c in descriptor)
+        for node in descriptor
+        if node.tag.endswith("segment_size") and (text := (node.text or "").strip()).isdigit()
+    ]
+    return max(sizes) if sizes else None
+
+
 def apply_local_dds_env() -> dict[str, str]:
     """Put `local_dds_env()` into os.environ (call before `rclpy.init()`); returns the variables it set."""
     env = local_dds_env()

@@ -128,6 +128,28 @@ def _too_many_points(rng: np.random.Generator) -> PointCloud2:
     return msg
 
 
+def _implausible_coordinates(rng: np.random.Generator) -> PointCloud2:
+    points = small_cloud(rng)
+    far = rng.random(len(points)) < 0.3
+    far[int(rng.integers(0, len(points)))] = True
+    axis = str(rng.choice(["x", "y", "z"]))
+    points[axis][far] = rng.choice([-1.0, 1.0], int(far.sum())) * 10.0 ** rng.uniform(4, 30, int(far.sum()))
+    return to_msg(points)
+
+
+def _denormal_coordinates(rng: np.random.Generator) -> PointCloud2:
+    points = small_cloud(rng)
+    points[str(rng.choice(["x", "y", "z"]))][int(rng.integers(0, len(points)))] = 10.0 ** rng.uniform(-44.5, -38.5)
+    return to_msg(points)
+
+
+def _ring_out_of_range(rng: np.random.Generator) -> PointCloud2:
+    points = small_cloud(rng)
+    points["ring"] = rng.integers(0, 64, len(points))
+    points["ring"][int(rng.integers(0, len(points)))] = int(rng.integers(64, 2**16))  # the HDL-64E has 64 rings
+    return to_msg(points)
+
+
 MAKERS: dict[str, Callable[[np.random.Generator], PointCloud2]] = {
     "missing_xyz": _missing_xyz,
     "bad_xyz_type": _bad_xyz_type,
@@ -136,6 +158,9 @@ MAKERS: dict[str, Callable[[np.random.Generator], PointCloud2]] = {
     "empty": _empty,
     "no_finite_points": _no_finite_points,
     "too_many_points": _too_many_points,
+    "implausible_coordinates": _implausible_coordinates,
+    "denormal_coordinates": _denormal_coordinates,
+    "ring_out_of_range": _ring_out_of_range,
 }
 
 
@@ -196,7 +221,7 @@ def test_thousands_of_bad_clouds_are_counted_logged_once_and_do_not_stop_the_nod
     assert node.stats.processed == 3
     assert node.stats.failed == 2
     assert node.frames_dropped == 0
-    assert node.frames_rejected() == sum(sent.values()) == 7 * PER_REASON + 1
+    assert node.frames_rejected() == sum(sent.values()) == len(MAKERS) * PER_REASON + 1
     log = capfd.readouterr().err
     for reason in [*MAKERS, NON_FINITE_POINTS, "pipeline_CloudFormatError"]:
         lines = re.findall(rf"frame problem '{reason}': .*", log)
