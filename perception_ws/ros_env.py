@@ -9,12 +9,14 @@ call `apply_local_dds_env()` at the top of a program, or run a command under it:
 - ROS_DOMAIN_ID: random in 1..101 (the range whose ports never collide with Linux ephemeral ports; 0, the
   default domain, is left to anything else running here), so parallel test runs do not see each other;
   PERCEPTION_ROS_DOMAIN_ID picks a fixed one instead, e.g. to watch a demo from another shell.
-- ROS_LOG_DIR: a fresh temporary folder, so no run writes to ~/.ros/log.
+- ROS_LOG_DIR: a fresh temporary folder, so no run writes to ~/.ros/log; removed when the process that made it
+  exits (normally, after an error, or after SIGINT/SIGTERM that the program handles), unless it asks to keep it.
 - Fast DDS with config/fastdds_local.xml: shared memory sized for large point clouds, UDP on loopback only.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import random
@@ -94,10 +96,11 @@ def _domain_id(base: Mapping[str, str]) -> str:
     return str(int(given))
 
 
-def local_dds_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+def local_dds_env(base: Mapping[str, str] | None = None, *, keep_logs: bool = False) -> dict[str, str]:
     """A copy of `base` (default: os.environ) set up for a ROS 2 run confined to this machine.
 
-    Every call draws a new domain id and makes a new log folder (the caller may delete it when done).
+    Every call draws a new domain id and makes a new log folder, which is removed when this process exits
+    unless ``keep_logs`` (each `replay`, `record` and `run` left one in the temp folder before).
     """
     env = dict(os.environ if base is None else base)
     for name in _NOT_LOCAL:
@@ -107,12 +110,25 @@ def local_dds_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         {
             "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
             "ROS_DOMAIN_ID": _domain_id(env),
-            "ROS_LOG_DIR": tempfile.mkdtemp(prefix="perception_ros_log_"),
+            "ROS_LOG_DIR": _log_dir(keep_logs),
             "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
             _profile_variable(env): profile,
         }
     )
     return env
+
+
+def _log_dir(keep: bool) -> str:
+    """A fresh ROS log folder; unless ``keep``, removed at exit of this process (not of a forked child)."""
+    folder = tempfile.mkdtemp(prefix="perception_ros_log_")
+    if not keep:
+        atexit.register(_remove_log_dir, folder, os.getpid())
+    return folder
+
+
+def _remove_log_dir(folder: str, creator: int) -> None:
+    if os.getpid() == creator:  # a forked child inherits the handler but not the folder's ownership
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _profile_variable(env: Mapping[str, str]) -> str:
@@ -162,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not command:
         print("usage: python -m perception_ws.ros_env COMMAND [ARG ...]", file=sys.stderr)
         return 2
-    env = local_dds_env()
+    env = local_dds_env(keep_logs=True)  # kept when the command fails, for its logs
     try:
         code = subprocess.call(command, env=env)
     except KeyboardInterrupt:  # the command got the same Ctrl-C and has stopped

@@ -25,8 +25,10 @@ from tests.helpers.data import REPO
 PERCEPTION = [sys.executable, "-m", "perception_ws.cli"]
 
 
-def run_cli(argv: list[str], cwd: Path, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run_cli(
+    argv: list[str], cwd: Path, prefix: tuple[str, ...] = (), tmpdir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **({"TMPDIR": str(tmpdir)} if tmpdir else {})}
     return subprocess.run([*prefix, *PERCEPTION, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -109,6 +111,19 @@ def test_viz_accepts_a_sensor_yaml_file(bad: Path, tmp_path: Path) -> None:
     result = run_cli(["viz", str(bad / "good.bin"), "--out", str(tmp_path / "v.png"), "--sensor", str(sensor)], bad)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "v.png").stat().st_size > 10_000
+
+
+@pytest.mark.dds
+def test_record_leaves_no_ros_log_folder_behind(tmp_path: Path) -> None:
+    temp = tmp_path / "temp"  # the command's temp folder (TMPDIR): where its ROS log folder is made
+    temp.mkdir()
+    result = run_cli(["record", "--out", str(tmp_path / "r.mcap"), "--duration", "1"], tmp_path, tmpdir=temp)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r.mcap").is_file()
+    assert not list(temp.glob("perception_ros_log_*"))
+    refused = run_cli(["record", "--out", str(tmp_path / "r.mcap"), "--config", "missing.yaml"], tmp_path, tmpdir=temp)
+    assert refused.returncode == 2, refused.stderr
+    assert not list(temp.glob("perception_ros_log_*"))
 
 
 # -- disk full: a real ENOSPC on a tmpfs of a few hundred KiB in a private mount namespace -------------
