@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perception_ws.calib.sensors import get_sensor
+from perception_ws.calib.sensors import load_sensor
 from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.instances import ClusterConfig, cluster_by_class
 from perception_ws.io.registry import Dataset, find_reader, open_dataset
@@ -106,7 +106,7 @@ def prepare_frame(
         described = f"the stored {height} x {width} range image"
     else:
         fov, width = view
-        model = get_sensor(scan.sensor or sensor or DEFAULT_SENSOR)
+        model = load_sensor(scan.sensor or sensor or DEFAULT_SENSOR)
         projection = project(scan, model, fov_deg=fov, width=width, row_source=row_source)
         image = projection.image
         scored = projection.in_view.copy()
@@ -208,6 +208,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
+    if sensor is not None:
+        load_sensor(sensor)  # refused now, even where every scan names its own sensor and it goes unused
     dataset, source, reader = _open(data)
     count = len(dataset) if max_frames is None else min(len(dataset), max_frames)
     if count == 0:

@@ -9,12 +9,14 @@ call `apply_local_dds_env()` at the top of a program, or run a command under it:
 - ROS_DOMAIN_ID: random in 1..101 (the range whose ports never collide with Linux ephemeral ports; 0, the
   default domain, is left to anything else running here), so parallel test runs do not see each other;
   PERCEPTION_ROS_DOMAIN_ID picks a fixed one instead, e.g. to watch a demo from another shell.
-- ROS_LOG_DIR: a fresh temporary folder, so no run writes to ~/.ros/log.
+- ROS_LOG_DIR: a fresh temporary folder, so no run writes to ~/.ros/log; removed when the process that made it
+  exits (normally, after an error, or after SIGINT/SIGTERM that the program handles), unless it asks to keep it.
 - Fast DDS with config/fastdds_local.xml: shared memory sized for large point clouds, UDP on loopback only.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import random
@@ -94,10 +96,11 @@ def _domain_id(base: Mapping[str, str]) -> str:
     return str(int(given))
 
 
-def local_dds_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+def local_dds_env(base: Mapping[str, str] | None = None, *, keep_logs: bool = False) -> dict[str, str]:
     """A copy of `base` (default: os.environ) set up for a ROS 2 run confined to this machine.
 
-    Every call draws a new domain id and makes a new log folder (the caller may delete it when done).
+    Every call draws a new domain id and makes a new log folder, which is removed when this process exits
+    unless ``keep_logs`` (each `replay`, `record` and `run` left one in the temp folder before).
     """
     env = dict(os.environ if base is None else base)
     for name in _NOT_LOCAL:
@@ -107,7 +110,7 @@ def local_dds_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         {
             "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
             "ROS_DOMAIN_ID": _domain_id(env),
-            "ROS_LOG_DIR": tempfile.mkdtemp(prefix="perception_ros_log_"),
+            "ROS_LOG_DIR": _log_dir(keep_logs),
             "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
             _profile_variable(env): profile,
         }
@@ -115,10 +118,48 @@ def local_dds_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _log_dir(keep: bool) -> str:
+    """A fresh ROS log folder; unless ``keep``, removed at exit of this process (not of a forked child)."""
+    folder = tempfile.mkdtemp(prefix="perception_ros_log_")
+    if not keep:
+        atexit.register(_remove_log_dir, folder, os.getpid())
+    return folder
+
+
+def _remove_log_dir(folder: str, creator: int) -> None:
+    if os.getpid() == creator:  # a forked child inherits the handler but not the folder's ownership
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _profile_variable(env: Mapping[str, str]) -> str:
     """Fast DDS 3 (ROS 2 Kilted and the pip wheels) reads FASTDDS_…; older releases only FASTRTPS_… ."""
     older = env.get("ROS_DISTRO", "") in ("humble", "iron", "jazzy")
     return "FASTRTPS_DEFAULT_PROFILES_FILE" if older else "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def shm_segment_bytes(env: Mapping[str, str] | None = None) -> int | None:
+    """The shared-memory segment size of the Fast DDS profile ``env`` (default: os.environ) names; None where no
+    profile is named or it sets none (Fast DDS then uses its defaults, which this project does not rely on).
+    """
+    import xml.etree.ElementTree as ET  # a local profile file, not untrusted input
+
+    env = os.environ if env is None else env
+    path = env.get("FASTDDS_DEFAULT_PROFILES_FILE") or env.get("FASTRTPS_DEFAULT_PROFILES_FILE")
+    if not path:
+        return None
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    sizes = [
+        int(text)
+        for descriptor in root.iter()
+        if descriptor.tag.endswith("transport_descriptor")
+        and any(c.tag.endswith("type") and (c.text or "").strip() == "SHM" for c in descriptor)
+        for node in descriptor
+        if node.tag.endswith("segment_size") and (text := (node.text or "").strip()).isdigit()
+    ]
+    return max(sizes) if sizes else None
 
 
 def apply_local_dds_env() -> dict[str, str]:
@@ -137,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not command:
         print("usage: python -m perception_ws.ros_env COMMAND [ARG ...]", file=sys.stderr)
         return 2
-    env = local_dds_env()
+    env = local_dds_env(keep_logs=True)  # kept when the command fails, for its logs
     try:
         code = subprocess.call(command, env=env)
     except KeyboardInterrupt:  # the command got the same Ctrl-C and has stopped

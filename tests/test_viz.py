@@ -382,3 +382,11 @@ def test_moving_boxes_get_a_velocity_arrow_and_standing_ones_none(real_data: Pat
     tip_y, tip_x = arrow.get_xy()[np.argmax(arrow.get_xy()[:, 1])]
     assert tip_x == pytest.approx(15.0, abs=0.05)
     assert tip_y == pytest.approx(2.0, abs=0.05)
+
+
+def test_auto_extent_ignores_points_with_nan_or_inf_coordinates() -> None:
+    rng = np.random.default_rng(3)
+    finite = rng.uniform(-30, 30, (500, 3))
+    broken = np.concatenate([finite, [[np.nan, 1, 0], [np.inf, 0, 0], [0, -np.inf, 0]]])
+    assert auto_extent(broken) == auto_extent(finite)
+    assert auto_extent(np.full((10, 3), np.nan)) == auto_extent(np.zeros((0, 3)))  # the ego car alone

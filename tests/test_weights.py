@@ -103,6 +103,20 @@ def test_a_config_that_does_not_match_the_state_dict_is_named(saved: Path) -> No
         load_weights(saved)
 
 
+@pytest.mark.parametrize(("key", "value"), [("num_classes", 10**9), ("in_channels", 10**9), ("num_classes", 1)])
+def test_a_manifest_claiming_an_absurd_size_is_refused_before_anything_is_built(
+    saved: Path, key: str, value: int
+) -> None:
+    # 10^9 classes would ask for terabytes at the classifier before the state dict check could say no
+    manifest = read_manifest(saved)
+    manifest["model"][key] = value
+    saved.with_suffix(".json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        WeightsError, match=rf"v2\.json: the model config cannot be built .*{key} must be in .*got {value}"
+    ):
+        load_weights(saved)
+
+
 def test_missing_files_and_manifests(saved: Path, tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="no such weights file"):
         load_weights(tmp_path / "absent.pt")

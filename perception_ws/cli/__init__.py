@@ -3,18 +3,23 @@
 Each verb is a module of this package that registers its sub-parser (``add_parser``) and the handler it
 runs. Sub-commands import their modules lazily so that `perception --help` is instant and a missing
 optional dependency only affects the command that needs it. Every `PerceptionError` becomes one line on
-stderr and exit status 2; nothing else is caught, so real bugs keep their traceback.
+stderr and exit status 2, and so does a full disk (ENOSPC, EDQUOT: the machine's state, not a bug); nothing
+else is caught, so real bugs keep their traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 
 from perception_ws.cli import demo, evaluate, info, label, record, replay, run, sensors, sim, train, viz
 from perception_ws.cli.args import Handler, split_ros_args
 from perception_ws.errors import PerceptionError
+
+#: errors of a full disk or quota: reported in one line naming the path, never as a traceback.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 #: the verbs in the order `perception --help` lists them.
 VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, label, train)
@@ -43,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except PerceptionError as error:
         print(f"perception {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        # a write on an open file names no path; the verb's --out is where it was writing
+        where = error.filename or getattr(args, "out", None)
+        print(f"perception {args.command}: error: no space left on device writing {where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"perception {args.command}: interrupted", file=sys.stderr)

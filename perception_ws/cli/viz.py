@@ -15,8 +15,14 @@ def add_parser(sub: Subparsers) -> None:
     viz.add_argument("path", help="a scan file, folder or bag (any format `perception info` understands)")
     viz.add_argument("--out", required=True, help="PNG file to write")
     viz.add_argument("--frame", type=int, default=0, help="frame index in a multi-frame source (default 0)")
-    viz.add_argument("--sensor", default=None, help="sensor model for the range image (default: the scan's own)")
-    viz.add_argument("--fov", type=float, default=None, help="horizontal field of view in degrees (default 360)")
+    viz.add_argument(
+        "--sensor",
+        default=None,
+        help="sensor for the range image: a built-in name or a sensor YAML file (default: the scan's own)",
+    )
+    viz.add_argument(
+        "--fov", type=float, default=None, help="horizontal field of view in degrees, in (0, 360] (default 360)"
+    )
     viz.add_argument(
         "--predict", action="store_true",
         help="draw the perception pipeline's labels and detections (above the stored ground truth, if any)",

@@ -26,6 +26,11 @@ from perception_ws.models.crf import CRFConfig, RecurrentCRF
 from perception_ws.models.normalize import InputNormalizer
 from perception_ws.models.squeezeseg import WIDTH_FACTOR, SqueezeSegNet
 
+#: upper bounds of a network's size settings, checked before any layer is allocated: a weights manifest is
+#: read from disk, and one claiming 10^9 classes would otherwise ask for terabytes (the largest class set has 20).
+MAX_CLASSES = 256
+MAX_IN_CHANNELS = 64
+
 
 class RangeSegmenter(nn.Module):
     """A SqueezeSeg-family segmenter with its input statistics and optional CRF; see the module doc."""
@@ -51,10 +56,10 @@ class RangeSegmenter(nn.Module):
         zero_channels: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise PerceptionError(f"model {name}: num_classes must be >= 2, got {num_classes}")
-        if in_channels < 1:
-            raise PerceptionError(f"model {name}: in_channels must be >= 1, got {in_channels}")
+        if not 2 <= num_classes <= MAX_CLASSES:
+            raise PerceptionError(f"model {name}: num_classes must be in 2..{MAX_CLASSES}, got {num_classes}")
+        if not 1 <= in_channels <= MAX_IN_CHANNELS:
+            raise PerceptionError(f"model {name}: in_channels must be in 1..{MAX_IN_CHANNELS}, got {in_channels}")
         if not 0.0 <= dropout < 1.0:
             raise PerceptionError(f"model {name}: dropout must lie in [0, 1), got {dropout}")
         self.name = name

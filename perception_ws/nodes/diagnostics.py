@@ -4,7 +4,10 @@ Latency is measured two ways: from the scan's stamp to the publication of its re
 consumer waits, including transport; meaningful when the stamps come from the same clock, or with
 use_sim_time during a replay) and from the arrival of the message to that publication (the node's own
 processing time, always meaningful). Percentiles are over a sliding window of recent frames, so the
-memory use stays constant however long the node runs.
+memory use stays constant however long the node runs. A stamp-to-publication latency outside
+:data:`PLAUSIBLE_LATENCY_MS` (a stamp from another clock, a bogus or zero stamp, a replay without
+use_sim_time) says nothing about the node: it is left out of the percentiles and counted instead
+(``latency_implausible``), so one such frame cannot turn p50 into 1.8e12 ms.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 #: frames the latency percentiles are computed over.
 WINDOW = 300
+#: stamp-to-publication latencies kept (ms): a stamp up to 1 s in the future (clocks of two machines) to a
+#: minute old; anything else comes from a stamp on another clock, not from the node.
+PLAUSIBLE_LATENCY_MS = (-1_000.0, 60_000.0)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class NodeStats:
         self.received = 0
         self.processed = 0
         self.failed = 0
+        #: processed frames whose stamp gave a latency outside PLAUSIBLE_LATENCY_MS (not in the percentiles).
+        self.latency_implausible = 0
         self._latency_ms: deque[float] = deque(maxlen=WINDOW)
         self._processing_ms: deque[float] = deque(maxlen=WINDOW)
         self._stages_ms: dict[str, deque[float]] = {}
@@ -58,7 +66,11 @@ class NodeStats:
     def frame_processed(self, latency_ms: float, processing_ms: float, stages_ms: Mapping[str, float]) -> None:
         with self._lock:
             self.processed += 1
-            self._latency_ms.append(latency_ms)
+            low, high = PLAUSIBLE_LATENCY_MS
+            if low <= latency_ms <= high:  # False for NaN too
+                self._latency_ms.append(latency_ms)
+            else:
+                self.latency_implausible += 1
             self._processing_ms.append(processing_ms)
             for name, ms in stages_ms.items():
                 self._stages_ms.setdefault(name, deque(maxlen=WINDOW)).append(ms)
@@ -89,6 +101,7 @@ class NodeStats:
                 "input_rate_hz": f"{rate_in:.2f}",
                 "output_rate_hz": f"{rate_out:.2f}",
                 **_percentiles("latency_ms", self._latency_ms),
+                "latency_implausible": self.latency_implausible,
                 **_percentiles("processing_ms", self._processing_ms),
                 **{f"stage_{name}_ms_mean": f"{np.mean(ms):.2f}" for name, ms in self._stages_ms.items()},
                 **{f"issue_{reason}": count for reason, count in sorted(issues.items())},

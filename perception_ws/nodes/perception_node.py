@@ -42,7 +42,14 @@ from perception_ws.errors import PerceptionError
 from perception_ws.msg import Detection3DArray, TrackArray
 from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg
 from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
-from perception_ws.nodes.intake import NON_FINITE_POINTS, REJECT_REASONS, Frame, RejectedFrameError, accept_cloud
+from perception_ws.nodes.intake import (
+    NON_FINITE_POINTS,
+    REJECT_REASONS,
+    Frame,
+    RejectedFrameError,
+    accept_cloud,
+    transport_warning,
+)
 from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.markers import markers_msg
 from perception_ws.nodes.process import run_node
@@ -50,6 +57,7 @@ from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.tf_topics import TF_TOPICS, TF_TRANSFORM, TransformListener
 from perception_ws.nodes.worker import LatestWorker
 from perception_ws.pipeline import Pipeline, PipelineResult
+from perception_ws.ros_env import shm_segment_bytes
 
 #: a scan whose pose in tracking.fixed_frame is not known (yet): detected, not tracked (counted, logged once).
 TRACKING_WITHOUT_POSE = "tracking_without_pose"
@@ -73,6 +81,9 @@ class PerceptionNode(Node):
         self._worker: LatestWorker[Frame] = LatestWorker(f"{node_name}_worker")
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = declare_ros_parameters(self, defaults)
+        too_large = transport_warning(self.config.sensor.max_points, shm_segment_bytes())
+        if too_large:
+            self.get_logger().warning(too_large)
         self.pipeline = Pipeline(self.config.pipeline_config(), network)
         self.pipeline.warm_up()  # before subscribing: the first scans are not slowed by JIT or torch.compile
         # what exists now (the network, compiled graphs, numba's caches: long-lived) leaves the garbage collector's
@@ -110,7 +121,7 @@ class PerceptionNode(Node):
         received = time.monotonic()
         self.stats.frame_received()
         try:
-            frame = accept_cloud(msg, self.config.sensor.max_points, received)
+            frame = accept_cloud(msg, self.config.sensor.max_points, received, self.pipeline.sensor)
         except RejectedFrameError as rejected:
             self.issues.record(rejected.reason, rejected.detail)
             return

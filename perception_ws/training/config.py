@@ -69,6 +69,7 @@ class TrainConfig:
             raise PerceptionError(f"train: weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise PerceptionError(f"train: max_minutes must be a finite number > 0; got {self.max_minutes!r}")
+        _check_device(self.device)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,3 +85,19 @@ class TrainConfig:
         for transient in ("workers", "max_minutes", "device", "log_every", "checkpoint_every"):
             data.pop(transient)
         return data
+
+
+def _check_device(name: str) -> None:
+    """Refuse a device string torch cannot parse before any work (whether this machine has that device is
+    checked where the run starts: a stored config may name the GPU of another machine).
+    """
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError):  # torch's message lists twenty device types; ours names the usual ones
+        raise PerceptionError(
+            f"train: device {name!r} is not a torch device; expected auto, cpu, cuda or cuda:N"
+        ) from None

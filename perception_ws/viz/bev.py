@@ -33,6 +33,7 @@ def auto_extent(xyz: np.ndarray, boxes: Sequence[Box3D] = (), step: float = 5.0,
     and always including the ego vehicle.
     """
     pts = _check_xyz(xyz)
+    pts = pts[np.isfinite(pts).all(axis=1)]  # one NaN would make every percentile NaN (and the figure size)
     # What must be in view: the bulk of the points, every box corner and the ego car behind the sensor.
     keep = [np.array([[-EGO_LENGTH, -EGO_WIDTH], [EGO_LENGTH, EGO_WIDTH]])]
     if len(pts):

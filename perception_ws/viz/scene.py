@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perception_ws.calib.sensors import get_sensor
+import numpy as np
+
+from perception_ws.calib.sensors import load_sensor
 from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
 from perception_ws.labels import KITTI3
@@ -30,11 +32,17 @@ def frame_view(
     if not 0 <= frame < len(dataset):
         raise DatasetError(f"{path}: frame {frame} does not exist; it holds frames 0..{len(dataset) - 1}")
     scan = dataset[frame]
-    model = get_sensor(sensor or scan.sensor or "hdl64e")
+    if not np.isfinite(scan.xyz).all(axis=1).any():
+        raise DatasetError(
+            f"{path}: frame {frame} has no point with finite coordinates (all NaN or Inf); nothing to draw"
+        )
+    model = load_sensor(sensor or scan.sensor or "hdl64e")  # a built-in name or a sensor YAML file
     if fov_deg is None and scan.range_image is not None:
         fov, width = 90.0, scan.range_image.shape[1]  # a released front-view image: keep its geometry
     else:
-        fov, width = (fov_deg or 360.0), 2048 if (fov_deg or 360.0) > 180 else 512
+        # None means the full turn; 0 is not a width (project() refuses it with the valid range)
+        fov = 360.0 if fov_deg is None else fov_deg
+        width = 2048 if fov > 180 else 512
     projection = project(scan, model, fov_deg=fov, width=width)
     title = f"{path.name} · frame {frame} ({scan.name}) · {len(scan)} points · {model.name}"
     return scan, projection, title
