@@ -4,7 +4,7 @@
 
 The node runs as its own process (``segmenter.kind: labels``) on a loopback-only DDS domain
 (:func:`perception_ws.ros_env.apply_local_dds_env`). This process publishes ``--count`` malformed
-PointCloud2 messages, drawn at random from the makers of ``tests/helpers/bad_clouds.py`` (one per intake
+PointCloud2 messages, drawn at random from the makers of ``perception_ws/nodes/malformed_clouds.py`` (one per intake
 reject reason), and after every ``--good-every`` of them one good cloud (a few hundred points with a label
 field), waiting for that cloud's labelled output before going on. The bad clouds go out in bursts of 50
 that wait until the node's diagnostics report them received, so the best-effort input queue is not
@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.helpers
-from tests.helpers.bad_clouds import MAKERS, small_cloud
+from perception_ws.nodes.malformed_clouds import MAKERS, small_cloud
 
 BURST = 50
 WAIT_S = 30.0

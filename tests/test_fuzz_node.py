@@ -24,9 +24,9 @@ from perception_ws.cloud import to_msg
 from perception_ws.config import PerceptionConfig
 from perception_ws.io import load
 from perception_ws.nodes.intake import NON_FINITE_POINTS, REJECT_REASONS
+from perception_ws.nodes.malformed_clouds import MAKERS
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.qos import output_qos
-from tests.helpers.bad_clouds import MAKERS
 from tests.helpers.data import with_label_field
 from tests.helpers.ros import Spinner, wait_for
 

@@ -2,7 +2,6 @@
 
 data.py       the repository root, real-scan helpers (label field, ground truth, KITTI object frames)
 ros.py        spinning nodes in the background, waiting for a condition, running the simulator node
-bad_clouds.py malformed PointCloud2 messages, one maker per intake reject reason
 messages.py   a KITTI object frame as the fusion node's input messages
 samples.py    sample Detection3DArray / TrackArray, and the process that publishes them (light imports)
 training.py   a small, fast training configuration

@@ -1,7 +1,8 @@
 """Malformed PointCloud2 messages, one maker per intake reject reason (perception_ws.nodes.intake).
 
-Shared by tests/test_fuzz_node.py (through the node's callback) and benchmarks/bench_fuzz.py (over DDS to a
-live node). Each maker builds a real rclpy message from a small valid cloud and breaks it in one way.
+For robustness checks of the intake: tests/test_fuzz_node.py (through the node's callback) and
+benchmarks/bench_fuzz.py (over DDS to a live node) send them. Each maker builds a real rclpy message from a
+small valid cloud and breaks it in one way.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def small_cloud(rng: np.random.Generator, n: int | None = None) -> np.ndarray:
 
 
 def fields_of(msg: PointCloud2) -> list[PointField]:
+    """Copies of ``msg``'s field descriptions, to break one without touching the message."""
     return [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in msg.fields]
 
 
