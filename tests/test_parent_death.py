@@ -19,7 +19,7 @@ from perception_ws.config import PerceptionConfig
 from perception_ws.msg import Detection3DArray
 from perception_ws.nodes.qos import output_qos
 from tests.conftest import REPO
-from tests.helpers.ros import Spinner
+from tests.helpers.ros import Spinner, wait_until
 
 #: how soon after the parent's death every child must be gone.
 GONE_S = 2.0
@@ -49,20 +49,11 @@ def _alive(pid: int) -> bool:
     return _stat(pid)[:1] not in ([], ["Z"], ["X"])  # a zombie has ended; only its exit status is left
 
 
-def _wait_until(condition: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _kill_parent_and_wait(parent: subprocess.Popen[Any], children: list[int]) -> bool:
     """SIGKILL ``parent``; True when every one of ``children`` has ended within :data:`GONE_S`."""
     parent.kill()
     parent.wait()
-    return _wait_until(lambda: not any(_alive(p) for p in children), GONE_S)
+    return wait_until(lambda: not any(_alive(p) for p in children), GONE_S)
 
 
 def _cleanup(parent: subprocess.Popen[Any], children: list[int]) -> None:
@@ -86,7 +77,7 @@ def test_sigkill_of_perception_run_leaves_no_node_alive(local_env: dict[str, str
     nodes: list[int] = []
     try:
         with Spinner(ros_context, listener):  # both nodes working: the perception node answers the simulator
-            assert _wait_until(lambda: bool(detections) or graph.poll() is not None, START_S)
+            assert wait_until(lambda: bool(detections) or graph.poll() is not None, START_S)
         nodes = _children(graph.pid)
         assert graph.poll() is None
         assert len(nodes) == 2
@@ -110,7 +101,7 @@ def test_sigkill_of_sim_generate_leaves_no_worker_writing(tmp_path: Path) -> Non
     children: list[int] = []
     try:
         # the workers are writing frames (the spawn context also starts a resource tracker: one more child)
-        assert _wait_until(lambda: any((out / "frames").glob("*")) or generate.poll() is not None, START_S)
+        assert wait_until(lambda: any((out / "frames").glob("*")) or generate.poll() is not None, START_S)
         children = _children(generate.pid)
         assert generate.poll() is None
         assert len(children) >= 2

@@ -8,14 +8,13 @@ settings that differ), so one folder never mixes labels of two configurations. L
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from perception_ws import __version__
 from perception_ws.errors import DatasetError
-from perception_ws.io.atomic import atomic_file
+from perception_ws.io.manifest import file_sha256, write_frames_manifest
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "perception_ws.label/1"
@@ -59,19 +58,7 @@ def resume_manifest(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest`` atomically (frames sorted, ``complete`` set)."""
-    manifest["frames"].sort(key=lambda record: record["index"])
-    manifest["complete"] = len(manifest["frames"]) == manifest["planned_frames"]
-    with atomic_file(out / MANIFEST) as handle:
-        handle.write(json.dumps(manifest, indent=1).encode())
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    write_frames_manifest(out / MANIFEST, manifest, order=lambda record: record["index"])
 
 
 def _intact(out: Path, record: dict[str, Any]) -> bool:

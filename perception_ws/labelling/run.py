@@ -28,9 +28,10 @@ import numpy as np
 from perception_ws.config import PipelineConfig
 from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
+from perception_ws.io.manifest import file_sha256
 from perception_ws.io.registry import find_reader
 from perception_ws.labelling.kitti_lines import write_camera_lines, write_sensor_lines
-from perception_ws.labelling.manifest import file_sha256, new_manifest, resume_manifest, write_manifest
+from perception_ws.labelling.manifest import new_manifest, resume_manifest, write_manifest
 from perception_ws.labelling.options import LabelOptions
 from perception_ws.labelling.results import FrameResult, load_result, save_result
 from perception_ws.labelling.semantickitti import write_label_file

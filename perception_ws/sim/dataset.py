@@ -37,7 +37,7 @@ import numpy as np
 from perception_ws import __version__
 from perception_ws.calib.sensors import get_sensor
 from perception_ws.errors import DatasetError, PerceptionError
-from perception_ws.io.atomic import atomic_file
+from perception_ws.io.manifest import file_sha256, write_frames_manifest
 from perception_ws.io.simdata import (
     FORMAT,
     FRAMES,
@@ -244,18 +244,7 @@ def new_manifest(config: GenerateConfig) -> dict[str, Any]:
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest`` atomically (frames sorted, ``complete`` set): an interrupted run leaves a readable one."""
-    manifest["frames"].sort(key=lambda r: (r["scene"], r["frame"]))
-    manifest["complete"] = len(manifest["frames"]) == manifest["planned_frames"]
-    with atomic_file(out / MANIFEST) as handle:
-        handle.write(json.dumps(manifest, indent=1).encode())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    write_frames_manifest(out / MANIFEST, manifest, order=lambda r: (r["scene"], r["frame"]))
 
 
 def remove_temporary_files(out: Path) -> list[Path]:
@@ -271,7 +260,7 @@ def _done_frames(out: Path, manifest: dict[str, Any], config: GenerateConfig) ->
     done: dict[tuple[int, int], dict[str, Any]] = {}
     for record in manifest["frames"]:
         path = out / record["file"]
-        if path.is_file() and _sha256(path) == record["sha256"]:
+        if path.is_file() and file_sha256(path) == record["sha256"]:
             done[(record["scene"], record["frame"])] = record
         else:
             path.unlink(missing_ok=True)  # damaged or altered: render it again
