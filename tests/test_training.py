@@ -394,3 +394,12 @@ def test_bad_train_arguments_are_one_line_and_exit_status_2(
     assert err.startswith("perception train: error:")
     assert expected in err
     assert not (tmp_path / "out").exists()  # nothing written for a run that cannot start
+
+
+@pytest.mark.real_data
+def test_an_out_folder_that_is_a_file_is_refused_before_anything_is_written(frames: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder\n")
+    with pytest.raises(PerceptionError, match=r"a_file exists and is not a folder"):
+        train(small_config(frames), blocker / "run", progress=False)
+    assert blocker.read_text() == "not a folder\n"

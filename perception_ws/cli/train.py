@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from perception_ws.cli.args import Subparsers
-from perception_ws.errors import PerceptionError
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -79,9 +78,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
     )
     out = Path(args.out).expanduser()
-    for folder in (out, *out.parents):  # a file in the way would fail at the first write, with a traceback
-        if folder.exists() and not folder.is_dir():
-            raise PerceptionError(f"--out {args.out}: {folder} exists and is not a folder")
     monitor = FolderSource(Path(args.monitor), classes=args.classes) if args.monitor else None
     result = train(config, out, monitor=monitor, progress=not args.quiet)
     state = "finished" if result.finished else "stopped (run the same command again to resume)"

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from perception_ws.errors import PerceptionError
+from perception_ws.io.atomic import atomic_file
 from perception_ws.labels import get_class_set
 from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEG, KITTI3_WEIGHTS_SQUEEZESEGV2, SegmentationLoss
 from perception_ws.models.registry import build_model
@@ -130,6 +131,9 @@ def train(
     (as a kill would, but cleanly, with a checkpoint): for tests of the resume path.
     """
     out = Path(out)
+    for folder in (out, *out.parents):  # a file in the way would fail at the first write, with a traceback
+        if folder.exists() and not folder.is_dir():
+            raise PerceptionError(f"train --out {out}: {folder} exists and is not a folder")
     # a missing data path or bad simulation settings fail before anything is written
     sweeps = SweepBatches(config) if config.data == GPU_DATA else None
     source = _source(config) if sweeps is None else None
@@ -280,7 +284,8 @@ def _save(
         # one per rank: all equal when the processes stayed in step (see checkpoint.parameter_digest)
         "parameter_sha256_by_rank": digests,
     }
-    (out / "run.json").write_text(json.dumps(run, indent=2, allow_nan=False))  # strict JSON: no NaN/Infinity
+    with atomic_file(out / "run.json") as handle:  # whole or the previous one, also on a full disk
+        handle.write(json.dumps(run, indent=2, allow_nan=False).encode())  # strict JSON: no NaN/Infinity
 
 
 def _finite(model: nn.Module) -> bool:
