@@ -12,6 +12,11 @@ call `apply_local_dds_env()` at the top of a program, or run a command under it:
 - ROS_LOG_DIR: a fresh temporary folder, so no run writes to ~/.ros/log; removed when the process that made it
   exits (normally, after an error, or after SIGINT/SIGTERM that the program handles), unless it asks to keep it.
 - Fast DDS with config/fastdds_local.xml: shared memory sized for large point clouds, UDP on loopback only.
+
+`perception replay`, `record` and `run` use the caller's ROS environment (`prepare_ros_env`): ROS_DOMAIN_ID,
+ROS_AUTOMATIC_DISCOVERY_RANGE, ROS_LOG_DIR and the RMW settings as set. Only their `--local-dds` flag, or
+PERCEPTION_LOCAL_DDS=1 in the environment (set by `local_dds_env`, so everything started under it stays local),
+switches them to the loopback-only environment above.
 """
 
 from __future__ import annotations
@@ -39,28 +44,34 @@ DOMAIN_ID_RANGE = (1, 101)
 DOMAIN_ID_MAX = 232
 #: File name of the Fast DDS profile, in the repository's config/ and in the installed share/perception_ws/config/.
 PROFILE_NAME = "fastdds_local.xml"
+#: The profile for a caller's graph (UDP on every interface; the launch file's default `dds_profile`).
+GRAPH_PROFILE_NAME = "fastdds_graph.xml"
+#: Environment variable that switches `perception replay/record/run` to the loopback-only environment ("1").
+LOCAL_DDS_SWITCH = "PERCEPTION_LOCAL_DDS"
+#: The variables Fast DDS reads its profile file from (3.x and ROS 2 Kilted; older releases).
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 # Variables that could send discovery or data elsewhere than this machine; a local run drops them.
 _NOT_LOCAL = ("ROS_STATIC_PEERS", "ROS_LOCALHOST_ONLY", "ROS_DISCOVERY_SERVER", "ROS_SUPER_CLIENT")
 
 
-def fastdds_profile_path() -> Path:
-    """The Fast DDS profile: config/ of the source tree, else share/perception_ws/config/ of a ROS install."""
-    source_tree = Path(__file__).resolve().parent.parent / "config" / PROFILE_NAME
+def fastdds_profile_path(name: str = PROFILE_NAME) -> Path:
+    """A Fast DDS profile: config/ of the source tree, else share/perception_ws/config/ of a ROS install."""
+    source_tree = Path(__file__).resolve().parent.parent / "config" / name
     if source_tree.is_file():
         return source_tree
     looked = [str(source_tree)]
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        installed = Path(get_package_share_directory("perception_ws")) / "config" / PROFILE_NAME
+        installed = Path(get_package_share_directory("perception_ws")) / "config" / name
     except (ImportError, LookupError, OSError):  # no ament index, or perception_ws not installed in one
         looked.append("share/perception_ws/config/ of the ament index (AMENT_PREFIX_PATH)")
     else:
         if installed.is_file():
             return installed
         looked.append(str(installed))
-    raise FileNotFoundError(f"Fast DDS profile {PROFILE_NAME} not found; looked in: {'; '.join(looked)}")
+    raise FileNotFoundError(f"Fast DDS profile {name} not found; looked in: {'; '.join(looked)}")
 
 
 #: lock files of the domain ids this process drew last (a few: a test may still use the previous one).
@@ -113,9 +124,56 @@ def local_dds_env(base: Mapping[str, str] | None = None, *, keep_logs: bool = Fa
             "ROS_LOG_DIR": _log_dir(keep_logs),
             "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
             _profile_variable(env): profile,
+            LOCAL_DDS_SWITCH: "1",  # what this process starts (a `perception replay`, a graph) stays local too
         }
     )
     return env
+
+
+def local_dds_requested(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``env`` (default: os.environ) asks for the loopback-only environment (PERCEPTION_LOCAL_DDS)."""
+    value = (os.environ if env is None else env).get(LOCAL_DDS_SWITCH, "").strip()
+    if value not in ("", "0", "1"):
+        raise PerceptionError(f"{LOCAL_DDS_SWITCH}={value!r}: expected 1 (loopback-only DDS) or 0 / unset")
+    return value == "1"
+
+
+def caller_ros_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default: os.environ) as the caller set it, checked, for a user's ROS 2 graph.
+
+    Domain, discovery range, log folder and RMW are left as they are. Where the caller uses Fast DDS (the
+    default RMW) and names no profile, the graph profile fills the gap, as under ``ros2 launch``: without
+    its large shared-memory segment about half of the 120k-point scans were lost (issue 13).
+    """
+    env = dict(os.environ if base is None else base)
+    domain = env.get("ROS_DOMAIN_ID", "").strip()
+    if domain and (not domain.isdigit() or int(domain) > DOMAIN_ID_MAX):
+        raise PerceptionError(f"ROS_DOMAIN_ID={domain!r}: expected an integer domain id in 0..{DOMAIN_ID_MAX}")
+    fastdds = env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") in ("", "rmw_fastrtps_cpp")
+    if fastdds and not any(env.get(name) for name in PROFILE_VARIABLES):
+        try:
+            profile = str(fastdds_profile_path(GRAPH_PROFILE_NAME))
+        except FileNotFoundError:  # an install without config/: Fast DDS's defaults, as the caller had them
+            return env
+        env.update(dict.fromkeys(PROFILE_VARIABLES, profile))  # both names, as the launch file sets them
+    return env
+
+
+def prepare_ros_env(local: bool) -> str:
+    """Set os.environ for this process's ROS 2 context (call before `rclpy.init()`): the loopback-only
+    environment where ``local`` or PERCEPTION_LOCAL_DDS=1 asks for it, else the caller's (`caller_ros_env`).
+    Returns one line saying which, for the command's start-up output.
+    """
+    if local or local_dds_requested():
+        apply_local_dds_env()
+        os.environ[DOMAIN_ID_OVERRIDE] = os.environ["ROS_DOMAIN_ID"]  # what this process starts keeps the domain
+        how = "loopback only"
+    else:
+        os.environ.update(caller_ros_env())
+        how = "the caller's environment"
+    domain = os.environ.get("ROS_DOMAIN_ID") or "0 (default)"
+    logs = os.environ.get("ROS_LOG_DIR") or "~/.ros/log (default)"
+    return f"ROS_DOMAIN_ID={domain} ({how}), logs in {logs}"
 
 
 def _log_dir(keep: bool) -> str:

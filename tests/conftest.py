@@ -22,6 +22,14 @@ REAL_DATA = Path(os.environ.get("PERCEPTION_REAL_DATA", REPO.parent / "shared" /
 MISSING_REAL_DATA = f"real data not found at {REAL_DATA}; set PERCEPTION_REAL_DATA to the shared/data/real folder"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every `perception replay/record/run` a test starts is loopback-only unless the test removes the switch:
+    those verbs otherwise use the caller's ROS environment, and no test's DDS traffic may leave this machine."""
+    from perception_ws.ros_env import LOCAL_DDS_SWITCH
+
+    os.environ[LOCAL_DDS_SWITCH] = "1"
+
+
 @pytest.hookimpl(tryfirst=True)  # before the fixtures are set up
 def pytest_runtest_setup(item: pytest.Item) -> None:
     marked = item.get_closest_marker("real_data") is not None

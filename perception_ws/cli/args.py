@@ -36,6 +36,18 @@ positive.__name__ = "whole number >= 1"  # argparse names the type in its error 
 non_negative.__name__ = "whole number >= 0"
 
 
+def add_local_dds_flag(parser: argparse.ArgumentParser) -> None:
+    """``--local-dds``: the verb's ROS 2 processes on a loopback-only random domain (perception_ws.ros_env)
+    instead of the caller's ROS environment.
+    """
+    parser.add_argument(
+        "--local-dds",
+        action="store_true",
+        help="loopback-only DDS on a random domain, logs in a temporary folder (for tests and demos; also "
+        "PERCEPTION_LOCAL_DDS=1); default: the caller's ROS_DOMAIN_ID, discovery range, ROS_LOG_DIR and RMW",
+    )
+
+
 def split_ros_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """``argv`` without its ROS arguments, and those (each ``--ros-args ... [--]`` block, markers included).
 

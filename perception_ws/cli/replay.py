@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from perception_ws.cli.args import Subparsers
+from perception_ws.cli.args import Subparsers, add_local_dds_flag
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -21,15 +21,16 @@ def add_parser(sub: Subparsers) -> None:
         "--wait-subscribers", type=float, default=0.0, metavar="S",
         help="wait up to S seconds for a subscriber on every topic before starting (default 0)",
     )  # fmt: skip
+    add_local_dds_flag(replay)
     # `ros2 launch` starts it like a node (bag:=): ROS arguments after --ros-args reach its rclpy context
     replay.set_defaults(handler=_cmd_replay, takes_ros_args=True)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from perception_ws.nodes.replay import replay
-    from perception_ws.ros_env import apply_local_dds_env
+    from perception_ws.ros_env import prepare_ros_env
 
-    apply_local_dds_env()
+    print(f"replay: {prepare_ros_env(args.local_dds)}", flush=True)
     return replay(
         args.bag, args.rate, args.loop, args.topics, args.remap, args.wait_subscribers, ros_args=args.ros_args
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from perception_ws.cli.args import Subparsers
+from perception_ws.cli.args import Subparsers, add_local_dds_flag
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -15,10 +15,11 @@ def add_parser(sub: Subparsers) -> None:
 
     run = sub.add_parser("run", help="start the node graph of launch/perception.launch.py without ros2 launch")
     add_arguments(run)
+    add_local_dds_flag(run)
     run.set_defaults(handler=_cmd_run)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from perception_ws.nodes.launch_graph import GraphOptions, run_graph
 
-    return run_graph(GraphOptions.from_namespace(args))
+    return run_graph(GraphOptions.from_namespace(args), local_dds=args.local_dds)

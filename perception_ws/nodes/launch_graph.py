@@ -2,8 +2,8 @@
 
 :func:`plan_graph` turns the launch arguments into the nodes to start; the launch file builds its
 ``launch_ros`` Node actions from it, and :func:`run_graph` starts the same nodes as child processes
-(``python -m MODULE --ros-args …``), all under one local DDS environment
-(:mod:`perception_ws.ros_env`, one domain id for the whole graph). Signals reach every child; when the
+(``python -m MODULE --ros-args …``), all in the caller's ROS environment, or with ``--local-dds`` in one
+loopback-only domain (:mod:`perception_ws.ros_env`). Signals reach every child; when the
 perception node ends, or any node fails, the others are stopped (SIGINT, then SIGTERM, then SIGKILL).
 
 Only the standard library is imported here: the launch file imports this module.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -189,14 +190,17 @@ def _startable(node: NodeSpec) -> str | None:
     return None
 
 
-def run_graph(options: GraphOptions) -> int:
-    """Start the graph, wait until it ends or a signal comes, stop it cleanly; the exit status."""
-    from perception_ws.ros_env import DOMAIN_ID_OVERRIDE, local_dds_env
+def run_graph(options: GraphOptions, *, local_dds: bool = False) -> int:
+    """Start the graph, wait until it ends or a signal comes, stop it cleanly; the exit status.
+
+    Its processes get the caller's ROS environment, or with ``local_dds`` (or PERCEPTION_LOCAL_DDS=1) one
+    loopback-only random domain for the whole graph.
+    """
+    from perception_ws.ros_env import prepare_ros_env
 
     nodes = plan_graph(options.values)
-    env = local_dds_env()
-    env[DOMAIN_ID_OVERRIDE] = env["ROS_DOMAIN_ID"]  # children that apply the local env keep this domain
-    print(f"run: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} (loopback only), logs in {env['ROS_LOG_DIR']}", flush=True)
+    print(f"run: {prepare_ros_env(local_dds)}", flush=True)
+    env = dict(os.environ)
     for node in list(nodes):
         why = _startable(node)
         if why is not None:
