@@ -24,7 +24,7 @@ from perception_ws.instances.config import (
 )
 from perception_ws.labels import CLASS_SETS, ClassSet
 from perception_ws.projection import ROW_SOURCES, RowSource, fov_bounds
-from perception_ws.schema import ConfigError, Schema, Strings, TopicName
+from perception_ws.schema import ConfigError, OptionalTopicName, Schema, Strings, TopicName
 
 #: the node name whose section a params file is read from, unless told otherwise.
 NODE_NAME = "perception_node"
@@ -53,6 +53,10 @@ class TopicsConfig(Schema):
         "perception/labelled_points", description="input cloud plus fields label and instance"
     )
     detections: TopicName = Field("perception/detections", description="perception_ws/Detection3DArray")
+    vision_detections: OptionalTopicName = Field(
+        "perception/vision_detections",
+        description="vision_msgs/Detection3DArray, the same detections for ROS 2 tools; empty: not published",
+    )
     tracks: TopicName = Field("perception/tracks", description="perception_ws/TrackArray")
     markers: TopicName = Field(
         "perception/markers", description="visualization_msgs/MarkerArray of boxes, ids and classes"

@@ -1,7 +1,8 @@
 """The perception node: a thin ROS 2 shell over :class:`~perception_ws.pipeline.Pipeline`.
 
 In: a PointCloud2 (``topics.input``, SensorData QoS). Out, each with the input's header: the cloud with
-``label`` and ``instance`` fields, a Detection3DArray, a TrackArray, a MarkerArray for RViz, and
+``label`` and ``instance`` fields, a Detection3DArray (the project's, and vision_msgs' unless
+``topics.vision_detections`` is empty), a TrackArray, a MarkerArray for RViz, and
 diagnostics (latency, rate, drops, input problems). Parameters: :mod:`perception_ws.config`, one ROS
 parameter per key, read at start (declared read-only: rclpy refuses a change while it runs).
 
@@ -33,6 +34,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
+from vision_msgs.msg import Detection3DArray as VisionDetection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
@@ -40,7 +42,7 @@ from perception_ws.cloud import stamp_to_ns
 from perception_ws.config import NODE_NAME, PerceptionConfig, declare_ros_parameters
 from perception_ws.errors import PerceptionError
 from perception_ws.msg import Detection3DArray, TrackArray
-from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg
+from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg, vision_detections_msg
 from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
 from perception_ws.nodes.intake import (
     NON_FINITE_POINTS,
@@ -92,6 +94,11 @@ class PerceptionNode(Node):
         topics, depth = self.config.topics, self.config.qos.output_depth
         self.cloud_pub = self.create_publisher(PointCloud2, topics.labelled_cloud, output_qos(depth))
         self.detections_pub = self.create_publisher(Detection3DArray, topics.detections, output_qos(depth))
+        self.vision_detections_pub = (
+            self.create_publisher(VisionDetection3DArray, topics.vision_detections, output_qos(depth))
+            if topics.vision_detections
+            else None
+        )
         self.tracks_pub = self.create_publisher(TrackArray, topics.tracks, output_qos(depth))
         self.markers_pub = self.create_publisher(MarkerArray, topics.markers, output_qos(depth))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.diagnostics, output_qos(depth))
@@ -190,6 +197,8 @@ class PerceptionNode(Node):
     def _publish(self, frame: Frame, result: PipelineResult) -> None:
         header, classes = frame.msg.header, result.class_set
         self.detections_pub.publish(detections_msg(header, result.detections, classes))
+        if self.vision_detections_pub is not None:
+            self.vision_detections_pub.publish(vision_detections_msg(header, result.detections, classes))
         self.tracks_pub.publish(tracks_msg(header, result.live_tracks, classes))
         self.cloud_pub.publish(labelled_cloud_msg(header, frame.points, result.labels, result.instances))
         style = self.config.output.marker_style
