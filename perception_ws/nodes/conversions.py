@@ -99,9 +99,9 @@ def _detection(header: Any, box: Box3D, class_set: ClassSet) -> Detection3D:
         class_name=class_name(box, class_set),
         score=_score(box),
         center=point_msg(box.center),
-        size=_vector(box.size),
+        size=vector_msg(box.size),
         yaw=wrap_angle(box.yaw),
-        velocity=_vector(box.velocity),
+        velocity=vector_msg(box.velocity),
         track_id=int(box.track_id) if box.track_id >= 0 else Detection3D.TRACK_ID_NONE,
         num_points=int(box.num_points),
     )
@@ -113,7 +113,7 @@ def _vision_detection(header: Any, box: Box3D, instance: str, class_set: ClassSe
     return VisionDetection3D(
         header=header,
         results=[ObjectHypothesisWithPose(hypothesis=hypothesis, pose=PoseWithCovariance(pose=pose))],
-        bbox=BoundingBox3D(center=pose, size=_vector(box.size)),
+        bbox=BoundingBox3D(center=pose, size=vector_msg(box.size)),
         id=instance,
     )
 
@@ -132,10 +132,10 @@ def _track(header: Any, info: TrackInfo, class_set: ClassSet) -> Track:
         class_name=class_name(box, class_set),
         state=TRACK_STATES[info.state],
         center=point_msg(box.center),
-        size=_vector(box.size),
+        size=vector_msg(box.size),
         yaw=wrap_angle(box.yaw),
-        velocity=_vector(box.velocity),
-        acceleration=_vector(info.acceleration),
+        velocity=vector_msg(box.velocity),
+        acceleration=vector_msg(info.acceleration),
         age=int(info.age),
         hits=int(info.hits),
     )
@@ -161,7 +161,8 @@ def yaw_quaternion(yaw: float) -> Quaternion:
     return Quaternion(z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))
 
 
-def _vector(xyz: np.ndarray) -> Vector3:
+def vector_msg(xyz: np.ndarray) -> Vector3:
+    """A geometry_msgs Vector3 of the first three values of ``xyz``."""
     return Vector3(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
 
 

@@ -16,7 +16,8 @@ tracks in that frame, the scan's pose read at its stamp (:class:`~perception_ws.
 the tracks still go out in the scan's frame, their velocities over the ground. A scan whose pose is not
 known (yet; after waiting up to ``tracking.tf_timeout_s`` for odometry that lags the scan) is detected but
 not tracked, counted as ``tracking_without_pose``. Without odometry on /tf, ``tracking.odometry: lidar``
-has the pipeline find the motion in the scans themselves.
+has the pipeline find the motion in the scans themselves; the node then publishes it (:mod:`.odometry_output`)
+on /tf and as nav_msgs/Odometry (``lidar_odometry.*``, ``topics.odometry``).
 
 Run: ``python -m perception_ws.nodes.perception_node --ros-args --params-file config/perception.yaml``.
 """
@@ -54,6 +55,7 @@ from perception_ws.nodes.intake import (
 )
 from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.markers import markers_msg
+from perception_ws.nodes.odometry_output import OdometryPublisher
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.tf_topics import TF_TOPICS, TF_TRANSFORM, TransformListener
@@ -109,6 +111,15 @@ class PerceptionNode(Node):
         self.transforms: TransformTree | None = None
         if fixed_frame:
             self.transforms = TransformListener(self, lambda problem: self.issues.record(TF_TRANSFORM, problem)).tree
+        #: the poses of tracking.odometry lidar on /tf and nav_msgs/Odometry (None: no lidar odometry)
+        self.odometry_out: OdometryPublisher | None = None
+        if self.pipeline.odometry is not None:
+            # a child frame other than the scan's needs its mounting on the sensor, from /tf_static
+            mounting = None
+            if self.config.lidar_odometry.child_frame_id:
+                problem = self.issues.record
+                mounting = TransformListener(self, lambda detail: problem(TF_TRANSFORM, detail)).tree
+            self.odometry_out = OdometryPublisher(self, self.config, mounting, self.issues.record)
         self._worker.start(self.process_frame, self.stats, self.issues)
         self.subscription = self.create_subscription(
             PointCloud2, topics.input, self.on_cloud, sensor_input_qos(self.config.qos.input_depth)
@@ -196,6 +207,8 @@ class PerceptionNode(Node):
 
     def _publish(self, frame: Frame, result: PipelineResult) -> None:
         header, classes = frame.msg.header, result.class_set
+        if self.odometry_out is not None and result.odometry_pose is not None:
+            self.odometry_out.publish(header, result.odometry_pose)  # first: there when the outputs arrive
         self.detections_pub.publish(detections_msg(header, result.detections, classes))
         if self.vision_detections_pub is not None:
             self.vision_detections_pub.publish(vision_detections_msg(header, result.detections, classes))
