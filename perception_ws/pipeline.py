@@ -91,6 +91,9 @@ class PipelineResult:
     #: the tracker was reset before this scan: time went backwards (e.g. a bag looped), or the tracking frame
     #: changed (a scan with ``fixed_from_sensor`` after one without, or the other way round).
     tracker_reset: bool = False
+    #: the sensor's pose (4x4, scan frame -> odometry's frame) lidar odometry found for this scan (its frame starts
+    #: at the first scan, and again after a tracker reset); None without lidar odometry (tracking.odometry none).
+    odometry_pose: np.ndarray | None = None
 
 
 class Pipeline:
@@ -113,6 +116,7 @@ class Pipeline:
         #: the sensor's motion from the scans themselves (tracking.odometry: lidar), when no pose is given
         self.odometry = ScanOdometry() if lidar_odometry else None
         self._frame = 0
+        self._odometry_pose: np.ndarray | None = None  # what lidar odometry found for the scan in process
         self._last_stamp_s: float | None = None
         self._tracking_frame: TrackingFrame | None = None  # the frame the tracks are in; None: none since a reset
         self._born: dict[int, int] = {}  # track id -> frame it was created in (for TrackInfo.age)
@@ -141,6 +145,7 @@ class Pipeline:
         tracks: list[Box3D] = []
         back: np.ndarray | None = None  # the tracking frame -> the sensor frame (None: the same)
         reset = False
+        self._odometry_pose = None
         if self.tracker is not None and track:
             tracks, back, reset = self._track(cloud[finite], detections, stamp_s, pose, timings)
         timings["total"] = (time.perf_counter() - start) * 1e3
@@ -155,6 +160,7 @@ class Pipeline:
             class_set=self.class_set,
             num_valid=int(finite.sum()),
             tracker_reset=reset,
+            odometry_pose=self._odometry_pose,
         )
 
     def track(
@@ -191,6 +197,7 @@ class Pipeline:
             assert self.odometry is not None
             with _stage(timings, "odometry"):
                 pose = Extrinsic(self.odometry.update(xyz_array(cloud)).pose, "lidar odometry")
+                self._odometry_pose = pose.matrix
         with _stage(timings, "tracking"):
             if pose is None:
                 return self.tracker.update(detections, stamp_s), None, reset

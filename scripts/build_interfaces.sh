@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the ROS 2 interfaces in msg/ with the ROS 2 wheels from PyPI (no ROS install needed), install them
 # into .interfaces/install and make them importable from the venv as `perception_ws.msg`. Then build the
-# stand-in message packages of interfaces/ (tf2_msgs) that the venv cannot import already (see below).
+# stand-in message packages of interfaces/ (tf2_msgs, vision_msgs) that the venv cannot import already (see below).
 #
 #   scripts/build_interfaces.sh [VENV [OUT]]     (defaults: .venv and .interfaces beside this repository)
 #
@@ -67,7 +67,7 @@ echo "build_interfaces: perception_ws.msg ready ($generated)"
 # real one: it is rebuilt here. Its site-packages folder is named in a .pth file of the venv, so
 # `import tf2_msgs` works like any installed package.
 marker=".perception_ws_stand_in"
-for package in tf2_msgs; do
+for package in tf2_msgs vision_msgs; do
   stand_in="$out/$package"
   found="$(cd / && "$python" -c "import $package.msg, os; print(os.path.dirname($package.__file__))" 2>/dev/null || true)"
   if [[ -n "$found" && ! -e "$found/$marker" ]]; then

@@ -222,6 +222,13 @@ class TransformTree:
         return pose
 
 
+def pose_parts(pose: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float, float]]:
+    """A rigid 4x4 ``pose`` as a translation (x, y, z) and a unit quaternion (x, y, z, w), as /tf carries it."""
+    qx, qy, qz, qw = (float(v) for v in Rotation.from_matrix(pose[:3, :3]).as_quat())
+    tx, ty, tz = (float(v) for v in pose[:3, 3])
+    return (tx, ty, tz), (qx, qy, qz, qw)
+
+
 def _pose(translation: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
     pose = np.eye(4)
     pose[:3, :3] = Rotation.from_quat(quaternion).as_matrix()

@@ -24,7 +24,7 @@ from perception_ws.instances.config import (
 )
 from perception_ws.labels import CLASS_SETS, ClassSet
 from perception_ws.projection import ROW_SOURCES, RowSource, fov_bounds
-from perception_ws.schema import ConfigError, Schema, Strings, TopicName
+from perception_ws.schema import ConfigError, OptionalTopicName, Schema, Strings, TopicName
 
 #: the node name whose section a params file is read from, unless told otherwise.
 NODE_NAME = "perception_node"
@@ -53,7 +53,15 @@ class TopicsConfig(Schema):
         "perception/labelled_points", description="input cloud plus fields label and instance"
     )
     detections: TopicName = Field("perception/detections", description="perception_ws/Detection3DArray")
+    vision_detections: OptionalTopicName = Field(
+        "perception/vision_detections",
+        description="vision_msgs/Detection3DArray, the same detections for ROS 2 tools; empty: not published",
+    )
     tracks: TopicName = Field("perception/tracks", description="perception_ws/TrackArray")
+    odometry: OptionalTopicName = Field(
+        "perception/odometry",
+        description="nav_msgs/Odometry of tracking.odometry lidar (see lidar_odometry); empty: not published",
+    )
     markers: TopicName = Field(
         "perception/markers", description="visualization_msgs/MarkerArray of boxes, ids and classes"
     )
@@ -188,6 +196,18 @@ class TrackingConfig(TrackerParameters):
         return TrackerConfig(**{name: getattr(self, name) for name in TrackerParameters.model_fields})
 
 
+class LidarOdometryConfig(Schema):
+    """Where the poses of ``tracking.odometry: lidar`` go out: /tf and nav_msgs/Odometry (topics.odometry)."""
+
+    publish_tf: bool = Field(True, description="send each scan's pose on /tf (frame_id -> child_frame_id)")
+    frame_id: str = Field("odom", min_length=1, description="the odometry frame: where the first scan's frame was")
+    child_frame_id: str = Field(
+        "",
+        description="the moving frame whose pose goes out; empty: the scan's frame; another (e.g. base_link): "
+        "its mounting on the sensor read from /tf_static",
+    )
+
+
 class OutputConfig(Schema):
     """How markers are drawn and how often diagnostics go out."""
 
@@ -237,6 +257,7 @@ class PerceptionConfig(PipelineConfig):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     qos: QosConfig = Field(default_factory=QosConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    lidar_odometry: LidarOdometryConfig = Field(default_factory=LidarOdometryConfig)
 
     def pipeline_config(self) -> PipelineConfig:
         """The pipeline's part of these settings."""

@@ -1,4 +1,5 @@
-"""Pipeline results to messages: the labelled cloud, Detection3DArray and TrackArray.
+"""Pipeline results to messages: the labelled cloud, Detection3DArray and TrackArray (the project's own), and
+vision_msgs/Detection3DArray (the ROS 2 standard one, for users' tools).
 
 Every message carries the input's header unchanged (stamp and frame_id), so a consumer pairs outputs
 with their scan by stamp and draws them in the scan's frame.
@@ -11,8 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import Point, Vector3
+from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Vector3
 from sensor_msgs.msg import PointCloud2
+from vision_msgs.msg import BoundingBox3D, ObjectHypothesis, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection3D as VisionDetection3D
+from vision_msgs.msg import Detection3DArray as VisionDetection3DArray
 
 from perception_ws.boxes import Box3D
 from perception_ws.cloud import to_msg
@@ -62,6 +66,22 @@ def detections_msg(header: Any, detections: Sequence[Box3D], class_set: ClassSet
     return Detection3DArray(header=header, detections=[_detection(header, box, class_set) for box in detections])
 
 
+def vision_detections_msg(header: Any, detections: Sequence[Box3D], class_set: ClassSet) -> VisionDetection3DArray:
+    """Boxes as a vision_msgs/Detection3DArray under ``header``: the same boxes as :func:`detections_msg`.
+
+    Each detection has one class hypothesis (class_id: the class name, score: the detection's score, pose: the
+    box's), the box as ``bbox`` (centre pose with the yaw as a quaternion about +z, size) and ``id`` = its
+    instance id: the value of the labelled cloud's ``instance`` field on its points (1 for the first detection).
+    The pose covariance is all zero: not estimated.
+    """
+    return VisionDetection3DArray(
+        header=header,
+        detections=[
+            _vision_detection(header, box, str(index), class_set) for index, box in enumerate(detections, start=1)
+        ],
+    )
+
+
 def tracks_msg(header: Any, tracks: Sequence[TrackInfo], class_set: ClassSet) -> TrackArray:
     """Tracks as a TrackArray under ``header``, class names from ``class_set``."""
     return TrackArray(header=header, tracks=[_track(header, info, class_set) for info in tracks])
@@ -77,14 +97,30 @@ def _detection(header: Any, box: Box3D, class_set: ClassSet) -> Detection3D:
         header=header,
         class_id=int(box.label),
         class_name=class_name(box, class_set),
-        score=float(np.clip(box.score, 0.0, 1.0)),
+        score=_score(box),
         center=point_msg(box.center),
-        size=_vector(box.size),
+        size=vector_msg(box.size),
         yaw=wrap_angle(box.yaw),
-        velocity=_vector(box.velocity),
+        velocity=vector_msg(box.velocity),
         track_id=int(box.track_id) if box.track_id >= 0 else Detection3D.TRACK_ID_NONE,
         num_points=int(box.num_points),
     )
+
+
+def _vision_detection(header: Any, box: Box3D, instance: str, class_set: ClassSet) -> VisionDetection3D:
+    pose = box_pose(box)
+    hypothesis = ObjectHypothesis(class_id=class_name(box, class_set), score=_score(box))
+    return VisionDetection3D(
+        header=header,
+        results=[ObjectHypothesisWithPose(hypothesis=hypothesis, pose=PoseWithCovariance(pose=pose))],
+        bbox=BoundingBox3D(center=pose, size=vector_msg(box.size)),
+        id=instance,
+    )
+
+
+def _score(box: Box3D) -> float:
+    """The box's score in [0, 1] (both detection messages promise that range)."""
+    return float(np.clip(box.score, 0.0, 1.0))
 
 
 def _track(header: Any, info: TrackInfo, class_set: ClassSet) -> Track:
@@ -96,10 +132,10 @@ def _track(header: Any, info: TrackInfo, class_set: ClassSet) -> Track:
         class_name=class_name(box, class_set),
         state=TRACK_STATES[info.state],
         center=point_msg(box.center),
-        size=_vector(box.size),
+        size=vector_msg(box.size),
         yaw=wrap_angle(box.yaw),
-        velocity=_vector(box.velocity),
-        acceleration=_vector(info.acceleration),
+        velocity=vector_msg(box.velocity),
+        acceleration=vector_msg(info.acceleration),
         age=int(info.age),
         hits=int(info.hits),
     )
@@ -115,7 +151,18 @@ def point_msg(xyz: np.ndarray) -> Point:
     return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
 
 
-def _vector(xyz: np.ndarray) -> Vector3:
+def box_pose(box: Box3D) -> Pose:
+    """The box's centre and heading as a geometry_msgs Pose (yaw as a quaternion about +z)."""
+    return Pose(position=point_msg(box.center), orientation=yaw_quaternion(box.yaw))
+
+
+def yaw_quaternion(yaw: float) -> Quaternion:
+    """A rotation of ``yaw`` radians about +z as a unit quaternion."""
+    return Quaternion(z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))
+
+
+def vector_msg(xyz: np.ndarray) -> Vector3:
+    """A geometry_msgs Vector3 of the first three values of ``xyz``."""
     return Vector3(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
 
 

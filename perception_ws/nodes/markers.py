@@ -8,7 +8,6 @@ translucent CUBEs in the class colour), ``labels`` (class and score above each b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from perception_ws.boxes import MOVING_SPEED, Box3D
 from perception_ws.labels import ClassSet
-from perception_ws.nodes.conversions import class_name, point_msg
+from perception_ws.nodes.conversions import box_pose, class_name, point_msg
 
 #: the 12 edges of a box as pairs of Box3D.corners() indices (bottom face, top face, uprights).
 _EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
@@ -73,7 +72,7 @@ def _cube(header: Any, index: int, box: Box3D, color: ColorRGBA) -> Marker:
         id=index,
         type=Marker.CUBE,
         action=Marker.ADD,
-        pose=Pose(position=point_msg(box.center), orientation=_yaw_quaternion(box.yaw)),
+        pose=box_pose(box),
         scale=Vector3(x=float(box.size[0]), y=float(box.size[1]), z=float(box.size[2])),
         color=translucent,
     )
@@ -113,7 +112,3 @@ def _arrow(header: Any, index: int, box: Box3D) -> Marker:
 def _class_color(label: int, class_set: ClassSet) -> ColorRGBA:
     r, g, b = (int(v) for v in class_set.colorize(np.array([label]))[0])
     return ColorRGBA(r=r / 255.0, g=g / 255.0, b=b / 255.0, a=1.0)
-
-
-def _yaw_quaternion(yaw: float) -> Quaternion:
-    return Quaternion(z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))

@@ -1,7 +1,8 @@
 """The perception node: a thin ROS 2 shell over :class:`~perception_ws.pipeline.Pipeline`.
 
 In: a PointCloud2 (``topics.input``, SensorData QoS). Out, each with the input's header: the cloud with
-``label`` and ``instance`` fields, a Detection3DArray, a TrackArray, a MarkerArray for RViz, and
+``label`` and ``instance`` fields, a Detection3DArray (the project's, and vision_msgs' unless
+``topics.vision_detections`` is empty), a TrackArray, a MarkerArray for RViz, and
 diagnostics (latency, rate, drops, input problems). Parameters: :mod:`perception_ws.config`, one ROS
 parameter per key, read at start (declared read-only: rclpy refuses a change while it runs).
 
@@ -15,7 +16,8 @@ tracks in that frame, the scan's pose read at its stamp (:class:`~perception_ws.
 the tracks still go out in the scan's frame, their velocities over the ground. A scan whose pose is not
 known (yet; after waiting up to ``tracking.tf_timeout_s`` for odometry that lags the scan) is detected but
 not tracked, counted as ``tracking_without_pose``. Without odometry on /tf, ``tracking.odometry: lidar``
-has the pipeline find the motion in the scans themselves.
+has the pipeline find the motion in the scans themselves; the node then publishes it (:mod:`.odometry_output`)
+on /tf and as nav_msgs/Odometry (``lidar_odometry.*``, ``topics.odometry``).
 
 Run: ``python -m perception_ws.nodes.perception_node --ros-args --params-file config/perception.yaml``.
 """
@@ -33,6 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
+from vision_msgs.msg import Detection3DArray as VisionDetection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
@@ -40,7 +43,7 @@ from perception_ws.cloud import stamp_to_ns
 from perception_ws.config import NODE_NAME, PerceptionConfig, declare_ros_parameters
 from perception_ws.errors import PerceptionError
 from perception_ws.msg import Detection3DArray, TrackArray
-from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg
+from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg, vision_detections_msg
 from perception_ws.nodes.diagnostics import NodeStats, diagnostics_msg
 from perception_ws.nodes.intake import (
     NON_FINITE_POINTS,
@@ -52,6 +55,7 @@ from perception_ws.nodes.intake import (
 )
 from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.markers import markers_msg
+from perception_ws.nodes.odometry_output import OdometryPublisher
 from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.tf_topics import TF_TOPICS, TF_TRANSFORM, TransformListener
@@ -92,6 +96,11 @@ class PerceptionNode(Node):
         topics, depth = self.config.topics, self.config.qos.output_depth
         self.cloud_pub = self.create_publisher(PointCloud2, topics.labelled_cloud, output_qos(depth))
         self.detections_pub = self.create_publisher(Detection3DArray, topics.detections, output_qos(depth))
+        self.vision_detections_pub = (
+            self.create_publisher(VisionDetection3DArray, topics.vision_detections, output_qos(depth))
+            if topics.vision_detections
+            else None
+        )
         self.tracks_pub = self.create_publisher(TrackArray, topics.tracks, output_qos(depth))
         self.markers_pub = self.create_publisher(MarkerArray, topics.markers, output_qos(depth))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.diagnostics, output_qos(depth))
@@ -102,6 +111,15 @@ class PerceptionNode(Node):
         self.transforms: TransformTree | None = None
         if fixed_frame:
             self.transforms = TransformListener(self, lambda problem: self.issues.record(TF_TRANSFORM, problem)).tree
+        #: the poses of tracking.odometry lidar on /tf and nav_msgs/Odometry (None: no lidar odometry)
+        self.odometry_out: OdometryPublisher | None = None
+        if self.pipeline.odometry is not None:
+            # a child frame other than the scan's needs its mounting on the sensor, from /tf_static
+            mounting = None
+            if self.config.lidar_odometry.child_frame_id:
+                problem = self.issues.record
+                mounting = TransformListener(self, lambda detail: problem(TF_TRANSFORM, detail)).tree
+            self.odometry_out = OdometryPublisher(self, self.config, mounting, self.issues.record)
         self._worker.start(self.process_frame, self.stats, self.issues)
         self.subscription = self.create_subscription(
             PointCloud2, topics.input, self.on_cloud, sensor_input_qos(self.config.qos.input_depth)
@@ -189,7 +207,11 @@ class PerceptionNode(Node):
 
     def _publish(self, frame: Frame, result: PipelineResult) -> None:
         header, classes = frame.msg.header, result.class_set
+        if self.odometry_out is not None and result.odometry_pose is not None:
+            self.odometry_out.publish(header, result.odometry_pose)  # first: there when the outputs arrive
         self.detections_pub.publish(detections_msg(header, result.detections, classes))
+        if self.vision_detections_pub is not None:
+            self.vision_detections_pub.publish(vision_detections_msg(header, result.detections, classes))
         self.tracks_pub.publish(tracks_msg(header, result.live_tracks, classes))
         self.cloud_pub.publish(labelled_cloud_msg(header, frame.points, result.labels, result.instances))
         style = self.config.output.marker_style

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from perception_ws.boxes import Box3D
 from perception_ws.calib.sensors import load_sensor
+from perception_ws.calib.tf_tree import pose_parts
 from perception_ws.camera_frame import CameraFrame
 from perception_ws.scan import Scan
 from perception_ws.sim.motion.motion import SceneMotion
@@ -183,6 +183,6 @@ def cloud_points(scan: Scan) -> np.ndarray:
 
 
 def _transform(parent: str, child: str, rotation: np.ndarray, translation: np.ndarray) -> StaticTransform:
-    qx, qy, qz, qw = (float(v) for v in Rotation.from_matrix(rotation).as_quat())
-    tx, ty, tz = (float(v) for v in translation)
-    return StaticTransform(parent, child, (tx, ty, tz), (qx, qy, qz, qw))
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rotation, translation
+    return StaticTransform(parent, child, *pose_parts(pose))
