@@ -28,6 +28,8 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `perception_ws` prefix of a fresh colcon install (install/perception_ws)."""
     out = tmp_path_factory.mktemp("colcon")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the build sees only the venv
+    # colcon's default folders; a developer's own `colcon build` may have left some before this test
+    before = {name for name in ("build", "install", "log") if (REPO / name).exists()}
     done = subprocess.run(
         [str(REPO / "scripts" / "colcon_build.sh"), sys.prefix, str(out)],
         env=env,
@@ -36,8 +38,8 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert done.returncode == 0, f"colcon build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    for written in ("build", "install", "log"):  # colcon's default folders: nothing lands in the source tree
-        assert not (REPO / written).exists(), f"{REPO / written} written by the build"
+    written = {name for name in ("build", "install", "log") if (REPO / name).exists()} - before
+    assert not written, f"the build wrote {sorted(written)} into the source tree {REPO}"
     return out / "install" / "perception_ws"
 
 
