@@ -14,9 +14,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 
 from perception_ws.cli import build_parser
-from perception_ws.cli.args import split_ros_args
 from perception_ws.io import open_dataset
 from perception_ws.io.bag import write_bag
+from perception_ws.ros_args import split_ros_args
 from tests.helpers.ros import WAIT_S, Spinner, wait_for
 
 
@@ -66,3 +66,14 @@ def test_replay_applies_the_ros_arguments_it_is_given(
             wait_for(lambda: len(received) == 1, "the scan on /car1/points")
     finally:
         listener.destroy_node()
+
+
+@pytest.mark.parametrize("module", ["perception_node", "fusion_node", "sim_node"])
+def test_a_node_asked_for_help_prints_its_usage_and_starts_nothing(module: str, local_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", f"perception_ws.nodes.{module}", "--help"],
+        env=local_env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: {module} [--ros-args")
+    assert "listening" not in done.stdout + done.stderr  # the node was never built

@@ -15,8 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from perception_ws.cli import demo, evaluate, info, label, record, replay, run, sensors, sim, train, viz
-from perception_ws.cli.args import Handler, split_ros_args
+from perception_ws.cli.args import Handler
 from perception_ws.errors import PerceptionError
+from perception_ws.ros_args import split_ros_args
 
 #: errors of a full disk or quota: reported in one line naming the path, never as a traceback.
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})

@@ -6,7 +6,7 @@ Standard library only, so that `perception --help` stays instant.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeAlias
 
 #: what ``add_subparsers()`` returns; each verb module registers itself on it (a string: not generic at run time).
@@ -46,24 +46,3 @@ def add_local_dds_flag(parser: argparse.ArgumentParser) -> None:
         help="loopback-only DDS on a random domain, logs in a temporary folder (for tests and demos; also "
         "PERCEPTION_LOCAL_DDS=1); default: the caller's ROS_DOMAIN_ID, discovery range, ROS_LOG_DIR and RMW",
     )
-
-
-def split_ros_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``argv`` without its ROS arguments, and those (each ``--ros-args ... [--]`` block, markers included).
-
-    rcl's own grammar (what ``rclpy.utilities.remove_ros_args`` applies, without loading rclpy): a block
-    starts at ``--ros-args`` and runs to a lone ``--`` or the end. ``ros2 launch`` appends such a block to
-    every process it starts as a ROS node.
-    """
-    plain: list[str] = []
-    ros: list[str] = []
-    inside = False
-    for arg in argv:
-        if arg == "--ros-args":
-            inside = True
-        elif inside and arg == "--":
-            inside = False
-            ros.append(arg)
-            continue
-        (ros if inside else plain).append(arg)
-    return plain, ros

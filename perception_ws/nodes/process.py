@@ -10,6 +10,7 @@ sets a flag, which the main loop sees within one spin period.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,15 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from perception_ws.errors import PerceptionError
+from perception_ws.ros_args import split_ros_args
 
+#: what ``NODE --help`` prints instead of starting the node.
+NODE_USAGE = (
+    "usage: {node} [--ros-args [-p NAME:=VALUE] [--params-file FILE] [-r FROM:=TO] ...]\n"
+    "A ROS 2 node of perception_ws: it joins the graph of the caller's ROS environment (ROS_DOMAIN_ID, ...).\n"
+    "Its parameters, with descriptions and ranges: `ros2 param describe /{node} '*'` while it runs, or\n"
+    "config/perception.yaml in the package; `perception run --help` starts a whole graph."
+)
 #: seconds between looks at the stop flag (and at ``finished``).
 SPIN_PERIOD_S = 0.1
 N = TypeVar("N", bound=Node)
@@ -59,6 +68,10 @@ def run_node(
     runs before the node is destroyed. Exit status 1, with one fatal log line, when the node cannot be
     built (a :class:`PerceptionError`: configuration, weights, calibration), else 0.
     """
+    own = split_ros_args(sys.argv[1:] if args is None else args)[0]
+    if {"-h", "--help"} & set(own):  # a node would otherwise start and join the graph
+        print(NODE_USAGE.format(node=logger_name))
+        return 0
     rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
     try:
         with stop_on_signals() as stop:
