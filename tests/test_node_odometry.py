@@ -14,13 +14,13 @@ from rclpy.context import Context
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 
-from perception_ws.calib.tf_tree import TransformUnavailableError
+from perception_ws.calib.tf_tree import FrameTransform, TransformUnavailableError
 from perception_ws.cloud import from_msg, to_msg
 from perception_ws.config import ConfigError, PerceptionConfig
 from perception_ws.nodes.perception_node import PerceptionNode
 from perception_ws.nodes.tf_topics import TF_STATIC_TOPIC, TF_TOPIC, TFMessage, tf_message, tf_static_qos
 from perception_ws.pipeline import Pipeline
-from perception_ws.sim.stream import SimStream, StaticTransform
+from perception_ws.sim.stream import SimStream
 from perception_ws.sim.stream_config import SimConfig
 from tests.helpers.data import LABELLED
 from tests.helpers.ros import Spinner, wait_for
@@ -36,7 +36,7 @@ def matrix(translation: object, rotation: object) -> np.ndarray:
     return out
 
 
-def edge_matrix(edge: StaticTransform) -> np.ndarray:
+def edge_matrix(edge: FrameTransform) -> np.ndarray:
     return matrix(edge.translation, edge.rotation)
 
 

@@ -29,7 +29,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from perception_ws.calib.camera import Extrinsic, PinholeCamera
-from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError
+from perception_ws.calib.tf_tree import FrameTransform, TransformTree, TransformUnavailableError
 from perception_ws.cloud import from_msg
 from perception_ws.config import FUSION_NODE_NAME, ConfigError, FusionConfig, section_key
 from perception_ws.fusion import RGB_FIELD, paint_points, unpack_rgb
@@ -47,7 +47,7 @@ from perception_ws.nodes.tf_topics import (
     tf_qos,
     tf_static_qos,
 )
-from perception_ws.sim.stream import StaticTransform, sim_camera_extrinsic
+from perception_ws.sim.stream import sim_camera_extrinsic
 from perception_ws.sim.stream_config import SimConfig
 from tests.helpers.messages import frame_messages
 from tests.helpers.ros import Spinner, simulate_until, wait_for, wait_until
@@ -155,12 +155,12 @@ def test_fusion_from_tf_paints_the_simulator_clouds_like_the_parameter(ros_conte
     assert not from_tf.issues.counts()
 
 
-def _kitti_edge(extrinsic: np.ndarray, parent: str, child: str) -> StaticTransform:
+def _kitti_edge(extrinsic: np.ndarray, parent: str, child: str) -> FrameTransform:
     """The camera's pose in the LiDAR frame, as /tf_static carries it, from a LiDAR -> camera matrix."""
     pose = np.linalg.inv(extrinsic)
     qx, qy, qz, qw = (float(v) for v in Rotation.from_matrix(pose[:3, :3]).as_quat())
     x, y, z = (float(v) for v in pose[:3, 3])
-    return StaticTransform(parent, child, (x, y, z), (qx, qy, qz, qw))
+    return FrameTransform(parent, child, (x, y, z), (qx, qy, qz, qw))
 
 
 class KittiFusion:
@@ -222,7 +222,7 @@ def test_real_frame_waits_for_tf_static_and_says_why(real_data: Path, ros_contex
             assert fusion.wait_reason == "no transform names frame 'camera_2' nor 'velodyne' (frames seen: none yet)"
             # a mounting to the wrong camera, and an edge that is not a rotation: still waiting, now saying so
             wrong = _kitti_edge(extrinsic, "velodyne", "camera_3")
-            broken = StaticTransform("velodyne", "imu", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 3.0))
+            broken = FrameTransform("velodyne", "imu", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 3.0))
             tf_pub.publish(tf_message(Time(sec=1_700_000_200), [wrong, broken]))
             expected_reason = "no transform names frame 'camera_2' (frames seen: camera_3, velodyne)"
             kitti.play_until(steps[1], lambda: fusion.wait_reason == expected_reason, "the reason to name the frame")
@@ -291,8 +291,8 @@ def test_record_keeps_tf_static_and_replay_latches_it_again(
 ) -> None:
     node = rclpy.create_node("mounting", context=ros_context)
     mounting = [
-        StaticTransform("base_link", "lidar", (0.0, 0.0, 1.73), (0.0, 0.0, 0.0, 1.0)),
-        StaticTransform("lidar", "camera", (0.27, 0.0, -0.08), (0.5, -0.5, 0.5, -0.5)),
+        FrameTransform("base_link", "lidar", (0.0, 0.0, 1.73), (0.0, 0.0, 0.0, 1.0)),
+        FrameTransform("lidar", "camera", (0.27, 0.0, -0.08), (0.5, -0.5, 0.5, -0.5)),
     ]
     sent = tf_message(Time(sec=1_700_000_300), mounting)
     publisher = node.create_publisher(TFMessage, TF_STATIC_TOPIC, tf_static_qos())
@@ -353,8 +353,8 @@ def test_one_source_of_the_transform_and_rviz_shows_the_tree() -> None:
 
 
 def test_a_bad_transform_in_a_message_is_named_and_the_good_ones_still_count() -> None:
-    good = StaticTransform("odom", "base_link", (1.0, 2.0, 0.0), (0.0, 0.0, 0.0, 1.0))
-    unit_less = StaticTransform("base_link", "lidar", (0.0, 0.0, 1.7), (0.0, 0.0, 0.0, 0.5))
+    good = FrameTransform("odom", "base_link", (1.0, 2.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+    unit_less = FrameTransform("base_link", "lidar", (0.0, 0.0, 1.7), (0.0, 0.0, 0.0, 0.5))
     msg = tf_message(Time(sec=1_700_000_000), [good, unit_less])
     bad_stamp = tf_message(Time(sec=1_700_000_001, nanosec=1_500_000_000), [good])  # nanosec past a second
     tree = TransformTree()

@@ -222,6 +222,22 @@ class TransformTree:
         return pose
 
 
+@dataclass(frozen=True)
+class FrameTransform:
+    """The pose of frame ``child`` in frame ``parent``, as /tf and /tf_static carry it: translation (m) and
+    unit quaternion (x, y, z, w).
+    """
+
+    parent: str
+    child: str
+    translation: tuple[float, float, float]
+    rotation: tuple[float, float, float, float]
+
+    def values(self) -> list[float]:
+        """``[x, y, z, qx, qy, qz, qw]``, as the nodes report it."""
+        return [*self.translation, *self.rotation]
+
+
 def pose_parts(pose: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float, float]]:
     """A rigid 4x4 ``pose`` as a translation (x, y, z) and a unit quaternion (x, y, z, w), as /tf carries it."""
     qx, qy, qz, qw = (float(v) for v in Rotation.from_matrix(pose[:3, :3]).as_quat())

@@ -11,7 +11,6 @@ Covariances are zero: not estimated.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 
-from perception_ws.calib.tf_tree import TransformTree, TransformUnavailableError, pose_parts
+from perception_ws.calib.tf_tree import FrameTransform, TransformTree, TransformUnavailableError, pose_parts
 from perception_ws.cloud import stamp_to_ns
 from perception_ws.config.perception import PerceptionConfig
 from perception_ws.nodes.conversions import vector_msg
@@ -29,16 +28,6 @@ from perception_ws.nodes.tf_topics import TF_TOPIC, TFMessage, tf_message, tf_qo
 
 #: the issue a scan whose odometry could not go out is counted under (logged once).
 ODOMETRY_FRAME = "odometry_frame"
-
-
-@dataclass(frozen=True)
-class PoseEdge:
-    """The pose of ``child`` in ``parent`` as /tf carries it (a :class:`.tf_topics.StaticEdge`)."""
-
-    parent: str
-    child: str
-    translation: tuple[float, float, float]
-    rotation: tuple[float, float, float, float]
 
 
 class OdometryPublisher:
@@ -78,7 +67,7 @@ class OdometryPublisher:
         stamp_ns = stamp_to_ns(header.stamp)
         (tx, ty, tz), (qx, qy, qz, qw) = pose_parts(pose)
         if self.tf_pub is not None:
-            edge = PoseEdge(self.settings.frame_id, child, (tx, ty, tz), (qx, qy, qz, qw))
+            edge = FrameTransform(self.settings.frame_id, child, (tx, ty, tz), (qx, qy, qz, qw))
             self.tf_pub.publish(tf_message(header.stamp, [edge]))
         if self.odometry_pub is not None:
             msg = Odometry(child_frame_id=child)

@@ -34,7 +34,7 @@ LISTENER_DEPTH = 100
 
 
 class StaticEdge(Protocol):
-    """The pose of ``child`` in ``parent`` (e.g. :class:`perception_ws.sim.stream.StaticTransform`)."""
+    """The pose of ``child`` in ``parent`` (e.g. :class:`perception_ws.calib.tf_tree.FrameTransform`)."""
 
     @property
     def parent(self) -> str: ...

@@ -27,7 +27,7 @@ import numpy as np
 
 from perception_ws.boxes import Box3D
 from perception_ws.calib.sensors import load_sensor
-from perception_ws.calib.tf_tree import pose_parts
+from perception_ws.calib.tf_tree import FrameTransform, pose_parts
 from perception_ws.camera_frame import CameraFrame
 from perception_ws.scan import Scan
 from perception_ws.sim.motion.motion import SceneMotion
@@ -55,20 +55,6 @@ CLOUD_DTYPE = np.dtype(
 )
 
 
-@dataclass(frozen=True)
-class StaticTransform:
-    """The pose of frame ``child`` in frame ``parent``: translation (m) and unit quaternion (x, y, z, w)."""
-
-    parent: str
-    child: str
-    translation: tuple[float, float, float]
-    rotation: tuple[float, float, float, float]
-
-    def values(self) -> list[float]:
-        """``[x, y, z, qx, qy, qz, qw]``, as the node reports it."""
-        return [*self.translation, *self.rotation]
-
-
 @dataclass(eq=False)
 class SimFrame:
     """One rendered frame; see the module doc."""
@@ -79,7 +65,7 @@ class SimFrame:
     boxes: list[Box3D]  # ground truth, LiDAR frame
     camera: CameraFrame | None
     render_ms: float
-    vehicle: StaticTransform  # base_link in odom at this frame (the ego car's pose in the scene)
+    vehicle: FrameTransform  # base_link in odom at this frame (the ego car's pose in the scene)
 
 
 class SimStream:
@@ -137,12 +123,12 @@ class SimStream:
             vehicle=self.vehicle_transform(pose),
         )
 
-    def vehicle_transform(self, pose: EgoPose) -> StaticTransform:
+    def vehicle_transform(self, pose: EgoPose) -> FrameTransform:
         """The vehicle frame (on the ground below the LiDAR) in the fixed frame, for ``pose``."""
         frames = self.config.frames
         return _transform(frames.odom, frames.base, rotation_z(pose.yaw), np.array([pose.x, pose.y, pose.ground_z]))
 
-    def static_transforms(self) -> list[StaticTransform]:
+    def static_transforms(self) -> list[FrameTransform]:
         """Vehicle -> LiDAR (the mount) and, with the camera, LiDAR -> camera optical frame."""
         frames, mount = self.config.frames, self.lidar.mount
         out = [_transform(frames.base, frames.lidar, mount.rotation(), np.array([0.0, 0.0, mount.height]))]
@@ -182,7 +168,7 @@ def cloud_points(scan: Scan) -> np.ndarray:
     return out
 
 
-def _transform(parent: str, child: str, rotation: np.ndarray, translation: np.ndarray) -> StaticTransform:
+def _transform(parent: str, child: str, rotation: np.ndarray, translation: np.ndarray) -> FrameTransform:
     pose = np.eye(4)
     pose[:3, :3], pose[:3, 3] = rotation, translation
-    return StaticTransform(parent, child, *pose_parts(pose))
+    return FrameTransform(parent, child, *pose_parts(pose))
