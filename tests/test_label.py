@@ -168,6 +168,10 @@ def test_the_mcap_opens_with_rosbags_and_perception_info(
     store = BagWriter(tmp_path / "unused").typestore
     register_project_types(store)
     counts: dict[str, int] = {}
+    boxes: dict[str, list[list[tuple[float, float]]]] = {
+        "/perception/detections": [],
+        "/perception/vision_detections": [],
+    }
     with AnyReader([bag], default_typestore=store) as reader:
         for connection, _, raw in reader.messages():
             counts[connection.topic] = counts.get(connection.topic, 0) + 1
@@ -175,8 +179,16 @@ def test_the_mcap_opens_with_rosbags_and_perception_info(
             if connection.topic == "/perception/labelled_points":
                 names = [f.name for f in message.fields]
                 assert {"x", "label", "instance"} <= set(names)
+            elif connection.topic == "/perception/detections":
+                boxes[connection.topic].append([(d.center.x, d.size.x) for d in message.detections])
+            elif connection.topic == "/perception/vision_detections":
+                vision = [(d.bbox.center.position.x, d.bbox.size.x) for d in message.detections]
+                boxes[connection.topic].append(vision)
     assert counts == {t: 2 for t in ("/perception/labelled_points", "/perception/detections",
-                                     "/perception/tracks", "/perception/markers")}  # fmt: skip
+                                     "/perception/vision_detections", "/perception/tracks",
+                                     "/perception/markers")}  # fmt: skip
+    # the vision_msgs detections are the project's boxes, frame by frame
+    assert boxes["/perception/vision_detections"] == boxes["/perception/detections"]
     # the labelled clouds are the pipeline's labels: the same as the .label files of the same run
     dataset = open_dataset(bag)
     assert len(dataset) == 2

@@ -1,7 +1,7 @@
-"""One MCAP of a labelling run: per frame, in order, the labelled cloud, the detections, the tracks and the
-markers, on the perception node's output topics and built by the node's own message code
-(:mod:`perception_ws.nodes.conversions`, :mod:`perception_ws.nodes.markers`), so RViz, Foxglove and
-`perception replay` see what the node would have published.
+"""One MCAP of a labelling run: per frame, in order, the labelled cloud, the detections (the project's and
+vision_msgs'), the tracks and the markers, on the perception node's output topics and built by the node's own
+message code (:mod:`perception_ws.nodes.conversions`, :mod:`perception_ws.nodes.markers`), so RViz, Foxglove
+and `perception replay` see what the node would have published.
 
 Tracks are made here, after the frame loop, from the stored detections of every frame in order
 (:meth:`Pipeline.track`): frames may be labelled in any order (resumed, sharded) yet tracked as a sequence.
@@ -33,9 +33,9 @@ def write_mcap(
     from std_msgs.msg import Header
 
     from perception_ws.io.bag import BagWriter
-    from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg
+    from perception_ws.nodes.conversions import detections_msg, labelled_cloud_msg, tracks_msg, vision_detections_msg
     from perception_ws.nodes.markers import markers_msg
-    from perception_ws.nodes.record import OUTPUT_TYPES, bag_destination, register_project_types
+    from perception_ws.nodes.record import OUTPUT_TYPES, VISION_DETECTIONS_TYPE, bag_destination, register_project_types
 
     topics = TopicsConfig()
     classes = pipeline.class_set
@@ -52,13 +52,14 @@ def write_mcap(
             messages = {
                 "labelled_cloud": labelled_cloud_msg(header, scan.points, result.labels, result.instances),
                 "detections": detections_msg(header, result.detections, classes),
+                "vision_detections": vision_detections_msg(header, result.detections, classes),
                 "tracks": tracks_msg(header, live, classes),
                 "markers": markers_msg(header, result.detections, tracks, classes, marker_style),
             }
             for key, message in messages.items():
                 bag.write_serialized(
                     "/" + getattr(topics, key).lstrip("/"),
-                    OUTPUT_TYPES[key],
+                    {**OUTPUT_TYPES, "vision_detections": VISION_DETECTIONS_TYPE}[key],
                     serialize_message(message),
                     result.stamp_ns,
                 )

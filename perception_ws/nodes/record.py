@@ -46,6 +46,9 @@ OUTPUT_TYPES = {
     "markers": "visualization_msgs/msg/MarkerArray",
     "diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
 }
+#: the type of the perception node's ``topics.vision_detections`` (not recorded by default: the same boxes as
+#: ``detections``; name it in ``--topics`` to record it).
+VISION_DETECTIONS_TYPE = "vision_msgs/msg/Detection3DArray"
 #: seconds between looks at the ROS graph for the types of topics not yet subscribed.
 DISCOVERY_PERIOD_S = 0.2
 #: the transforms, recorded by default: static ones (latched, transient local, by ROS 2 convention) and moving ones
@@ -60,28 +63,33 @@ def default_topics(config: PerceptionConfig | None = None) -> dict[str, str]:
     return {**outputs, TF_STATIC_TOPIC: TF_TYPE, TF_TOPIC: TF_TYPE}
 
 
-def _msg_folder() -> Path:
-    """msg/ of the source tree, else share/perception_ws/msg of a ROS install."""
-    source_tree = Path(__file__).resolve().parents[2] / "msg"
+def _msg_folder(package: str, source_tree: Path) -> Path:
+    """The .msg folder of ``package``: ``source_tree`` in this repository, else share/PACKAGE/msg of a ROS install."""
     if source_tree.is_dir():
         return source_tree
     from ament_index_python.packages import get_package_share_directory
 
-    return Path(get_package_share_directory("perception_ws")) / "msg"
+    return Path(get_package_share_directory(package)) / "msg"
 
 
 @functools.cache
 def _project_types() -> dict[str, Any]:
     from rosbags.typesys import get_types_from_msg
 
+    repo = Path(__file__).resolve().parents[2]
+    # the project's messages, and vision_msgs' (the detections the node also publishes; rosbags lacks them)
+    folders = {"perception_ws": repo / "msg", "vision_msgs": repo / "interfaces" / "vision_msgs" / "msg"}
     types: dict[str, Any] = {}
-    for path in sorted(_msg_folder().glob("*.msg")):
-        types.update(get_types_from_msg(path.read_text(encoding="utf-8"), f"perception_ws/msg/{path.stem}"))
+    for package, source_tree in folders.items():
+        for path in sorted(_msg_folder(package, source_tree).glob("*.msg")):
+            types.update(get_types_from_msg(path.read_text(encoding="utf-8"), f"{package}/msg/{path.stem}"))
     return types
 
 
 def register_project_types(typestore: Typestore) -> None:
-    """Add perception_ws/msg/* (Detection3D, Track, …) to a rosbags typestore, so bags can hold them."""
+    """Add perception_ws/msg/* (Detection3D, Track, …) and vision_msgs' detections to a rosbags typestore, so bags
+    can hold them.
+    """
     typestore.register(_project_types())
 
 
