@@ -27,6 +27,7 @@ from launch_ros.substitutions import FindPackageShare
 
 from launch import Action, LaunchContext, LaunchDescription
 from perception_ws.nodes.launch_graph import plan_graph
+from perception_ws.ros_env import PROFILE_VARIABLES  # the variables Fast DDS reads its profile from
 
 #: module of a graph node -> its executable in lib/perception_ws (pyproject.toml's [project.scripts]).
 EXECUTABLES = {
@@ -35,8 +36,6 @@ EXECUTABLES = {
     "perception_ws.nodes.sim_node": "sim_node",
     "perception_ws.cli": "perception",
 }
-#: the variables Fast DDS reads its profile from (FASTDDS_ since Fast DDS 3, FASTRTPS_ before).
-PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 FLAG = ["true", "false"]
 
 

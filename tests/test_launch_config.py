@@ -30,6 +30,7 @@ from perception_ws.nodes.launch_graph import (
     command_of,
     plan_graph,
 )
+from perception_ws.ros_env import PROFILE_VARIABLES
 from perception_ws.sim.stream_config import SimConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +219,11 @@ def test_launch_arguments_with_fixed_values_declare_choices_and_nodes_run_the_ex
     assert all(scripts[name].split(":")[0] == module for module, name in executables.items())
     # the Fast DDS profile of the graph: both variable names, the shared-memory segment of the local profile,
     # and UDP not held to loopback (the graph talks to the caller's system)
-    assert _launch_constant("PROFILE_VARIABLES") == ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+    assert PROFILE_VARIABLES == ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+    imported = [n for n in ast.parse(LAUNCH_FILE.read_text(encoding="utf-8")).body if isinstance(n, ast.ImportFrom)]
+    assert any(
+        n.module == "perception_ws.ros_env" and "PROFILE_VARIABLES" in {a.name for a in n.names} for n in imported
+    )
     assert "fastdds_graph.xml" in ast.unparse(_declared_arguments()["dds_profile"])
     graph, local = (ElementTree.parse(REPO / "config" / name) for name in ("fastdds_graph.xml", "fastdds_local.xml"))
     segment = ".//{http://www.eprosima.com}segment_size"
