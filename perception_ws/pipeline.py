@@ -25,7 +25,7 @@ the other way round) resets the tracker first, as time going backwards does.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,7 +41,7 @@ from perception_ws.instances import Tracker, detect
 from perception_ws.kernels.box_points import first_box_ids
 from perception_ws.labels import ClassSet
 from perception_ws.odometry import ScanOdometry
-from perception_ws.projection import project
+from perception_ws.projection import Projection, project
 
 if TYPE_CHECKING:
     from torch import nn
@@ -163,6 +163,50 @@ class Pipeline:
             odometry_pose=self._odometry_pose,
         )
 
+    def process_batch(self, scans: Sequence[Any], stamps_s: Sequence[float]) -> list[PipelineResult]:
+        """:meth:`process` with ``track=False`` on several scans, the network run once on all their range
+        images: offline labelling on a GPU, which one scan at a time leaves mostly idle. Each result is what
+        ``process(scan, stamp, track=False)`` gives (up to float rounding in the batched network kernels);
+        a scan's ``segmentation`` time is its share of the batch's.
+        """
+        if len(scans) != len(stamps_s):
+            raise ValueError(f"process_batch: {len(scans)} scans but {len(stamps_s)} stamps")
+        if self.segmenter.reads != "range_image" or len(scans) < 2:
+            return [self.process(scan, stamp, track=False) for scan, stamp in zip(scans, stamps_s, strict=True)]
+        start = time.perf_counter()
+        clouds = [as_structured(scan).reshape(-1) for scan in scans]
+        timings: list[dict[str, float]] = [{} for _ in clouds]
+        projections = [self._project(cloud, times) for cloud, times in zip(clouds, timings, strict=True)]
+        shared: dict[str, float] = {}
+        with _stage(shared, "segmentation"):  # one call: every image has the config's height and width
+            classes, confidences = self.segmenter.segment_images(np.stack([p.image for p in projections]))
+        setup_ms = (time.perf_counter() - start) * 1e3 - shared["segmentation"] - sum(t["projection"] for t in timings)
+        results = []
+        for i, (cloud, projection, times) in enumerate(zip(clouds, projections, timings, strict=True)):
+            begin = time.perf_counter()
+            times["segmentation"] = shared["segmentation"] / len(clouds)
+            finite = finite_mask(cloud)
+            labels, confidence = self._back_project(projection, classes[i], confidences[i], finite, times)
+            detections, instances = self._objects(cloud, finite, labels, confidence, times)
+            own_ms = (time.perf_counter() - begin) * 1e3 + times["projection"] + setup_ms / len(clouds)
+            times["total"] = own_ms + times["segmentation"]
+            self._frame += 1
+            results.append(
+                PipelineResult(
+                    labels=labels,
+                    instances=instances,
+                    detections=detections,
+                    tracks=[],
+                    live_tracks=[],
+                    timings_ms=times,
+                    class_set=self.class_set,
+                    num_valid=int(finite.sum()),
+                    tracker_reset=False,
+                    odometry_pose=None,
+                )
+            )
+        return results
+
     def track(
         self, points: Any, detections: list[Box3D], stamp_s: float, fixed_from_sensor: np.ndarray | None = None
     ) -> tuple[list[Box3D], list[TrackInfo], bool]:
@@ -231,21 +275,32 @@ class Pipeline:
         self, cloud: np.ndarray, finite: np.ndarray, timings: dict[str, float]
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(N,) uint16 class per point (0 where not finite) and (N,) confidence per point (None without a network)."""
-        confidence = None
-        if self.segmenter.reads == "range_image":
-            with _stage(timings, "projection"):
-                settings = self.config.sensor
-                projection = project(
-                    cloud, self.sensor, settings.fov_deg, settings.width, row_source=settings.row_source
-                )
-            with _stage(timings, "segmentation"):
-                pixel_classes, pixel_confidence = self.segmenter.segment_image(projection.image)
-            with _stage(timings, "back_projection"):
-                labels = projection.labels_to_points(pixel_classes)
-                confidence = projection.pixel_values_to_points(pixel_confidence)
-        else:
+        if self.segmenter.reads != "range_image":
             with _stage(timings, "segmentation"):
                 labels = self.segmenter.segment_points(cloud)
+            return np.where(finite, labels, 0).astype(np.uint16), None
+        projection = self._project(cloud, timings)
+        with _stage(timings, "segmentation"):
+            pixel_classes, pixel_confidence = self.segmenter.segment_image(projection.image)
+        return self._back_project(projection, pixel_classes, pixel_confidence, finite, timings)
+
+    def _project(self, cloud: np.ndarray, timings: dict[str, float]) -> Projection:
+        with _stage(timings, "projection"):
+            settings = self.config.sensor
+            return project(cloud, self.sensor, settings.fov_deg, settings.width, row_source=settings.row_source)
+
+    @staticmethod
+    def _back_project(
+        projection: Projection,
+        pixel_classes: np.ndarray,
+        pixel_confidence: np.ndarray,
+        finite: np.ndarray,
+        timings: dict[str, float],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each point takes its pixel's class and confidence (a point out of view, or not finite: class 0)."""
+        with _stage(timings, "back_projection"):
+            labels = projection.labels_to_points(pixel_classes)
+            confidence = projection.pixel_values_to_points(pixel_confidence)
         return np.where(finite, labels, 0).astype(np.uint16), confidence
 
     def _objects(

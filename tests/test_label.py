@@ -136,6 +136,26 @@ def test_shards_partition_the_frames(real_data: Path, tmp_path: Path) -> None:
     assert indices == [[0, 2], [1]]
 
 
+def test_batched_network_calls_write_the_files_of_one_scan_at_a_time(real_data: Path, tmp_path: Path) -> None:
+    """``--batch``: the shipped model on two real scans at once labels them as it does one by one (on the CPU the
+    batched kernels give the same classes here; the GPU's may differ in rounding, which the manifest ignores).
+    """
+    source = real_data / "kitti_odometry_00"
+    scans = list(open_dataset(source))[:2]
+    pipeline = Pipeline(pipeline_config(None, None, "cpu"))
+    one_by_one = [pipeline.process(scan.points, 0.0, track=False) for scan in scans]
+    together = pipeline.process_batch([scan.points for scan in scans], [0.0, 0.0])
+    for single, batched in zip(one_by_one, together, strict=True):
+        assert (single.labels == batched.labels).mean() > 0.999
+        assert (single.labels > 0).sum() > 1000  # the model found objects: the comparison is not of empty labels
+        _same_boxes(batched.detections, single.detections, atol=1e-3)
+        assert batched.timings_ms["segmentation"] > 0
+        assert set(batched.timings_ms) >= {"projection", "back_projection", "detection", "total"}
+    with pytest.raises(SystemExit) as refused:  # argparse's one usage line
+        main(["label", str(source), "--out", str(tmp_path / "b"), "--batch", "0", "--quiet"])
+    assert refused.value.code == 2
+
+
 def test_other_settings_and_bad_arguments_are_refused_in_one_line(
     real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

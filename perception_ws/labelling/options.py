@@ -73,4 +73,10 @@ class LabelOptions:
     shard: Shard = Shard()
     #: label only the first N frames of the shard (None: all).
     max_frames: int | None = None
+    #: frames whose range images go through the network together (a GPU wants 8-32; the files are the same).
+    batch_size: int = 1
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise PerceptionError(f"--batch {self.batch_size}: expected a whole number >= 1")

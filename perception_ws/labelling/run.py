@@ -66,14 +66,16 @@ def label_dataset(path: str | Path, out: str | Path, config: PipelineConfig, opt
     bar = _progress(len(frames), len(done), options.progress)
     last_write = time.monotonic()
     try:
-        for index in todo:
-            scan = dataset[index]
-            stamp_ns = scan.stamp_ns if scan.stamp_ns is not None else index * _PERIOD_NS
-            result = pipeline.process(_pipeline_input(scan, config), stamp_ns / 1e9, track=False)
-            files = _write_frame(folder, index, scan, result, stamp_ns, options.formats)
-            manifest["frames"].append(_record(folder, index, scan, result, files))
-            points += len(scan)
-            bar.update(1)
+        for batch in _batches(todo, options.batch_size):
+            scans = [dataset[index] for index in batch]
+            stamps_ns = [_stamp_ns(scan, index) for scan, index in zip(scans, batch, strict=True)]
+            inputs = [_pipeline_input(scan, config) for scan in scans]
+            results = pipeline.process_batch(inputs, [stamp / 1e9 for stamp in stamps_ns])
+            for index, scan, result, stamp_ns in zip(batch, scans, results, stamps_ns, strict=True):
+                files = _write_frame(folder, index, scan, result, stamp_ns, options.formats)
+                manifest["frames"].append(_record(folder, index, scan, result, files))
+                points += len(scan)
+                bar.update(1)
             if time.monotonic() - last_write >= _MANIFEST_EVERY_S:
                 write_manifest(folder, manifest)
                 last_write = time.monotonic()
@@ -91,6 +93,14 @@ def label_dataset(path: str | Path, out: str | Path, config: PipelineConfig, opt
             write_mcap(mcap, dataset, frames, result_of, pipeline)  # its tracker is untouched so far
         summary.files.append(str(mcap))
     return summary
+
+
+def _batches(indices: list[int], size: int) -> list[list[int]]:
+    return [indices[start : start + size] for start in range(0, len(indices), size)]
+
+
+def _stamp_ns(scan: Scan, index: int) -> int:
+    return scan.stamp_ns if scan.stamp_ns is not None else index * _PERIOD_NS
 
 
 def frame_stem(index: int) -> str:

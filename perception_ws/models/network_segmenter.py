@@ -60,11 +60,18 @@ class NetworkSegmenter:
 
     def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
-        x = torch.from_numpy(np.ascontiguousarray(image[..., : self.in_channels])).permute(2, 0, 1)[None]
+        classes, confidence = self.segment_images(image[None])
+        return classes[0], confidence[0]
+
+    def segment_images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, H, W) class ids and (B, H, W) float32 probabilities from (B, H, W, C) range images, one network
+        call for the whole batch (the CRF works on each image alone).
+        """
+        x = torch.from_numpy(np.ascontiguousarray(images[..., : self.in_channels])).permute(0, 3, 1, 2)
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            probabilities = torch.softmax(self.network(x).float(), dim=1)[0]
-            confidence, classes = probabilities.max(dim=0)
+            probabilities = torch.softmax(self.network(x).float(), dim=1)
+            confidence, classes = probabilities.max(dim=1)
         return classes.cpu().numpy(), confidence.float().cpu().numpy()
 
 
