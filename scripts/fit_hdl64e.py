@@ -6,9 +6,8 @@ return of laser ``i``, so per row
 
     z = h_i + rho * tan(e_i),    rho = hypot(x, y)
 
-is a linear least-squares problem in (h_i, tan e_i). The fit is made robust by refitting without the
-points whose angular residual exceeds 5 robust standard deviations (1.4826 * MAD, at least 0.01 deg)
-until the kept set no longer changes.
+is a linear least-squares problem in (h_i, tan e_i), fitted robustly by
+:mod:`perception_ws.adapt.beam_fit` (the sensor profile fits any sensor's table with the same code).
 
 Generalisation is checked by fitting on two frames and assigning rows to the other two with the
 projection's nearest-beam rule (both splits), then the table fitted on all four frames is written to
@@ -24,11 +23,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from perception_ws.adapt.beam_fit import BeamFit, fit_rows
 from perception_ws.io.atomic import atomic_file
 from perception_ws.kernels.projection import table_rows_reference
 
@@ -37,53 +36,19 @@ DEFAULT_DATA = (
     Path(os.environ.get("PERCEPTION_REAL_DATA", REPO.parent / "shared" / "data" / "real")) / "kitti_squeezeseg"
 )
 DEFAULT_OUT = REPO / "perception_ws" / "calib" / "data" / "hdl64e.yaml"
-#: residual cut in robust standard deviations, and its floor in degrees.
-CUT_SIGMAS, CUT_FLOOR_DEG = 5.0, 0.01
-MAX_ROUNDS = 50
 #: decimals written to the YAML (1e-4 deg and 0.1 mm: far below the fit's scatter).
 DECIMALS = 4
 
 
-@dataclass(frozen=True)
-class BeamFit:
-    elevation_deg: float
-    height_m: float
-    points: int
-    kept: int
-    rms_deg: float
-    max_deg: float
-
-
-def fit_beam(rho: np.ndarray, z: np.ndarray) -> BeamFit:
-    """Robust fit of z = h + rho tan(e) to one laser's returns."""
-    keep = np.ones(len(z), dtype=bool)
-    for _ in range(MAX_ROUNDS):
-        design = np.column_stack([np.ones(int(keep.sum())), rho[keep]])
-        (height, slope), *_ = np.linalg.lstsq(design, z[keep], rcond=None)
-        residual = np.degrees(np.arctan2(z - height, rho) - np.arctan(slope))
-        scale = 1.4826 * np.median(np.abs(residual[keep] - np.median(residual[keep])))
-        new_keep = np.abs(residual) <= max(CUT_SIGMAS * scale, CUT_FLOOR_DEG)
-        if np.array_equal(new_keep, keep):
-            break
-        keep = new_keep
-    kept = residual[keep]
-    return BeamFit(
-        float(np.degrees(np.arctan(slope))),
-        float(height),
-        len(z),
-        int(keep.sum()),
-        float(np.sqrt(np.mean(kept**2))),
-        float(np.abs(kept).max()),
-    )
-
-
 def fit_table(frames: Sequence[np.ndarray]) -> list[BeamFit]:
     """One fit per row over all valid pixels of ``frames`` (each 64 x W x >=5)."""
-    fits = []
-    for row in range(frames[0].shape[0]):
-        pixels = np.concatenate([f[row][f[row, :, 4] > 0] for f in frames]).astype(np.float64)
-        fits.append(fit_beam(np.hypot(pixels[:, 0], pixels[:, 1]), pixels[:, 2]))
-    return fits
+    rows = np.concatenate([np.nonzero(f[:, :, 4] > 0)[0] for f in frames])
+    pixels = np.concatenate([f[f[:, :, 4] > 0][:, :3] for f in frames])
+    fits = fit_rows(pixels, rows, frames[0].shape[0])
+    empty = [row for row, fit in enumerate(fits) if fit is None]
+    if empty:
+        raise SystemExit(f"rows {empty} hold fewer than 3 returns; cannot fit them")
+    return [fit for fit in fits if fit is not None]
 
 
 def shipped_table(fits: Sequence[BeamFit]) -> tuple[np.ndarray, np.ndarray]:

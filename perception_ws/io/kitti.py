@@ -11,7 +11,9 @@ Registered readers (highest priority first; see :mod:`perception_ws.io.registry`
 * ``kitti-bin`` — any other ``.bin`` scan or folder of them (odometry, raw recordings).
 
 Every scan has float32 fields x, y, z, intensity (KITTI's reflectance, 0..1), sensor ``hdl64e`` and
-the file stem as name. A ``velodyne/`` folder whose parent holds ``calib.txt`` (odometry and
+the file stem as name. A ``.bin`` in nuScenes' layout (five float32: x, y, z, intensity 0..255, ring) is
+recognised by its values and read as such, with a float ``ring`` field and no sensor name; one that fits
+both layouts is refused (:func:`bin_layout`). A ``velodyne/`` folder whose parent holds ``calib.txt`` (odometry and
 SemanticKITTI sequences) gives its scans that calibration.
 
 SemanticKITTI instance ids: the raw ``.label`` instance id (high 16 bits) is only unique within one
@@ -41,6 +43,10 @@ from perception_ws.scan import Scan
 SENSOR = "hdl64e"
 #: one KITTI point on disk: four little-endian float32.
 POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")])
+#: one nuScenes point: five float32, the fifth the ring index (0..31 on its HDL-32E), integral-valued.
+NUSCENES_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4"), ("ring", "<f4")])
+#: the largest ring index a five-float layout may carry (128-beam sensors and below).
+_MAX_RING = 127
 
 _VELODYNE, _LABELS, _CALIB, _LABEL_2, _IMAGE_2 = "velodyne", "labels", "calib", "label_2", "image_2"
 _SEQUENCE_CALIB = "calib.txt"
@@ -50,17 +56,56 @@ _SEQUENCE_CALIB = "calib.txt"
 
 
 def read_velodyne_bin(path: Path) -> np.ndarray:
-    """A KITTI ``.bin`` (float32 N x 4: x y z reflectance) as a structured array (no copy)."""
+    """A ``.bin`` scan as a structured array (no copy): KITTI's float32 x y z reflectance, or nuScenes'
+    x y z intensity ring (five floats) when the file has that layout's signature (:func:`bin_layout`).
+    """
     try:
         size = path.stat().st_size
-        if size % POINT_DTYPE.itemsize:
-            raise DatasetError(
-                f"{path}: {size} bytes is not a whole number of points; a KITTI .bin holds float32 "
-                f"x, y, z, reflectance ({POINT_DTYPE.itemsize} bytes per point)"
-            )
-        return np.fromfile(path, dtype=POINT_DTYPE)
+        values = np.fromfile(path, dtype="<f4")
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read KITTI scan ({exc})") from None
+    dtype = bin_layout(path, size, values)
+    return values.view(dtype)
+
+
+def bin_layout(path: Path, size: int, values: np.ndarray) -> np.dtype:
+    """The point layout of a ``.bin`` of ``size`` bytes holding ``values`` (its float32 words).
+
+    Both layouts are raw float32, so only the values tell them apart. nuScenes' fifth float is a ring
+    index (integral, 0..127, more than one value); read as KITTI's four floats the same file would put
+    x, y and z in the reflectance column, so some reflectances would be negative. A file that fits the
+    five-float signature and not the four-float one is nuScenes; one that fits both is refused (one line
+    naming the file), never guessed.
+    """
+    fits_four = size % POINT_DTYPE.itemsize == 0 and _plausible_kitti(values)
+    fits_five = size % NUSCENES_DTYPE.itemsize == 0 and _plausible_nuscenes(values)
+    if fits_five and not fits_four:
+        return NUSCENES_DTYPE
+    if fits_five:
+        raise DatasetError(
+            f"{path}: ambiguous .bin layout: it reads both as KITTI (4 float32 a point) and as nuScenes "
+            "(5 float32, the 5th an integral ring index); convert it to PCD with named fields"
+        )
+    if size % POINT_DTYPE.itemsize:
+        raise DatasetError(
+            f"{path}: {size} bytes is not a whole number of points; a KITTI .bin holds float32 "
+            f"x, y, z, reflectance ({POINT_DTYPE.itemsize} bytes per point), a nuScenes .bin x, y, z, intensity, "
+            f"ring ({NUSCENES_DTYPE.itemsize} bytes, ring integral)"
+        )
+    return POINT_DTYPE
+
+
+def _plausible_kitti(values: np.ndarray) -> bool:
+    reflectance = values[3::4]
+    return bool(np.all(np.isfinite(reflectance)) and np.all(reflectance >= 0))
+
+
+def _plausible_nuscenes(values: np.ndarray) -> bool:
+    ring = values[4::5]
+    if len(ring) == 0 or not np.all(np.isfinite(ring)):
+        return False
+    integral = np.all(ring == np.round(ring)) and ring.min() >= 0 and ring.max() <= _MAX_RING
+    return bool(integral and ring.min() != ring.max() and np.all(values[3::5] >= 0))
 
 
 def read_semantickitti_label(path: Path, num_points: int) -> np.ndarray:
@@ -112,7 +157,9 @@ def label_file_for(bin_path: Path) -> Path | None:
 def load_velodyne_scan(path: Path) -> Scan:
     """One ``.bin`` scan, with SemanticKITTI labels and a sequence calibration where they exist."""
     points = read_velodyne_bin(path)
-    scan = Scan(points=points, name=path.stem, sensor=SENSOR)
+    # a nuScenes scan names no sensor: its ring field gives the rows, the sensor profile its beam table
+    sensor = None if points.dtype == NUSCENES_DTYPE else SENSOR
+    scan = Scan(points=points, name=path.stem, sensor=sensor)
     label = label_file_for(path)
     if label is not None:
         raw = read_semantickitti_label(label, len(points))
