@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from perception_ws.calib.sensors import SensorModel, get_sensor
+from perception_ws.calib.sensors import SensorModel, load_sensor
 from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
 from perception_ws.projection import project
@@ -40,7 +40,7 @@ class TargetScans:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        self.sensor = get_sensor(self.sensor) if isinstance(self.sensor, str) else self.sensor
+        self.sensor = load_sensor(self.sensor) if isinstance(self.sensor, str) else self.sensor
         if self.columns % self.crop_width:
             raise DatasetError(f"target: crop width {self.crop_width} must divide the {self.columns} columns")
         dataset = open_dataset(self.path)  # a missing path or an unknown layout fails here, with one line
