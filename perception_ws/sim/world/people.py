@@ -222,7 +222,7 @@ def backpack(shoulder: np.ndarray) -> Mesh:
 
 
 def person_kind(build: Build) -> str:
-    """ "child" or "pedestrian", for the content audit."""
+    """The audit name of a person: a child (under 1.46 m) or a pedestrian."""
     return "child" if build.height < 1.46 else "pedestrian"
 
 
