@@ -22,7 +22,7 @@ class Asset:
     """A movable object's parts in its own frame (x forward, on the ground), placed into a scene as an actor."""
 
     parts: list[Part]
-    #: KITTI object type: "Car", "Van", "Truck", "Pedestrian", "Cyclist".
+    #: KITTI object type: "Car", "Van", "Truck", "Pedestrian", "Cyclist", "Misc" (a parked bicycle).
     name: str
     kitti3: int
 
