@@ -1,6 +1,7 @@
 """Simulated HDL-64E sweeps per second (64 x 2048 rays, with labels), per ray-casting backend.
 
-    .venv/bin/python benchmarks/bench_sim.py [--repeat N] [--seed S] [--threads T]
+    .venv/bin/python benchmarks/bench_sim.py [--repeat N] [--seed S] [--threads T] [--scene-content v1|v2]
+                                             [--backends open3d,torch,raster]
 
 One street scene (the default :class:`SceneConfig`) is generated, then each available backend
 (Open3D on the CPU; torch on the CPU; torch on CUDA when a GPU is there) is built over it and
@@ -38,6 +39,7 @@ from perception_ws.sim.sensor.raycast_raster import RasterCaster
 from perception_ws.sim.sensor.raycaster import Raycaster
 from perception_ws.sim.world.generator import generate_scene
 from perception_ws.sim.world.scene import Scene
+from perception_ws.sim.world.scene_config import DEFAULT_SCENE_CONTENT, SCENE_CONTENT, scene_config_for
 
 GOAL_SWEEPS_PER_S = 50.0
 GOAL_GPU_SWEEPS_PER_S = 1000.0
@@ -54,13 +56,13 @@ def median_s(run: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def measure(backend: str, device: str, seed: int, repeat: int, threads: int) -> str:
+def measure(backend: str, device: str, seed: int, repeat: int, threads: int, content: str) -> str:
     """One table row: build, cast and sweep times of ``backend`` on ``device``."""
     if backend == "torch" and threads:
         import torch
 
         torch.set_num_threads(threads)
-    scene = generate_scene(seed)
+    scene = generate_scene(seed, scene_config_for(content))
     lidar = make_lidar("hdl64e", 2048, "physical", "model")
     rot, trans = lidar.pose_in_world(scene.ego_poses[0])
     rot32 = rot.T.astype(np.float32)
@@ -110,7 +112,7 @@ def stages(backend: str, device: str, lidar: Lidar, scene: Scene, caster: Raycas
 RASTER_BATCHES = {"cuda": (1, 16, 64, 256), "cpu": (1, 4)}  # sweeps per raster call
 
 
-def measure_raster(device: str, seed: int, repeat: int, threads: int) -> str:
+def measure_raster(device: str, seed: int, repeat: int, threads: int, content: str) -> str:
     """Rows of the raster backend (perception_ws.sim.sensor.raycast_raster, gpu_sweeps): B sweeps per call.
 
     ``cast xB``: first hits (distance, triangle) of B sweeps; ``sweep xB``: the batched labelled sweeps
@@ -125,7 +127,7 @@ def measure_raster(device: str, seed: int, repeat: int, threads: int) -> str:
 
     if threads:
         torch.set_num_threads(threads)
-    scene = generate_scene(seed)
+    scene = generate_scene(seed, scene_config_for(content))
     lidar = make_lidar("hdl64e", 2048, "physical", "model")
     start = time.perf_counter()
     renderer = SweepRenderer(scene, lidar, device)
@@ -193,21 +195,26 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--scene-content", default=DEFAULT_SCENE_CONTENT, choices=list(SCENE_CONTENT), help="street content preset"
+    )
+    parser.add_argument("--backends", default="", help="comma-separated backends to time (default: all available)")
     parser.add_argument("--only", default="", help=argparse.SUPPRESS)  # backend:device, run in a child process
     args = parser.parse_args()
     if args.only:
         backend, device = args.only.split(":")
         repeat = max(2, args.repeat // 5) if (backend, device) in (("torch", "cpu"), ("raster", "cpu")) else args.repeat
         run = measure_raster if backend == "raster" else partial(measure, backend)
-        print(run(device, args.seed, repeat, args.threads))
+        print(run(device, args.seed, repeat, args.threads, args.scene_content))
         return
 
     start = time.perf_counter()
-    scene = generate_scene(args.seed)
+    scene = generate_scene(args.seed, scene_config_for(args.scene_content))
     soup = scene.soup
     gen_s = time.perf_counter() - start
     lidar = make_lidar("hdl64e", 2048, "physical", "model")
-    print(f"scene {args.seed}: {len(soup)} triangles, {len(scene.actors)} objects, generated in {gen_s:.2f} s")
+    what = f"{len(soup)} triangles, {len(scene.actors)} objects"
+    print(f"scene {args.seed} ({args.scene_content} content): {what}, generated in {gen_s:.2f} s")
     rows, cols = lidar.pattern.rows, lidar.pattern.columns
     print(f"sweep: {lidar.model.name} {rows} x {cols} = {rows * cols} rays")
     print(f"machine: {os.cpu_count()} CPU cores visible")
@@ -225,10 +232,12 @@ def main() -> None:
     print("-" * len(header))
     goal_ms = 1e3 / GOAL_SWEEPS_PER_S
     print(f"{'goal':8s} {'2 CPU':6s} {'':>8s} {'':>8s} {goal_ms:9.1f} {GOAL_SWEEPS_PER_S:9.1f} {'1.00x':>8s}")
+    if args.backends:
+        setups = [(b, d) for b, d in setups if b in args.backends.split(",")]
     for backend, device in setups:
         # each backend in its own process: torch's and Open3D's thread pools must not compete
         child = [sys.executable, __file__, "--only", f"{backend}:{device}", "--repeat", str(args.repeat)]
-        child += ["--seed", str(args.seed), "--threads", str(args.threads)]
+        child += ["--seed", str(args.seed), "--threads", str(args.threads), "--scene-content", args.scene_content]
         out = subprocess.run(child, capture_output=True, text=True)
         lines = [line for line in out.stdout.splitlines() if line.startswith(backend)]
         failed = f"{backend:8s} {device:6s} failed: {out.stderr[-300:]}"

@@ -27,6 +27,7 @@ ALLOWED = {
     "Truck": {"truck"},
     "Pedestrian": {"person"},
     "Cyclist": {"bicyclist", "bicycle"},
+    "Misc": {"bicycle"},  # a parked bicycle: no rider, no KITTI-3 class
 }
 
 

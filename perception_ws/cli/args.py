@@ -12,6 +12,12 @@ from typing import TypeAlias
 #: what ``add_subparsers()`` returns; each verb module registers itself on it (a string: not generic at run time).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
+#: the simulator's street-content presets and the default one, for `sim generate` and `train` (the simulator's
+#: own table, perception_ws.sim.world.scene_config.SCENE_CONTENT, imports numpy; tests/test_sim_content.py keeps
+#: the two equal)
+SCENE_CONTENT_CHOICES = ("v1", "v2")
+DEFAULT_SCENE_CONTENT = "v2"
+
 #: a verb's implementation, stored as the ``handler`` default of its sub-parser: parsed arguments -> exit status.
 Handler = Callable[[argparse.Namespace], int]
 

@@ -2,6 +2,7 @@
 
     perception sim generate --out DIR --scenes N --frames M --sensor hdl64e [--camera] [--workers K]
                             [--seed S] [--columns C] [--dropout none|measured|physical] [--intensity off|model]
+                            [--scene-content v1|v2]
     perception sim compare --real DIR [--sim DIR | --scenes N] [--out report.png] [--json]
 
 Only the standard library is imported here; the simulator loads when a sub-command runs, so
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from perception_ws.cli.args import Subparsers, non_negative, positive
+from perception_ws.cli.args import DEFAULT_SCENE_CONTENT, SCENE_CONTENT_CHOICES, Subparsers, non_negative, positive
 from perception_ws.errors import PerceptionError
 
 DROPOUT_CHOICES = ("none", "measured", "physical")
@@ -42,6 +43,10 @@ def add_parser(sub: Subparsers) -> None:
         "--dropout", choices=DROPOUT_CHOICES, default="physical", help="missing returns (default physical)"
     )
     gen.add_argument("--intensity", choices=INTENSITY_CHOICES, default="model", help="intensity (default model)")
+    gen.add_argument(
+        "--scene-content", choices=SCENE_CONTENT_CHOICES, default=DEFAULT_SCENE_CONTENT,
+        help="street content: 'v2' (default) adds hard negatives, parked bicycles and more people to 'v1'",
+    )  # fmt: skip
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_cmd_generate)
 
@@ -62,6 +67,7 @@ def add_parser(sub: Subparsers) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from perception_ws.sim.dataset import GenerateConfig, generate_dataset
+    from perception_ws.sim.world.scene_config import scene_config_for
 
     config = GenerateConfig(
         scenes=args.scenes,
@@ -72,6 +78,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         intensity=args.intensity,
         camera=args.camera,
+        scene=scene_config_for(args.scene_content),
     )
     manifest = generate_dataset(args.out, config, workers=args.workers, progress=not args.quiet)
     done, planned = len(manifest["frames"]), manifest["planned_frames"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from perception_ws.cli.args import Subparsers
+from perception_ws.cli.args import DEFAULT_SCENE_CONTENT, SCENE_CONTENT_CHOICES, Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -42,6 +42,10 @@ def add_parser(sub: Subparsers) -> None:
         help="simulated sweeps per scene (default 4; sim-gpu renders them in one call: e.g. 32)",
     )  # fmt: skip
     train.add_argument(
+        "--scene-content", default=DEFAULT_SCENE_CONTENT, choices=SCENE_CONTENT_CHOICES,
+        help="simulated streets: 'v2' (default) adds hard negatives, parked bicycles and more people to 'v1'",
+    )  # fmt: skip
+    train.add_argument(
         "--intensity-input", default="keep", choices=("keep", "zero"),
         help="'zero': the model ignores intensity (in training and in use)",
     )  # fmt: skip
@@ -72,6 +76,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         intensity=args.intensity,
         frames_per_scene=args.frames_per_scene,
+        scene_content=args.scene_content,
         intensity_input=args.intensity_input,
         checkpoint_every=args.checkpoint_every,
         log_every=min(20, args.checkpoint_every),

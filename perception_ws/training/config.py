@@ -9,6 +9,7 @@ from typing import Any
 
 from perception_ws.errors import PerceptionError
 from perception_ws.models.registry import get_spec
+from perception_ws.sim.world.scene_config import DEFAULT_SCENE_CONTENT, check_scene_content
 
 CLASS_SETS = ("kitti3", "semantic")
 INTENSITY_INPUTS = ("keep", "zero")
@@ -37,6 +38,9 @@ class TrainConfig:
     dropout: str = "measured"
     intensity: str = "model"
     frames_per_scene: int = 4
+    #: simulated sources: what the streets hold (perception_ws.sim.world.scene_config.SCENE_CONTENT): "v2" with
+    #: hard negatives, parked bicycles and extra people, "v1" without (the ablation baseline).
+    scene_content: str = DEFAULT_SCENE_CONTENT
     #: "zero": the model ignores the intensity channel (it is zeroed inside the model, in training and use).
     intensity_input: str = "keep"
     #: samples used to fit the input normalisation before the first step.
@@ -69,6 +73,7 @@ class TrainConfig:
             raise PerceptionError(f"train: weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise PerceptionError(f"train: max_minutes must be a finite number > 0; got {self.max_minutes!r}")
+        check_scene_content(self.scene_content)
         _check_device(self.device)
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +82,8 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        # a run stored before scene content had presets trained on the v1 streets: resume it on them
+        data = {"scene_content": "v1", **data}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def schedule_fields(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import torch
 from perception_ws.errors import PerceptionError
 from perception_ws.sim.dataset import make_lidar
 from perception_ws.sim.sensor.gpu_sweeps import SweepBatch, SweepRenderer
-from perception_ws.sim.world.generator import SceneConfig
+from perception_ws.sim.world.scene_config import scene_config_for
 from perception_ws.training.augment import Augmentation, augment_batch, crop_batch, draw
 from perception_ws.training.config import TrainConfig
 from perception_ws.training.samples import image_channels
@@ -65,7 +65,7 @@ class SweepBatches:
                 f"{per_scene} crops, fewer than the batch of {config.batch_size}; raise --frames-per-scene"
             )
         self.steps_per_scene = per_scene // config.batch_size
-        self.scene_config = SceneConfig(ego_poses=config.frames_per_scene)
+        self.scene_config = scene_config_for(config.scene_content, ego_poses=config.frames_per_scene)
         # the sweeps are full turns: a rotation by k columns is k / columns of a turn
         self.augmentation = Augmentation(crop_width=config.crop_width, columns_per_turn=config.columns)
 

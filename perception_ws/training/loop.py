@@ -27,6 +27,7 @@ from perception_ws.labels import get_class_set
 from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEG, KITTI3_WEIGHTS_SQUEEZESEGV2, SegmentationLoss
 from perception_ws.models.registry import build_model
 from perception_ws.models.segmenter import RangeSegmenter
+from perception_ws.sim.world.scene_config import scene_config_for
 from perception_ws.training.augment import Augmentation
 from perception_ws.training.checkpoint import (
     CHECKPOINT,
@@ -100,6 +101,7 @@ def _source(config: TrainConfig) -> SampleSource:
         intensity=config.intensity,
         frames_per_scene=config.frames_per_scene,
         classes=config.classes,
+        scene_config=scene_config_for(config.scene_content),
     )
 
 

@@ -106,4 +106,4 @@ def building(rng: np.random.Generator, length: float, depth: float, base_z: floa
         wing_h = height * rng.uniform(0.6, 1.4)
         wing = _block(rng, wing_len, wing_depth, wing_h + sink, wall)
         parts.append(wing.transformed(translation=(wing_x, depth * 0.9, base_z - sink)))
-    return stuff(Mesh.concat(parts), _BUILDING, float(rng.uniform(0.7, 1.3)))
+    return stuff(Mesh.concat(parts), _BUILDING, float(rng.uniform(0.7, 1.3)), kind="building")

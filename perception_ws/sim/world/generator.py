@@ -2,8 +2,9 @@
 
 :func:`generate_scene` lays out a street (:mod:`perception_ws.sim.world.layout`), builds its ground, lines
 it with buildings, trees, hedges, fences, lamp posts, signs and clutter, parks cars along the
-curbs, and puts moving cars, cyclists and pedestrians on it. The sensor car drives in a right-hand
-lane; the scene suggests a few poses along it, so one scene serves several scans.
+curbs, and puts moving cars, cyclists and pedestrians on it; last, :mod:`perception_ws.sim.world.content`
+adds hard negatives at people's height, parked bicycles and more people (SceneConfig's densities). The
+sensor car drives in a right-hand lane; the scene suggests a few poses along it, so one scene serves several scans.
 
 Every random draw comes from one ``numpy.random.Generator`` seeded by ``seed``, in a fixed order,
 so a seed reproduces its scene exactly on any machine.
@@ -11,96 +12,31 @@ so a seed reproduces its scene exactly on any machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from perception_ws.errors import PerceptionError
 from perception_ws.labels import SEMANTIC_KITTI
-from perception_ws.sim.world.assets import Asset
+from perception_ws.sim.world.builder import SceneBuilder, actor_x, along_x
 from perception_ws.sim.world.buildings import building
-from perception_ws.sim.world.footprints import Footprints, rectangle
+from perception_ws.sim.world.content import add_content
+from perception_ws.sim.world.footprints import rectangle
 from perception_ws.sim.world.ground import ground
-from perception_ws.sim.world.layout import StreetLayout, random_layout
 from perception_ws.sim.world.materials import Mat
 from perception_ws.sim.world.mesh import Mesh
 from perception_ws.sim.world.nature import bush, hedge, tree
 from perception_ws.sim.world.people import cyclist, pedestrian
 from perception_ws.sim.world.scene import EgoPose, Part, Scene
+from perception_ws.sim.world.scene_config import SceneConfig
 from perception_ws.sim.world.street import clutter, fence, lamp_post, sign_post
-from perception_ws.sim.world.vehicles import VEHICLE_MIX, random_vehicle
+from perception_ws.sim.world.vehicles import random_vehicle
+
+__all__ = ["EGO_SIZE", "SceneConfig", "generate_scene"]
 
 EGO_SIZE = (4.6, 1.9)  # the sensor car's footprint, kept free of other objects
 
 
-@dataclass(frozen=True)
-class SceneConfig:
-    """What kind of streets to generate. Ranges are (low, high), drawn uniformly per scene."""
-
-    half_length: float = 90.0  # the street runs from x = -half_length to +half_length
-    y_extent: float = 60.0  # ground reaches |y| <= y_extent
-    cross_street_probability: float = 0.35
-    parked_density: tuple[float, float] = (0.3, 0.9)  # share of curb space taken by parked vehicles
-    moving_vehicles: tuple[int, int] = (1, 6)
-    pedestrians: tuple[int, int] = (3, 16)
-    cyclists: tuple[int, int] = (1, 5)
-    vehicle_mix: dict[str, float] = field(default_factory=lambda: dict(VEHICLE_MIX))
-    #: number of sensor poses suggested along the ego lane (the first at x = 0)
-    ego_poses: int = 5
-
-    def __post_init__(self) -> None:
-        if self.half_length < 30.0:
-            raise PerceptionError(f"scene config: half_length must be >= 30 m; got {self.half_length}")
-        for name in ("parked_density", "moving_vehicles", "pedestrians", "cyclists"):
-            lo, hi = getattr(self, name)
-            if lo < 0 or hi < lo:
-                raise PerceptionError(f"scene config: {name} must be a range 0 <= low <= high; got {(lo, hi)}")
-        if self.ego_poses < 1:
-            raise PerceptionError(f"scene config: ego_poses must be >= 1; got {self.ego_poses}")
-
-
-class _Builder:
-    """Carries the random stream, the layout and the claimed space while a scene is assembled."""
-
-    def __init__(self, seed: int, config: SceneConfig) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.config = config
-        self.layout: StreetLayout = random_layout(self.rng, config.half_length, config.cross_street_probability)
-        self.space = Footprints()
-        self.scene = Scene(seed=seed, layout=self.layout)
-        self.next_instance = 1
-
-    def z(self, x: float, y: float) -> float:
-        return float(self.layout.surface_height(np.array(x), np.array(y)))
-
-    def stuff(self, parts: Part | list[Part]) -> None:
-        self.scene.parts.extend(parts if isinstance(parts, list) else [parts])
-
-    def actor(self, asset: Asset, x: float, y: float, yaw: float, speed: float = 0.0, margin: float = 0.3) -> bool:
-        """Place ``asset`` at (x, y) heading ``yaw`` if its footprint is free; returns whether it was placed."""
-        lo, hi = asset.local_extent()
-        c, s = np.cos(yaw), np.sin(yaw)
-        mid = (lo + hi) / 2
-        cx, cy = x + c * mid[0] - s * mid[1], y + s * mid[0] + c * mid[1]
-        rect = rectangle(cx, cy, hi[0] - lo[0], hi[1] - lo[1], yaw, margin)
-        if not self.space.claim(rect):
-            return False
-        # stand on the highest ground under the footprint (never sink into a bump or the road crown)
-        inner = rectangle(cx, cy, (hi[0] - lo[0]) * 0.8, (hi[1] - lo[1]) * 0.8, yaw)
-        z = float(self.layout.surface_height(inner[:, 0], inner[:, 1]).max())
-        velocity = (speed * c, speed * s, 0.0)
-        self.scene.actors.append(asset.place(x, y, z, yaw, self.next_instance, velocity))
-        self.next_instance += 1
-        return True
-
-    def uniform(self, lo: float, hi: float) -> float:
-        return float(self.rng.uniform(lo, hi))
-
-
 def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     """The street scene of ``seed`` (world frame, road along x, ground near z = 0)."""
-    b = _Builder(seed, config or SceneConfig())
+    b = SceneBuilder(seed, config or SceneConfig())
     _ego(b)
     b.stuff(ground(b.layout, b.config.y_extent))
     _buildings(b)
@@ -109,6 +45,9 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     _moving(b)
     _people(b)
     _asphalt_wear(b)
+    # the hard negatives, parked bicycles and extra people come last: with their densities at 0 nothing is
+    # drawn and the scene is the v1 street of this seed, draw for draw
+    add_content(b)
     return b.scene
 
 
@@ -120,7 +59,7 @@ FRESH_SHADE = (0.15, 0.4)
 WORN_SHADE = (0.8, 1.3)
 
 
-def _asphalt_wear(b: _Builder) -> None:
+def _asphalt_wear(b: SceneBuilder) -> None:
     """Split the asphalt into fresh and worn patches (drawn last, so the rest of the scene does not depend on it)."""
     share, fresh_shade, worn_shade = b.uniform(*FRESH_SHARE), b.uniform(*FRESH_SHADE), b.uniform(*WORN_SHADE)
     drivable = {SEMANTIC_KITTI.id_of("road"), SEMANTIC_KITTI.id_of("parking")}
@@ -134,7 +73,7 @@ def _asphalt_wear(b: _Builder) -> None:
         b.stuff(Part(patches, part.semantic, albedo_scale=part.albedo_scale / worn_shade * fresh_shade))
 
 
-def _ego(b: _Builder) -> None:
+def _ego(b: SceneBuilder) -> None:
     """Sensor poses along a right-hand lane; their footprints (and a little room) stay empty."""
     lanes = b.layout.lane_centers()[: b.layout.lanes]
     y = float(b.rng.choice(lanes)) + b.uniform(-0.3, 0.3)
@@ -148,7 +87,7 @@ def _ego(b: _Builder) -> None:
     b.scene.ego_poses = poses
 
 
-def _frontages(b: _Builder) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
+def _frontages(b: SceneBuilder) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
     """Building lines as (start point, unit direction along it, length, outward depth limit)."""
     lay = b.layout
     lines = []
@@ -179,7 +118,7 @@ def _frontages(b: _Builder) -> list[tuple[np.ndarray, np.ndarray, float, float]]
     return lines
 
 
-def _buildings(b: _Builder) -> None:
+def _buildings(b: SceneBuilder) -> None:
     for start, direction, length, depth_limit in _frontages(b):
         s = b.uniform(0.0, 6.0)
         yaw = float(np.arctan2(direction[1], direction[0]))
@@ -200,16 +139,7 @@ def _buildings(b: _Builder) -> None:
             s += size + gap
 
 
-def _along_x(b: _Builder, spacing: tuple[float, float], place: Callable[[float], None]) -> None:
-    """Call ``place(x)`` at random spacing along the street, skipping the side street."""
-    x = b.layout.x_min + b.uniform(0, spacing[1])
-    while x < b.layout.x_max - 1.0:
-        if not b.layout.in_cross_street(np.array(x), 1.0):
-            place(float(x))
-        x += b.uniform(*spacing)
-
-
-def _roadside(b: _Builder) -> None:
+def _roadside(b: SceneBuilder) -> None:
     lay = b.layout
     for side in (-1, 1):
         _roadside_of(b, side)
@@ -231,7 +161,7 @@ def _roadside(b: _Builder) -> None:
             b.stuff(clutter(b.rng, x, y, b.z(x, y), yaw))
 
 
-def _roadside_of(b: _Builder, side: int) -> None:
+def _roadside_of(b: SceneBuilder, side: int) -> None:
     """Street trees, lamp posts, hedges or fences, and bushes on one side of the main road."""
     lay = b.layout
     i = 0 if side < 0 else 1
@@ -252,14 +182,14 @@ def _roadside_of(b: _Builder, side: int) -> None:
         def put_tree(x: float) -> None:
             solid(x, tree_y, 0.8, tree(b.rng, x, tree_y, b.z(x, tree_y)))
 
-        _along_x(b, (5.0, 12.0), put_tree)
+        along_x(b, (5.0, 12.0), put_tree)
     if b.rng.random() < 0.8:  # lamp posts at the curb
 
         def put_lamp(x: float) -> None:
             y = curb + side * 0.5
             solid(x, y, 0.5, lamp_post(b.rng, x, y, b.z(x, y), facing_road))
 
-        _along_x(b, (20.0, 38.0), put_lamp)
+        along_x(b, (20.0, 38.0), put_lamp)
     if yard <= 1.0:
         return
     if yard > 3.0 and b.rng.random() < 0.5:  # garden trees in front of the houses
@@ -268,7 +198,7 @@ def _roadside_of(b: _Builder, side: int) -> None:
         def put_garden_tree(x: float) -> None:
             solid(x, garden_y, 1.0, tree(b.rng, x, garden_y, b.z(x, garden_y)))
 
-        _along_x(b, (6.0, 16.0), put_garden_tree)
+        along_x(b, (6.0, 16.0), put_garden_tree)
     if b.rng.random() < 0.75:  # a hedge or a fence on the property line
         line_y = walk_out + side * b.uniform(0.3, 0.8)
 
@@ -281,16 +211,16 @@ def _roadside_of(b: _Builder, side: int) -> None:
             if b.space.claim(rectangle((x + x1) / 2, line_y, x1 - x, 0.6, 0.0)):
                 b.stuff(part)
 
-        _along_x(b, (12.0, 30.0), put_boundary)
+        along_x(b, (12.0, 30.0), put_boundary)
 
     def put_bush(x: float) -> None:
         y = walk_out + side * b.uniform(1.0, max(yard - 0.5, 1.1))
         solid(x, y, 1.6, bush(b.rng, x, y, b.z(x, y)))
 
-    _along_x(b, (2.5, 8.0), put_bush)
+    along_x(b, (2.5, 8.0), put_bush)
 
 
-def _parked(b: _Builder) -> None:
+def _parked(b: SceneBuilder) -> None:
     lay = b.layout
     density = b.uniform(*b.config.parked_density)
     skipped = False
@@ -316,7 +246,7 @@ def _parked(b: _Builder) -> None:
                 x += b.uniform(3.0, 8.0)
 
 
-def _moving(b: _Builder) -> None:
+def _moving(b: SceneBuilder) -> None:
     lay = b.layout
     lanes = lay.lane_centers()
     for _ in range(int(b.rng.integers(b.config.moving_vehicles[0], b.config.moving_vehicles[1] + 1))):
@@ -341,27 +271,12 @@ def _moving(b: _Builder) -> None:
             else:
                 y = side * (lay.half_road - lay.parking_width - b.uniform(0.6, 1.2))
             yaw = (0.0 if side < 0 else np.pi) + float(b.rng.normal(0.0, 0.05))
-            x = _actor_x(b, 5.0)
+            x = actor_x(b, 5.0)
             if b.actor(cyclist(b.rng), x, y, yaw, b.uniform(3.0, 7.0), margin=0.4):
                 break
 
 
-#: people and cyclists stand mostly (this share) within NEAR_EGO_X metres of the street's middle, where the
-#: sensor poses are (x = -30..30): spread over the whole 180 m street, most would be too far away to be
-#: more than a handful of points, and a segmentation model learns little from them.
-NEAR_EGO_SHARE = 0.7
-NEAR_EGO_X = 45.0
-
-
-def _actor_x(b: _Builder, margin: float) -> float:
-    """Where along the street a person or cyclist goes (see :data:`NEAR_EGO_SHARE`)."""
-    lo, hi = b.layout.x_min + margin, b.layout.x_max - margin
-    if b.rng.random() < NEAR_EGO_SHARE:
-        lo, hi = max(lo, -NEAR_EGO_X), min(hi, NEAR_EGO_X)
-    return b.uniform(lo, hi)
-
-
-def _people(b: _Builder) -> None:
+def _people(b: SceneBuilder) -> None:
     lay = b.layout
     count = int(b.rng.integers(b.config.pedestrians[0], b.config.pedestrians[1] + 1))
     placed = 0
@@ -372,7 +287,7 @@ def _people(b: _Builder) -> None:
         where = b.rng.random()
         side = -1 if b.rng.random() < 0.5 else 1
         i = 0 if side < 0 else 1
-        x = _actor_x(b, 3.0)
+        x = actor_x(b, 3.0)
         if where < 0.12:  # crossing the road
             y = b.uniform(-lay.half_road + 1, lay.half_road - 1)
             yaw = float(b.rng.choice([-1, 1])) * np.pi / 2 + float(b.rng.normal(0, 0.15))

@@ -1,4 +1,4 @@
-"""Vegetation: trees (trunk, branches, crown), bushes and hedges.
+"""Vegetation: trees (trunk, branches, crown), young trees (a thin trunk, hardly a crown), bushes and hedges.
 
 Foliage is not a closed surface to a laser: beams reach into a crown and come back from leaves at
 many depths, and some pass through. So a crown here is a cloud of small rough blobs filling an
@@ -63,9 +63,36 @@ def tree(rng: np.random.Generator, x: float, y: float, z: float, conifer: bool |
     radii = np.array([crown_r, crown_r * rng.uniform(0.85, 1.0), crown_h / 2])
     crown = blob_cloud(rng, center, radii, blob=max(0.35, crown_r / 4.5), fill=1.1, cone=conifer)
     return [
-        stuff(Mesh.concat(wood), _TRUNK, float(rng.uniform(0.8, 1.2))),
-        stuff(crown, _VEGETATION, float(rng.uniform(0.7, 1.2))),
+        stuff(Mesh.concat(wood), _TRUNK, float(rng.uniform(0.8, 1.2)), kind="tree"),
+        stuff(crown, _VEGETATION, float(rng.uniform(0.7, 1.2)), kind="tree"),
     ]
+
+
+def young_tree(rng: np.random.Generator, x: float, y: float, z: float) -> list[Part]:
+    """A newly planted street tree: a trunk as thin as a person's limb, tied to a stake, a few twigs at the top
+    and at most a sparse small crown. At people's height it is a bare vertical stick, which a real scan shows
+    every few metres along residential streets (SemanticKITTI ``trunk``, the twigs' leaves ``vegetation``).
+    """
+    height = rng.uniform(2.2, 4.0)
+    radius = rng.uniform(0.03, 0.07)
+    base = np.array([x, y, z])
+    top = base + np.array([rng.normal(0, 0.04), rng.normal(0, 0.04), height])
+    wood = [tube(base - [0, 0, 0.1], top, radius, radius * 0.5, segments=6, material=Mat.BARK)]
+    if rng.random() < 0.7:  # a wooden stake beside the trunk
+        stake = base + np.array([0.15, 0.0, 0.0])
+        wood.append(tube(stake, stake + np.array([0, 0, rng.uniform(1.2, 1.8)]), 0.03, segments=5, material=Mat.WOOD))
+    for _ in range(int(rng.integers(2, 6))):
+        angle = rng.uniform(0, 2 * np.pi)
+        start = base + np.array([0.0, 0.0, height * rng.uniform(0.6, 0.9)])
+        reach = rng.uniform(0.3, 0.9)
+        end = start + np.array([reach * np.cos(angle), reach * np.sin(angle), rng.uniform(0.3, 0.8)])
+        wood.append(tube(start, end, radius * 0.4, radius * 0.15, segments=4, caps=False, material=Mat.BARK))
+    parts = [stuff(Mesh.concat(wood), _TRUNK, float(rng.uniform(0.8, 1.2)), kind="young tree")]
+    if rng.random() < 0.5:
+        r = rng.uniform(0.4, 0.9)
+        crown = blob_cloud(rng, top - [0, 0, 0.3 * r], np.array([r, r, r * 1.2]), blob=0.2, fill=0.5)
+        parts.append(stuff(crown, _VEGETATION, float(rng.uniform(0.7, 1.2)), kind="young tree"))
+    return parts
 
 
 def bush(rng: np.random.Generator, x: float, y: float, z: float) -> Part:
@@ -74,7 +101,7 @@ def bush(rng: np.random.Generator, x: float, y: float, z: float) -> Part:
     h = rng.uniform(0.5, 1.8)
     center = np.array([x, y, z + h / 2])
     crown = blob_cloud(rng, center, np.array([r, r * rng.uniform(0.7, 1.0), h / 2]), blob=max(0.2, r / 3), fill=1.3)
-    return stuff(crown, _VEGETATION, float(rng.uniform(0.7, 1.2)))
+    return stuff(crown, _VEGETATION, float(rng.uniform(0.7, 1.2)), kind="bush")
 
 
 def hedge(rng: np.random.Generator, x0: float, x1: float, y: float, z: float) -> Part:
@@ -87,4 +114,4 @@ def hedge(rng: np.random.Generator, x0: float, x1: float, y: float, z: float) ->
         ellipsoid((xi, y, z + h / 2), (step * 0.9, depth / 2, h / 2), 1, Mat.FOLIAGE, roughness=0.12, rng=rng)
         for xi in xs
     ]
-    return stuff(Mesh.concat(blobs), _VEGETATION, float(rng.uniform(0.7, 1.1)))
+    return stuff(Mesh.concat(blobs), _VEGETATION, float(rng.uniform(0.7, 1.1)), kind="hedge")

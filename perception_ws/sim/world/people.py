@@ -1,4 +1,4 @@
-"""People: pedestrians with limbs in a walking or standing pose, and cyclists (a rider on a bicycle).
+"""People: pedestrians with limbs in a walking or standing pose, cyclists (a rider on a bicycle), parked bicycles.
 
 Bodies are a skeleton dressed in tubes and ellipsoids, in body proportions scaled to a random
 height (adults about 1.75 m, now and then a child). The walking pose swings legs and arms in
@@ -16,7 +16,7 @@ import numpy as np
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI
 from perception_ws.sim.world.assets import Asset
 from perception_ws.sim.world.materials import Mat
-from perception_ws.sim.world.mesh import Mesh, box, ellipsoid, rotation_y, torus, tube
+from perception_ws.sim.world.mesh import Mesh, box, ellipsoid, rotation_x, rotation_y, torus, tube
 from perception_ws.sim.world.scene import Part
 
 
@@ -156,9 +156,27 @@ def _arm(b: Build, shoulder: np.ndarray, elbow: np.ndarray, hand: np.ndarray, cl
     )
 
 
-def pedestrian(rng: np.random.Generator, walking: bool | None = None) -> Asset:
-    """A person facing +x, feet on z = 0: walking (random phase and stride) or standing."""
-    b = random_build(rng)
+@dataclass(frozen=True)
+class Body:
+    """A posed person in its own frame (facing +x, feet on z = 0): meshes and the points things attach to."""
+
+    meshes: list[Mesh]
+    build: Build
+    shoulder: np.ndarray  # the shoulder centre
+    hands: tuple[np.ndarray, np.ndarray]  # left (+y) and right (-y) hand
+
+
+def person_body(
+    rng: np.random.Generator,
+    walking: bool | None = None,
+    child_probability: float = 0.08,
+    grips: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+) -> Body:
+    """A person walking (random phase and stride) or standing; ``grips`` puts the left / right hand on a point
+    (a stroller's bar, an umbrella's handle) instead of letting the arm swing. The draws do not depend on
+    ``grips``, so a grip changes the arm and nothing else.
+    """
+    b = random_build(rng, child_probability)
     clothes = random_clothes(rng)
     walking = bool(rng.random() < 0.7) if walking is None else walking
     phase = rng.uniform(0, 2 * np.pi)
@@ -183,17 +201,49 @@ def pedestrian(rng: np.random.Generator, walking: bool | None = None) -> Asset:
     lean = rng.uniform(0.0, 0.12) if walking else rng.uniform(-0.03, 0.06)
     torso, shoulder_c = _torso_and_head(b, pelvis, lean, clothes)
     parts.append(torso)
-    for side, sign in ((1.0, -1.0), (-1.0, 1.0)):  # arms swing against the legs on the same side
+    hands = []
+    for (side, sign), grip in zip(((1.0, -1.0), (-1.0, 1.0)), grips, strict=True):
+        # arms swing against the legs on the same side
         shoulder = shoulder_c + np.array([0.0, side * b.shoulder_half, -0.02 * b.height])
         swing = sign * 0.7 * stride * np.sin(phase)
         elbow = _bend(shoulder, b.upper_arm, swing) + np.array([0.0, side * 0.02, 0.0])
         hand = _bend(elbow, b.forearm * 0.8, swing + rng.uniform(0.1, 0.5))
+        if grip is not None:
+            hand = grip
+            elbow = two_bone(shoulder, hand, b.upper_arm, b.forearm * 0.8, bend_forward=False)
         parts.append(_arm(b, shoulder, elbow, hand, clothes))
+        hands.append(hand)
+    return Body(parts, b, shoulder_c, (hands[0], hands[1]))
+
+
+def backpack(shoulder: np.ndarray) -> Mesh:
+    """A backpack on the back of a person whose shoulder centre is ``shoulder``."""
+    return box((0.14, 0.3, 0.38), shoulder + np.array([-0.17, 0.0, -0.2]), Mat.CLOTH_DARK)
+
+
+def person_kind(build: Build) -> str:
+    """The audit name of a person: a child (under 1.46 m) or a pedestrian."""
+    return "child" if build.height < 1.46 else "pedestrian"
+
+
+def pedestrian(rng: np.random.Generator, walking: bool | None = None, child_probability: float = 0.08) -> Asset:
+    """A person facing +x, feet on z = 0: walking (random phase and stride) or standing, now and then with a
+    backpack or bag.
+    """
+    body = person_body(rng, walking, child_probability)
+    parts = list(body.meshes)
     if rng.random() < 0.25:  # a backpack or a bag changes the silhouette
-        parts.append(box((0.14, 0.3, 0.38), shoulder_c + np.array([-0.17, 0.0, -0.2]), Mat.CLOTH_DARK))
-    mesh = Mesh.concat(parts)
-    part = Part(mesh=mesh, semantic=SEMANTIC_KITTI.id_of("person"), albedo_scale=float(rng.uniform(0.8, 1.2)))
-    return Asset(parts=[part], name="Pedestrian", kitti3=KITTI3.id_of("pedestrian"))
+        parts.append(backpack(body.shoulder))
+    return person_asset(parts, rng, person_kind(body.build))
+
+
+def person_asset(meshes: list[Mesh], rng: np.random.Generator, kind: str, carried: list[Part] | None = None) -> Asset:
+    """A KITTI-3 pedestrian of ``meshes`` (SemanticKITTI person), plus ``carried`` parts outside its instance."""
+    mesh = Mesh.concat(meshes)
+    person = Part(
+        mesh=mesh, semantic=SEMANTIC_KITTI.id_of("person"), albedo_scale=float(rng.uniform(0.8, 1.2)), kind=kind
+    )
+    return Asset(parts=[person, *(carried or [])], name="Pedestrian", kitti3=KITTI3.id_of("pedestrian"))
 
 
 @dataclass(frozen=True)
@@ -271,6 +321,20 @@ def cyclist(rng: np.random.Generator) -> Asset:
         hand = g.bar + np.array([0.0, side * (g.bar_half - 0.05), 0.0])
         elbow = two_bone(shoulder, hand, b.upper_arm, b.forearm * 0.85, bend_forward=False)
         parts.append(_arm(b, shoulder, elbow, hand, clothes))
-    rider = Part(mesh=Mesh.concat(parts), semantic=SEMANTIC_KITTI.id_of("bicyclist"))
-    bicycle_part = Part(mesh=bike, semantic=SEMANTIC_KITTI.id_of("bicycle"))
+    rider = Part(mesh=Mesh.concat(parts), semantic=SEMANTIC_KITTI.id_of("bicyclist"), kind="cyclist")
+    bicycle_part = Part(mesh=bike, semantic=SEMANTIC_KITTI.id_of("bicycle"), kind="cyclist")
     return Asset(parts=[rider, bicycle_part], name="Cyclist", kitti3=KITTI3.id_of("cyclist"))
+
+
+def parked_bicycle(rng: np.random.Generator) -> Asset:
+    """A bicycle with no rider, facing +x, leaning a little on its kickstand.
+
+    SemanticKITTI ``bicycle`` with its own instance, but KITTI-3 unknown: KITTI's Cyclist is a rider on a
+    bicycle, and a parked bicycle gets no KITTI box (its box type here is "Misc", which KITTI-3 leaves out).
+    """
+    bike, _ = bicycle(rng, saddle_height=float(rng.uniform(0.5, 0.75)))
+    tilted = bike.transformed(rotation_x(float(rng.choice([-1.0, 1.0]) * rng.uniform(0.04, 0.2))))
+    lift = -float(tilted.vertices[:, 2].min())  # the lower wheel stays on the ground
+    mesh = tilted.transformed(translation=(0.0, 0.0, lift))
+    part = Part(mesh=mesh, semantic=SEMANTIC_KITTI.id_of("bicycle"), kind="parked bicycle")
+    return Asset(parts=[part], name="Misc", kitti3=0)

@@ -35,6 +35,12 @@ class Part:
     instance: int = 0  # 0 = stuff
     #: multiplies the materials' albedo (a white car against a grey one, fresh against worn paint).
     albedo_scale: float = 1.0
+    #: what the part is ("tree", "bollard", "parked bicycle" ...): read by the content audit
+    #: (benchmarks/bench_sim_content.py), never by the sensor.
+    kind: str = ""
+    #: False for a part an object carries along that is not part of it (a stroller a person pushes): it moves
+    #: with the object's actor but keeps instance 0 and KITTI-3 unknown, and stays out of the object's box.
+    in_instance: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.semantic < len(SEMANTIC_KITTI):
@@ -97,10 +103,19 @@ class Scene:
     def all_parts(self) -> list[Part]:
         return self.parts + [p for a in self.actors for p in a.parts]
 
+    def meshed_parts(self) -> list[Part]:
+        """The parts with triangles, in the order :attr:`soup` merges them."""
+        return [p for p in self.all_parts() if len(p.mesh)]
+
+    def part_of_triangles(self) -> np.ndarray:
+        """(T,) index into :meth:`meshed_parts` of every triangle of :attr:`soup`."""
+        counts = [len(p.mesh) for p in self.meshed_parts()]
+        return np.repeat(np.arange(len(counts)), counts)
+
     @cached_property
     def soup(self) -> TriangleSoup:
         """The merged triangle soup (computed once; a scene is not edited after it is built)."""
-        parts = [p for p in self.all_parts() if len(p.mesh)]
+        parts = self.meshed_parts()
         if not parts:
             raise PerceptionError(f"scene {self.seed}: it has no triangles to cast rays against")
         mesh = Mesh.concat([p.mesh for p in parts])

@@ -36,12 +36,22 @@ def lamp_post(rng: np.random.Generator, x: float, y: float, z: float, toward_roa
             box((0.6, 0.25, 0.15), material=Mat.METAL).placed(head[0], head[1], head[2], toward_road),
         ]
     )
-    return [stuff(mesh, _POLE, float(rng.uniform(0.7, 1.3)))]
+    return [stuff(mesh, _POLE, float(rng.uniform(0.7, 1.3)), kind="lamp post")]
 
 
-def sign_post(rng: np.random.Generator, x: float, y: float, z: float, facing: float) -> list[Part]:
-    """A traffic sign: a thin pole with one or two plates facing ``facing`` (radians, the plate's normal)."""
-    h = rng.uniform(2.2, 3.2)
+def sign_post(
+    rng: np.random.Generator,
+    x: float,
+    y: float,
+    z: float,
+    facing: float,
+    height: tuple[float, float] = (2.2, 3.2),
+    kind: str = "sign post",
+) -> list[Part]:
+    """A traffic sign: a thin pole of ``height`` (a range) with one or two plates facing ``facing`` (radians,
+    the plate's normal).
+    """
+    h = rng.uniform(*height)
     r = rng.uniform(0.03, 0.05)
     base = np.array([x, y, z])
     pole = tube(base, base + np.array([0, 0, h]), r, segments=6, material=Mat.METAL)
@@ -69,7 +79,7 @@ def sign_post(rng: np.random.Generator, x: float, y: float, z: float, facing: fl
             rotation_z(facing), center + (r + 0.02) * np.array([np.cos(facing), np.sin(facing), 0])
         )
         plates.append(plate)
-    return [stuff(pole, _POLE), stuff(Mesh.concat(plates), _SIGN, float(rng.uniform(0.7, 1.2)))]
+    return [stuff(pole, _POLE, kind=kind), stuff(Mesh.concat(plates), _SIGN, float(rng.uniform(0.7, 1.2)), kind=kind)]
 
 
 def fence(rng: np.random.Generator, x0: float, x1: float, y: float, z: float) -> Part:
@@ -81,7 +91,7 @@ def fence(rng: np.random.Generator, x0: float, x1: float, y: float, z: float) ->
         h, t = rng.uniform(0.5, 1.8), rng.uniform(0.15, 0.3)
         mat = Mat.BRICK if rng.random() < 0.5 else Mat.CONCRETE
         mesh = box((length, t, h), (mid, y, z + h / 2), mat, bottom=False)
-        return stuff(mesh, _FENCE, float(rng.uniform(0.7, 1.3)))
+        return stuff(mesh, _FENCE, float(rng.uniform(0.7, 1.3)), kind="wall")
     h = rng.uniform(0.9, 1.8)
     post_step = rng.uniform(2.0, 3.0)
     posts = np.arange(x0, x1 + 1e-6, post_step)
@@ -94,7 +104,7 @@ def fence(rng: np.random.Generator, x0: float, x1: float, y: float, z: float) ->
         gap = rng.uniform(0.03, 0.08)
         boards = np.arange(x0 + width / 2, x1, width + gap)
         parts += [box((width, 0.02, h * 0.95), (bx, y + 0.09, z + h * 0.95 / 2), mat, bottom=False) for bx in boards]
-    return stuff(Mesh.concat(parts), _FENCE, float(rng.uniform(0.7, 1.3)))
+    return stuff(Mesh.concat(parts), _FENCE, float(rng.uniform(0.7, 1.3)), kind=f"{kind} fence")
 
 
 def clutter(rng: np.random.Generator, x: float, y: float, z: float, yaw: float) -> Part:
@@ -111,4 +121,5 @@ def clutter(rng: np.random.Generator, x: float, y: float, z: float, yaw: float) 
         mesh = tube((0, 0, 0), (0, 0, 0.9), 0.08, segments=8, material=Mat.METAL)
     else:
         mesh = box((0.8, 0.4, 1.3), (0, 0, 0.65), Mat.METAL, bottom=False)
-    return stuff(mesh.placed(x, y, z, yaw), _OTHER, float(rng.uniform(0.5, 1.5)))
+    name = ("bin", "bench", "bollard", "utility box")[kind]
+    return stuff(mesh.placed(x, y, z, yaw), _OTHER, float(rng.uniform(0.5, 1.5)), kind=name)

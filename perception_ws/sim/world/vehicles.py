@@ -1,4 +1,4 @@
-"""Vehicles: hatchbacks, sedans, wagons, SUVs, vans and trucks as light lofted meshes with wheels and glass.
+"""Vehicles: hatchbacks, sedans, wagons, SUVs, vans, pickups and trucks as light lofted meshes with wheels and glass.
 
 A body is lofted through cross-sections along its length: each section runs from the sill up the
 side to the belt line, then (where there is a cabin) leans inwards to the roof. The side profile
@@ -107,6 +107,22 @@ BODY_TYPES: dict[str, BodyType] = {
         0.2,
         0.36,
         0.15,
+    ),
+    # a crew-cab pickup whose bed carries a cover at the height of its side walls. SemanticKITTI's class
+    # definitions put pickup trucks under `truck` (a cargo part separate from the cabin), and this project
+    # derives KITTI-3 from SemanticKITTI classes, so a pickup is no KITTI-3 car (box type "Truck").
+    "pickup": BodyType(
+        "pickup",
+        "Truck",
+        "truck",
+        (5.0, 5.6),
+        (1.85, 2.0),
+        (1.75, 1.95),
+        ((0.0, 0.6), (0.4, 0.6), (0.42, 0.97), (0.45, 1.0), (0.68, 1.0), (0.8, 0.64), (0.96, 0.6), (1.0, 0.45)),
+        0.57,
+        0.25,
+        0.38,
+        0.16,
     ),
 }
 TRUCK_SIZE = {"length": (6.0, 9.0), "width": (2.3, 2.5), "height": (2.8, 3.5)}
@@ -245,7 +261,7 @@ def car(kind: str, rng: np.random.Generator) -> Asset:
         ]
     )
     kitti3 = KITTI3.id_of("car") if body.kitti_name == "Car" else 0
-    part = Part(mesh=mesh, semantic=SEMANTIC_KITTI.id_of(body.semantic), albedo_scale=scale)
+    part = Part(mesh=mesh, semantic=SEMANTIC_KITTI.id_of(body.semantic), albedo_scale=scale, kind=kind)
     return Asset(parts=[part], name=body.kitti_name, kitti3=kitti3)
 
 
@@ -267,12 +283,16 @@ def truck(rng: np.random.Generator) -> Asset:
     rear_axles = [-length / 2 + 1.4] + ([-length / 2 + 2.5] if length > 7.5 else [])
     wheels = _wheels([length / 2 - front_axle, *rear_axles], width, radius)
     mesh = Mesh.concat([cab, cargo, wheels, _plates(length, 0.55)])
-    part = Part(mesh=mesh, semantic=SEMANTIC_KITTI.id_of("truck"), albedo_scale=scale)
+    part = Part(mesh=mesh, semantic=SEMANTIC_KITTI.id_of("truck"), albedo_scale=scale, kind="truck")
     return Asset(parts=[part], name="Truck", kitti3=0)
 
 
 #: how often each body type appears among parked and moving vehicles (KITTI streets: mostly cars)
-VEHICLE_MIX: dict[str, float] = {"hatchback": 0.3, "sedan": 0.25, "wagon": 0.2, "suv": 0.13, "van": 0.08, "truck": 0.04}
+VEHICLE_MIX: dict[str, float] = {
+    "hatchback": 0.3, "sedan": 0.25, "wagon": 0.2, "suv": 0.13, "van": 0.08, "pickup": 0.04, "truck": 0.04,
+}  # fmt: skip
+#: the mix before pickups came in (SceneConfig's "v1" content keeps its scenes as they were)
+VEHICLE_MIX_V1: dict[str, float] = {k: v for k, v in VEHICLE_MIX.items() if k != "pickup"}
 
 
 def random_vehicle(rng: np.random.Generator, mix: dict[str, float] | None = None) -> Asset:
