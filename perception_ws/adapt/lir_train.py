@@ -92,7 +92,7 @@ def train_lir(
         xyz, mask, intensity = _channels_last(np.stack([target.sample(i) for i in indices]), where)
         loss = lir_loss(net(xyz, mask), intensity, mask, s.mode, s.bins, s.offset_weight)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         optimiser.step()
         schedule.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
