@@ -1,7 +1,7 @@
 """`perception sim`: generate simulated datasets and judge their realism against real scans.
 
     perception sim generate --out DIR --scenes N --frames M --sensor hdl64e [--camera] [--workers K]
-                            [--seed S] [--columns C] [--dropout none|measured|physical] [--intensity off|model]
+                            [--seed S] [--columns C] [--dropout none|measured|physical] [--intensity off|model|lir:PATH]
                             [--scene-content v1|v2]
     perception sim compare --real DIR [--sim DIR | --scenes N] [--out report.png] [--json]
 
@@ -21,7 +21,7 @@ from perception_ws.cli.args import DEFAULT_SCENE_CONTENT, SCENE_CONTENT_CHOICES,
 from perception_ws.errors import PerceptionError
 
 DROPOUT_CHOICES = ("none", "measured", "physical")
-INTENSITY_CHOICES = ("off", "model")
+INTENSITY_HELP = "off, model (the reflectance model) or lir:PATH (a saved LIR network)"
 DEFAULT_REPORT = "out/sim_realism.png"
 
 
@@ -42,7 +42,7 @@ def add_parser(sub: Subparsers) -> None:
     gen.add_argument(
         "--dropout", choices=DROPOUT_CHOICES, default="physical", help="missing returns (default physical)"
     )
-    gen.add_argument("--intensity", choices=INTENSITY_CHOICES, default="model", help="intensity (default model)")
+    gen.add_argument("--intensity", default="model", help=f"{INTENSITY_HELP}; default model")
     gen.add_argument(
         "--scene-content", choices=SCENE_CONTENT_CHOICES, default=DEFAULT_SCENE_CONTENT,
         help="street content: 'v2' (default) adds hard negatives, parked bicycles and more people to 'v1'",
@@ -58,7 +58,7 @@ def add_parser(sub: Subparsers) -> None:
     cmp.add_argument("--frames", type=positive, default=2, help="with --scenes: sweeps per scene (default 2)")
     cmp.add_argument("--seed", type=non_negative, default=0, help="with --scenes: dataset seed (default 0)")
     cmp.add_argument("--dropout", choices=DROPOUT_CHOICES, default="physical", help="with --scenes (default physical)")
-    cmp.add_argument("--intensity", choices=INTENSITY_CHOICES, default="model", help="with --scenes (default model)")
+    cmp.add_argument("--intensity", default="model", help=f"with --scenes: {INTENSITY_HELP}; default model")
     cmp.add_argument("--sensor", default="hdl64e", help="sensor of the real scans (default hdl64e)")
     cmp.add_argument("--out", default=DEFAULT_REPORT, help=f"PNG to write (default {DEFAULT_REPORT})")
     cmp.add_argument("--json", action="store_true", help="print the numbers as JSON instead of the table")

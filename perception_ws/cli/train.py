@@ -36,7 +36,10 @@ def add_parser(sub: Subparsers) -> None:
     train.add_argument("--no-amp", action="store_true", help="train in fp32 on the GPU (default: bf16 autocast)")
     train.add_argument("--sensor", default="hdl64e", help="simulated sensor (default hdl64e)")
     train.add_argument("--dropout", default="measured", choices=("none", "measured", "physical"))
-    train.add_argument("--intensity", default="model", choices=("off", "model"), help="simulated intensity")
+    train.add_argument(
+        "--intensity", default="model",
+        help="simulated intensity: off, model (default) or lir:PATH (a saved LIR network, rendered per sweep)",
+    )  # fmt: skip
     train.add_argument(
         "--frames-per-scene", type=int, default=4,
         help="simulated sweeps per scene (default 4; sim-gpu renders them in one call: e.g. 32)",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from perception_ws.errors import PerceptionError
 from perception_ws.models.cam import ContextAggregation
 from perception_ws.models.fire import ConvBlock, Fire, FireDeconv
 
@@ -36,33 +37,48 @@ class SqueezeSegNet(nn.Module):
     """Range image (B, C, H, W) with W % 16 == 0 -> logits (B, num_classes, H, W)."""
 
     def __init__(
-        self, in_channels: int, num_classes: int, *, batch_norm: bool, cam: bool, dropout: float = 0.5
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        batch_norm: bool,
+        cam: bool,
+        dropout: float = 0.5,
+        channel_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        # every width times channel_scale (a small net for a cheap task, e.g. LIR); the narrowest layer has 16
+        # channels, so a scale in 1/16 steps keeps every width whole and the skip sums' shapes equal
+        if not (channel_scale > 0 and float(channel_scale * 16).is_integer()):
+            raise PerceptionError(f"SqueezeSegNet: channel_scale must be a multiple of 1/16; got {channel_scale}")
         bn = batch_norm
-        self.conv1 = ConvBlock(in_channels, 64, 3, width_stride=2, batch_norm=bn)
-        self.conv1_skip = ConvBlock(in_channels, 64, 1, batch_norm=bn)
+
+        def c(channels: int) -> int:
+            return int(channels * channel_scale)
+
+        self.conv1 = ConvBlock(in_channels, c(64), 3, width_stride=2, batch_norm=bn)
+        self.conv1_skip = ConvBlock(in_channels, c(64), 1, batch_norm=bn)
         self.pool1 = _width_pool()
-        self.fire2 = Fire(64, 16, 64, 64, batch_norm=bn)
-        self.fire3 = Fire(128, 16, 64, 64, batch_norm=bn)
+        self.fire2 = Fire(c(64), c(16), c(64), c(64), batch_norm=bn)
+        self.fire3 = Fire(c(128), c(16), c(64), c(64), batch_norm=bn)
         self.pool3 = _width_pool()
-        self.fire4 = Fire(128, 32, 128, 128, batch_norm=bn)
-        self.fire5 = Fire(256, 32, 128, 128, batch_norm=bn)
+        self.fire4 = Fire(c(128), c(32), c(128), c(128), batch_norm=bn)
+        self.fire5 = Fire(c(256), c(32), c(128), c(128), batch_norm=bn)
         self.pool5 = _width_pool()
-        self.fire6 = Fire(256, 48, 192, 192, batch_norm=bn)
-        self.fire7 = Fire(384, 48, 192, 192, batch_norm=bn)
-        self.fire8 = Fire(384, 64, 256, 256, batch_norm=bn)
-        self.fire9 = Fire(512, 64, 256, 256, batch_norm=bn)
-        self.fire10 = FireDeconv(512, 64, 128, 128, batch_norm=bn)
-        self.fire11 = FireDeconv(256, 32, 64, 64, batch_norm=bn)
-        self.fire12 = FireDeconv(128, 16, 32, 32, batch_norm=bn)
-        self.fire13 = FireDeconv(64, 16, 32, 32, batch_norm=bn)
+        self.fire6 = Fire(c(256), c(48), c(192), c(192), batch_norm=bn)
+        self.fire7 = Fire(c(384), c(48), c(192), c(192), batch_norm=bn)
+        self.fire8 = Fire(c(384), c(64), c(256), c(256), batch_norm=bn)
+        self.fire9 = Fire(c(512), c(64), c(256), c(256), batch_norm=bn)
+        self.fire10 = FireDeconv(c(512), c(64), c(128), c(128), batch_norm=bn)
+        self.fire11 = FireDeconv(c(256), c(32), c(64), c(64), batch_norm=bn)
+        self.fire12 = FireDeconv(c(128), c(16), c(32), c(32), batch_norm=bn)
+        self.fire13 = FireDeconv(c(64), c(16), c(32), c(32), batch_norm=bn)
         self.dropout = nn.Dropout(dropout)
-        self.conv14 = nn.Conv2d(64, num_classes, 3, padding=1)
+        self.conv14 = nn.Conv2d(c(64), num_classes, 3, padding=1)
         # CAM after the first three modules (thesis: "1 convolution layer and 2 FireModules").
-        self.cam1: nn.Module = ContextAggregation(64) if cam else nn.Identity()
-        self.cam2: nn.Module = ContextAggregation(128) if cam else nn.Identity()
-        self.cam3: nn.Module = ContextAggregation(128) if cam else nn.Identity()
+        self.cam1: nn.Module = ContextAggregation(c(64)) if cam else nn.Identity()
+        self.cam2: nn.Module = ContextAggregation(c(128)) if cam else nn.Identity()
+        self.cam3: nn.Module = ContextAggregation(c(128)) if cam else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1 = self.cam1(self.conv1(x))  # W/2

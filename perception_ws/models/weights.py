@@ -66,6 +66,26 @@ def save_weights(
     ``training``: JSON-safe, with at least ``data`` (what it was trained on) and ``steps``; add what helps
     (epochs, batch size, learning rate, seed, adaptation steps …). ``scores``: JSON-safe evaluation results.
     """
+    target = Path(path)
+    config = getattr(model, "config", None)
+    if not isinstance(config, Mapping):
+        raise WeightsError(f"{target}: {type(model).__name__} has no .config dict; save a RangeSegmenter")
+    return write_state(model.state_dict(), target, model_config=config, training=training, scores=scores)
+
+
+def write_state(
+    state: Mapping[str, Any],
+    path: str | Path,
+    *,
+    model_config: Mapping[str, Any],
+    training: Mapping[str, Any],
+    scores: Mapping[str, Any],
+    file_format: str = FORMAT,
+) -> Path:
+    """Write a state dict and its manifest (``file_format``, ``model_config`` under ``model``); the ``.pt`` path.
+
+    :func:`save_weights` for any network that rebuilds from a JSON config (e.g. the LIR network).
+    """
     import torch
 
     target = Path(path)
@@ -74,18 +94,15 @@ def save_weights(
     missing = [k for k in TRAINING_KEYS if k not in training]
     if missing:
         raise WeightsError(f"{target}: the training record lacks {missing}; expected at least {list(TRAINING_KEYS)}")
-    config = getattr(model, "config", None)
-    if not isinstance(config, Mapping):
-        raise WeightsError(f"{target}: {type(model).__name__} has no .config dict; save a RangeSegmenter")
     buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
     data = buffer.getvalue()
     manifest = {
-        "format": FORMAT,
+        "format": file_format,
         "file": target.name,
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "model": json_safe(dict(config)),
+        "model": json_safe(dict(model_config)),
         "training": json_safe(dict(training)),
         "scores": json_safe(dict(scores)),
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -103,7 +120,7 @@ def save_weights(
     return target
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
+def read_manifest(path: str | Path, file_format: str = FORMAT) -> dict[str, Any]:
     """The manifest of the weights file ``path`` (the ``.pt`` or the ``.json``), checked for its keys."""
     where = manifest_path(path)
     if not where.is_file():
@@ -112,9 +129,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads(where.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise WeightsError(f"{where}: cannot read the weights manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != file_format:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise WeightsError(f"{where}: format {found!r}; expected {FORMAT!r}")
+        raise WeightsError(f"{where}: format {found!r}; expected {file_format!r}")
     lacking = [k for k in ("bytes", "sha256", "model") if k not in manifest]
     if lacking:
         raise WeightsError(f"{where}: the manifest lacks {lacking}")
@@ -128,7 +145,25 @@ def load_weights(path: str | Path | None = None, device: str = "cpu") -> RangeSe
     from perception_ws.models.registry import model_from_config
 
     weights = _resolve(path)
-    manifest = read_manifest(weights)
+    manifest, state = read_state(weights)
+    try:
+        model = model_from_config(manifest["model"])
+    except (PerceptionError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{manifest_path(weights)}: the model config cannot be built ({exc})") from None
+    check_state_matches(weights, model.state_dict(), state)
+    model.load_state_dict(state)
+    try:
+        model.to(torch.device(device))
+    except (RuntimeError, AssertionError) as exc:  # an unknown device string, or CUDA absent
+        raise WeightsError(f"{weights}: cannot move the model to device {device!r} ({exc})") from None
+    return model.eval()
+
+
+def read_state(weights: Path, file_format: str = FORMAT) -> tuple[dict[str, Any], Mapping[str, Any]]:
+    """The checked manifest and state dict (tensors, read with ``weights_only=True``) of an existing ``.pt``."""
+    import torch
+
+    manifest = read_manifest(weights, file_format)
     data = _read_checked(weights, manifest)
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -136,17 +171,7 @@ def load_weights(path: str | Path | None = None, device: str = "cpu") -> RangeSe
         raise WeightsError(f"{weights}: not a readable torch state dict ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{weights}: holds a {type(state).__name__}, expected a state dict of tensors")
-    try:
-        model = model_from_config(manifest["model"])
-    except (PerceptionError, TypeError, ValueError) as exc:
-        raise WeightsError(f"{manifest_path(weights)}: the model config cannot be built ({exc})") from None
-    _check_matches(weights, model.state_dict(), state)
-    model.load_state_dict(state)
-    try:
-        model.to(torch.device(device))
-    except (RuntimeError, AssertionError) as exc:  # an unknown device string, or CUDA absent
-        raise WeightsError(f"{weights}: cannot move the model to device {device!r} ({exc})") from None
-    return model.eval()
+    return manifest, state
 
 
 def _resolve(path: str | Path | None) -> Path:
@@ -157,6 +182,11 @@ def _resolve(path: str | Path | None) -> Path:
                 "train`) and pass its .pt file (--weights / segmenter.weights)"
             )
         return DEFAULT_WEIGHTS
+    return existing_weights_file(path)
+
+
+def existing_weights_file(path: str | Path) -> Path:
+    """``path`` as a ``.pt`` (its ``.json`` manifest names it too) that exists; else one WeightsError."""
     weights = Path(path).expanduser()
     if weights.suffix == ".json":
         weights = weights.with_suffix(".pt")
@@ -182,7 +212,7 @@ def _read_checked(weights: Path, manifest: Mapping[str, Any]) -> bytes:
     return data
 
 
-def _check_matches(weights: Path, expected: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+def check_state_matches(weights: Path, expected: Mapping[str, Any], state: Mapping[str, Any]) -> None:
     """One WeightsError listing missing, unexpected and mis-shaped keys of ``state`` against the config's."""
     problems = []
     missing = [k for k in expected if k not in state]

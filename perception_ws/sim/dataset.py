@@ -53,7 +53,7 @@ from perception_ws.parent_death import init_worker
 from perception_ws.projection import range_image
 from perception_ws.scan import Scan
 from perception_ws.sim.sensor.camera import SimCamera
-from perception_ws.sim.sensor.intensity import ReflectanceModel
+from perception_ws.sim.sensor.intensity import check_intensity_mode, make_intensity
 from perception_ws.sim.sensor.lidar import Lidar
 from perception_ws.sim.sensor.noise import Dropout, NoDropout, PhysicalDropout
 from perception_ws.sim.sensor.raycast import available_backends, make_raycaster
@@ -62,9 +62,7 @@ from perception_ws.sim.world.generator import SceneConfig, generate_scene
 #: bump when the same configuration would render different frames (scene generator or sensor changes).
 GENERATOR_VERSION = 2
 DropoutMode = Literal["none", "measured", "physical"]
-IntensityMode = Literal["off", "model"]
 DROPOUT_MODES: tuple[str, ...] = ("none", "measured", "physical")
-INTENSITY_MODES: tuple[str, ...] = ("off", "model")
 _MANIFEST_EVERY_S = 2.0  # rewrite the manifest at most this often while frames finish (and at the end)
 
 
@@ -96,10 +94,10 @@ class GenerateConfig:
             raise PerceptionError(f"sim generate: seed must be a whole number >= 0; got {self.seed!r}")
         if self.dropout not in DROPOUT_MODES:
             raise PerceptionError(f"sim generate: dropout {self.dropout!r}; expected one of {', '.join(DROPOUT_MODES)}")
-        if self.intensity not in INTENSITY_MODES:
-            raise PerceptionError(
-                f"sim generate: intensity {self.intensity!r}; expected one of {', '.join(INTENSITY_MODES)}"
-            )
+        try:
+            check_intensity_mode(self.intensity)  # a lir:PATH file is checked here, before any worker starts
+        except PerceptionError as exc:
+            raise type(exc)(f"sim generate: {exc}") from None
         get_sensor(self.sensor)  # an unknown name fails here, with the list of known ones
         if self.scene.ego_poses < self.frames:  # frame j is the scene's j-th ego pose
             object.__setattr__(self, "scene", dataclasses.replace(self.scene, ego_poses=self.frames))
@@ -153,8 +151,7 @@ def make_lidar(sensor: str, columns: int, dropout: str, intensity: str) -> Lidar
         if measured.sensor == model.name:  # where it was measured (KITTI's HDL-64E): the recording car's shadow
             # and the few per cent of returns every row loses, which the physical model does not explain
             models = (PhysicalDropout(), measured.ego_occlusion(model.elevations_deg), measured.background())
-    reflectance = ReflectanceModel() if intensity == "model" else None
-    return Lidar(sensor, columns=columns, intensity=reflectance, dropout=models)
+    return Lidar(sensor, columns=columns, intensity=make_intensity(intensity), dropout=models)
 
 
 # -- rendering (runs in the workers) -----------------------------------------------------------

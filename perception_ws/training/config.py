@@ -75,6 +75,9 @@ class TrainConfig:
             raise PerceptionError(f"train: max_minutes must be a finite number > 0; got {self.max_minutes!r}")
         check_scene_content(self.scene_content)
         _check_device(self.device)
+        from perception_ws.sim.sensor.intensity import check_intensity_mode  # the simulator loads only here
+
+        check_intensity_mode(self.intensity)  # a lir:PATH file is checked before anything runs
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -29,6 +29,7 @@ import torch
 
 from perception_ws.errors import PerceptionError
 from perception_ws.sim.sensor.arrays import TorchRandom
+from perception_ws.sim.sensor.intensity import ImageIntensity, ReflectanceModel
 from perception_ws.sim.sensor.lidar import Lidar
 from perception_ws.sim.sensor.raycast_raster import RasterCaster, RasterHits
 from perception_ws.sim.sensor.returns import Returns
@@ -114,9 +115,9 @@ class SweepRenderer:
             keep &= torch.as_tensor(model.keeps(returns, cast(Any, rng)), device=self.device)
         # the models are typed for numpy; given tensors (Returns built by _returns) they answer in tensors
         ranges = cast(torch.Tensor, lidar.noise.apply(returns.range, cast(Any, rng)))
-        if lidar.intensity is not None:
+        if isinstance(lidar.intensity, ReflectanceModel):
             intensity = cast(torch.Tensor, lidar.intensity.render(returns, cast(Any, rng)))
-        else:
+        else:  # none, or an image model: rendered below from the finished sweeps
             intensity = torch.zeros_like(t)
         zero = torch.zeros_like(t)
         ranges = torch.where(keep, ranges, zero)
@@ -126,6 +127,11 @@ class SweepRenderer:
         xyz = directions * ranges[:, None]
         xyz[:, 2] += torch.where(keep, self._origin_z.repeat(sweeps), zero)
         shape = (sweeps, p.rows, p.columns)
+        image_model = lidar.intensity
+        if image_model is not None and not isinstance(image_model, ReflectanceModel):
+            # LIR: the whole batch's range images in one call, on this device
+            rendered = cast(ImageIntensity, image_model).render(xyz.view(*shape, 3), keep.view(shape))
+            intensity = cast(torch.Tensor, rendered).reshape(-1)
         return SweepBatch(
             range=ranges.view(shape),
             xyz=xyz.view(*shape, 3),

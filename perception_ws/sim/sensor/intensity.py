@@ -1,4 +1,4 @@
-"""Simulated intensity (remission): a simple reflectance model, or none.
+"""Simulated intensity (remission): a simple reflectance model, a learned renderer, or none.
 
 ``intensity = albedo * cos(incidence)**cos_power * falloff(range)``, with
 ``falloff = 1 / (1 + (range / falloff_range)**falloff_power)``, times the gain of the beam, plus a
@@ -11,13 +11,18 @@ cosine term is left out and the albedo multiplied by ``retro_gain``.
 
 The defaults are set so that class means land near those of real HDL-64E scans in KITTI (road
 about 0.2, vegetation and terrain about 0.3-0.35, dark cars near 0, signs up to 0.9). A learned
-renderer trained on real scans (docs/algorithms.md §5, LIR) replaces this when realism of intensity matters.
+renderer trained on real scans (docs/algorithms.md §5, LIR) replaces this when realism of intensity matters:
+an :class:`ImageIntensity` renders a whole sweep's range image at once (from its points, after dropout and
+range noise) and each point reads its pixel. Modes (``--intensity``): ``off``, ``model``, ``lir:PATH``
+(a network saved by :mod:`perception_ws.adapt.lir`; torch is imported only when one is loaded).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -25,6 +30,8 @@ from perception_ws.errors import PerceptionError
 from perception_ws.sim.sensor.arrays import Array, as_float32, namespace, standard_normals, table_like
 from perception_ws.sim.sensor.returns import Returns
 
+#: the --intensity choices; ``lir:PATH`` names a saved LIR network
+INTENSITY_MODES: tuple[str, ...] = ("off", "model", "lir:PATH")
 _BEAM_GAIN_SEED = 64  # any fixed number: the gain table must not change between runs
 
 
@@ -76,3 +83,41 @@ def _beam_gains(spread: float, beams: int) -> np.ndarray:
     gains = np.exp(spread * z).astype(np.float32)
     gains.flags.writeable = False
     return gains
+
+
+class ImageIntensity(Protocol):
+    """Intensity rendered on a sweep's range image: (..., H, W, 3) points and (..., H, W) mask -> (..., H, W)."""
+
+    def render(self, xyz: Array, mask: Array) -> Array: ...
+
+
+def check_intensity_mode(mode: str) -> Path | None:
+    """The LIR file of a ``lir:PATH`` mode (checked: present, with its manifest); None for off / model."""
+    from perception_ws.adapt.lir_file import check_lir_file, lir_mode_path  # torch-free
+
+    path = lir_mode_path(mode)
+    if path is not None:
+        return check_lir_file(path)
+    if mode not in INTENSITY_MODES:
+        raise PerceptionError(f"intensity {mode!r}; expected one of {', '.join(INTENSITY_MODES)}")
+    return None
+
+
+def make_intensity(mode: str) -> ReflectanceModel | ImageIntensity | None:
+    """The intensity model of a mode (see the module doc)."""
+    path = check_intensity_mode(mode)
+    if path is not None:
+        from perception_ws.adapt.lir_model import load_lir  # imports torch: only for this mode
+
+        return load_lir(path)
+    return ReflectanceModel() if mode == "model" else None
+
+
+def rendered_at_points(model: ImageIntensity, xyz: np.ndarray, pixels: np.ndarray, rows: int, columns: int) -> Array:
+    """(M,) float32 intensity of M points (``xyz`` (M, 3), ``pixels`` (M, 2) row, column) rendered on their image."""
+    image = np.zeros((rows, columns, 3), np.float32)
+    mask = np.zeros((rows, columns), bool)
+    row, col = pixels[:, 0], pixels[:, 1]
+    image[row, col] = xyz
+    mask[row, col] = True
+    return np.asarray(model.render(image, mask), dtype=np.float32)[row, col]

@@ -29,7 +29,7 @@ from perception_ws.sim.sensor.raycast import make_raycaster
 from perception_ws.sim.sensor.raycaster import Raycaster
 from perception_ws.sim.sensor.returns import Returns
 from perception_ws.sim.sensor.sweep_kernels import glass_hits, rays_beyond, turn_rays
-from perception_ws.sim.sensor.sweep_points import SweepHits, SweepPoints, points_fast
+from perception_ws.sim.sensor.sweep_points import IntensityModel, SweepHits, SweepPoints, points_fast
 from perception_ws.sim.world.mesh import rotation_x, rotation_y, rotation_z
 from perception_ws.sim.world.scene import EgoPose, Scene, TriangleSoup
 from perception_ws.sweep_layout import RayPattern
@@ -60,8 +60,8 @@ class Lidar:
     columns: int | None = 2048
     mount: Mount = field(default_factory=Mount)
     noise: RangeNoise = field(default_factory=RangeNoise)
-    #: None: no intensity (all zeros), as in GTA-style simulation.
-    intensity: ReflectanceModel | None = field(default_factory=ReflectanceModel)
+    #: None: no intensity (all zeros), as in GTA-style simulation; an ImageIntensity (LIR) renders the sweep's image.
+    intensity: IntensityModel | None = field(default_factory=ReflectanceModel)
     dropout: Sequence[Dropout] = field(default_factory=lambda: (PhysicalDropout(),))
     max_range: float | None = None  # None: the sensor's
     #: the dropout models and their kernel plan, made on the first sweep

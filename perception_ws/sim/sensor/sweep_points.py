@@ -8,6 +8,8 @@ another (:mod:`perception_ws.sim.sensor.sweep_kernels`), with the pixel dropout 
 keep probabilities model by model, selects by index and writes the points field by field, all in numpy;
 the tests check that both give the same points, bit for bit. Draws, in this order in both: one uniform
 per return (detection), then the range noise's and then the intensity model's normals, one per kept point.
+An :class:`~perception_ws.sim.sensor.intensity.ImageIntensity` (LIR) draws nothing: it renders the sweep's
+range image from the finished points, and each point takes its pixel's value.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception_ws.sim.sensor.intensity import ReflectanceModel
+from perception_ws.sim.sensor.intensity import ImageIntensity, ReflectanceModel, rendered_at_points
 from perception_ws.sim.sensor.noise import Dropout, KeepPlan, PixelDropout, RangeNoise
 from perception_ws.sim.sensor.returns import Returns
 from perception_ws.sim.sensor.sweep_kernels import count_returns, gather_returns, returns_at, write_points
 from perception_ws.sim.world.scene import TriangleSoup
 from perception_ws.sweep_layout import POINT_DTYPE, RayPattern
+
+#: what a sweep's intensity comes from: a per-return model, or a renderer of the whole range image (LIR)
+IntensityModel = ReflectanceModel | ImageIntensity
 
 
 @dataclass
@@ -66,7 +71,7 @@ def points_fast(
     hits: SweepHits,
     plan: KeepPlan,
     noise: RangeNoise,
-    intensity: ReflectanceModel | None,
+    intensity: IntensityModel | None,
     rng: np.random.Generator,
 ) -> SweepPoints:
     """The kernels' path (see the module doc)."""
@@ -82,12 +87,12 @@ def points_fast(
 
 
 def _write(
-    hits: SweepHits, kept: Returns, noise: RangeNoise, intensity: ReflectanceModel | None, rng: np.random.Generator
+    hits: SweepHits, kept: Returns, noise: RangeNoise, intensity: IntensityModel | None, rng: np.random.Generator
 ) -> SweepPoints:
     """Range noise and intensity of the ``kept`` returns (the models' methods), then their points (one kernel pass)."""
     m, p, soup = len(kept), hits.pattern, hits.soup
     ranges = noise.apply(kept.range, rng)
-    values = intensity.render(kept, rng) if intensity is not None else np.zeros(m, np.float32)
+    values = intensity.render(kept, rng) if isinstance(intensity, ReflectanceModel) else np.zeros(m, np.float32)
     out = SweepPoints(
         points=np.empty(m, POINT_DTYPE),
         labels=np.empty(m, np.uint8),
@@ -100,14 +105,25 @@ def _write(
         p.ring_of_row, soup.kitti3, soup.semantic, soup.instance,
         out.points, out.labels, out.semantic, out.instances, out.pixels,
     )  # fmt: skip
+    _render_image_intensity(intensity, out.points, out.pixels, p.rows, p.columns)
     return out
+
+
+def _render_image_intensity(
+    intensity: IntensityModel | None, points: np.ndarray, pixels: np.ndarray, rows: int, columns: int
+) -> None:
+    """Fill ``points["intensity"]`` from an image model's render of the finished sweep (other models: nothing)."""
+    if intensity is None or isinstance(intensity, ReflectanceModel) or len(points) == 0:
+        return
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1)
+    points["intensity"] = rendered_at_points(intensity, xyz, pixels, rows, columns)
 
 
 def points_reference(
     hits: SweepHits,
     dropout: Sequence[Dropout],
     noise: RangeNoise,
-    intensity: ReflectanceModel | None,
+    intensity: IntensityModel | None,
     rng: np.random.Generator,
 ) -> SweepPoints:
     """The plain numpy path (see the module doc)."""
@@ -120,7 +136,7 @@ def points_reference(
         probability = probability * model.keep_probability(returns)
     kept = returns.subset(np.flatnonzero(u < probability))
     ranges = noise.apply(kept.range, rng)
-    values = intensity.render(kept, rng) if intensity is not None else np.zeros(len(kept), np.float32)
+    values = intensity.render(kept, rng) if isinstance(intensity, ReflectanceModel) else np.zeros(len(kept), np.float32)
     p, soup = hits.pattern, hits.soup
     ray = kept.row * p.columns + kept.col
     tris = hits.triangle[ray]
@@ -134,10 +150,12 @@ def points_reference(
     points["label"] = soup.kitti3[tris]
     points["semantic"] = soup.semantic[tris]
     points["instance"] = soup.instance[tris]
+    pixels = np.stack([kept.row, kept.col], axis=1).astype(np.int32)
+    _render_image_intensity(intensity, points, pixels, p.rows, p.columns)
     return SweepPoints(
         points=points,
         labels=points["label"].copy(),
         semantic=points["semantic"].copy(),
         instances=points["instance"].copy(),
-        pixels=np.stack([kept.row, kept.col], axis=1).astype(np.int32),
+        pixels=pixels,
     )
