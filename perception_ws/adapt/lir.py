@@ -40,14 +40,20 @@ def mean_intensity(images: Sequence[np.ndarray]) -> float:
 
 
 def compare(
-    target: TargetScans, also: Sequence[TargetScans], steps: int, batch_size: int, seed: int, progress: bool
+    target: TargetScans,
+    also: Sequence[TargetScans],
+    steps: int,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+    device: str = "cpu",
 ) -> tuple[dict[str, Any], dict[str, LirModel]]:
     """Both networks trained on ``target``; the MSE table {set: {predictor: mse}} with its conditions."""
     train, held = holdout_split(len(target), LirSettings().holdout, seed)
     mean = mean_intensity([target.images[i] for i in train])
     sets = {f"{target.path} held-back {held}": [target.images[i] for i in held]}
     sets.update({f"{extra.path} (all {len(extra)})": extra.images for extra in also})
-    models = {mode: train_lir(target, mode, steps, batch_size, "cpu", seed, progress) for mode in MODES}
+    models = {mode: train_lir(target, mode, steps, batch_size, device, seed, progress) for mode in MODES}
     table: dict[str, dict[str, float]] = {}
     for name, images in sets.items():
         row = {f"lir {mode}": model.mse(images) for mode, model in models.items()}
@@ -57,7 +63,7 @@ def compare(
         model.scores = {"held_out_mse": table}
     conditions = {
         "target": target.describe(), "train_frames": train, "held_out_frames": held, "steps": steps,
-        "batch_size": batch_size, "crop_width": target.crop_width, "seed": seed, "device": "cpu",
+        "batch_size": batch_size, "crop_width": target.crop_width, "seed": seed, "device": device,
         "torch_threads": torch.get_num_threads(), "training_mean_intensity": mean,
     }  # fmt: skip
     return {"conditions": conditions, "mse": table}, models
@@ -70,8 +76,10 @@ def format_table(result: dict[str, Any]) -> str:
     lines = ["MSE of intensity on valid pixels | " + " | ".join(predictors)]
     lines += [f"{name} | " + " | ".join(f"{row[p]:.4f}" for p in predictors) for name, row in table.items()]
     c = result["conditions"]
-    lines.append(f"trained {c['steps']} steps x {c['batch_size']} crops of {c['crop_width']} columns on frames "
-                 f"{c['train_frames']} of {c['target']['path']}, CPU, {c['torch_threads']} torch threads")  # fmt: skip
+    lines.append(
+        f"trained {c['steps']} steps x {c['batch_size']} crops of {c['crop_width']} columns on frames "
+        f"{c['train_frames']} of {c['target']['path']}, {c['device']}, {c['torch_threads']} torch threads"
+    )
     return "\n".join(lines)
 
 
@@ -86,12 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crop-width", type=int, default=512, help="crop columns (default 512)")
     parser.add_argument("--sensor", default="hdl64e", help="the target's sensor model (default hdl64e)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda or cuda:N")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
         target = TargetScans(Path(args.target), args.sensor, crop_width=args.crop_width, seed=args.seed)
         also = [TargetScans(Path(p), args.sensor, crop_width=args.crop_width) for p in args.also]
-        result, models = compare(target, also, args.steps, args.batch_size, args.seed, not args.quiet)
+        result, models = compare(
+            target, also, args.steps, args.batch_size, args.seed, not args.quiet, device=args.device
+        )
     except PerceptionError as exc:
         print(f"lir: {exc}", file=sys.stderr)
         return 2
