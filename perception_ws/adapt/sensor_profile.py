@@ -35,8 +35,8 @@ from perception_ws.io.atomic import atomic_file
 from perception_ws.scan import Scan
 from perception_ws.sim.realism.dropout_map import DEFAULT_SECTOR_COLUMNS, DropoutMap, measure
 from perception_ws.sim.realism.real_views import scan_view
+from perception_ws.sim.simulated_sensor import DROPOUT_NPZ, PROFILE_JSON, SENSOR_YAML
 
-PROFILE_JSON, SENSOR_YAML, DROPOUT_NPZ = "profile.json", "sensor.yaml", "dropout.npz"
 DEFAULT_FRAMES = 12
 #: full-turn columns of the dropout map's range images (a multiple of the sector width).
 DROPOUT_COLUMNS = 2048

@@ -35,7 +35,6 @@ from typing import Any, Literal
 import numpy as np
 
 from perception_ws import __version__
-from perception_ws.calib.sensors import get_sensor
 from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.io.manifest import file_sha256, write_frames_manifest
 from perception_ws.io.simdata import (
@@ -54,9 +53,10 @@ from perception_ws.projection import range_image
 from perception_ws.scan import Scan
 from perception_ws.sim.sensor.camera import SimCamera
 from perception_ws.sim.sensor.intensity import check_intensity_mode, make_intensity
-from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.lidar import Lidar, Mount
 from perception_ws.sim.sensor.noise import Dropout, NoDropout, PhysicalDropout
 from perception_ws.sim.sensor.raycast import available_backends, make_raycaster
+from perception_ws.sim.simulated_sensor import simulated_sensor
 from perception_ws.sim.world.generator import SceneConfig, generate_scene
 
 #: bump when the same configuration would render different frames (scene generator or sensor changes).
@@ -98,7 +98,7 @@ class GenerateConfig:
             check_intensity_mode(self.intensity)  # a lir:PATH file is checked here, before any worker starts
         except PerceptionError as exc:
             raise type(exc)(f"sim generate: {exc}") from None
-        get_sensor(self.sensor)  # an unknown name fails here, with the list of known ones
+        simulated_sensor(self.sensor)  # an unknown name or a bad profile fails here, in one line
         if self.scene.ego_poses < self.frames:  # frame j is the scene's j-th ego pose
             object.__setattr__(self, "scene", dataclasses.replace(self.scene, ego_poses=self.frames))
 
@@ -134,24 +134,26 @@ def make_lidar(sensor: str, columns: int, dropout: str, intensity: str) -> Lidar
     from perception_ws.sim.realism.dropout_map import DropoutMap
 
     models: tuple[Dropout, ...]
-    model = get_sensor(sensor)
+    played = simulated_sensor(sensor)
+    model = played.model
+    measured = played.dropout_map or DropoutMap.load()  # a profile's own map, else the shipped HDL-64E one
     if dropout == "none":
         models = (NoDropout(),)
     elif dropout == "measured":
-        measured = DropoutMap.load()
-        if measured.sensor != model.name:
+        if measured.sensor != model.name or measured.rows != model.height:
             raise PerceptionError(
-                f"dropout 'measured': the shipped map was measured on {measured.sensor} ({measured.rows} beams); "
-                f"{sensor} has {model.height}; use --dropout physical or none"
+                f"dropout 'measured': the map was measured on {measured.sensor} ({measured.rows} beams); "
+                f"{sensor} has {model.height}; use --dropout physical or none, or a sensor profile folder"
             )
         models = (measured.pixel_dropout(),)
     else:
         models = (PhysicalDropout(),)
-        measured = DropoutMap.load()
-        if measured.sensor == model.name:  # where it was measured (KITTI's HDL-64E): the recording car's shadow
+        if measured.sensor == model.name and measured.rows == model.height:
+            # where it was measured (KITTI's HDL-64E, or the profile's sensor): the recording car's shadow
             # and the few per cent of returns every row loses, which the physical model does not explain
             models = (PhysicalDropout(), measured.ego_occlusion(model.elevations_deg), measured.background())
-    return Lidar(sensor, columns=columns, intensity=make_intensity(intensity), dropout=models)
+    mount = Mount(height=played.mount_height_m)
+    return Lidar(model, columns=columns, mount=mount, intensity=make_intensity(intensity), dropout=models)
 
 
 # -- rendering (runs in the workers) -----------------------------------------------------------
@@ -216,7 +218,7 @@ def _record(relative: str, scene: int, frame: int, seed: int, data: bytes, point
 
 def new_manifest(config: GenerateConfig) -> dict[str, Any]:
     """The manifest of a dataset about to be generated: format, generator, settings, sensor and seeds; no frames yet."""
-    sensor = get_sensor(config.sensor)
+    sensor = simulated_sensor(config.sensor).model
     return {
         "format": MANIFEST_FORMAT,
         "format_version": 1,
@@ -407,7 +409,7 @@ class SimulatedScans:
 
     def _pair(self, scan: Scan) -> tuple[np.ndarray, np.ndarray]:
         assert scan.pixels is not None
-        height = get_sensor(self.sensor).height
+        height = simulated_sensor(self.sensor).model.height
         image = range_image(scan.points, scan.pixels, height, self.columns)
         labels = np.zeros((height, self.columns), dtype=np.int64)
         values = scan.labels if self.labels == "kitti3" else scan.semantic

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from perception_ws.calib.sensors import get_sensor
 from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
 from perception_ws.projection import project
@@ -123,7 +122,7 @@ class SimulatedSource:
         scan = self._lidar.scan(
             world, caster, world.ego_poses[frame], frame_seed(self.seed, scene, frame), frame_name(scene, frame)
         )
-        pair = sweep_pair(scan, get_sensor(self.sensor).height, self.columns, self.classes)
+        pair = sweep_pair(scan, self._lidar.model.height, self.columns, self.classes)
         self._sweep = (index, pair)
         return pair
 
