@@ -9,7 +9,8 @@ second detection on it is false, as in the KITTI devkit.
 What is neither true nor false (the devkit's "ignored"), for a detection that took no box:
 
 - it fits a box of a neighbouring type (:data:`NEIGHBOURS`: a car on a ``Van`` or ``Truck``, a pedestrian on a
-  ``Person_sitting``), or a box of its class with fewer than :data:`MIN_BOX_POINTS` points (nothing to find);
+  ``Person_sitting``), or a box of its class that cannot be counted: fewer than :data:`MIN_BOX_POINTS` points
+  (nothing to find) or its centre outside the scope;
 - its centre lies in a DontCare region (:attr:`FrameTruth.in_dont_care`) or outside the region the ground truth
   covers (:attr:`FrameTruth.in_scope`: a KITTI frame's boxes exist only in the camera's view).
 
@@ -141,10 +142,14 @@ def match_frame(
     """The counts of one frame for one class (see the module doc)."""
     mine = sorted((d for d in detections if d.label == class_id), key=lambda d: -d.score)  # stable: ties keep order
     neighbours = NEIGHBOURS.get(class_name, frozenset())
-    targets = [b for b in truth.boxes if b.label == class_id and b.num_points >= MIN_BOX_POINTS]
-    ignorable = [
-        b for b in truth.boxes if b.name in neighbours or (b.label == class_id and b.num_points < MIN_BOX_POINTS)
-    ]
+    box_in_scope = _mask(truth.in_scope, np.array([b.center for b in truth.boxes]).reshape(-1, 3), True)
+    targets: list[Box3D] = []
+    ignorable: list[Box3D] = []  # fitting one of these is no error: a neighbouring type, or a box not countable
+    for box, in_scope_box in zip(truth.boxes, box_in_scope, strict=True):
+        if box.label == class_id and box.num_points >= MIN_BOX_POINTS and in_scope_box:
+            targets.append(box)
+        elif box.label == class_id or box.name in neighbours:
+            ignorable.append(box)
     counts = DetectionCounts(objects=len(targets), many=sum(b.num_points >= MANY_POINTS for b in targets))
     centres = np.array([d.center for d in mine]).reshape(-1, 3)
     in_scope = _mask(truth.in_scope, centres, True)

@@ -196,3 +196,12 @@ def test_a_simulated_dataset_scores_its_boxes(tmp_path: Path) -> None:
     assert cars.objects > 0
     assert cars.true > 0
     assert cars.precision >= 0.8  # ground-truth labels: every car cluster lies in a car box
+
+
+def test_a_bad_detection_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("/**/perception_node:\n  ros__parameters:\n    detection:\n      car_eps_m: -1.0\n")
+    assert main(["eval", "--data", str(tmp_path), "--config", str(config)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "car_eps_m" in error
