@@ -1,7 +1,7 @@
 """The sweep that picks the detection defaults: clustering and box settings scored as boxes (detection_metrics).
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_detection_settings.py [--real ../shared/data/real]
-        [--sim-scenes 3 5 7] [--sim-seconds 1.0] [--no-model]
+        [--sim-scenes 3 5 7 11] [--sim-seconds 1.0] [--no-model]
 
 Data, every frame in `perception eval`'s view (:func:`perception_ws.evaluation.prepare_frame`: the front 90 deg
 as a 64 x 512 range image, the view the shipped model was trained for):
@@ -20,8 +20,10 @@ winners of the ones before; the first value of every grid is the current default
 2. the other classes: ``eps_m`` x ``min_samples``, by the mean F1 of pedestrian and cyclist, same criterion;
 3. ``merge_overlap``, ``remove_ground``, ``box_method``, by the mean F1 of the three classes.
 
-Ties (F1 within :data:`TIE` of the stage's best): fewer false detections per frame in the camera view, then the
-earlier row. The real frames are printed beside each row to confirm, not to choose.
+Ties (F1 within :data:`TIE` of the stage's best): the row that changes the fewest settings from the node's defaults
+(a tie does not move a default), then fewer false detections per frame in the camera view, then the earlier row.
+The real frames are printed beside each row to confirm, not to choose. Last, the whole box tables (every class
+and criterion) of the defaults and of the chosen settings.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from perception_ws.detection_metrics import DetectionMetrics, FrameTruth
 from perception_ws.evaluation import prepare_frame
 from perception_ws.io import open_dataset
 from perception_ws.labels import KITTI3
+from perception_ws.schema import flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cluster_radius import sim_drives
@@ -52,7 +55,11 @@ from bench_cluster_radius import sim_drives
 TIE = 0.01
 CRITERION = "bev_iou_0.5"
 STAGES: list[tuple[str, dict[str, list[Any]], tuple[str, ...]]] = [
-    ("cars", {"detection.car_eps_m": [0.3, 0.5, 0.7, 1.0, 1.3], "detection.car_min_samples": [20, 10, 5]}, ("car",)),
+    (
+        "cars",
+        {"detection.car_eps_m": [0.3, 0.5, 0.7, 1.0, 1.3, 1.6, 2.0], "detection.car_min_samples": [20, 10, 5]},
+        ("car",),
+    ),
     (
         "other classes",
         {"detection.eps_m": [0.3, 0.5, 0.7], "detection.min_samples": [20, 10, 5]},
@@ -119,6 +126,12 @@ def false_rate(metrics: DetectionMetrics, classes: Iterable[str]) -> float:
     return sum(metrics.false_per_frame(c, CRITERION) for c in classes)
 
 
+def changed(setting: dict[str, Any]) -> int:
+    """How many of ``setting``'s values differ from the node's defaults."""
+    defaults = flatten(PipelineConfig())
+    return sum(defaults[key] != value for key, value in setting.items())
+
+
 def cells(metrics: DetectionMetrics | None) -> str:
     """Car P / R / R50 / false per frame, pedestrian and cyclist F1, at the criterion."""
     if metrics is None:
@@ -134,7 +147,7 @@ def cells(metrics: DetectionMetrics | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/real")
-    parser.add_argument("--sim-scenes", type=int, nargs="+", default=[3, 5, 7])
+    parser.add_argument("--sim-scenes", type=int, nargs="+", default=[3, 5, 7, 11])
     parser.add_argument("--sim-seconds", type=float, default=1.0)
     parser.add_argument("--no-model", action="store_true", help="oracle labels only (choose on them)")
     args = parser.parse_args()
@@ -149,7 +162,9 @@ def main() -> None:
     real = real_frames(args.real, predict)
     sim_cars = sum(c.objects for c in [score(sim, PipelineConfig(), "oracle").counts["car"][CRITERION]])
     print(f"sim: scenes {args.sim_scenes}, {len(sim)} frames, {sim_cars} car boxes in view; real: {len(real)} frames")
-    print(f"choice: F1 at {CRITERION} on sim with {choose_on} labels; ties within {TIE}: fewer false/frame, then order")
+    print(
+        f"choice: F1 at {CRITERION} on sim, {choose_on} labels; ties within {TIE}: fewest changes, false/frame, order"
+    )
     print("columns per label source: car P R R50 false/frame, pedestrian F1, cyclist F1 (all at BEV IoU >= 0.5)")
     chosen: dict[str, Any] = {}
     for stage, grid, classes in STAGES:
@@ -172,10 +187,14 @@ def main() -> None:
             )
         best = max(r[1] for r in rows)
         tied = [r for r in rows if r[1] >= best - TIE]
-        winner = min(tied, key=lambda r: r[2])  # min keeps the earliest of equal false rates
+        winner = min(tied, key=lambda r: (changed(r[0]), r[2]))  # min keeps the earliest of equal keys
         chosen.update(winner[0])
         print(f"-> {winner[0]} (F1 {winner[1]:.3f}, best {best:.3f}, false/frame {winner[2]:.2f})")
     print(f"\nchosen: {chosen}")
+    for title, config in (("the defaults", PipelineConfig()), ("chosen", PipelineConfig().replace(**chosen))):
+        for name, frames in (("sim", sim), ("real", real)):
+            for labels in frames[0].labels:
+                print(f"\n{title}, {name}, {labels} labels:\n{score(frames, config, labels).table()}")
 
 
 if __name__ == "__main__":
