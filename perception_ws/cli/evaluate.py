@@ -1,7 +1,11 @@
-"""`perception eval`: score trained weights on a labelled source (class and instance P / R / IoU, runtime).
+"""`perception eval`: score trained weights on a labelled source (class and instance P / R / IoU, boxes, runtime).
 
-    perception eval [--weights W.pt] --data PATH [--json] [--no-instances] [--device cpu] [--fov DEG]
-                    [--sensor NAME] [--frames N] [--quiet]
+    perception eval [--weights W.pt] --data PATH [--json] [--no-instances] [--no-boxes] [--config YAML]
+                    [--device cpu] [--fov DEG] [--sensor NAME] [--frames N] [--quiet]
+
+Boxes: where the source has ground-truth boxes (KITTI object, simulated datasets), the detections of the node's
+detection stage on the predicted labels, with the ``detection.*`` settings of ``--config`` (the perception
+node's params YAML, read as `perception label --config` reads it; default: the node's defaults).
 
 Without ``--weights`` the shipped default weights are used (one clear error if there are none). The table
 (or, with ``--json``, exactly one JSON object) goes to stdout; the progress bar to stderr. See
@@ -27,6 +31,14 @@ def add_parser(sub: Subparsers) -> None:
         "--instances", action=argparse.BooleanOptionalAction, default=True,
         help="also score instances: per-class DBSCAN of the predictions against the true instances (default on)",
     )  # fmt: skip
+    ev.add_argument(
+        "--boxes", action=argparse.BooleanOptionalAction, default=True,
+        help="also score detections as boxes (P/R at BEV IoU 0.5, 0.25, centre in box) where the source has boxes",
+    )  # fmt: skip
+    ev.add_argument(
+        "--config", default=None, metavar="YAML",
+        help="the perception node's params YAML whose detection.* settings make the boxes (default: its defaults)",
+    )  # fmt: skip
     ev.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N (default cpu)")
     ev.add_argument(
         "--fov", type=float, default=None, metavar="DEG",
@@ -40,8 +52,10 @@ def add_parser(sub: Subparsers) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from perception_ws.evaluation import evaluate
+    from perception_ws.labelling.options import pipeline_config
     from perception_ws.models import load_weights
 
+    detection = pipeline_config(args.config, None, None)  # read first: a bad YAML fails before the weights load
     model = load_weights(args.weights, device=args.device)
     result = evaluate(
         model,
@@ -52,6 +66,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         sensor=args.sensor,
         max_frames=args.frames,
         progress=not args.quiet,
+        boxes=args.boxes,
+        detection=detection,
     )
     print(json.dumps(result.to_json(), allow_nan=False) if args.json else result.table())
     return 0

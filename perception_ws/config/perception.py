@@ -14,7 +14,9 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from perception_ws.calib.sensors import load_sensor
 from perception_ws.instances.config import (
-    THESIS_CLUSTER,
+    NODE_CAR_CLUSTER,
+    NODE_OTHER_CLUSTER,
+    NODE_REMOVE_GROUND,
     BoxMethod,
     ClusterConfig,
     ClusterParams,
@@ -141,21 +143,22 @@ class DetectionConfig(Schema):
     """Clustering of labelled points into instances (per-class DBSCAN) and the boxes fitted to them."""
 
     classes: Strings = Field((), description="class names to detect; empty: the class set's object classes")
+    # defaults from the box-scored sweep (docs/instances.md); the thesis' 0.3 m / 20 split cars into pieces
     eps_m: float = Field(
-        THESIS_CLUSTER.eps_m, gt=0, description="DBSCAN radius of classes other than car, metres (measured: 0.5)"
+        NODE_OTHER_CLUSTER.eps_m, gt=0, description="DBSCAN radius of classes other than car, metres (thesis: 0.3)"
     )
     min_samples: int = Field(
-        THESIS_CLUSTER.min_points, ge=1, description="DBSCAN core neighbours, the point counts (measured: 10)"
+        NODE_OTHER_CLUSTER.min_points, ge=1, description="DBSCAN core neighbours, the point counts (thesis: 20)"
     )
-    car_eps_m: float = Field(THESIS_CLUSTER.eps_m, gt=0, description="DBSCAN radius of cars, metres (measured: 1.0)")
+    car_eps_m: float = Field(NODE_CAR_CLUSTER.eps_m, gt=0, description="DBSCAN radius of cars, metres (thesis: 0.3)")
     car_min_samples: int = Field(
-        THESIS_CLUSTER.min_points, ge=1, description="DBSCAN core point neighbours of cars (measured: 10)"
+        NODE_CAR_CLUSTER.min_points, ge=1, description="DBSCAN core point neighbours of cars (thesis: 20)"
     )
     box_method: BoxMethod = Field(_DETECT.box_method, description="box fitting: search, pca, min_area")
     merge_overlap: float = Field(
         _DETECT.merge_overlap, ge=0, le=1, description="merge same-class boxes overlapping this much"
     )
-    remove_ground: bool = Field(_DETECT.remove_ground, description="remove ground points before clustering")
+    remove_ground: bool = Field(NODE_REMOVE_GROUND, description="remove ground points before clustering")
     min_score: float = Field(
         0.0, ge=0, le=1, description="drop detections whose score (mean class probability) is lower"
     )

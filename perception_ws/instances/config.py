@@ -79,6 +79,12 @@ THESIS_CLUSTER = ClusterParams(0.3, 20)
 CAR_CLUSTER = ClusterParams(1.0, 10)
 #: every other class (pedestrians, cyclists ...): real pedestrians are whole within 0.5 m / 10 (IoU 0.97).
 OTHER_CLUSTER = ClusterParams(0.5, 10)
+#: the perception node's defaults (perception_ws.config DetectionConfig), picked by the box-scored sweep
+#: benchmarks/bench_detection_settings.py (best F1 at BEV IoU >= 0.5 on simulated drives with the shipped model's
+#: labels; docs/instances.md, "Detection settings, scored as boxes"): cars, every other class, ground removal.
+NODE_CAR_CLUSTER = ClusterParams(1.3, 10)
+NODE_OTHER_CLUSTER = ClusterParams(0.5, 20)
+NODE_REMOVE_GROUND = True
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,12 @@ from PIL import Image, UnidentifiedImageError
 
 from perception_ws.calib.kitti import read_kitti_calib
 from perception_ws.errors import DatasetError
-from perception_ws.io.kitti_object import boxes_from_labels, label_points_in_boxes, read_kitti_labels
+from perception_ws.io.kitti_object import (
+    boxes_from_labels,
+    dont_care_regions,
+    label_points_in_boxes,
+    read_kitti_labels,
+)
 from perception_ws.io.registry import ListDataset, register
 from perception_ws.labels import semantickitti_instance_ids, semantickitti_learning_ids, semantickitti_to_kitti3
 from perception_ws.scan import Scan
@@ -180,7 +185,9 @@ def load_object_frame(root: Path, frame: str) -> Scan:
         scan.image = read_image(image)
     label = root / _LABEL_2 / f"{frame}.txt"
     if label.is_file():
-        scan.boxes = boxes_from_labels(read_kitti_labels(label), scan.calib)
+        objects = read_kitti_labels(label)
+        scan.boxes = boxes_from_labels(objects, scan.calib)
+        scan.dont_care = dont_care_regions(objects)
         scan.labels, scan.instances = label_points_in_boxes(scan.xyz, scan.boxes)
     return scan
 

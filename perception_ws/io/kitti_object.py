@@ -102,6 +102,11 @@ def boxes_from_labels(objects: list[KittiObject], calib: KittiCalib) -> list[Box
     return [object_to_box(o, calib) for o in objects if o.type != DONT_CARE]
 
 
+def dont_care_regions(objects: list[KittiObject]) -> list[tuple[float, float, float, float]]:
+    """The image-2 rectangles (left, top, right, bottom) of the DontCare lines, in file order."""
+    return [o.bbox for o in objects if o.type == DONT_CARE]
+
+
 def label_points_in_boxes(xyz: np.ndarray, boxes: list[Box3D]) -> tuple[np.ndarray, np.ndarray]:
     """Per-point ``(labels, instances)`` from boxes (docs/algorithms.md §7: a point inside a box takes its class).
 
