@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from perception_ws.calib.sensors import SensorModel, load_sensor
+from perception_ws.calib.sensors import SensorModel
 from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
 from perception_ws.projection import project
 from perception_ws.scan import Scan
+from perception_ws.sim.simulated_sensor import simulated_sensor
 
 
 @dataclass
@@ -40,7 +41,8 @@ class TargetScans:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        self.sensor = load_sensor(self.sensor) if isinstance(self.sensor, str) else self.sensor
+        # a built-in name, a sensor YAML or a sensor profile folder, as the simulator takes them
+        self.sensor = simulated_sensor(self.sensor).model if isinstance(self.sensor, str) else self.sensor
         if self.columns % self.crop_width:
             raise DatasetError(f"target: crop width {self.crop_width} must divide the {self.columns} columns")
         dataset = open_dataset(self.path)  # a missing path or an unknown layout fails here, with one line

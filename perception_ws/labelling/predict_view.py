@@ -58,7 +58,11 @@ def render_prediction(
         from perception_ws.errors import PerceptionError
 
         raise PerceptionError(f"viz: --out must name a .png file; got {out}")
-    figures = compose_prediction(path, config, frame, sensor, fov_deg)
+    return save_stacked(compose_prediction(path, config, frame, sensor, fov_deg), out)
+
+
+def save_stacked(figures: list[ScanFigure], out: Path) -> Path:
+    """The figures one above the other in the PNG ``out`` (written atomically)."""
     pictures = [np.asarray(figure.figure.canvas.buffer_rgba())[..., :3] for figure in figures]  # type: ignore[attr-defined]
     width = max(p.shape[1] for p in pictures)
     padded = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255) for p in pictures]
