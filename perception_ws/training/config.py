@@ -48,6 +48,12 @@ class TrainConfig:
     log_every: int = 20
     #: stop (with a checkpoint) after this much wall time; None: run all ``steps``.
     max_minutes: float | None = None
+    #: unlabelled real scans (any path perception_ws.io reads) for geodesic correlation alignment (GCA):
+    #: each step adds ``gca_weight`` times the ``gca_distance`` between the simulated and a real batch's
+    #: pre-CRF logit covariances to the loss (training/alignment.py); None: no alignment.
+    target: str | None = None
+    gca_weight: float = 10.0
+    gca_distance: str = "log_euclidean"
 
     def __post_init__(self) -> None:
         get_spec(self.model)  # unknown names fail with the list of known ones
@@ -69,6 +75,12 @@ class TrainConfig:
             raise PerceptionError(f"train: weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise PerceptionError(f"train: max_minutes must be a finite number > 0; got {self.max_minutes!r}")
+        if not (math.isfinite(self.gca_weight) and self.gca_weight >= 0):
+            raise PerceptionError(f"train: gca_weight must be a finite number >= 0; got {self.gca_weight!r}")
+        from perception_ws.adapt.gca import DISTANCES  # imports torch, as the device check below does
+
+        if self.gca_distance not in DISTANCES:
+            raise PerceptionError(f"train: gca_distance {self.gca_distance!r}; expected one of {', '.join(DISTANCES)}")
         _check_device(self.device)
 
     def to_json(self) -> dict[str, Any]:
