@@ -54,6 +54,22 @@ def add_parser(sub: Subparsers) -> None:
     )  # fmt: skip
     train.add_argument("--checkpoint-every", type=int, default=500)
     train.add_argument("--max-minutes", type=float, default=None, help="stop with a checkpoint after this long")
+    train.add_argument(
+        "--target", default=None,
+        help="unlabelled real scans of the target sensor (a folder, file or bag perception_ws.io reads): each step "
+        "also runs one real batch and adds the geodesic correlation alignment (GCA) term to the loss",
+    )  # fmt: skip
+    train.add_argument(
+        "--init", default=None, metavar="W.pt",
+        help="start from these weights (fine-tuning; their input normalisation is kept); default: a fresh network",
+    )  # fmt: skip
+    train.add_argument(
+        "--gca-weight", type=float, default=10.0, help="weight of the GCA term (default 10, as in SqueezeSegV2)"
+    )
+    train.add_argument(
+        "--gca-distance", default="log_euclidean", choices=("log_euclidean", "affine_invariant"),
+        help="geodesic distance between the two batches' logit covariances (default log_euclidean)",
+    )  # fmt: skip
     train.add_argument("--monitor", default=None, help="labelled frames scored at each checkpoint (monitoring only)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_cmd_train)
@@ -84,6 +100,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         log_every=min(20, args.checkpoint_every),
         max_minutes=args.max_minutes,
+        target=args.target,
+        init=args.init,
+        gca_weight=args.gca_weight,
+        gca_distance=args.gca_distance,
     )
     out = Path(args.out).expanduser()
     monitor = FolderSource(Path(args.monitor), classes=args.classes) if args.monitor else None

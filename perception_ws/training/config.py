@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from perception_ws.errors import PerceptionError
@@ -52,6 +53,15 @@ class TrainConfig:
     log_every: int = 20
     #: stop (with a checkpoint) after this much wall time; None: run all ``steps``.
     max_minutes: float | None = None
+    #: unlabelled real scans (any path perception_ws.io reads) for geodesic correlation alignment (GCA):
+    #: each step adds ``gca_weight`` times the ``gca_distance`` between the simulated and a real batch's
+    #: pre-CRF logit covariances to the loss (training/alignment.py); None: no alignment.
+    target: str | None = None
+    #: weights to start from (a .pt with its manifest, e.g. the shipped default): fine-tuning keeps their input
+    #: normalisation; None: a fresh network, its normalisation fitted on the first samples.
+    init: str | None = None
+    gca_weight: float = 10.0
+    gca_distance: str = "log_euclidean"
 
     def __post_init__(self) -> None:
         get_spec(self.model)  # unknown names fail with the list of known ones
@@ -74,7 +84,18 @@ class TrainConfig:
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise PerceptionError(f"train: max_minutes must be a finite number > 0; got {self.max_minutes!r}")
         check_scene_content(self.scene_content)
+        if not (math.isfinite(self.gca_weight) and self.gca_weight >= 0):
+            raise PerceptionError(f"train: gca_weight must be a finite number >= 0; got {self.gca_weight!r}")
+        from perception_ws.adapt.gca import DISTANCES  # imports torch, as the device check below does
+
+        if self.gca_distance not in DISTANCES:
+            raise PerceptionError(f"train: gca_distance {self.gca_distance!r}; expected one of {', '.join(DISTANCES)}")
         _check_device(self.device)
+        if self.init is not None:
+            from perception_ws.models.weights import manifest_path
+
+            if not (Path(self.init).is_file() and manifest_path(self.init).is_file()):
+                raise PerceptionError(f"train: init {self.init!r} is not a weights file with its .json manifest")
         from perception_ws.sim.sensor.intensity import check_intensity_mode  # the simulator loads only here
 
         check_intensity_mode(self.intensity)  # a lir:PATH file is checked before anything runs

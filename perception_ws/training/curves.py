@@ -11,6 +11,8 @@ from perception_ws.io.atomic import atomic_file
 LOG = "log.csv"
 CURVES = "curves.png"
 COLUMNS = ("step", "loss", "lr", "samples_per_s", "elapsed_s")
+#: parts of the loss logged beside it (the weighted GCA term of a run with a target), drawn in its panel.
+LOSS_TERMS = ("gca",)
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
@@ -37,11 +39,16 @@ def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scores = sorted({k for row in rows for k in row} - set(COLUMNS))
+    scores = sorted({k for row in rows for k in row} - set(COLUMNS) - set(LOSS_TERMS))
     panels = 2 + (1 if scores else 0)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))
     steps = [r["step"] for r in rows]
-    axes[0].plot(steps, [r["loss"] for r in rows], lw=1)
+    axes[0].plot(steps, [r["loss"] for r in rows], lw=1, label="loss")
+    for term in LOSS_TERMS:
+        points = [(r["step"], r[term]) for r in rows if term in r and r[term] > 0]  # log scale: no zeros
+        if points:
+            axes[0].plot(*zip(*points, strict=True), lw=1, label=f"{term} term")
+            axes[0].legend(fontsize=7)
     axes[0].set_yscale("log")
     axes[0].set_title("training loss")
     axes[1].plot(steps, [r["lr"] for r in rows], lw=1, color="tab:orange")

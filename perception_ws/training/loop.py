@@ -28,6 +28,7 @@ from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEG, KITTI3_WEIGHT
 from perception_ws.models.registry import build_model
 from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.sim.world.scene_config import scene_config_for
+from perception_ws.training.alignment import CorrelationAlignment, read_target
 from perception_ws.training.augment import Augmentation
 from perception_ws.training.checkpoint import (
     CHECKPOINT,
@@ -115,6 +116,19 @@ def _normalizer_images(source: SampleSource, config: TrainConfig) -> torch.Tenso
     return torch.from_numpy(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2).copy())
 
 
+def _load_init(model: RangeSegmenter, path: str) -> None:
+    """Start from trained weights (fine-tuning): every parameter and buffer, the input normalisation included."""
+    from perception_ws.models.weights import load_weights
+
+    start = load_weights(path)
+    if start.config.get("name") != model.config.get("name") or start.num_classes != model.num_classes:
+        raise PerceptionError(
+            f"train --init {path}: a {start.config.get('name')} network of {start.num_classes} classes; this run "
+            f"trains a {model.config.get('name')} of {model.num_classes}"
+        )
+    model.load_state_dict(start.state_dict())
+
+
 def _fit_normalizer(model: RangeSegmenter, images: torch.Tensor) -> None:
     """Per-channel input statistics from (N, 6, H, W) images."""
     skip = [MASK, *model.zero_channels] if model.in_channels > MASK else list(model.zero_channels)
@@ -139,12 +153,14 @@ def train(
     # a missing data path or bad simulation settings fail before anything is written
     sweeps = SweepBatches(config) if config.data == GPU_DATA else None
     source = _source(config) if sweeps is None else None
+    target = read_target(config)
     out.mkdir(parents=True, exist_ok=True)
     dist = start_distributed()
     device = dist.device if dist.world > 1 else _device(config.device)
     torch.manual_seed(config.seed)
     class_set = get_class_set(config.classes)
     model = build_training_model(config)
+    alignment = CorrelationAlignment(target, config, model) if target is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(config, s))
     start, log = 0, []
@@ -168,6 +184,8 @@ def train(
         restore_rng(state["rng"])
         start = saved = int(state["step"])
         log = [row for row in read_log(out / LOG) if row["step"] <= start]  # the rows the checkpoint saw
+    elif config.init is not None:
+        _load_init(model, config.init)
     elif sweeps is not None:
         _fit_normalizer(model, sweeps.normalizer_images(config.normalizer_samples, device))
     else:
@@ -194,14 +212,20 @@ def train(
     began, last_loss, step = time.monotonic(), math.nan, start
     diverged: str | None = None  # what stopped the run: a non-finite loss or weights, and at which step
     window_loss, window_start, window_samples, window_steps = 0.0, time.monotonic(), 0, 0
+    window_gca = 0.0  # the weighted GCA term's share of the loss, when the run aligns with a target
     bar = _progress(start, config.steps, progress and dist.rank == 0)
     model.train()
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = wrapped(images)
-        loss = loss_fn(logits.float(), labels, images[:, 4] > 0)
+        if alignment is None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = wrapped(images)
+            loss = loss_fn(logits.float(), labels, images[:, 4] > 0)
+        else:  # plus one real batch, and the weighted GCA term (training/alignment.py)
+            logits, gca = alignment.forward(wrapped, images, step, dist.rank, dist.world, amp)
+            loss = loss_fn(logits.float(), labels, images[:, 4] > 0) + gca
+            window_gca += float(gca.detach())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -229,9 +253,11 @@ def train(
                 "samples_per_s": window_samples / max(1e-9, now - window_start),
                 "elapsed_s": (log[-1]["elapsed_s"] if log else 0.0) + (now - window_start),
             }
+            if alignment is not None:
+                row["gca"] = window_gca / window_steps
             log.append(row)
             bar.set_postfix(loss=f"{last_loss:.4f}")
-            window_loss, window_start, window_samples, window_steps = 0.0, now, 0, 0
+            window_loss, window_start, window_samples, window_steps, window_gca = 0.0, now, 0, 0, 0.0
         if step % config.checkpoint_every == 0 or last:
             # this step's update may have made the weights non-finite although its loss was not: never save those
             if dist.any(not _finite(model)):
@@ -295,7 +321,15 @@ def _finite(model: nn.Module) -> bool:
 
 
 def _describe(config: TrainConfig) -> dict[str, Any]:
-    return {"data": config.data, "sensor": config.sensor, "dropout": config.dropout, "intensity": config.intensity}
+    data: dict[str, Any] = {
+        "data": config.data,
+        "sensor": config.sensor,
+        "dropout": config.dropout,
+        "intensity": config.intensity,
+    }
+    if config.target is not None:
+        data["gca"] = {"target": config.target, "weight": config.gca_weight, "distance": config.gca_distance}
+    return data
 
 
 def _progress(start: int, total: int, enabled: bool) -> Any:
