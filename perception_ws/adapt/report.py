@@ -13,34 +13,35 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from perception_ws.adapt.layout import PROFILE_DIR, REPORT_DIR, WEIGHTS
 from perception_ws.io.atomic import atomic_file
-
-if TYPE_CHECKING:
-    from perception_ws.adapt.run import AdaptSettings
 
 REPORT_JSON, REPORT_MD, PICTURE = "report.json", "report.md", "before_after.png"
 
 
-def write_report(settings: AdaptSettings, folder: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """Count and draw before/after on ``settings.report_frames`` target scans; write report/ in ``folder``."""
-    from perception_ws.adapt.run import PROFILE_DIR, REPORT_DIR, WEIGHTS
+def write_report(
+    target_path: str, init: str | None, report_frames: int, folder: Path, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Count and draw before (``init``, else shipped) / after on ``report_frames`` target scans; write report/."""
     from perception_ws.io import open_dataset
 
     say("adapt 5/5: report (before / after on target scans)")
-    target = Path(settings.target).expanduser()
+    target = Path(target_path).expanduser()
     dataset = open_dataset(target)
-    frames = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, min(settings.report_frames, len(dataset)))})
+    frames = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, min(report_frames, len(dataset)))})
     sensor = str(folder / PROFILE_DIR / "sensor.yaml")
-    weights = {"before": settings.init or "", "after": str(folder / WEIGHTS)}
+    from perception_ws.models.weights import DEFAULT_WEIGHTS  # "before": never a sensor's own shipped model
+
+    weights = {"before": init or str(DEFAULT_WEIGHTS), "after": str(folder / WEIGHTS)}
     counts = {name: _counts(dataset, frames, sensor, path) for name, path in weights.items()}
     report = {
         "target": str(target),
         "frames": [dataset[i].name or str(i) for i in frames],
-        "weights": {name: path or "(shipped default)" for name, path in weights.items()},
+        "weights": weights,
         "sensor": sensor,
         "per_frame": counts,
         "node_parameters": {"segmenter.weights": weights["after"], "sensor.model": sensor},

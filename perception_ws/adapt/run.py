@@ -29,13 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from perception_ws.adapt.layout import LIR_DIR, LIR_FILE, PROFILE_DIR, SETTINGS_JSON, TRAIN_DIR, WEIGHTS
 from perception_ws.errors import PerceptionError
 from perception_ws.io.atomic import atomic_file
-
-SETTINGS_JSON = "adapt.json"
-PROFILE_DIR, LIR_DIR, TRAIN_DIR, REPORT_DIR = "profile", "lir", "train", "report"
-WEIGHTS = "weights.pt"
-LIR_FILE = "lir_hybrid.pt"
 
 
 @dataclass(frozen=True)
@@ -106,7 +102,7 @@ def adapt(settings: AdaptSettings, out: str | Path, options: RunOptions = RunOpt
     _pdc_stage(settings, folder, options, say)
     from perception_ws.adapt.report import write_report
 
-    return write_report(settings, folder, say)
+    return write_report(settings.target, settings.init, settings.report_frames, folder, say)
 
 
 def _say(progress: bool) -> Callable[[str], None]:

@@ -137,9 +137,9 @@ def _settings(source: Path, total: int, config: PipelineConfig, options: LabelOp
 def _weights_digest(config: PipelineConfig) -> str | None:
     if config.segmenter.kind != "model":
         return None
-    from perception_ws.models.weights import DEFAULT_WEIGHTS
+    from perception_ws.models.weights import weights_for
 
-    weights = Path(config.segmenter.weights) if config.segmenter.weights else DEFAULT_WEIGHTS
+    weights = weights_for(config)
     return file_sha256(weights) if weights.is_file() else None  # a missing file fails when the pipeline loads
 
 

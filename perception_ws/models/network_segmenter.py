@@ -1,7 +1,7 @@
 """The range-image network as a pipeline segmenter (``segmenter.kind: model``) and its weights.
 
 :class:`NetworkSegmenter` runs the network with its CRF and gives class and confidence per pixel;
-:func:`load_network` loads the trained weights the config names (empty: the shipped default).
+:func:`load_network` loads the trained weights the config names (empty: the shipped weights of its sensor).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from perception_ws.config.perception import PipelineConfig, Precision
 from perception_ws.errors import WeightsError
 from perception_ws.labels import ClassSet
 from perception_ws.models.inference import prepare_for_inference
-from perception_ws.models.weights import load_weights
+from perception_ws.models.weights import load_weights, weights_for
 
 
 class NetworkSegmenter:
@@ -83,14 +83,14 @@ def effective_precision(precision: Precision, device: torch.device) -> Precision
 
 
 def load_network(config: PipelineConfig) -> nn.Module:
-    """The trained network of ``segmenter.model`` from ``segmenter.weights`` (empty: the shipped default).
+    """The trained network of ``segmenter.model`` from ``segmenter.weights`` (empty: :func:`weights_for`).
 
     Loading, checksums and the manifest belong to :func:`perception_ws.models.load_weights`; a missing or
     refused file gives one WeightsError that says what to do.
     """
     settings = config.segmenter
     try:
-        network = load_weights(settings.weights or None, device=settings.device)
+        network = load_weights(settings.weights or weights_for(config), device=settings.device)
     except WeightsError as error:
         if settings.weights:
             raise

@@ -31,6 +31,7 @@ from perception_ws.errors import PerceptionError, WeightsError
 from perception_ws.io.atomic import atomic_file
 
 if TYPE_CHECKING:
+    from perception_ws.config import PipelineConfig
     from perception_ws.models.segmenter import RangeSegmenter
 
 FORMAT = "perception-weights/1"
@@ -40,6 +41,23 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
 #: keys every ``training`` record must have.
 TRAINING_KEYS = ("data", "steps")
 _SHOWN = 5  # mismatching keys named in an error message
+
+
+def shipped_weights(sensor_name: str) -> Path:
+    """The shipped weights for a sensor: ``weights/<sensor>.pt`` where one was adapted to it (e.g. ``vlp16``),
+    else ``default.pt`` (the HDL-64E model). ``sensor_name``: a :class:`SensorModel`'s name.
+    """
+    own = WEIGHTS_DIR / f"{sensor_name}.pt"
+    return own if own.is_file() and manifest_path(own).is_file() else DEFAULT_WEIGHTS
+
+
+def weights_for(config: PipelineConfig) -> Path:
+    """``segmenter.weights``, else the shipped weights of the config's sensor (:func:`shipped_weights`)."""
+    from perception_ws.calib.sensors import load_sensor
+
+    if config.segmenter.weights:
+        return Path(config.segmenter.weights)
+    return shipped_weights(load_sensor(config.sensor.model).name)
 
 
 def manifest_path(weights: str | Path) -> Path:
