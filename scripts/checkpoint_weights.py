@@ -1,0 +1,39 @@
+"""Write a training checkpoint's network as a weights file with its manifest (no scoring: for a machine without
+the real frames; ``scripts/ship_weights.py`` scores as it ships).
+
+    python3 scripts/checkpoint_weights.py CHECKPOINT OUT.pt [--machine TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from perception_ws.models import model_from_config, save_weights
+from perception_ws.training.checkpoint import load_checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--machine", default="", help="where it was trained, for the manifest")
+    args = parser.parse_args()
+    state = load_checkpoint(args.checkpoint)
+    model = model_from_config(state["model_config"])
+    model.load_state_dict(state["model"])
+    config = state["config"]
+    training = {
+        "data": "simulated only (no real label read; a real target only where settings.target names one)",
+        "steps": int(state["step"]),
+        "batch_size": config["batch_size"],
+        "samples_seen": int(state["step"]) * int(config["batch_size"]),
+        "settings": config,
+        "machine": args.machine,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(save_weights(model.eval(), args.out, training=training, scores={}))
+
+
+if __name__ == "__main__":
+    main()
