@@ -53,7 +53,7 @@ def _assert_same(fast: SweepPoints, ref: SweepPoints) -> None:
     [
         # what `perception sim generate` uses: physical dropout, the car's shadow and per-row dropout, intensity
         make_lidar("hdl64e", 2048, "physical", "model"),
-        make_lidar("hdl64e", 1024, "measured", "none"),
+        make_lidar("hdl64e", 1024, "measured", "off"),
         Lidar(columns=512, noise=RangeNoise(0.0), intensity=ReflectanceModel(noise=0.0), dropout=(NoDropout(),)),
     ],
     ids=["generate-default", "measured-no-intensity", "clean"],

@@ -157,7 +157,7 @@ def test_device_augmentation_equals_the_numpy_augmentation_of_the_same_crops() -
     ("argv", "expected"),
     [
         (["--sensor", "hdl32x"], "unknown sensor 'hdl32x'; known sensors:"),
-        (["--sensor", "vlp16"], "dropout 'measured': the shipped map was measured on"),
+        (["--sensor", "vlp16"], "dropout 'measured': the map was measured on"),
         (["--batch-size", "64", "--frames-per-scene", "8"], "8 sweeps x 4 crops = 32 crops, fewer than the batch"),
     ],
 )

@@ -40,6 +40,7 @@ from perception_ws.sim.stream_config import SimConfig
 from perception_ws.sim.world.generator import generate_scene
 from perception_ws.sim.world.mesh import rotation_z
 from perception_ws.sim.world.scene import EgoPose
+from perception_ws.sim.world.scene_config import scene_config_for
 
 #: the fields of a published simulated point (label and instance as the perception node writes them).
 CLOUD_DTYPE = np.dtype(
@@ -73,7 +74,7 @@ class SimStream:
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = c = config or SimConfig()
-        self.scene = generate_scene(c.scene.seed)
+        self.scene = generate_scene(c.scene.seed, scene_config_for(c.scene.content))
         self.motion = SceneMotion(self.scene) if c.scene.motion else None
         # moving scenes re-index only the actors per frame; a static one is indexed once
         self._layers: LayeredRaycaster | None = self.motion.raycaster(c.sensor.backend) if self.motion else None
