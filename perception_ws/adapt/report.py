@@ -23,13 +23,22 @@ if TYPE_CHECKING:
     from perception_ws.adapt.run import AdaptSettings
 
 REPORT_JSON, REPORT_MD, PICTURE = "report.json", "report.md", "before_after.png"
+REPORT_FILES = (REPORT_JSON, REPORT_MD, PICTURE)
 
 
 def write_report(settings: AdaptSettings, folder: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """Count and draw before/after on ``settings.report_frames`` target scans; write report/ in ``folder``."""
+    """Count and draw before/after on ``settings.report_frames`` target scans; write report/ in ``folder``.
+
+    A report already there (all three files: the picture is written last) is returned as it is: a rerun
+    of a finished run does nothing. The PDC stage removes it when it writes new weights.
+    """
     from perception_ws.adapt.run import PROFILE_DIR, REPORT_DIR, WEIGHTS
     from perception_ws.io import open_dataset
 
+    out = folder / REPORT_DIR
+    if all((out / name).is_file() for name in REPORT_FILES):
+        loaded: dict[str, Any] = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+        return loaded
     say("adapt 5/5: report (before / after on target scans)")
     target = Path(settings.target).expanduser()
     dataset = open_dataset(target)
@@ -45,7 +54,6 @@ def write_report(settings: AdaptSettings, folder: Path, say: Callable[[str], Non
         "per_frame": counts,
         "node_parameters": {"segmenter.weights": weights["after"], "sensor.model": sensor},
     }
-    out = folder / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / REPORT_JSON) as handle:
         handle.write((json.dumps(report, indent=2) + "\n").encode())
@@ -54,6 +62,14 @@ def write_report(settings: AdaptSettings, folder: Path, say: Callable[[str], Non
     _picture(target, frames[0], sensor, weights, out / PICTURE)
     say(markdown(report))
     return report
+
+
+def remove_report(folder: Path) -> None:
+    """Delete the report files of ``folder`` (they describe weights that are being replaced)."""
+    from perception_ws.adapt.run import REPORT_DIR
+
+    for name in REPORT_FILES:
+        (folder / REPORT_DIR / name).unlink(missing_ok=True)
 
 
 def _pipeline_config(sensor: str, weights: str) -> Any:
