@@ -64,11 +64,13 @@ class Vlp32Run(NamedTuple):
 @pytest.fixture(scope="module")
 def vlp32_run(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Vlp32Run:
     target, out = real_data / VLP32_SCAN, tmp_path_factory.mktemp("adapt") / "vlp32"
-    # a time limit checked after each step stops the run after its first: a kill between steps, resumable
-    stopped = _adapt_cli(target, out, "--max-minutes", "1e-6")
-    step = int(load_checkpoint(out / TRAIN_DIR / CHECKPOINT)["step"])
-    weights_when_stopped = (out / "weights.pt").exists()
-    resumed = _adapt_cli(target, out)
+    # --out relative to where the command runs, as a user types it; the tests after rerun it by full path
+    with contextlib.chdir(out.parent):
+        # a time limit checked after each step stops the run after its first: a kill between steps, resumable
+        stopped = _adapt_cli(target, Path(out.name), "--max-minutes", "1e-6")
+        step = int(load_checkpoint(out / TRAIN_DIR / CHECKPOINT)["step"])
+        weights_when_stopped = (out / "weights.pt").exists()
+        resumed = _adapt_cli(target, Path(out.name))
     return Vlp32Run(target, out, stopped, step, weights_when_stopped, resumed)
 
 
@@ -100,6 +102,7 @@ def test_the_run_writes_every_stage_and_a_manifest_recording_the_adaptation(vlp3
     assert adaptation["pdc"]["layers"] == 42  # every batch-norm layer of SqueezeSegV2
     assert adaptation["pdc"]["target_frames"] == 1
     report = json.loads((out / "report" / "report.json").read_text())
+    # full paths although --out was relative: the node reads them from wherever it starts
     assert report["node_parameters"] == {
         "segmenter.weights": str(out / "weights.pt"),
         "sensor.model": str(out / "profile" / "sensor.yaml"),

@@ -84,7 +84,7 @@ def adapt(settings: AdaptSettings, out: str | Path, options: RunOptions = RunOpt
     """Run (or resume) every stage into ``out``; returns what ``report.json`` holds (empty if training stopped
     early: rerun to continue).
     """
-    folder = Path(out).expanduser()
+    folder = Path(out).expanduser().resolve()  # the report and manifest name it for a node started anywhere
     if folder.exists() and not folder.is_dir():
         raise PerceptionError(f"adapt --out {folder}: exists and is not a folder")
     target = Path(settings.target).expanduser()
