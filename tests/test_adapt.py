@@ -184,6 +184,19 @@ def test_an_out_that_is_a_file_is_one_line_and_exit_status_2(real_data: Path, tm
     assert out.read_text() == "keep me"
 
 
+@pytest.mark.parametrize(("stored", "expected"), [("{not json", "is not JSON"), ("[1, 2]", "holds no settings")])
+def test_an_out_with_a_broken_settings_file_is_one_line_and_exit_status_2(
+    stored: str, expected: str, real_data: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "adapt.json").write_text(stored)
+    outcome = _adapt_cli(real_data / VLP32_SCAN, tmp_path)
+    assert outcome.status == 2
+    (line,) = outcome.err.strip().splitlines()
+    assert line.startswith(f"perception adapt: error: adapt --out {tmp_path}: adapt.json ")
+    assert expected in line
+    assert not (tmp_path / "profile").exists()
+
+
 def test_a_target_with_intensities_gets_an_lir_stage_that_training_renders_with(
     real_data: Path, tmp_path: Path
 ) -> None:

@@ -123,7 +123,14 @@ def _check_settings(folder: Path, settings: AdaptSettings) -> None:
     path = folder / SETTINGS_JSON
     wanted = dataclasses.asdict(settings)
     if path.is_file():
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise PerceptionError(
+                f"adapt --out {folder}: {SETTINGS_JSON} is not JSON ({error}); choose another --out"
+            ) from None
+        if not isinstance(stored, dict):
+            raise PerceptionError(f"adapt --out {folder}: {SETTINGS_JSON} holds no settings; choose another --out")
         differ = sorted(k for k in wanted if stored.get(k) != wanted[k])
         if differ:
             raise PerceptionError(
