@@ -24,10 +24,15 @@ MISSING_REAL_DATA = f"real data not found at {REAL_DATA}; set PERCEPTION_REAL_DA
 
 def pytest_configure(config: pytest.Config) -> None:
     """Every `perception replay/record/run` a test starts is loopback-only unless the test removes the switch:
-    those verbs otherwise use the caller's ROS environment, and no test's DDS traffic may leave this machine."""
+    those verbs otherwise use the caller's ROS environment, and no test's DDS traffic may leave this machine.
+    And torch gets one thread by default (see below)."""
     from perception_ws.ros_env import LOCAL_DDS_SWITCH
 
     os.environ[LOCAL_DDS_SWITCH] = "1"
+    # torch on one thread unless the caller says otherwise (read when torch is first imported, here and in
+    # the processes tests start): with the cores busy (pytest -n 2, other jobs) two threads each spin-wait for
+    # the other and run a network forward pass several times slower than one thread does
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.hookimpl(tryfirst=True)  # before the fixtures are set up

@@ -29,11 +29,6 @@ from perception_ws.training.curves import LOG, read_log
 from tests.helpers.training import small_config
 
 
-@pytest.fixture(autouse=True)
-def _two_threads() -> None:
-    torch.set_num_threads(2)
-
-
 def _spd(seed: int, size: int = 4) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(size, 2 * size, generator=generator, dtype=torch.float64)

@@ -4,6 +4,7 @@ that uses BatchNorm's own estimate), later layers wait for their turn, predictio
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -23,11 +24,6 @@ pytestmark = pytest.mark.real_data
 BATCHES, BATCH_SIZE = 2, 1  # two batches: the statistics must pool across them
 
 
-@pytest.fixture(autouse=True)
-def _two_threads() -> None:
-    torch.set_num_threads(2)
-
-
 @pytest.fixture(scope="module")
 def target(real_data: Path) -> TargetScans:
     return TargetScans(real_data / "kitti_sequence_pcd", crop_width=32, max_frames=2)
@@ -43,17 +39,30 @@ def _stats(layer: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return layer.running_mean.clone(), layer.running_var.clone()  # type: ignore[union-attr]
 
 
+class _LayerDoneError(Exception):
+    """Ends a reference pass once the layer in turn has run: nothing after it changes its statistics."""
+
+
+def _stop(module: torch.nn.Module, inputs: object, output: object) -> None:
+    raise _LayerDoneError
+
+
 @torch.no_grad()
 def _sequential_reference(model: torch.nn.Module, images: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Layer by layer: only that layer in training mode with a cumulative average (momentum None) over one
-    batch of all the crops, i.e. BatchNorm's own estimate of its input's statistics; the rest in eval mode."""
+    batch of all the crops, i.e. BatchNorm's own estimate of its input's statistics; the rest in eval mode.
+    Each pass ends after the layer in turn has updated itself (a hook after its forward, unlike calibrate()'s
+    hook before it: the estimate here is BatchNorm's own)."""
     reference = copy.deepcopy(model).eval()
     for _, layer in batch_norm_layers(reference, images):
         assert isinstance(layer, torch.nn.BatchNorm2d)
         layer.reset_running_stats()
         layer.momentum = None
         layer.train()
-        reference(images)
+        hook = layer.register_forward_hook(_stop)
+        with contextlib.suppress(_LayerDoneError):
+            reference(images)
+        hook.remove()
         layer.eval()
     return {name: _stats(layer) for name, layer in batch_norm_layers(reference, images)}
 

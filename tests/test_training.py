@@ -38,11 +38,6 @@ X, Y, MASK = 0, 1, 5
 COLUMNS_PER_TURN = 2048  # HDL-64E, as the KITTI SqueezeSeg frames were projected
 
 
-@pytest.fixture(autouse=True)
-def _two_threads() -> None:
-    torch.set_num_threads(2)
-
-
 @pytest.fixture(scope="module")
 def frames(real_data: Path) -> Path:
     return real_data / "kitti_squeezeseg"

@@ -30,11 +30,6 @@ CPU = torch.device("cpu")
 MASK = 5
 
 
-@pytest.fixture(autouse=True)
-def _two_threads() -> None:
-    torch.set_num_threads(2)
-
-
 def tiny_config(**changes: object) -> TrainConfig:
     """VLP-16 sweeps of 512 columns, one ego pose per scene, cut into four 128-column crops: two steps of
     batch 2 per scene, so 4 steps cross a scene boundary. Otherwise the small CPU run of test_training."""

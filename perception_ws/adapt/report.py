@@ -21,14 +21,23 @@ from perception_ws.adapt.layout import PROFILE_DIR, REPORT_DIR, WEIGHTS
 from perception_ws.io.atomic import atomic_file
 
 REPORT_JSON, REPORT_MD, PICTURE = "report.json", "report.md", "before_after.png"
+REPORT_FILES = (REPORT_JSON, REPORT_MD, PICTURE)
 
 
 def write_report(
     target_path: str, init: str | None, report_frames: int, folder: Path, say: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Count and draw before (``init``, else shipped) / after on ``report_frames`` target scans; write report/."""
+    """Count and draw before (``init``, else shipped) / after on ``report_frames`` target scans; write report/.
+
+    A report already there (all three files: the picture is written last) is returned as it is: a rerun
+    of a finished run does nothing. The PDC stage removes it when it writes new weights.
+    """
     from perception_ws.io import open_dataset
 
+    out = folder / REPORT_DIR
+    if all((out / name).is_file() for name in REPORT_FILES):
+        loaded: dict[str, Any] = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+        return loaded
     say("adapt 5/5: report (before / after on target scans)")
     target = Path(target_path).expanduser()
     dataset = open_dataset(target)
@@ -46,7 +55,6 @@ def write_report(
         "per_frame": counts,
         "node_parameters": {"segmenter.weights": weights["after"], "sensor.model": sensor},
     }
-    out = folder / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / REPORT_JSON) as handle:
         handle.write((json.dumps(report, indent=2) + "\n").encode())
@@ -55,6 +63,12 @@ def write_report(
     _picture(target, frames[0], sensor, weights, out / PICTURE)
     say(markdown(report))
     return report
+
+
+def remove_report(folder: Path) -> None:
+    """Delete the report files of ``folder`` (they describe weights that are being replaced)."""
+    for name in REPORT_FILES:
+        (folder / REPORT_DIR / name).unlink(missing_ok=True)
 
 
 def _pipeline_config(sensor: str, weights: str) -> Any:

@@ -80,7 +80,7 @@ def adapt(settings: AdaptSettings, out: str | Path, options: RunOptions = RunOpt
     """Run (or resume) every stage into ``out``; returns what ``report.json`` holds (empty if training stopped
     early: rerun to continue).
     """
-    folder = Path(out).expanduser()
+    folder = Path(out).expanduser().resolve()  # the report and manifest name it for a node started anywhere
     if folder.exists() and not folder.is_dir():
         raise PerceptionError(f"adapt --out {folder}: exists and is not a folder")
     target = Path(settings.target).expanduser()
@@ -91,15 +91,17 @@ def adapt(settings: AdaptSettings, out: str | Path, options: RunOptions = RunOpt
     say = _say(options.progress)
 
     profile = _profile_stage(settings, folder, say)
-    intensity_ok = profile.intensity.kind == "0..1"
-    lir = _lir_stage(settings, folder, options, say) if intensity_ok else None
-    if not intensity_ok:
-        say(f"adapt: target intensity is {profile.intensity.kind}: the model will ignore intensity (no LIR)")
-    finished = _train_stage(settings, folder, options, lir, zero_intensity=not intensity_ok, say=say)
-    if not finished:
-        say(f"adapt: training stopped before its last step; run the same command again to continue ({folder})")
-        return {}
-    _pdc_stage(settings, folder, options, say)
+    # weights are written only after training finished: with them, stages 2-4 are done and stay silent
+    if not _weights_written(folder):
+        intensity_ok = profile.intensity.kind == "0..1"
+        lir = _lir_stage(settings, folder, options, say) if intensity_ok else None
+        if not intensity_ok:
+            say(f"adapt: target intensity is {profile.intensity.kind}: the model will ignore intensity (no LIR)")
+        finished = _train_stage(settings, folder, options, lir, zero_intensity=not intensity_ok, say=say)
+        if not finished:
+            say(f"adapt: training stopped before its last step; run the same command again to continue ({folder})")
+            return {}
+        _pdc_stage(settings, folder, options, say)
     from perception_ws.adapt.report import write_report
 
     return write_report(settings.target, settings.init, settings.report_frames, folder, say)
@@ -117,7 +119,14 @@ def _check_settings(folder: Path, settings: AdaptSettings) -> None:
     path = folder / SETTINGS_JSON
     wanted = dataclasses.asdict(settings)
     if path.is_file():
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise PerceptionError(
+                f"adapt --out {folder}: {SETTINGS_JSON} is not JSON ({error}); choose another --out"
+            ) from None
+        if not isinstance(stored, dict):
+            raise PerceptionError(f"adapt --out {folder}: {SETTINGS_JSON} holds no settings; choose another --out")
         differ = sorted(k for k in wanted if stored.get(k) != wanted[k])
         if differ:
             raise PerceptionError(
@@ -214,7 +223,7 @@ def _pdc_stage(settings: AdaptSettings, folder: Path, options: RunOptions, say: 
     from perception_ws.training.checkpoint import CHECKPOINT, load_checkpoint
 
     path = folder / WEIGHTS
-    if path.is_file() and path.with_suffix(".json").is_file():
+    if _weights_written(folder):
         return path
     batches = _small(settings, settings.pdc_batches, 1)
     say(f"adapt 4/5: progressive domain calibration on {batches} batches of target crops")
@@ -239,7 +248,16 @@ def _pdc_stage(settings: AdaptSettings, folder: Path, options: RunOptions, say: 
             "init": settings.init,
         },
     }
+    from perception_ws.adapt.report import remove_report
+
+    remove_report(folder)  # a report of earlier weights (this run's were deleted) would describe others
     return save_weights(model, path, training=training, scores={})
+
+
+def _weights_written(folder: Path) -> bool:
+    """Stage 4 is done: the weights and their manifest (written after them) are both there."""
+    path = folder / WEIGHTS
+    return path.is_file() and path.with_suffix(".json").is_file()
 
 
 def _small(settings: AdaptSettings, full: int, small: int) -> int:
