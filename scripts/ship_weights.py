@@ -1,6 +1,7 @@
-"""Turn a training checkpoint into the shipped default weights, scored on the real frames.
+"""Turn a training checkpoint (or a weights file, e.g. one calibrated by PDC) into shipped weights, scored on the
+real frames.
 
-    .venv/bin/python scripts/ship_weights.py CHECKPOINT [--real DIR] [--out perception_ws/models/weights/default.pt]
+    .venv/bin/python scripts/ship_weights.py CHECKPOINT_OR_WEIGHTS [--real DIR] [--out weights/default.pt]
 
 The manifest records the model config, the training run (data, steps, settings from the checkpoint) and the
 scores of ``perception eval`` on every labelled real source, so the numbers travel with the file.
@@ -14,7 +15,8 @@ from pathlib import Path
 import torch
 
 from perception_ws.evaluation import evaluate
-from perception_ws.models import model_from_config, save_weights
+from perception_ws.models import load_weights, model_from_config, save_weights
+from perception_ws.models.weights import manifest_path, read_manifest
 from perception_ws.training.checkpoint import load_checkpoint
 
 SOURCES = ("kitti_squeezeseg", "kitti_object", "semantickitti")
@@ -28,24 +30,28 @@ def main() -> None:
     parser.add_argument("--machine", default="", help="where it was trained, for the manifest")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    state = load_checkpoint(args.checkpoint)
-    model = model_from_config(state["model_config"])
-    model.load_state_dict(state["model"])
+    if manifest_path(args.checkpoint).is_file():  # a weights file: its own training record travels on
+        model = load_weights(args.checkpoint)
+        training = dict(read_manifest(args.checkpoint)["training"])
+    else:
+        state = load_checkpoint(args.checkpoint)
+        model = model_from_config(state["model_config"])
+        model.load_state_dict(state["model"])
+        config = state["config"]
+        training = {
+            "data": "simulated only (rendered on the fly; no real scan in training)",
+            "steps": int(state["step"]),
+            "batch_size": config["batch_size"],
+            "samples_seen": int(state["step"]) * int(config["batch_size"]),
+            "settings": config,
+            "machine": args.machine,
+        }
     model.eval()
     scores = {}
     for name in SOURCES:
         result = evaluate(model, args.real / name, progress=True)
         print(result.table())
         scores[name] = result.to_json()
-    config = state["config"]
-    training = {
-        "data": "simulated only (rendered on the fly; no real scan in training)",
-        "steps": int(state["step"]),
-        "batch_size": config["batch_size"],
-        "samples_seen": int(state["step"]) * int(config["batch_size"]),
-        "settings": config,
-        "machine": args.machine,
-    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     path = save_weights(model, args.out, training=training, scores=scores)
     print(f"wrote {path} and its manifest")
