@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from perception_ws.models import model_from_config, save_weights
+from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.training.checkpoint import load_checkpoint
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--machine", default="", help="where it was trained, for the manifest")
-    args = parser.parse_args()
-    state = load_checkpoint(args.checkpoint)
+def network_and_record(checkpoint: Path, machine: str) -> tuple[RangeSegmenter, dict[str, Any]]:
+    """The checkpoint's network (eval mode) and the ``training`` record its weights manifest gets."""
+    state = load_checkpoint(checkpoint)
     model = model_from_config(state["model_config"])
     model.load_state_dict(state["model"])
     config = state["config"]
@@ -29,10 +27,20 @@ def main() -> None:
         "batch_size": config["batch_size"],
         "samples_seen": int(state["step"]) * int(config["batch_size"]),
         "settings": config,
-        "machine": args.machine,
+        "machine": machine,
     }
+    return model.eval(), training
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--machine", default="", help="where it was trained, for the manifest")
+    args = parser.parse_args()
+    model, training = network_and_record(args.checkpoint, args.machine)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(save_weights(model.eval(), args.out, training=training, scores={}))
+    print(save_weights(model, args.out, training=training, scores={}))
 
 
 if __name__ == "__main__":

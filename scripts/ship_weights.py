@@ -13,11 +13,11 @@ import argparse
 from pathlib import Path
 
 import torch
+from checkpoint_weights import network_and_record  # scripts/ is the script's own folder on sys.path
 
 from perception_ws.evaluation import evaluate
-from perception_ws.models import load_weights, model_from_config, save_weights
+from perception_ws.models import load_weights, save_weights
 from perception_ws.models.weights import manifest_path, read_manifest
-from perception_ws.training.checkpoint import load_checkpoint
 
 SOURCES = ("kitti_squeezeseg", "kitti_object", "semantickitti")
 
@@ -34,18 +34,7 @@ def main() -> None:
         model = load_weights(args.checkpoint)
         training = dict(read_manifest(args.checkpoint)["training"])
     else:
-        state = load_checkpoint(args.checkpoint)
-        model = model_from_config(state["model_config"])
-        model.load_state_dict(state["model"])
-        config = state["config"]
-        training = {
-            "data": "simulated only (rendered on the fly; no real scan in training)",
-            "steps": int(state["step"]),
-            "batch_size": config["batch_size"],
-            "samples_seen": int(state["step"]) * int(config["batch_size"]),
-            "settings": config,
-            "machine": args.machine,
-        }
+        model, training = network_and_record(args.checkpoint, args.machine)
     model.eval()
     scores = {}
     for name in SOURCES:
