@@ -40,8 +40,9 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
-    from perception_ws.labelling.options import LabelOptions, parse_formats, parse_shard, pipeline_config
+    from perception_ws.labelling.options import LabelOptions, parse_formats, pipeline_config
     from perception_ws.labelling.run import label_dataset
+    from perception_ws.shard import parse_shard
 
     options = LabelOptions(
         formats=parse_formats(args.formats),

@@ -2,7 +2,7 @@
 
     perception sim generate --out DIR --scenes N --frames M --sensor hdl64e [--camera] [--workers K]
                             [--seed S] [--columns C] [--dropout none|measured|physical] [--intensity off|model|lir:PATH]
-                            [--scene-content v1|v2]
+                            [--scene-content v1|v2] [--shard K/N]
     perception sim compare --real DIR [--sim DIR | --scenes N] [--out report.png] [--json]
 
 Only the standard library is imported here; the simulator loads when a sub-command runs, so
@@ -47,6 +47,11 @@ def add_parser(sub: Subparsers) -> None:
         "--scene-content", choices=SCENE_CONTENT_CHOICES, default=DEFAULT_SCENE_CONTENT,
         help="street content: 'v2' (default) adds hard negatives, parked bicycles and more people to 'v1'",
     )  # fmt: skip
+    gen.add_argument(
+        "--shard", default="1/1",
+        help="render scenes i with i %% N == K-1 only, listed in manifest-shard-K-of-N.json; the N shards' folders "
+        "copied into one are the whole dataset (default 1/1)",
+    )  # fmt: skip
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_cmd_generate)
 
@@ -66,9 +71,12 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from perception_ws.io.sim_manifest import manifest_name
+    from perception_ws.shard import parse_shard
     from perception_ws.sim.dataset import GenerateConfig, generate_dataset
     from perception_ws.sim.world.scene_config import scene_config_for
 
+    shard = parse_shard(args.shard)  # a bad --shard fails before the simulator loads
     config = GenerateConfig(
         scenes=args.scenes,
         frames=args.frames,
@@ -80,9 +88,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         camera=args.camera,
         scene=scene_config_for(args.scene_content),
     )
-    manifest = generate_dataset(args.out, config, workers=args.workers, progress=not args.quiet)
+    manifest = generate_dataset(args.out, config, workers=args.workers, progress=not args.quiet, shard=shard)
     done, planned = len(manifest["frames"]), manifest["planned_frames"]
-    print(f"{args.out}: {done} of {planned} frames ({config.scenes} scenes x {config.frames}), manifest.json")
+    part = "" if shard.whole else f"shard {shard}: "
+    scenes = len(shard.indices(config.scenes))
+    print(f"{args.out}: {part}{done} of {planned} frames ({scenes} scenes x {config.frames}), {manifest_name(shard)}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """The frame format of generated simulator datasets (``perception sim generate``), and its reader.
 
-A dataset folder holds ``manifest.json`` (see :mod:`perception_ws.sim.dataset`) and ``frames/*.npz``,
-one sweep per file. A frame is stored as dense ``rows x columns`` images of the sweep, because a
+A dataset folder holds ``manifest.json`` (see :mod:`perception_ws.sim.dataset`; a sharded one holds
+its shards' manifests instead, see :mod:`perception_ws.io.sim_manifest`) and ``frames/*.npz``, one sweep
+per file. A frame is stored as dense ``rows x columns`` images of the sweep, because a
 simulated point lies exactly on the ray of its pixel: its position is the beam origin plus the range
 times the pixel's unit direction, both known from the sensor table stored in the frame. So a point
 costs a uint16 range and a few label bytes instead of three floats:
@@ -66,6 +67,7 @@ from perception_ws.boxes import Box3D
 from perception_ws.errors import CalibrationError, CloudFormatError, DatasetError
 from perception_ws.io.atomic import atomic_file
 from perception_ws.io.registry import ListDataset, register
+from perception_ws.io.sim_manifest import MANIFEST, read_manifest, read_manifest_file, shard_manifests
 from perception_ws.scan import Scan
 
 if TYPE_CHECKING:
@@ -73,8 +75,6 @@ if TYPE_CHECKING:
     from perception_ws.camera_frame import CameraFrame
 
 FORMAT = "perception-sim-frame/1"
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "perception-sim-dataset"
 FRAMES = "frames"
 #: points further than this from their pixel's ray are stored with explicit coordinates.
 ON_RAY_TOLERANCE_M = 1e-4
@@ -379,25 +379,17 @@ def is_frame_file(path: Path) -> bool:
         return False
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of a dataset folder, or one clear error."""
-    path = folder / MANIFEST
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read the dataset manifest ({exc})") from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise DatasetError(f"{path}: format {manifest.get('format')!r}; expected {MANIFEST_FORMAT!r}")
-    return manifest
-
-
 def _is_dataset_folder(path: Path) -> bool:
-    if not (path.is_dir() and (path / MANIFEST).is_file()):
+    """A folder with a manifest of this format (a shard's will do; :func:`open_sim` says what is wrong with it)."""
+    if not path.is_dir():
         return False
-    try:
-        return read_manifest(path).get("format") == MANIFEST_FORMAT
-    except DatasetError:
-        return False
+    for manifest in [path / MANIFEST, *shard_manifests(path)]:
+        try:
+            if manifest.is_file() and read_manifest_file(manifest):
+                return True
+        except DatasetError:
+            continue
+    return False
 
 
 def _accepts(path: Path) -> bool:

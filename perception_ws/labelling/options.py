@@ -11,33 +11,10 @@ from typing import Any
 from perception_ws.config import PipelineConfig
 from perception_ws.errors import PerceptionError
 from perception_ws.schema import flatten, schema_from_flat
+from perception_ws.shard import WHOLE, Shard
 
 #: output formats in the order they are written; ``mcap`` is one file for the run, the others one per frame.
 FORMATS = ("semantickitti", "kitti", "pcd", "mcap")
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Frames ``i`` with ``i % count == index - 1`` (``index`` counts from 1, as ``--shard K/N`` does)."""
-
-    index: int = 1
-    count: int = 1
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.index <= self.count:
-            raise PerceptionError(f"--shard {self.index}/{self.count}: expected K/N with 1 <= K <= N")
-
-    def frames(self, total: int) -> list[int]:
-        """This shard's frame indices of a source of ``total`` frames."""
-        return list(range(self.index - 1, total, self.count))
-
-
-def parse_shard(text: str) -> Shard:
-    """``"K/N"`` -> :class:`Shard`; a PerceptionError names what is wrong."""
-    index, sep, count = text.partition("/")
-    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
-        raise PerceptionError(f"--shard {text!r}: expected K/N, e.g. 1/4 (whole numbers, 1 <= K <= N)")
-    return Shard(int(index), int(count))
 
 
 def parse_formats(names: list[str] | None) -> tuple[str, ...]:
@@ -70,7 +47,7 @@ class LabelOptions:
     """Everything that decides the files of a labelling run (``progress`` does not)."""
 
     formats: tuple[str, ...] = FORMATS
-    shard: Shard = Shard()
+    shard: Shard = WHOLE
     #: label only the first N frames of the shard (None: all).
     max_frames: int | None = None
     #: frames whose range images go through the network together (a GPU wants 8-32; the files are the same).

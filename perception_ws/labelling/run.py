@@ -53,7 +53,7 @@ def label_dataset(path: str | Path, out: str | Path, config: PipelineConfig, opt
     dataset = open_dataset(source)
     if len(dataset) == 0:
         raise DatasetError(f"{source}: holds no frames ({'; '.join(dataset.notes) or 'it is empty'})")
-    frames = options.shard.frames(len(dataset))[: options.max_frames]
+    frames = options.shard.indices(len(dataset))[: options.max_frames]
     if folder.exists() and not folder.is_dir():
         raise DatasetError(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ def _settings(source: Path, total: int, config: PipelineConfig, options: LabelOp
         "reader": find_reader(source).name,
         "source_frames": total,
         "formats": list(options.formats),
-        "shard": f"{options.shard.index}/{options.shard.count}",
+        "shard": str(options.shard),
         "max_frames": options.max_frames,
         "config": flatten(config),
         "weights_sha256": _weights_digest(config),

@@ -11,7 +11,10 @@ format of :mod:`perception_ws.io.simdata`) and keeps ``DIR/manifest.json`` up to
   carries a final name;
 * resumable: run the same command again after a kill; leftover temporary files are removed, frames
   the manifest lists are checked against their checksum, frames written after the last manifest
-  update are validated and adopted, and only what is missing is rendered.
+  update are validated and adopted, and only what is missing is rendered;
+* shardable: ``shard=Shard(K, N)`` renders only the scenes ``i`` with ``i % N == K - 1`` and lists them in
+  its own ``manifest-shard-K-of-N.json`` (:mod:`perception_ws.io.sim_manifest`); the seeds do not depend
+  on the shard, so N shards copied into one folder are the unsharded dataset, frame file for frame file.
 
 :class:`SimulatedScans` yields the same sweeps without touching the disk, for training: scans, or
 (range image, labels) pairs; inside a torch ``DataLoader`` (see :func:`torch_dataset`) each worker
@@ -37,20 +40,12 @@ import numpy as np
 from perception_ws import __version__
 from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.io.manifest import file_sha256, write_frames_manifest
-from perception_ws.io.simdata import (
-    FORMAT,
-    FRAMES,
-    MANIFEST,
-    MANIFEST_FORMAT,
-    encode_frame,
-    range_unit_m,
-    read_arrays,
-    read_manifest,
-    write_frame,
-)
+from perception_ws.io.sim_manifest import MANIFEST, MANIFEST_FORMAT, manifest_name, read_manifest_file, shard_manifests
+from perception_ws.io.simdata import FORMAT, FRAMES, encode_frame, range_unit_m, read_arrays, write_frame
 from perception_ws.parent_death import init_worker
 from perception_ws.projection import range_image
 from perception_ws.scan import Scan
+from perception_ws.shard import WHOLE, Shard
 from perception_ws.sim.sensor.camera import SimCamera
 from perception_ws.sim.sensor.intensity import check_intensity_mode, make_intensity
 from perception_ws.sim.sensor.lidar import Lidar, Mount
@@ -216,10 +211,12 @@ def _record(relative: str, scene: int, frame: int, seed: int, data: bytes, point
 # -- the manifest and resuming -----------------------------------------------------------------
 
 
-def new_manifest(config: GenerateConfig) -> dict[str, Any]:
-    """The manifest of a dataset about to be generated: format, generator, settings, sensor and seeds; no frames yet."""
+def new_manifest(config: GenerateConfig, shard: Shard = WHOLE) -> dict[str, Any]:
+    """The manifest of a dataset (or of its ``shard``) about to be generated: format, generator, settings,
+    sensor and seeds (of the whole dataset); no frames yet.
+    """
     sensor = simulated_sensor(config.sensor).model
-    return {
+    manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": 1,
         "generator": {"package": "perception_ws", "version": __version__, "generator_version": GENERATOR_VERSION},
@@ -235,27 +232,60 @@ def new_manifest(config: GenerateConfig) -> dict[str, Any]:
             "range_unit_m": range_unit_m(sensor.max_range_m),
         },
         "seeds": {"seed": config.seed, "scenes": [scene_seed(config.seed, i) for i in range(config.scenes)]},
-        "planned_frames": config.scenes * config.frames,
+        "planned_frames": len(shard.indices(config.scenes)) * config.frames,
         "frames": [],
         "complete": False,
     }
+    if not shard.whole:  # the only field that names the shard; an unsharded manifest is as it always was
+        manifest["shard"] = {"index": shard.index, "count": shard.count}
+    return manifest
 
 
-def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest`` atomically (frames sorted, ``complete`` set): an interrupted run leaves a readable one."""
-    write_frames_manifest(out / MANIFEST, manifest, order=lambda r: (r["scene"], r["frame"]))
+    write_frames_manifest(path, manifest, order=lambda r: (r["scene"], r["frame"]))
 
 
-def remove_temporary_files(out: Path) -> list[Path]:
-    """Delete what an interrupted run left half-written (``.NAME.XXXX.tmp`` beside frames and manifest)."""
-    stale = [p for folder in (out, out / FRAMES) if folder.is_dir() for p in folder.glob(".*.tmp") if p.is_file()]
+def remove_temporary_files(out: Path, names: set[str] | None = None) -> list[Path]:
+    """Delete what an interrupted run left half-written (``.NAME.XXXX.tmp`` beside frames and manifest);
+    with ``names``, only the leftovers of those file names (other shards may be writing into the same folder).
+    """
+    stale = [
+        p
+        for folder in (out, out / FRAMES)
+        if folder.is_dir()
+        for p in folder.glob(".*.tmp")
+        if p.is_file() and (names is None or p.name[1:].rsplit(".", 2)[0] in names)
+    ]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
 
 
-def _done_frames(out: Path, manifest: dict[str, Any], config: GenerateConfig) -> dict[tuple[int, int], dict[str, Any]]:
-    """Frames already on disk and intact, by (scene, frame): listed ones checked, unlisted ones adopted."""
+def _shard_files(config: GenerateConfig, shard: Shard) -> set[str]:
+    """The names of the files ``shard`` writes: its frames and its manifest."""
+    frames = {f"{frame_name(i, j)}.npz" for i in shard.indices(config.scenes) for j in range(config.frames)}
+    return frames | {manifest_name(shard)}
+
+
+def _check_layout(folder: Path, shard: Shard) -> None:
+    """Refuse to mix an unsharded run and shards (or shards of another N) in one folder."""
+    present = [p.name for p in shard_manifests(folder)] + ([MANIFEST] if (folder / MANIFEST).is_file() else [])
+    same_n = f"-of-{shard.count}.json"
+    clash = [n for n in present if n != manifest_name(shard) and (shard.whole or not n.endswith(same_n))]
+    if clash:
+        raise DatasetError(
+            f"{folder}: holds {clash[0]}, which is not of --shard {shard}'s layout; choose a new --out "
+            "(shards of one dataset share N; an unsharded run and shards do not share a folder)"
+        )
+
+
+def _done_frames(
+    out: Path, manifest: dict[str, Any], config: GenerateConfig, scenes: list[int]
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """Frames of ``scenes`` already on disk and intact, by (scene, frame): listed ones checked, unlisted ones
+    adopted.
+    """
     done: dict[tuple[int, int], dict[str, Any]] = {}
     for record in manifest["frames"]:
         path = out / record["file"]
@@ -263,7 +293,7 @@ def _done_frames(out: Path, manifest: dict[str, Any], config: GenerateConfig) ->
             done[(record["scene"], record["frame"])] = record
         else:
             path.unlink(missing_ok=True)  # damaged or altered: render it again
-    for scene in range(config.scenes):
+    for scene in scenes:
         for frame in range(config.frames):
             relative = f"{FRAMES}/{frame_name(scene, frame)}.npz"
             path = out / relative
@@ -286,9 +316,11 @@ def _same_config(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 
 def generate_dataset(
-    out: str | Path, config: GenerateConfig, workers: int = 1, progress: bool = True
+    out: str | Path, config: GenerateConfig, workers: int = 1, progress: bool = True, shard: Shard = WHOLE
 ) -> dict[str, Any]:
-    """Render (or finish rendering) the dataset of ``config`` into ``out``; returns the final manifest."""
+    """Render (or finish rendering) the dataset of ``config`` (or its ``shard``) into ``out``; returns the
+    manifest written (the shard's own with a shard).
+    """
     if not isinstance(workers, int) or workers < 1:
         raise PerceptionError(f"sim generate: workers must be a whole number >= 1; got {workers!r}")
     config = config.resolved()
@@ -296,10 +328,13 @@ def generate_dataset(
     if folder.exists() and not folder.is_dir():
         raise DatasetError(f"{folder}: exists and is not a folder")
     (folder / FRAMES).mkdir(parents=True, exist_ok=True)
-    remove_temporary_files(folder)
-    manifest = new_manifest(config)
-    if (folder / MANIFEST).is_file():
-        stored = read_manifest(folder)
+    _check_layout(folder, shard)
+    remove_temporary_files(folder, None if shard.whole else _shard_files(config, shard))
+    manifest_path = folder / manifest_name(shard)
+    manifest = new_manifest(config, shard)
+    scenes = shard.indices(config.scenes)
+    if manifest_path.is_file():
+        stored = read_manifest_file(manifest_path)
         differ = _same_config(stored.get("config", {}), manifest["config"])
         if differ or stored.get("generator", {}).get("generator_version") != GENERATOR_VERSION:
             raise DatasetError(
@@ -308,12 +343,12 @@ def generate_dataset(
                 "resume with the same settings, or choose a new --out"
             )
         manifest["frames"] = stored.get("frames", [])
-    done = _done_frames(folder, manifest, config)
+    done = _done_frames(folder, manifest, config, scenes)
     manifest["frames"] = list(done.values())
-    write_manifest(folder, manifest)
+    write_manifest(manifest_path, manifest)
     tasks = [
         SceneTask(config, str(folder), i, missing)
-        for i in range(config.scenes)
+        for i in scenes
         if (missing := tuple(j for j in range(config.frames) if (i, j) not in done))
     ]
     bar = _progress(manifest["planned_frames"], len(done), progress)
@@ -323,11 +358,11 @@ def generate_dataset(
             manifest["frames"].extend(records)
             bar.update(len(records))
             if time.monotonic() - last_write >= _MANIFEST_EVERY_S:
-                write_manifest(folder, manifest)
+                write_manifest(manifest_path, manifest)
                 last_write = time.monotonic()
     finally:
         bar.close()
-        write_manifest(folder, manifest)
+        write_manifest(manifest_path, manifest)
     return manifest
 
 
