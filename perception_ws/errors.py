@@ -35,3 +35,7 @@ class WeightsError(PerceptionError):
 
 class SimulatorError(PerceptionError):
     """A simulator backend (e.g. a CARLA server) is missing, unreachable, or answered unexpectedly."""
+
+
+class ExportError(PerceptionError):
+    """A model export's settings are invalid, its packages are missing, or the exported model disagrees with torch."""

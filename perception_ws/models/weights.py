@@ -162,7 +162,7 @@ def load_weights(path: str | Path | None = None, device: str = "cpu") -> RangeSe
 
     from perception_ws.models.registry import model_from_config
 
-    weights = _resolve(path)
+    weights = resolve_weights(path)
     manifest, state = read_state(weights)
     try:
         model = model_from_config(manifest["model"])
@@ -192,7 +192,8 @@ def read_state(weights: Path, file_format: str = FORMAT) -> tuple[dict[str, Any]
     return manifest, state
 
 
-def _resolve(path: str | Path | None) -> Path:
+def resolve_weights(path: str | Path | None) -> Path:
+    """The ``.pt`` that ``path`` names (None or "": the shipped default), checked to exist; else one WeightsError."""
     if path is None or str(path) == "":
         if not DEFAULT_WEIGHTS.is_file():
             raise WeightsError(
