@@ -56,8 +56,10 @@ def stored_images(real_data: Path) -> list[np.ndarray]:
 
 @pytest.mark.real_data
 def test_onnxruntime_agrees_with_torch_on_stored_kitti_frames(exported: Exported, real_data: Path) -> None:
+    import onnx
     import onnxruntime
 
+    onnx.checker.check_model(str(exported.path), full_check=True)  # a valid model with inferable shapes
     session = onnxruntime.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["range_image"]
     assert session.get_inputs()[0].shape[:3] == [1, 6, 64]

@@ -177,6 +177,7 @@ def export_onnx(
     if not target.parent.is_dir():
         raise ExportError(f"{target}: folder {target.parent} does not exist")
     shape.check()
+    require_onnx_packages()
     source = resolve_weights(weights)
     # the check images first: a bad --check-data fails in a second, not after the export
     widths = [shape.width, 2 * shape.width] if shape.dynamic else [shape.width]
