@@ -18,7 +18,8 @@ import torch
 
 from perception_ws.cli import main
 from perception_ws.models import load_weights
-from perception_ws.models.onnx_export import MIN_AGREEMENT, PACKAGES, manifest_path, measure_agreement, real_images
+from perception_ws.models.onnx_export import MIN_AGREEMENT, PACKAGES, measure_agreement, real_images
+from perception_ws.models.onnx_format import manifest_path
 from perception_ws.models.weights import DEFAULT_WEIGHTS, read_manifest
 
 KITTI = "kitti_squeezeseg"

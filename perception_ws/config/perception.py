@@ -33,6 +33,8 @@ NODE_NAME = "perception_node"
 
 #: network arithmetic (segmenter.precision).
 Precision = Literal["fp32", "bf16", "fp16"]
+#: what runs the segmenter network (segmenter.runtime).
+Runtime = Literal["torch", "onnxruntime"]
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 _DETECT = DetectConfig()
 
@@ -121,6 +123,13 @@ class SegmenterConfig(Schema):
         "faster with 99.9 % of labels unchanged; elsewhere fp32 is used and the node says so); fp16 (GPUs only)",
     )
 
+    runtime: Runtime = Field(
+        "torch",
+        description="what runs the network (kind model): torch (weights), or onnxruntime (segmenter.onnx, on the "
+        "CPU; precision and compile are torch's and do not apply)",
+    )
+    onnx: str = Field("", description="exported .onnx file (perception export --format onnx) for runtime onnxruntime")
+
     @field_validator("device")
     @classmethod
     def _torch_device(cls, device: str) -> str:
@@ -134,6 +143,17 @@ class SegmenterConfig(Schema):
             raise ConfigError(
                 "segmenter.precision = 'fp16' needs a GPU (segmenter.device cuda); on a CPU use bf16 or fp32"
             )
+        if self.kind == "model" and self.runtime == "onnxruntime":
+            if not self.onnx:
+                raise ConfigError(
+                    "segmenter.runtime = 'onnxruntime' needs segmenter.onnx, an exported file "
+                    "(perception export --format onnx --out FILE.onnx)"
+                )
+            if self.device != "cpu":
+                raise ConfigError(
+                    f"segmenter.runtime = 'onnxruntime' runs on the CPU, but segmenter.device = {self.device!r}; "
+                    "set device cpu, or runtime torch for a GPU"
+                )
         if self.kind == "labels" and not self.label_field:
             raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")
         return self

@@ -32,17 +32,15 @@ import torch
 
 from perception_ws.errors import ExportError
 from perception_ws.io.atomic import atomic_file
+from perception_ws.models.onnx_format import FORMAT, INPUT_NAME, OUTPUT_NAME, manifest_path
 from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.models.squeezeseg import WIDTH_FACTOR
 from perception_ws.models.weights import load_weights, read_manifest, resolve_weights
 
-FORMAT = "perception-onnx/1"
 MIN_OPSET = 17
 DEFAULT_OPSET = 18
 #: share of pixels whose argmax label must be the same in onnxruntime and torch (the issue's bar).
 MIN_AGREEMENT = 0.999
-INPUT_NAME = "range_image"
-OUTPUT_NAME = "logits"
 #: the packages an export needs beyond torch (the `onnx` extra of pyproject.toml).
 PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 #: the largest dynamic width the graph is declared for (a full turn at 0.05 degrees is 7200 columns).
@@ -198,12 +196,6 @@ def export_onnx(
     with atomic_file(manifest_path(target)) as handle:  # written last: a manifest means the .onnx is complete
         handle.write((json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
-
-
-def manifest_path(onnx_file: str | Path) -> Path:
-    """The manifest beside an ONNX file (``model.onnx`` -> ``model.onnx.json``)."""
-    path = Path(onnx_file)
-    return path.with_name(path.name + ".json")
 
 
 def _manifest(

@@ -1,9 +1,10 @@
 """The segmenters a :class:`~perception_ws.pipeline.Pipeline` runs (``segmenter.kind``).
 
 ``model``: :class:`~perception_ws.models.network_segmenter.NetworkSegmenter`, the range-image network with its
-CRF, class and confidence per pixel; ``labels``: :class:`LabelFieldSegmenter`, the class ids the input
-carries in a field; ``none``: :class:`NoSegmenter`, every point class 0. :func:`make_segmenter` picks one.
-This module does not import torch: a pipeline labelling from a field never loads it.
+CRF, class and confidence per pixel (or, with ``segmenter.runtime: onnxruntime``, the exported network in
+:class:`~perception_ws.models.onnx_segmenter.OnnxSegmenter`); ``labels``: :class:`LabelFieldSegmenter`, the
+class ids the input carries in a field; ``none``: :class:`NoSegmenter`, every point class 0.
+:func:`make_segmenter` picks one. This module does not import torch: a pipeline labelling from a field never loads it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from perception_ws.models.network_segmenter import NetworkSegmenter
+    from perception_ws.models.onnx_segmenter import OnnxSegmenter
 
 
 class LabelFieldSegmenter:
@@ -64,8 +66,8 @@ class NoSegmenter:
         return np.zeros(len(cloud), dtype=np.int64)
 
 
-#: every segmenter a pipeline may run (a string: NetworkSegmenter is only imported for type checking).
-Segmenter: TypeAlias = "NetworkSegmenter | LabelFieldSegmenter | NoSegmenter"
+#: every segmenter a pipeline may run (a string: the network segmenters are only imported for type checking).
+Segmenter: TypeAlias = "NetworkSegmenter | OnnxSegmenter | LabelFieldSegmenter | NoSegmenter"
 
 
 def make_segmenter(config: PipelineConfig, network: nn.Module | None = None) -> Segmenter:
@@ -75,6 +77,10 @@ def make_segmenter(config: PipelineConfig, network: nn.Module | None = None) -> 
         return LabelFieldSegmenter(settings.label_field, config.classes)
     if settings.kind == "none":
         return NoSegmenter()
+    if settings.runtime == "onnxruntime":
+        from perception_ws.models.onnx_segmenter import load_onnx_segmenter  # no torch on this path
+
+        return load_onnx_segmenter(config)
     from perception_ws.models.network_segmenter import NetworkSegmenter, load_network  # torch: only for a model
 
     network = network or load_network(config)
