@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from perception_ws.io.atomic import atomic_file
@@ -24,6 +26,30 @@ def write_frames_manifest(path: Path, manifest: dict[str, Any], order: Callable[
     manifest["complete"] = len(manifest["frames"]) == manifest["planned_frames"]
     with atomic_file(path) as handle:
         handle.write(json.dumps(manifest, indent=1).encode())
+
+
+class PeriodicSave:
+    """``with PeriodicSave(save):`` calls ``save()`` from :meth:`tick` at most every ``every_s`` seconds while
+    frames finish, and once more when the block ends, however it ends (a kill between saves loses at most
+    ``every_s`` of finished frames from the manifest; their files are found again on resume).
+    """
+
+    def __init__(self, save: Callable[[], None], every_s: float = 2.0) -> None:
+        self._save, self._every_s = save, every_s
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last >= self._every_s:
+            self._save()
+            self._last = time.monotonic()
+
+    def __enter__(self) -> PeriodicSave:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._save()
 
 
 def file_sha256(path: Path) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from perception_ws.config import PipelineConfig
 from perception_ws.errors import DatasetError
 from perception_ws.io import open_dataset
-from perception_ws.io.manifest import file_sha256
+from perception_ws.io.manifest import PeriodicSave, file_sha256
 from perception_ws.io.registry import find_reader
 from perception_ws.labelling.kitti_lines import write_camera_lines, write_sensor_lines
 from perception_ws.labelling.manifest import new_manifest, resume_manifest, write_manifest
@@ -43,7 +43,6 @@ from perception_ws.schema import flatten
 MCAP_FILE = "labels.mcap"
 #: stamp of a scan that carries none: its index at 10 Hz (as write_bag stamps scans).
 _PERIOD_NS = 100_000_000
-_MANIFEST_EVERY_S = 2.0
 
 
 def label_dataset(path: str | Path, out: str | Path, config: PipelineConfig, options: LabelOptions) -> LabelSummary:
@@ -64,24 +63,21 @@ def label_dataset(path: str | Path, out: str | Path, config: PipelineConfig, opt
     pipeline = Pipeline(config)
     points, start = 0, time.perf_counter()
     bar = _progress(len(frames), len(done), options.progress)
-    last_write = time.monotonic()
-    try:
-        for batch in _batches(todo, options.batch_size):
-            scans = [dataset[index] for index in batch]
-            stamps_ns = [_stamp_ns(scan, index) for scan, index in zip(scans, batch, strict=True)]
-            inputs = [_pipeline_input(scan, config) for scan in scans]
-            results = pipeline.process_batch(inputs, [stamp / 1e9 for stamp in stamps_ns])
-            for index, scan, result, stamp_ns in zip(batch, scans, results, stamps_ns, strict=True):
-                files = _write_frame(folder, index, scan, result, stamp_ns, options.formats)
-                manifest["frames"].append(_record(folder, index, scan, result, files))
-                points += len(scan)
-                bar.update(1)
-            if time.monotonic() - last_write >= _MANIFEST_EVERY_S:
-                write_manifest(folder, manifest)
-                last_write = time.monotonic()
-    finally:
-        bar.close()
-        write_manifest(folder, manifest)
+    with PeriodicSave(partial(write_manifest, folder, manifest)) as saving:
+        try:
+            for batch in _batches(todo, options.batch_size):
+                scans = [dataset[index] for index in batch]
+                stamps_ns = [_stamp_ns(scan, index) for scan, index in zip(scans, batch, strict=True)]
+                inputs = [_pipeline_input(scan, config) for scan in scans]
+                results = pipeline.process_batch(inputs, [stamp / 1e9 for stamp in stamps_ns])
+                for index, scan, result, stamp_ns in zip(batch, scans, results, stamps_ns, strict=True):
+                    files = _write_frame(folder, index, scan, result, stamp_ns, options.formats)
+                    manifest["frames"].append(_record(folder, index, scan, result, files))
+                    points += len(scan)
+                    bar.update(1)
+                saving.tick()
+        finally:
+            bar.close()
     seconds = time.perf_counter() - start
     summary = LabelSummary.from_records(str(folder), manifest, len(todo), points, seconds)
     if "mcap" in options.formats:

@@ -29,9 +29,9 @@ import json
 import multiprocessing
 import os
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +39,7 @@ import numpy as np
 
 from perception_ws import __version__
 from perception_ws.errors import DatasetError, PerceptionError
-from perception_ws.io.manifest import file_sha256, write_frames_manifest
+from perception_ws.io.manifest import PeriodicSave, file_sha256, write_frames_manifest
 from perception_ws.io.sim_manifest import MANIFEST, MANIFEST_FORMAT, manifest_name, read_manifest_file, shard_manifests
 from perception_ws.io.simdata import FORMAT, FRAMES, encode_frame, range_unit_m, read_arrays, write_frame
 from perception_ws.parent_death import init_worker
@@ -352,17 +352,14 @@ def generate_dataset(
         if (missing := tuple(j for j in range(config.frames) if (i, j) not in done))
     ]
     bar = _progress(manifest["planned_frames"], len(done), progress)
-    last_write = time.monotonic()
-    try:
-        for records in _run(tasks, workers):
-            manifest["frames"].extend(records)
-            bar.update(len(records))
-            if time.monotonic() - last_write >= _MANIFEST_EVERY_S:
-                write_manifest(manifest_path, manifest)
-                last_write = time.monotonic()
-    finally:
-        bar.close()
-        write_manifest(manifest_path, manifest)
+    with PeriodicSave(partial(write_manifest, manifest_path, manifest), _MANIFEST_EVERY_S) as saving:
+        try:
+            for records in _run(tasks, workers):
+                manifest["frames"].extend(records)
+                bar.update(len(records))
+                saving.tick()
+        finally:
+            bar.close()
     return manifest
 
 
