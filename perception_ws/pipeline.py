@@ -173,14 +173,12 @@ class Pipeline:
             raise ValueError(f"process_batch: {len(scans)} scans but {len(stamps_s)} stamps")
         if self.segmenter.reads != "range_image" or len(scans) < 2:
             return [self.process(scan, stamp, track=False) for scan, stamp in zip(scans, stamps_s, strict=True)]
-        start = time.perf_counter()
         clouds = [as_structured(scan).reshape(-1) for scan in scans]
         timings: list[dict[str, float]] = [{} for _ in clouds]
         projections = [self._project(cloud, times) for cloud, times in zip(clouds, timings, strict=True)]
         shared: dict[str, float] = {}
         with _stage(shared, "segmentation"):  # one call: every image has the config's height and width
             classes, confidences = self.segmenter.segment_images(np.stack([p.image for p in projections]))
-        setup_ms = (time.perf_counter() - start) * 1e3 - shared["segmentation"] - sum(t["projection"] for t in timings)
         results = []
         for i, (cloud, projection, times) in enumerate(zip(clouds, projections, timings, strict=True)):
             begin = time.perf_counter()
@@ -188,7 +186,7 @@ class Pipeline:
             finite = finite_mask(cloud)
             labels, confidence = self._back_project(projection, classes[i], confidences[i], finite, times)
             detections, instances = self._objects(cloud, finite, labels, confidence, times)
-            own_ms = (time.perf_counter() - begin) * 1e3 + times["projection"] + setup_ms / len(clouds)
+            own_ms = (time.perf_counter() - begin) * 1e3 + times["projection"]
             times["total"] = own_ms + times["segmentation"]
             self._frame += 1
             results.append(
