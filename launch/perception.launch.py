@@ -1,7 +1,8 @@
 """Launch the perception graph on a machine with ROS 2 installed: ``ros2 launch perception_ws perception.launch.py``.
 
 Arguments (``ros2 launch perception_ws perception.launch.py --show-args``): sensor, model, weights, config,
-bag, use_sim_time, rviz, camera, sim, segmenter, points_topic (also ``perception run``'s), and namespace,
+bag, use_sim_time, rviz, camera, sim, segmenter, points_topic, sim_backend, carla_host, carla_port, carla_town,
+sim_dataset (also ``perception run``'s), and namespace,
 log_level, dds_profile (ROS launch's own). Which nodes start, and with which parameters, is decided by
 ``perception_ws.nodes.launch_graph.plan_graph`` — the same function ``perception run`` uses where
 ``ros2 launch`` is not installed — so both start the same graph from the same params file (keyed
@@ -15,7 +16,9 @@ set ``points_topic:=/points`` there.
 With ``sim:=true`` the simulator also latches its mounting on ``/tf_static`` (shown by RViz's TF display)
 and sends the car's pose on ``/tf``; the fusion node takes the LiDAR -> camera transform from there
 (``calibration.from_tf``), the perception node tracks in ``odom`` (``tracking.fixed_frame``), and RViz
-holds ``odom`` fixed.
+holds ``odom`` fixed. ``sim_backend:=carla`` (with ``carla_host``, ``carla_port``, ``carla_town``) takes the
+frames from a CARLA server, ``sim_backend:=dataset sim_dataset:=DIR`` replays a recorded simulated dataset
+(docs/carla.md, docs/simulator.md).
 
 Example: ``ros2 launch perception_ws perception.launch.py sensor:=vlp16 bag:=run1 use_sim_time:=true rviz:=true``
 """
@@ -64,6 +67,16 @@ def generate_launch_description() -> LaunchDescription:
                 default_value="",
                 description="PointCloud2 input of the perception node; empty: config's",
             ),
+            DeclareLaunchArgument(
+                "sim_backend",
+                default_value="",
+                choices=["", "builtin", "carla", "dataset"],
+                description="with sim: the simulator's frames from; empty: config's",
+            ),
+            DeclareLaunchArgument("carla_host", default_value="", description="CARLA server host; empty: config's"),
+            DeclareLaunchArgument("carla_port", default_value="", description="CARLA server port; empty: config's"),
+            DeclareLaunchArgument("carla_town", default_value="", description="CARLA map to load; empty: config's"),
+            DeclareLaunchArgument("sim_dataset", default_value="", description="recording to replay; empty: config's"),
             DeclareLaunchArgument("namespace", default_value="", description="ROS namespace of every node"),
             DeclareLaunchArgument(
                 "log_level",
@@ -94,6 +107,11 @@ def _nodes(context: LaunchContext) -> list[Action]:
         "sim",
         "segmenter",
         "points_topic",
+        "sim_backend",
+        "carla_host",
+        "carla_port",
+        "carla_town",
+        "sim_dataset",
     )
     values = {name: LaunchConfiguration(name).perform(context) for name in names}
     namespace = LaunchConfiguration("namespace").perform(context)

@@ -208,6 +208,7 @@ def test_launch_arguments_with_fixed_values_declare_choices_and_nodes_run_the_ex
     assert choices == {
         "use_sim_time": ["true", "false"], "rviz": ["true", "false"], "camera": ["true", "false"],
         "sim": ["true", "false"], "segmenter": ["", "model", "labels", "none"],
+        "sim_backend": ["", "builtin", "carla", "dataset"],
         "log_level": ["debug", "info", "warn", "error", "fatal"],
     }  # fmt: skip
     # every module the graph can start has its installed executable, and it is a pip entry point too

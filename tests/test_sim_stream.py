@@ -11,7 +11,8 @@ import yaml
 
 from perception_ws.config import ConfigError, flatten, load_schema_config, section_key
 from perception_ws.labels import KITTI3
-from perception_ws.sim.stream import CLOUD_DTYPE, SimStream, scene_time, sim_camera_extrinsic, stamp_ns
+from perception_ws.sim.source import CLOUD_DTYPE
+from perception_ws.sim.stream import SimStream, scene_time, sim_camera_extrinsic, stamp_ns
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"

@@ -51,6 +51,11 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("sim", "false", "true: start the simulator node (scans, camera, ground truth) as the input"),
     LaunchArgument("segmenter", "", "segmenter kind: model, labels or none; empty: segmenter.kind of the config file"),
     LaunchArgument("points_topic", "", "PointCloud2 topic of the perception node; empty: topics.input of the config"),
+    LaunchArgument("sim_backend", "", "with sim: builtin, carla or dataset; empty: backend of the config file"),
+    LaunchArgument("carla_host", "", "with sim_backend carla: the server's host; empty: carla.host of the config"),
+    LaunchArgument("carla_port", "", "with sim_backend carla: the server's port; empty: carla.port of the config"),
+    LaunchArgument("carla_town", "", "with sim_backend carla: map to load; empty: carla.town of the config"),
+    LaunchArgument("sim_dataset", "", "with sim_backend dataset: the recording to replay; empty: dataset.path"),
 )
 #: launch argument -> the perception node parameter it overrides when not empty.
 PARAMETER_ARGUMENTS = {
@@ -60,6 +65,15 @@ PARAMETER_ARGUMENTS = {
     "segmenter": "segmenter.kind",
     "points_topic": "topics.input",
 }
+#: launch argument -> the simulator node parameter it overrides when not empty.
+SIM_PARAMETER_ARGUMENTS = {
+    "sim_backend": "backend",
+    "carla_host": "carla.host",
+    "carla_port": "carla.port",
+    "carla_town": "carla.town",
+    "sim_dataset": "dataset.path",
+}
+SIM_BACKENDS = ("builtin", "carla", "dataset")
 PERCEPTION_NODE = "perception_node"
 FUSION_NODE = "fusion_node"
 FUSION_MODULE = "perception_ws.nodes.fusion_node"
@@ -126,7 +140,7 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
     if simulate:
         # the simulator sends the car's pose on /tf: track over the ground, in its fixed frame
         nodes[0].parameters["tracking.fixed_frame"] = SimConfig().frames.odom
-        nodes.append(NodeSpec(SIM_NODE, module=SIM_MODULE, params_file=config, parameters={"use_sim_time": False}))
+        nodes.append(NodeSpec(SIM_NODE, module=SIM_MODULE, params_file=config, parameters=_sim_parameters(args)))
     if _flag(args, "camera"):
         fusion: dict[str, Any] = {"use_sim_time": sim_time}
         if simulate:  # the simulator latches its camera mounting on /tf_static: no calibration file needed
@@ -140,6 +154,24 @@ def plan_graph(values: Mapping[str, str]) -> list[NodeSpec]:
             arguments += ("-f", SimConfig().frames.odom)
         nodes.append(NodeSpec("rviz2", executable="rviz2", arguments=arguments, parameters={"use_sim_time": sim_time}))
     return nodes
+
+
+def _sim_parameters(args: Mapping[str, str]) -> dict[str, Any]:
+    """The simulator node's overrides from ``sim_backend`` and friends (checked here: a typo fails before start)."""
+    out: dict[str, Any] = {"use_sim_time": False}
+    for arg, key in SIM_PARAMETER_ARGUMENTS.items():
+        if args[arg]:
+            out[key] = args[arg]
+    if out.get("backend", SIM_BACKENDS[0]) not in SIM_BACKENDS:
+        raise PerceptionError(
+            f"launch argument sim_backend={out['backend']!r}: expected one of {', '.join(SIM_BACKENDS)}"
+        )
+    if "carla.port" in out:
+        port = out["carla.port"]
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise PerceptionError(f"launch argument carla_port={port!r}: expected a port number 1..65535")
+        out["carla.port"] = int(port)
+    return out
 
 
 def _parameter_value(value: Any) -> str:

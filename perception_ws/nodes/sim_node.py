@@ -1,4 +1,10 @@
-"""The simulator node: a thin ROS 2 shell over :class:`perception_ws.sim.stream.SimStream`.
+"""The simulator node: a thin ROS 2 shell over a frame source (:mod:`perception_ws.sim.source`).
+
+``backend`` picks the source: ``builtin`` (:class:`perception_ws.sim.stream.SimStream`, procedural
+streets), ``carla`` (a CARLA server, ``carla.*``: one synchronous tick per frame; docs/carla.md) or
+``dataset`` (a recorded simulated dataset, ``dataset.*``: GTA-LiDAR ``.npy``, ``perception sim generate``
+output). Every backend publishes the same topics; with ``clock.mode: sim`` stamps and /clock follow the
+source's own time (the procedural scene's, CARLA's ticks, the recording's stamps).
 
 Out, every ``1 / sensor.rate_hz`` seconds (divided by ``clock.real_time_factor``): the LiDAR sweep as a
 PointCloud2 (fields x y z intensity ring label instance; ``label`` is the KITTI-3 ground truth,
@@ -32,6 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
@@ -56,15 +63,21 @@ from perception_ws.nodes.process import run_node
 from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.tf_topics import TF_STATIC_TOPIC, TF_TOPIC, TFMessage, tf_message, tf_qos, tf_static_qos
 from perception_ws.nodes.worker import LatestWorker
-from perception_ws.sim.stream import SimFrame, SimStream
+from perception_ws.sim.source import SimFrame
+from perception_ws.sim.sources import open_source
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
+
+if TYPE_CHECKING:
+    from perception_ws.sim.carla_source import SessionFactory
 
 #: queue depth of the SensorData publishers (best effort: a late scan is worth nothing).
 _SENSOR_DEPTH = 2
 
 
 class SimNode(Node):
-    """See the module doc. ``defaults`` replace the schema's defaults (parameters still override them)."""
+    """See the module doc. ``defaults`` replace the schema's defaults (parameters still override them);
+    ``carla_session`` replaces the CARLA session of the ``carla`` backend (a stand-in without a server).
+    """
 
     def __init__(
         self,
@@ -73,12 +86,17 @@ class SimNode(Node):
         defaults: SimConfig | None = None,
         node_name: str = SIM_NODE_NAME,
         cli_args: Sequence[str] | None = None,
+        carla_session: SessionFactory | None = None,
     ) -> None:
         self._worker: LatestWorker[int] = LatestWorker(f"{node_name}_worker")
         super().__init__(node_name, context=context, cli_args=list(cli_args) if cli_args is not None else None)
         self.config = c = declare_schema_parameters(self, defaults or SimConfig())
-        self.stream = SimStream(c)
-        transforms = self.stream.static_transforms()
+        try:
+            self.source = open_source(c, carla_session)
+        except BaseException:
+            super().destroy_node()  # no half-built node left in the graph
+            raise
+        transforms = self.source.static_transforms()
         for transform in transforms:
             self.declare_parameter(
                 f"transforms.{transform.parent}_to_{transform.child}",
@@ -113,14 +131,12 @@ class SimNode(Node):
         self._worker.start(
             self._handle_tick, self.stats, self.issues, before=lambda: self._wait_for_subscribers(wait_s)
         )
-        self.create_timer(self.stream.period_s, self._tick)
+        self.create_timer(self.source.period_s, self._tick)
         self.create_timer(c.run.diagnostics_period_s, self.publish_diagnostics)
-        camera = f", camera {c.camera.downscale}x downscaled" if c.camera.enabled else ", no camera"
         self.get_logger().info(
-            f"simulating seed {c.scene.seed}: {c.sensor.model} x {c.sensor.columns} columns at {c.sensor.rate_hz} Hz "
-            f"on {self.points_pub.topic_name}{camera}, clock {c.clock.mode}"
+            f"{self.source.describe()}; on {self.points_pub.topic_name}, clock {c.clock.mode}"
             + (f" at {c.clock.real_time_factor:g}x real time" if c.clock.real_time_factor != 1 else "")
-            + f", motion {c.scene.motion}; on {TF_STATIC_TOPIC}: "
+            + f"; on {TF_STATIC_TOPIC}: "
             + ", ".join(f"{t.parent} -> {t.child}" for t in transforms)
             + f"; on {TF_TOPIC}: {c.frames.odom} -> {c.frames.base} at every frame"
         )
@@ -164,8 +180,8 @@ class SimNode(Node):
         """Render the next frame for the tick at monotonic ``tick_ns`` and publish everything of it."""
         index = self.published
         elapsed_s = (tick_ns - self._start_mono_ns) / 1e9
-        frame = self.stream.frame(index, self.stream.scene_time(index, elapsed_s))
-        stamp = _time(self.stream.stamp_ns(index, time.time_ns(), self._start_ns))
+        frame = self.source.next_frame(index, elapsed_s)
+        stamp = _time(self.source.frame_stamp_ns(frame, time.time_ns(), self._start_ns))
         c = self.config
         lidar_header = Header(stamp=stamp, frame_id=c.frames.lidar)
         if self.clock_pub is not None:
@@ -186,6 +202,8 @@ class SimNode(Node):
         self.stats.frame_processed((time.monotonic_ns() - tick_ns) / 1e6, frame.render_ms, {})
         if c.run.max_frames and self.published >= c.run.max_frames:
             self.finished.set()
+        if self.source.length is not None and self.published >= self.source.length:
+            self.finished.set()  # a recording replayed once is over
         return frame
 
     # -- diagnostics, shutdown -------------------------------------------------------------------
@@ -205,12 +223,13 @@ class SimNode(Node):
     def summary(self) -> str:
         return (
             f"published {self.published} frames at {self.achieved_rate_hz():.2f} Hz "
-            f"(target {1.0 / self.stream.period_s:g} Hz), {self.ticks_skipped} ticks skipped while rendering"
+            f"(target {1.0 / self.source.period_s:g} Hz), {self.ticks_skipped} ticks skipped while rendering"
         )
 
     def destroy_node(self) -> None:
-        """Stop the worker (after the frame it is on), then the node."""
+        """Stop the worker (after the frame it is on), give the source back, then the node."""
         self._worker.stop()
+        self.source.close()
         super().destroy_node()
 
 

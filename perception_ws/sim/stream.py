@@ -3,10 +3,12 @@
 ``SimStream(SimConfig())`` builds the scene of ``scene.seed`` once (the street, its traffic plan, the
 ray caster's static layer), then :meth:`SimStream.frame` renders frame ``index`` at a scene time:
 
-- the LiDAR sweep as a point array of :data:`CLOUD_DTYPE` (x y z intensity ring label instance; the
+- the LiDAR sweep as :data:`~perception_ws.sim.source.CLOUD_DTYPE` points (x y z intensity ring label instance; the
   label is the KITTI-3 ground truth, the instance the actor's id), in the LiDAR frame;
 - the ground-truth boxes of the actors the sweep saw (KITTI-3 classes, ``track_id`` = instance);
 - the camera picture (:mod:`perception_ws.sim.sensor.camera`) when ``camera.enabled``.
+
+It is the ``builtin`` backend of the simulator's source interface (:mod:`perception_ws.sim.source`).
 
 Time: with ``clock.mode`` ``sim`` frame k shows scene time k / rate whatever the rendering speed (the
 stamps advance by exactly one period); with ``wall`` it shows the wall time elapsed since the start,
@@ -20,53 +22,24 @@ node reports; each frame carries the vehicle's pose in the fixed frame (``odom -
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 
-from perception_ws.boxes import Box3D
 from perception_ws.calib.sensors import load_sensor
-from perception_ws.calib.tf_tree import FrameTransform, pose_parts
-from perception_ws.camera_frame import CameraFrame
-from perception_ws.scan import Scan
+from perception_ws.calib.tf_tree import FrameTransform
 from perception_ws.sim.motion.motion import SceneMotion
 from perception_ws.sim.sensor.camera import CameraConfig, SimCamera
 from perception_ws.sim.sensor.lidar import Lidar
 from perception_ws.sim.sensor.raycast import make_raycaster
 from perception_ws.sim.sensor.raycast_layers import LayeredRaycaster
 from perception_ws.sim.sensor.raycaster import Raycaster
+from perception_ws.sim.source import SimFrame, cloud_points, source_stamp_ns, transform
 from perception_ws.sim.stream_config import SimConfig
 from perception_ws.sim.world.generator import generate_scene
 from perception_ws.sim.world.mesh import rotation_z
 from perception_ws.sim.world.scene import EgoPose
 from perception_ws.sim.world.scene_config import scene_config_for
-
-#: the fields of a published simulated point (label and instance as the perception node writes them).
-CLOUD_DTYPE = np.dtype(
-    [
-        ("x", np.float32),
-        ("y", np.float32),
-        ("z", np.float32),
-        ("intensity", np.float32),
-        ("ring", np.uint16),
-        ("label", np.uint16),
-        ("instance", np.uint32),
-    ]
-)
-
-
-@dataclass(eq=False)
-class SimFrame:
-    """One rendered frame; see the module doc."""
-
-    index: int
-    scene_time_s: float
-    points: np.ndarray  # (N,) CLOUD_DTYPE, LiDAR frame
-    boxes: list[Box3D]  # ground truth, LiDAR frame
-    camera: CameraFrame | None
-    render_ms: float
-    vehicle: FrameTransform  # base_link in odom at this frame (the ego car's pose in the scene)
 
 
 class SimStream:
@@ -99,6 +72,29 @@ class SimStream:
 
     def stamp_ns(self, index: int, wall_ns: int, start_ns: int) -> int:
         return stamp_ns(self.config, index, wall_ns, start_ns)
+
+    @property
+    def length(self) -> int | None:
+        """None: frames without end."""
+        return None
+
+    def next_frame(self, index: int, elapsed_s: float) -> SimFrame:
+        """Frame ``index`` at the scene time of ``elapsed_s`` (the :class:`FrameSource` interface)."""
+        return self.frame(index, self.scene_time(index, elapsed_s))
+
+    def frame_stamp_ns(self, frame: SimFrame, wall_ns: int, start_ns: int) -> int:
+        return self.stamp_ns(frame.index, wall_ns, start_ns)
+
+    def describe(self) -> str:
+        c = self.config
+        camera = f", camera {c.camera.downscale}x downscaled" if c.camera.enabled else ", no camera"
+        return (
+            f"simulating seed {c.scene.seed}: {c.sensor.model} x {c.sensor.columns} columns at {c.sensor.rate_hz} Hz"
+            f"{camera}, motion {c.scene.motion}"
+        )
+
+    def close(self) -> None:
+        """Nothing to give back: the scene lives in this process."""
 
     def frame(self, index: int, scene_time_s: float) -> SimFrame:
         """Render frame ``index`` at ``scene_time_s`` (deterministic for the seed, index and time)."""
@@ -149,9 +145,7 @@ def scene_time(config: SimConfig, index: int, elapsed_s: float) -> float:
 
 def stamp_ns(config: SimConfig, index: int, wall_ns: int, start_ns: int) -> int:
     """The stamp of frame ``index``: the wall time it is ready, or ``start`` + index periods (``sim``)."""
-    if config.clock.mode == "sim":
-        return start_ns + round(index / config.sensor.rate_hz * 1e9)
-    return wall_ns
+    return source_stamp_ns(config.clock.mode, index / config.sensor.rate_hz, wall_ns, start_ns)
 
 
 def sim_camera_extrinsic() -> list[float]:
@@ -161,15 +155,7 @@ def sim_camera_extrinsic() -> list[float]:
     return [float(v) for v in CameraConfig().extrinsic().matrix.reshape(-1)]
 
 
-def cloud_points(scan: Scan) -> np.ndarray:
-    """A simulated sweep's points as :data:`CLOUD_DTYPE` (the ``semantic`` field is left out)."""
-    out = np.empty(len(scan.points), dtype=CLOUD_DTYPE)
-    for name in CLOUD_DTYPE.names or ():
-        out[name] = scan.points[name]
-    return out
-
-
 def _transform(parent: str, child: str, rotation: np.ndarray, translation: np.ndarray) -> FrameTransform:
     pose = np.eye(4)
     pose[:3, :3], pose[:3, 3] = rotation, translation
-    return FrameTransform(parent, child, *pose_parts(pose))
+    return transform(parent, child, pose)

@@ -146,9 +146,34 @@ class SimRunConfig(Schema):
     diagnostics_period_s: float = Field(1.0, gt=0, description="seconds between diagnostics messages")
 
 
+class SimCarlaConfig(Schema):
+    """backend ``carla``: the server and what it simulates (the LiDAR imitates ``sensor.model`` x
+    ``sensor.columns``; one synchronous tick per ``1 / sensor.rate_hz`` simulated seconds).
+    """
+
+    host: str = Field("localhost", min_length=1, description="CARLA server host name or address")
+    port: int = Field(2000, ge=1, le=65535, description="CARLA server RPC port")
+    town: str = Field("", description="map to load (e.g. Town10HD_Opt); empty: keep the server's current one")
+    traffic: int = Field(0, ge=0, description="other vehicles spawned on autopilot")
+    seed: int = Field(0, ge=0, description="ego spawn point and traffic manager seed")
+    connect_timeout_s: float = Field(5.0, gt=0, description="seconds to wait for the server's first answer")
+
+
+class SimDatasetConfig(Schema):
+    """backend ``dataset``: a recorded simulated dataset replayed at ``sensor.rate_hz``."""
+
+    path: str = Field(
+        "", description="a folder or file perception_ws.io reads: GTA-LiDAR .npy, `perception sim generate` output, …"
+    )
+    loop: bool = Field(True, description="start again after the last frame (false: stop there)")
+
+
 class SimConfig(Schema):
     """Everything the simulator node is told; see the module doc."""
 
+    backend: Literal["builtin", "carla", "dataset"] = Field(
+        "builtin", description="frames from: builtin (procedural streets), carla (a CARLA server), dataset (recorded)"
+    )
     topics: SimTopicsConfig = Field(default_factory=SimTopicsConfig)
     scene: SimSceneConfig = Field(default_factory=SimSceneConfig)
     sensor: SimSensorConfig = Field(default_factory=SimSensorConfig)
@@ -157,3 +182,11 @@ class SimConfig(Schema):
     clock: SimClockConfig = Field(default_factory=SimClockConfig)
     ground_truth: SimGroundTruthConfig = Field(default_factory=SimGroundTruthConfig)
     run: SimRunConfig = Field(default_factory=SimRunConfig)
+    carla: SimCarlaConfig = Field(default_factory=SimCarlaConfig)
+    dataset: SimDatasetConfig = Field(default_factory=SimDatasetConfig)
+
+    @model_validator(mode="after")
+    def _dataset_has_a_path(self) -> SimConfig:
+        if self.backend == "dataset" and not self.dataset.path:
+            raise ConfigError("backend 'dataset' needs dataset.path (a recorded dataset folder or file)")
+        return self
