@@ -11,6 +11,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from perception_ws.nodes.sim_node import SimNode
+from perception_ws.sim.carla_source import SessionFactory
 from perception_ws.sim.stream_config import SimConfig
 
 #: longest wait for discovery, a node's start-up or one frame's results (all far shorter on an idle machine).
@@ -51,11 +52,16 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S
 
 
 def simulate_until(
-    ros_context: Context, config: SimConfig, done: Callable[[], bool], what: str, timeout_s: float = 120.0
+    ros_context: Context,
+    config: SimConfig,
+    done: Callable[[], bool],
+    what: str,
+    timeout_s: float = 120.0,
+    carla_session: SessionFactory | None = None,
 ) -> SimNode:
-    """A simulator node with ``config``, spun until ``done()`` (the graph already spinning answers it), then
-    destroyed; returned for its counters."""
-    sim = SimNode(context=ros_context, defaults=config)
+    """A simulator node with ``config`` (and a stand-in CARLA session), spun until ``done()`` (the graph already
+    spinning answers it), then destroyed; returned for its counters."""
+    sim = SimNode(context=ros_context, defaults=config, carla_session=carla_session)
     try:
         with Spinner(ros_context, sim):
             wait_for(done, what, timeout_s)
