@@ -3,6 +3,8 @@
     perception sim generate --out DIR --scenes N --frames M --sensor hdl64e [--camera] [--workers K]
                             [--seed S] [--columns C] [--dropout none|measured|physical] [--intensity off|model|lir:PATH]
                             [--scene-content v1|v2] [--shard K/N]
+                            [--backend builtin|carla|dataset] [--carla-host H --carla-port P --carla-town T
+                            --carla-traffic N] [--dataset PATH]
     perception sim compare --real DIR [--sim DIR | --scenes N] [--out report.png] [--json]
 
 Only the standard library is imported here; the simulator loads when a sub-command runs, so
@@ -21,6 +23,7 @@ from perception_ws.cli.args import DEFAULT_SCENE_CONTENT, SCENE_CONTENT_CHOICES,
 from perception_ws.errors import PerceptionError
 
 DROPOUT_CHOICES = ("none", "measured", "physical")
+SOURCES = ("builtin", "carla", "dataset")
 INTENSITY_HELP = "off, model (the reflectance model) or lir:PATH (a saved LIR network)"
 DEFAULT_REPORT = "out/sim_realism.png"
 
@@ -32,7 +35,10 @@ def add_parser(sub: Subparsers) -> None:
 
     gen = tasks.add_parser("generate", help="render scenes x frames labelled sweeps into a dataset folder")
     gen.add_argument("--out", required=True, help="dataset folder (created; rerun the same command to resume)")
-    gen.add_argument("--scenes", type=positive, required=True, help="number of street scenes")
+    gen.add_argument(
+        "--scenes", type=positive, default=None,
+        help="number of scenes (builtin, carla: required; dataset: default, every whole scene the recording holds)",
+    )  # fmt: skip
     gen.add_argument("--frames", type=positive, default=5, help="sweeps per scene, along the ego lane (default 5)")
     gen.add_argument("--sensor", default="hdl64e", help="sensor model (see `perception sensors`; default hdl64e)")
     gen.add_argument("--camera", action="store_true", help="also store a camera image per frame")
@@ -52,6 +58,16 @@ def add_parser(sub: Subparsers) -> None:
         help="render scenes i with i %% N == K-1 only, listed in manifest-shard-K-of-N.json; the N shards' folders "
         "copied into one are the whole dataset (default 1/1)",
     )  # fmt: skip
+    gen.add_argument(
+        "--backend", choices=SOURCES, default="builtin",
+        help="builtin: procedural streets (default); carla: one CARLA session per scene (seeded by the scene), "
+        "consecutive ticks; dataset: a recorded dataset (--dataset) cut into scenes of --frames frames",
+    )  # fmt: skip
+    gen.add_argument("--carla-host", default="localhost", help="with --backend carla (default localhost)")
+    gen.add_argument("--carla-port", type=positive, default=2000, help="with --backend carla (default 2000)")
+    gen.add_argument("--carla-town", default="", help="with --backend carla: map to load (default: the current one)")
+    gen.add_argument("--carla-traffic", type=non_negative, default=0, help="with --backend carla: other vehicles")
+    gen.add_argument("--dataset", default="", help="with --backend dataset: GTA-LiDAR .npy folder, sim dataset, …")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_cmd_generate)
 
@@ -73,12 +89,14 @@ def add_parser(sub: Subparsers) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from perception_ws.io.sim_manifest import manifest_name
     from perception_ws.shard import parse_shard
-    from perception_ws.sim.dataset import GenerateConfig, generate_dataset
+    from perception_ws.sim.dataset import GenerateConfig, generate_dataset, render_scene
     from perception_ws.sim.world.scene_config import scene_config_for
 
     shard = parse_shard(args.shard)  # a bad --shard fails before the simulator loads
+    if args.backend == "carla" and args.workers > 1:
+        raise PerceptionError("sim generate: --backend carla records with one worker (one server, one session)")
     config = GenerateConfig(
-        scenes=args.scenes,
+        scenes=_scenes(args),
         frames=args.frames,
         sensor=args.sensor,
         columns=args.columns,
@@ -87,13 +105,42 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         intensity=args.intensity,
         camera=args.camera,
         scene=scene_config_for(args.scene_content),
+        source=args.backend,
+        carla_host=args.carla_host,
+        carla_port=args.carla_port,
+        carla_town=args.carla_town,
+        carla_traffic=args.carla_traffic,
+        dataset_path=args.dataset,
     )
-    manifest = generate_dataset(args.out, config, workers=args.workers, progress=not args.quiet, shard=shard)
+    render = render_scene
+    if config.source != "builtin":
+        from perception_ws.sim.recorded_scenes import record_scene
+
+        render = record_scene
+    manifest = generate_dataset(
+        args.out, config, workers=args.workers, progress=not args.quiet, shard=shard, render=render
+    )
     done, planned = len(manifest["frames"]), manifest["planned_frames"]
     part = "" if shard.whole else f"shard {shard}: "
     scenes = len(shard.indices(config.scenes))
     print(f"{args.out}: {part}{done} of {planned} frames ({scenes} scenes x {config.frames}), {manifest_name(shard)}")
     return 0
+
+
+def _scenes(args: argparse.Namespace) -> int:
+    """``--scenes``, or for ``--backend dataset`` the whole scenes of ``--frames`` frames the recording holds."""
+    if args.scenes is not None:
+        return int(args.scenes)
+    if args.backend != "dataset":
+        raise PerceptionError(f"sim generate: --backend {args.backend} needs --scenes N")
+    if not args.dataset:
+        raise PerceptionError("sim generate: --backend dataset needs --dataset PATH (the recording to cut into scenes)")
+    from perception_ws.io import open_dataset
+
+    frames = len(open_dataset(args.dataset))
+    if frames < args.frames:
+        raise PerceptionError(f"sim generate: {args.dataset} holds {frames} frames, fewer than --frames {args.frames}")
+    return frames // int(args.frames)
 
 
 #: columns of the full-turn views the report compares on (SqueezeSeg's front view is a quarter of it).

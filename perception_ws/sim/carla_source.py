@@ -55,6 +55,27 @@ def carla_config(config: SimConfig) -> CarlaConfig:
     )
 
 
+def carla_camera(tick: CarlaFrame, frame_id: str = "camera") -> CameraFrame | None:
+    """The tick's picture with its intrinsics and extrinsic, and the segmentation camera's classes as masks
+    (0 without one; CARLA's segmentation camera has no actor ids, so ``instance`` is 0 throughout); None
+    without a camera.
+    """
+    if tick.image is None or tick.camera is None or tick.extrinsic is None:
+        return None
+    shape = tick.image.shape[:2]
+    semantic = tick.semantic_image if tick.semantic_image is not None else np.zeros(shape, np.uint8)
+    return CameraFrame(
+        rgb=tick.image,
+        label=semantickitti_to_kitti3(semantic).astype(np.uint8),
+        semantic=semantic,
+        instance=np.zeros(shape, np.uint32),
+        camera=tick.camera,
+        extrinsic=tick.extrinsic,
+        name=tick.scan.name,
+        frame_id=frame_id,
+    )
+
+
 class CarlaSource:
     """See the module doc. The session opens here: a missing server fails in one line naming host:port."""
 
@@ -90,25 +111,9 @@ class CarlaSource:
             scene_time_s=tick.timestamp - self._first_s,
             points=cloud_points(tick.scan),
             boxes=[b for b in tick.scan.boxes if b.label > 0 and b.num_points >= min_points],
-            camera=self._camera(tick),
+            camera=carla_camera(tick, frames.camera),
             render_ms=(time.perf_counter() - started) * 1e3,
             vehicle=transform(frames.odom, frames.base, tick.lidar_pose @ self._vehicle_in_lidar),
-        )
-
-    def _camera(self, tick: CarlaFrame) -> CameraFrame | None:
-        if tick.image is None or tick.camera is None or tick.extrinsic is None:
-            return None
-        shape = tick.image.shape[:2]
-        semantic = tick.semantic_image if tick.semantic_image is not None else np.zeros(shape, np.uint8)
-        return CameraFrame(
-            rgb=tick.image,
-            label=semantickitti_to_kitti3(semantic).astype(np.uint8),
-            semantic=semantic,
-            instance=np.zeros(shape, np.uint32),  # CARLA's segmentation camera has no actor ids
-            camera=tick.camera,
-            extrinsic=tick.extrinsic,
-            name=tick.scan.name,
-            frame_id=self.config.frames.camera,
         )
 
     def frame_stamp_ns(self, frame: SimFrame, wall_ns: int, start_ns: int) -> int:

@@ -29,7 +29,7 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -58,6 +58,9 @@ from perception_ws.sim.world.generator import SceneConfig, generate_scene
 GENERATOR_VERSION = 2
 DropoutMode = Literal["none", "measured", "physical"]
 DROPOUT_MODES: tuple[str, ...] = ("none", "measured", "physical")
+SOURCES: tuple[str, ...] = ("builtin", "carla", "dataset")
+#: GenerateConfig fields of the recorded sources, left out of a builtin dataset's manifest (as it always was).
+_SOURCE_FIELDS = ("source", "carla_host", "carla_port", "carla_town", "carla_traffic", "dataset_path")
 _MANIFEST_EVERY_S = 2.0  # rewrite the manifest at most this often while frames finish (and at the end)
 
 
@@ -79,6 +82,14 @@ class GenerateConfig:
     #: ray-casting backend; "auto" is resolved when generation starts (the backends agree to 1 cm, not bit for bit).
     backend: str = "auto"
     scene: SceneConfig = field(default_factory=SceneConfig)
+    #: where the sweeps come from: "builtin" (rendered here), "carla" (a server; a scene is one session seeded
+    #: by its scene seed) or "dataset" (a recording cut into scenes); see perception_ws/sim/recorded_scenes.py.
+    source: str = "builtin"
+    carla_host: str = "localhost"
+    carla_port: int = 2000
+    carla_town: str = ""
+    carla_traffic: int = 0
+    dataset_path: str = ""
 
     def __post_init__(self) -> None:
         for name in ("scenes", "frames", "columns"):
@@ -87,6 +98,12 @@ class GenerateConfig:
                 raise PerceptionError(f"sim generate: {name} must be a whole number >= 1; got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise PerceptionError(f"sim generate: seed must be a whole number >= 0; got {self.seed!r}")
+        if self.source not in SOURCES:
+            raise PerceptionError(f"sim generate: backend {self.source!r}; expected one of {', '.join(SOURCES)}")
+        if self.source == "dataset" and not self.dataset_path:
+            raise PerceptionError(
+                "sim generate: backend dataset needs --dataset PATH (the recording to cut into scenes)"
+            )
         if self.dropout not in DROPOUT_MODES:
             raise PerceptionError(f"sim generate: dropout {self.dropout!r}; expected one of {', '.join(DROPOUT_MODES)}")
         try:
@@ -106,6 +123,9 @@ class GenerateConfig:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists
+        if self.source == "builtin":
+            for key in _SOURCE_FIELDS:
+                data.pop(key)
         return data
 
 
@@ -191,11 +211,12 @@ def render_scene(task: SceneTask) -> list[dict[str, Any]]:
         data = encode_frame(scan, lidar.model, c.columns, meta, camera=picture)
         relative = f"{FRAMES}/{name}.npz"
         write_frame(Path(task.out) / relative, data)
-        records.append(_record(relative, task.scene, j, fseed, data, len(scan)))
+        records.append(frame_record(relative, task.scene, j, fseed, data, len(scan)))
     return records
 
 
-def _record(relative: str, scene: int, frame: int, seed: int, data: bytes, points: int) -> dict[str, Any]:
+def frame_record(relative: str, scene: int, frame: int, seed: int, data: bytes, points: int) -> dict[str, Any]:
+    """The manifest record of one frame file."""
     sha = hashlib.sha256(data).hexdigest()
     return {
         "file": relative,
@@ -307,7 +328,7 @@ def _done_frames(
                 path.unlink(missing_ok=True)
                 continue
             data = path.read_bytes()
-            done[(scene, frame)] = _record(relative, scene, frame, seed, data, points)
+            done[(scene, frame)] = frame_record(relative, scene, frame, seed, data, points)
     return done
 
 
@@ -316,10 +337,16 @@ def _same_config(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 
 def generate_dataset(
-    out: str | Path, config: GenerateConfig, workers: int = 1, progress: bool = True, shard: Shard = WHOLE
+    out: str | Path,
+    config: GenerateConfig,
+    workers: int = 1,
+    progress: bool = True,
+    shard: Shard = WHOLE,
+    render: Callable[[SceneTask], list[dict[str, Any]]] = render_scene,
 ) -> dict[str, Any]:
     """Render (or finish rendering) the dataset of ``config`` (or its ``shard``) into ``out``; returns the
-    manifest written (the shard's own with a shard).
+    manifest written (the shard's own with a shard). ``render`` writes one scene's frames (the recorded
+    sources pass theirs: :func:`perception_ws.sim.recorded_scenes.record_scene`).
     """
     if not isinstance(workers, int) or workers < 1:
         raise PerceptionError(f"sim generate: workers must be a whole number >= 1; got {workers!r}")
@@ -354,7 +381,7 @@ def generate_dataset(
     bar = _progress(manifest["planned_frames"], len(done), progress)
     with PeriodicSave(partial(write_manifest, manifest_path, manifest), _MANIFEST_EVERY_S) as saving:
         try:
-            for records in _run(tasks, workers):
+            for records in _run(tasks, workers, render):
                 manifest["frames"].extend(records)
                 bar.update(len(records))
                 saving.tick()
@@ -363,15 +390,17 @@ def generate_dataset(
     return manifest
 
 
-def _run(tasks: Sequence[SceneTask], workers: int) -> Iterator[list[dict[str, Any]]]:
+def _run(
+    tasks: Sequence[SceneTask], workers: int, render: Callable[[SceneTask], list[dict[str, Any]]]
+) -> Iterator[list[dict[str, Any]]]:
     if workers == 1 or len(tasks) <= 1:
-        yield from map(render_scene, tasks)
+        yield from map(render, tasks)
         return
     # spawn: no copy of the parent's threads (Open3D, torch) in the children; each builds its own caster
     # each worker ends when this process dies, even by SIGKILL (no orphans left writing frames)
     pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), init_worker, (os.getpid(),))
     with pool:
-        yield from pool.imap_unordered(render_scene, tasks, chunksize=1)
+        yield from pool.imap_unordered(render, tasks, chunksize=1)
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
