@@ -19,9 +19,11 @@ def add_parser(sub: Subparsers) -> None:
     train.add_argument("--model", default="squeezesegv2", help="squeezeseg or squeezesegv2 (default)")
     train.add_argument("--crf", action="store_true", help="add the recurrent CRF layer, trained end to end")
     train.add_argument(
-        "--data", default="sim",
+        "--data", default=["sim"], nargs="+",
         help="'sim' (rendered on the fly by the data workers, default), 'sim-gpu' (whole batches rendered on the "
-        "training device; the workers only build scenes), a simulated dataset folder, or real labelled frames",
+        "training device; the workers only build scenes), a simulated dataset folder, real labelled frames, "
+        "carla://HOST:PORT (a CARLA server; --workers 0), or several mixed by weight: SOURCE@WEIGHT ... "
+        "(e.g. --data sim@0.7 /data/GTAV@0.3)",
     )  # fmt: skip
     train.add_argument("--out", required=True, help="folder for the checkpoint, log.csv and curves.png")
     train.add_argument("--classes", default="kitti3", choices=("kitti3", "semantic"))
@@ -83,7 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model=args.model,
         crf=args.crf,
         classes=args.classes,
-        data=args.data,
+        data=",".join(args.data),
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -11,6 +11,7 @@ from typing import Any
 from perception_ws.errors import PerceptionError
 from perception_ws.models.registry import get_spec
 from perception_ws.sim.world.scene_config import DEFAULT_SCENE_CONTENT, check_scene_content
+from perception_ws.training.data_spec import carla_address, parse_data
 
 CLASS_SETS = ("kitti3", "semantic")
 INTENSITY_INPUTS = ("keep", "zero")
@@ -24,7 +25,8 @@ class TrainConfig:
     crf: bool = True
     classes: str = "kitti3"
     #: "sim" (rendered on the fly by data workers), "sim-gpu" (batches rendered on the training device,
-    #: training/gpu_data.py) or a path that perception_ws.io reads (simulated dataset, real frames).
+    #: training/gpu_data.py), a path that perception_ws.io reads (simulated dataset, real frames), carla://HOST:PORT,
+    #: or several mixed with weights: "sim@0.7,/data/GTAV@0.3" (training/data_spec.py).
     data: str = "sim"
     steps: int = 20000
     batch_size: int = 16
@@ -84,6 +86,11 @@ class TrainConfig:
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise PerceptionError(f"train: max_minutes must be a finite number > 0; got {self.max_minutes!r}")
         check_scene_content(self.scene_content)
+        entries = parse_data(self.data)  # a malformed --data fails here, in one line
+        if self.workers and any(carla_address(source) for source, _ in entries):
+            raise PerceptionError(
+                "train: --data carla://HOST:PORT samples one live session in this process: use --workers 0"
+            )
         if not (math.isfinite(self.gca_weight) and self.gca_weight >= 0):
             raise PerceptionError(f"train: gca_weight must be a finite number >= 0; got {self.gca_weight!r}")
         from perception_ws.adapt.gca import DISTANCES  # imports torch, as the device check below does

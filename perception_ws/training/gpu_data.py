@@ -30,10 +30,10 @@ from perception_ws.sim.sensor.gpu_sweeps import SweepBatch, SweepRenderer
 from perception_ws.sim.world.scene_config import scene_config_for
 from perception_ws.training.augment import Augmentation, augment_batch, crop_batch, draw
 from perception_ws.training.config import TrainConfig
+from perception_ws.training.data_spec import GPU_DATA
 from perception_ws.training.samples import image_channels
 from perception_ws.training.scenes import SceneData, build_scene, scenes_in_order
 
-GPU_DATA = "sim-gpu"
 #: the normalisation is fitted on scenes this far beyond any run's (as for 'sim': never a training scene).
 NORMALIZER_SCENES = 2**30
 

@@ -41,10 +41,11 @@ from perception_ws.training.checkpoint import (
 from perception_ws.training.config import TrainConfig
 from perception_ws.training.curves import CURVES, LOG, plot_curves, read_log, write_log
 from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
+from perception_ws.training.data_spec import GPU_DATA, make_source
 from perception_ws.training.distributed import start_distributed
-from perception_ws.training.gpu_data import GPU_DATA, SweepBatches
+from perception_ws.training.gpu_data import SweepBatches
 from perception_ws.training.monitor import frame_scores
-from perception_ws.training.samples import SampleSource, make_source
+from perception_ws.training.samples import SampleSource
 
 INTENSITY, MASK = 3, 5
 

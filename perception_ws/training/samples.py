@@ -210,14 +210,3 @@ class FolderSource:
             return _image_of(scan, owner), pixel_labels(owner, labels)
         projection = project(scan, scan.sensor or "hdl64e", fov_deg=self.fov_deg, width=self.width)
         return projection.image, pixel_labels(projection.owner.astype(np.int64), labels)
-
-
-def make_source(spec: str, **options: Any) -> SampleSource:
-    """``"sim"`` -> :class:`SimulatedSource` (``options`` are its fields); a path -> :class:`FolderSource`."""
-    if spec == "sim":
-        return SimulatedSource(**options)
-    path = Path(spec)
-    if not path.exists():
-        raise DatasetError(f"training data {spec!r}: no such file or folder (use 'sim' for on-the-fly simulation)")
-    keep = {k: v for k, v in options.items() if k in ("classes",)}
-    return FolderSource(path, **keep)
