@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import itertools
 import socket
-import struct
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from perception_ws.cloud import from_msg
 from perception_ws.errors import DatasetError, SimulatorError
 from perception_ws.io import open_dataset
+from perception_ws.io.simdata import load_camera, read_frame_meta
 from perception_ws.labels import KITTI3
 from perception_ws.msg import Detection3DArray
 from perception_ws.nodes.conversions import detection_boxes
@@ -30,63 +29,13 @@ from perception_ws.nodes.qos import output_qos, sensor_input_qos
 from perception_ws.nodes.sim_node import SimNode
 from perception_ws.nodes.tf_topics import TF_TOPIC, TFMessage, tf_qos
 from perception_ws.schema import ConfigError
-from perception_ws.sim.carla import ActorState, CarlaConfig, CarlaFrame, CarlaTag, semantic_scan
-from perception_ws.sim.carla.convert import bgra_to_rgb, lidar_to_camera
 from perception_ws.sim.dataset import GenerateConfig, generate_dataset
 from perception_ws.sim.stream_config import SimConfig
+from perception_ws.sim.world.scene import EgoPose
+from tests.helpers.carla import CAR_ACTOR, StandInSession
 from tests.helpers.ros import Spinner, simulate_until
 
 CAR = KITTI3.id_of("car")
-CAR_ACTOR = 42
-START_S = 12.5  # CARLA's simulation time at the first frame (the world has run before the session)
-
-
-def semantic_record(x: float, y: float, z: float, idx: int, tag: int) -> bytes:
-    """One semantic LiDAR point as CARLA sends it: float32 x, y, z, cos_inc_angle, uint32 idx, uint32 tag."""
-    return struct.pack("<4f2I", x, y, z, 1.0, idx, tag)
-
-
-class StandInSession:
-    """A CarlaSession without a server: each tick is a recorded semantic sweep (a car 10 m ahead on a road,
-    channel 0 the car's, channel 1 the road's), an ego that drives 1 m per tick along CARLA's x, and a camera
-    picture in CARLA's BGRA layout."""
-
-    opened = closed = 0
-
-    def __init__(self, config: CarlaConfig) -> None:
-        self.config = config
-
-    def open(self) -> None:
-        StandInSession.opened += 1
-
-    def close(self) -> None:
-        StandInSession.closed += 1
-
-    def frames(self, count: int | None = None) -> Iterator[CarlaFrame]:
-        tick = 0
-        while count is None or tick < count:
-            yield self._frame(tick)
-            tick += 1
-
-    def _frame(self, tick: int) -> CarlaFrame:
-        car = [semantic_record(10.0 + 0.1 * i, 0.2 * i - 0.5, -0.5, CAR_ACTOR, CarlaTag.CAR) for i in range(6)]
-        road = [semantic_record(5.0 + i, 1.0, -1.7, 0, CarlaTag.ROAD) for i in range(4)]
-        lidar_pose = np.eye(4)
-        lidar_pose[:3, 3] = (float(tick), 0.0, 1.73)  # the LiDAR 1.73 m above the ego's origin, ROS axes
-        car_pose = np.eye(4)
-        car_pose[:3, 3] = (10.25 + tick, 0.0, 0.0)
-        actor = ActorState(CAR_ACTOR, "car", car_pose, np.eye(4), np.array([2.2, 1.0, 1.2]))
-        scan = semantic_scan(b"".join(car + road), [6, 4], [actor], lidar_pose, name=f"carla_{tick:08d}")
-        out = CarlaFrame(
-            frame=100 + tick, timestamp=START_S + tick * self.config.tick_s, scan=scan, lidar_pose=lidar_pose
-        )
-        camera = self.config.camera
-        if camera is not None:
-            bgra = np.zeros((camera.height, camera.width, 4), np.uint8)
-            bgra[..., 0], bgra[..., 2] = 200, tick  # blue 200, red = the tick
-            out.image = bgra_to_rgb(bgra.tobytes(), camera.width, camera.height)
-            out.camera, out.extrinsic = camera.pinhole(), lidar_to_camera(camera.pose.matrix())
-        return out
 
 
 class Listener:
@@ -212,6 +161,11 @@ def test_dataset_backend_replays_gta_lidar_frames_once(ros_context: Context, gta
         sim = simulate_until(ros_context, config, lambda: len(listener.complete()) >= 2, "two GTA frames", 60)
     assert sim.published == 2
     assert sim.finished.is_set()
+    # GTA-LiDAR stores no ego pose or mounting: both stay identity, and the start-up line says so
+    assert "it stores no ego pose or mounting: odom -> base_link and base_link -> lidar are identity" in (
+        sim.source.describe()
+    )
+    assert sim.get_parameter("transforms.base_link_to_lidar").value == [0, 0, 0, 0, 0, 0, 1]
     recorded = list(open_dataset(gta_folder))
     for stamp, scan in zip(listener.complete(), recorded, strict=True):
         points = from_msg(listener.got["points"][stamp])
@@ -222,13 +176,27 @@ def test_dataset_backend_replays_gta_lidar_frames_once(ros_context: Context, gta
         assert (points["label"] == CAR).sum() > 500
         assert not points["intensity"].any()
         assert detection_boxes(listener.got["boxes"][stamp]) == []  # nor boxes
+        assert listener.got["tf"][stamp].transforms[0].transform.translation.x == 0.0
     assert listener.got["image"] == {}  # nor a camera
 
 
-@pytest.mark.dds
-def test_dataset_backend_replays_a_generated_folder_with_its_camera(ros_context: Context, tmp_path: Path) -> None:
-    folder = tmp_path / "sim"
+@pytest.fixture(scope="module")
+def generated_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `perception sim generate` folder: one scene, two frames (two ego poses), with the camera."""
+    folder = tmp_path_factory.mktemp("generated") / "sim"
     generate_dataset(folder, GenerateConfig(scenes=1, frames=2, columns=256, camera=True), progress=False)
+    return folder
+
+
+def _stored_pose(folder: Path, name: str) -> EgoPose:
+    return EgoPose(**read_frame_meta(folder / "frames" / f"{name}.npz")["pose"])
+
+
+@pytest.mark.dds
+def test_dataset_backend_replays_a_generated_folder_with_its_camera(
+    ros_context: Context, generated_folder: Path
+) -> None:
+    folder = generated_folder
     config = _config(backend="dataset", **{"dataset.path": str(folder), "sensor.rate_hz": 20.0})
     listener = Listener(ros_context, config)
     keys = ("points", "boxes", "image", "info")
@@ -248,9 +216,38 @@ def test_dataset_backend_replays_a_generated_folder_with_its_camera(ros_context:
         )
         assert scan.image is not None
         assert (listener.got["image"][stamp].height, listener.got["image"][stamp].width) == scan.image.shape[:2]
-    assert recorded[0].calib is not None  # the mounting reported is the recording's camera extrinsic
+        # /tf: the ego pose the frame stores (the ground point below the LiDAR in the scene)
+        pose, moved = _stored_pose(folder, scan.name), listener.got["tf"][stamp].transforms[0].transform
+        assert [moved.translation.x, moved.translation.y, moved.translation.z] == pytest.approx(
+            [pose.x, pose.y, pose.ground_z], abs=1e-9
+        )
+        assert [moved.rotation.z, moved.rotation.w] == pytest.approx([np.sin(pose.yaw / 2), np.cos(pose.yaw / 2)])
+    seen = {listener.got["tf"][stamp].transforms[0].transform.translation.x for stamp in listener.complete(keys)}
+    assert len(seen) == 2  # both frames' poses went out, not one for all
+    # /tf_static: the mounting the frames store (1.73 m up) and the recording's camera extrinsic
+    assert sim.get_parameter("transforms.base_link_to_lidar").value == pytest.approx([0, 0, 1.73, 0, 0, 0, 1])
+    assert recorded[0].calib is not None
     camera_in_lidar = np.linalg.inv(recorded[0].calib.extrinsic().matrix)
     assert sim.get_parameter("transforms.lidar_to_camera").value[:3] == pytest.approx(camera_in_lidar[:3, 3])
+
+
+def test_dataset_backend_gives_a_generated_frames_camera_masks_and_placement(generated_folder: Path) -> None:
+    from perception_ws.sim.dataset_source import DatasetSource
+
+    source = DatasetSource(_config(backend="dataset", **{"dataset.path": str(generated_folder)}))
+    assert "ego pose and mounting from its frames" in source.describe()
+    for index, name in enumerate(["s00000_f000", "s00000_f001"]):
+        frame = source.next_frame(index, 0.0)
+        stored = load_camera(generated_folder / "frames" / f"{name}.npz")
+        assert frame.camera is not None
+        assert stored is not None
+        assert frame.camera.frame_id == "camera"
+        for mask in ("label", "semantic", "instance"):  # the masks the frame stores, not zeros
+            np.testing.assert_array_equal(getattr(frame.camera, mask), getattr(stored, mask))
+        assert frame.camera.instance.any()
+        np.testing.assert_array_equal(frame.camera.camera.K, stored.camera.K)
+        pose = _stored_pose(generated_folder, name)
+        assert frame.vehicle.translation == pytest.approx((pose.x, pose.y, pose.ground_z))
 
 
 def test_a_missing_or_empty_recording_is_refused(tmp_path: Path) -> None:

@@ -237,6 +237,15 @@ def frame_meta(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return meta
 
 
+def read_frame_meta(path: Path) -> dict[str, Any]:
+    """The JSON metadata of a frame file alone (the archive's other arrays are not decompressed)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return frame_meta(archive)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: cannot read a simulated frame's meta: {exc}") from None
+
+
 def frame_sensor(arrays: Mapping[str, np.ndarray]) -> SensorModel:
     """The sensor model stored in a frame (no need for it to be a built-in one)."""
     from perception_ws.calib.sensors import SensorModel
@@ -396,13 +405,29 @@ def _accepts(path: Path) -> bool:
     return _is_dataset_folder(path) or is_frame_file(path)
 
 
+def sim_frame_files(path: Path) -> list[Path] | None:
+    """The frame files :func:`open_sim` reads from ``path``, in its order; None where ``path`` is no generated
+    dataset folder or frame file.
+    """
+    if not _accepts(path):
+        return None
+    if path.is_file():
+        return [path]
+    return _listed_files(path, read_manifest(path))
+
+
+def _listed_files(folder: Path, manifest: Mapping[str, Any]) -> list[Path]:
+    """The frames a dataset's manifest lists as done, in its order."""
+    return [folder / entry["file"] for entry in manifest.get("frames", [])]
+
+
 @register("sim", "perception sim dataset (manifest.json + frames/*.npz) or one of its frame files", _accepts, 25)
 def open_sim(path: Path) -> ListDataset:
     """A generated dataset folder (the frames its manifest lists as done, in order) or one frame file."""
     if path.is_file():
         return ListDataset(path, [partial(load_frame, path)])
     manifest = read_manifest(path)
-    files = [path / entry["file"] for entry in manifest.get("frames", [])]
+    files = _listed_files(path, manifest)
     loaders: list[Callable[[], Scan]] = [partial(load_frame, f) for f in files]
     dataset = ListDataset(path, loaders)
     planned = int(manifest.get("planned_frames", len(files)))

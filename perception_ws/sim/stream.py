@@ -37,7 +37,6 @@ from perception_ws.sim.sensor.raycaster import Raycaster
 from perception_ws.sim.source import SimFrame, cloud_points, source_stamp_ns, transform
 from perception_ws.sim.stream_config import SimConfig
 from perception_ws.sim.world.generator import generate_scene
-from perception_ws.sim.world.mesh import rotation_z
 from perception_ws.sim.world.scene import EgoPose
 from perception_ws.sim.world.scene_config import scene_config_for
 
@@ -123,12 +122,12 @@ class SimStream:
     def vehicle_transform(self, pose: EgoPose) -> FrameTransform:
         """The vehicle frame (on the ground below the LiDAR) in the fixed frame, for ``pose``."""
         frames = self.config.frames
-        return _transform(frames.odom, frames.base, rotation_z(pose.yaw), np.array([pose.x, pose.y, pose.ground_z]))
+        return transform(frames.odom, frames.base, pose.matrix())
 
     def static_transforms(self) -> list[FrameTransform]:
         """Vehicle -> LiDAR (the mount) and, with the camera, LiDAR -> camera optical frame."""
         frames, mount = self.config.frames, self.lidar.mount
-        out = [_transform(frames.base, frames.lidar, mount.rotation(), np.array([0.0, 0.0, mount.height]))]
+        out = [transform(frames.base, frames.lidar, mount.matrix())]
         if self.camera is not None:
             camera = self.camera.config
             out.append(_transform(frames.lidar, frames.camera, camera.camera_to_lidar(), np.array(camera.position)))

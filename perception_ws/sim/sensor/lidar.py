@@ -50,6 +50,12 @@ class Mount:
         """Sensor frame -> vehicle frame (x forward, z up) rotation."""
         return np.asarray(rotation_y(np.radians(self.pitch_deg)) @ rotation_x(np.radians(self.roll_deg)))
 
+    def matrix(self) -> np.ndarray:
+        """4x4 pose of the sensor frame in the vehicle frame: ``height`` up, tilted by :meth:`rotation`."""
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = self.rotation(), (0.0, 0.0, self.height)
+        return pose
+
 
 @dataclass
 class Lidar:

@@ -22,7 +22,7 @@ from perception_ws.errors import PerceptionError
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI
 from perception_ws.sim.world.layout import StreetLayout
 from perception_ws.sim.world.materials import ALBEDO, IS_GLASS, IS_RETRO
-from perception_ws.sim.world.mesh import Mesh
+from perception_ws.sim.world.mesh import Mesh, rotation_z
 
 
 @dataclass
@@ -66,6 +66,12 @@ class EgoPose:
     y: float = 0.0
     ground_z: float = 0.0
     yaw: float = 0.0
+
+    def matrix(self) -> np.ndarray:
+        """4x4 pose of the vehicle frame (on the ground below the LiDAR, x along ``yaw``) in the scene frame."""
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = rotation_z(self.yaw), (self.x, self.y, self.ground_z)
+        return pose
 
 
 @dataclass
