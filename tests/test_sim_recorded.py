@@ -1,20 +1,28 @@
 """`perception sim generate --backend dataset|carla`: a recording (GTA-LiDAR-layout frames made from the real
-SqueezeSeg frames) cut into scenes and written in the generator's format, resumable and shardable; a CARLA backend
-without a server fails in one line naming host and port."""
+SqueezeSeg frames) cut into scenes and written in the generator's format, resumable and shardable; CARLA scenes
+recorded from a stand-in session (buffers in CARLA's layouts), resumable and shardable; a CARLA backend without a
+server fails in one line naming host and port, after --carla-timeout."""
 
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from perception_ws.cli import main
+from perception_ws.errors import PerceptionError
 from perception_ws.io import open_dataset
-from perception_ws.io.simdata import read_arrays
+from perception_ws.io.simdata import read_arrays, read_frame_meta
+from perception_ws.labels import KITTI3
 from perception_ws.scan import Scan
-from perception_ws.sim.recorded_scenes import as_sweep
+from perception_ws.shard import WHOLE, Shard
+from perception_ws.sim.dataset import GenerateConfig, scene_seed
+from perception_ws.sim.frame_placement import frame_placement
+from perception_ws.sim.recorded_scenes import as_sweep, generate_recorded
+from tests.helpers.carla import CAR_ACTOR, CAR_POINTS, FIRST_FRAME, StandInSession, sweep_buffer
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -96,5 +104,85 @@ def test_carla_backend_without_a_server_names_host_and_port(capsys: pytest.Captu
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = ["sim", "generate", "--out", str(tmp_path / "c"), "--backend", "carla", "--scenes", "1", "--quiet"]
-    assert main([*args, "--carla-host", "127.0.0.1", "--carla-port", str(port)]) == 2
-    assert f"no CARLA server answered at 127.0.0.1:{port}" in _error_line(capsys)
+    started = time.monotonic()
+    assert main([*args, "--carla-host", "127.0.0.1", "--carla-port", str(port), "--carla-timeout", "0.5"]) == 2
+    assert f"no CARLA server answered at 127.0.0.1:{port} within 0.5 s" in _error_line(capsys)
+    assert time.monotonic() - started < 20  # the short time-out, not the 5 s default per try
+    with pytest.raises(SystemExit):  # argparse: usage and one error line
+        main([*args, "--carla-timeout", "0"])
+    assert "argument --carla-timeout: invalid number > 0 value: '0'" in capsys.readouterr().err
+
+
+CARLA = GenerateConfig(scenes=2, frames=2, source="carla", carla_host="gpu-box", carla_port=2100)
+
+
+def _carla_positions() -> dict[tuple[int, int, int], int]:
+    """The stand-in's points in ROS axes (CARLA's y flipped), to the millimetre -> index in its buffer."""
+    buffer, _ = sweep_buffer()
+    records = np.frombuffer(buffer, dtype=np.dtype([("xyz", "<f4", 3), ("cos", "<f4"), ("idx", "<u4"), ("tag", "<u4")]))
+    xyz = records["xyz"].astype(np.float64) * [1.0, -1.0, 1.0]
+    return {tuple(p): i for i, p in enumerate(np.rint(xyz * 1000).astype(np.int64).tolist())}
+
+
+def _record(out: Path, shard: Shard = WHOLE) -> dict[str, object]:
+    return generate_recorded(
+        out, CARLA, progress=False, shard=shard, carla_session=StandInSession, connect_timeout_s=2.5
+    )
+
+
+def test_carla_scenes_are_recorded_from_sessions_resumably_and_sharded(tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    opened, configs = StandInSession.opened, len(StandInSession.configs)
+    manifest = _record(whole)
+    assert manifest["complete"]
+    # one session per scene, seeded by the scene, at the host, port and time-out asked for; each closed
+    sessions = StandInSession.configs[configs:]
+    assert [c.seed for c in sessions] == [scene_seed(0, 0), scene_seed(0, 1)]
+    assert {(c.host, c.port, c.connect_timeout_s) for c in sessions} == {("gpu-box", 2100, 2.5)}
+    assert StandInSession.opened - opened == 2
+    assert StandInSession.closed == StandInSession.opened
+    positions, car = _carla_positions(), KITTI3.id_of("car")
+    written = list(open_dataset(whole))
+    assert [s.name for s in written] == ["s00000_f000", "s00000_f001", "s00001_f000", "s00001_f001"]
+    for scan in written:
+        # every point of the buffer fed in, at its position (mm), with its channel, class and actor
+        index = np.array([positions[tuple(p)] for p in _xyz_mm(scan).tolist()])
+        assert sorted(index.tolist()) == list(range(len(positions)))
+        is_car = index < CAR_POINTS
+        np.testing.assert_array_equal(scan.points["ring"], np.where(is_car, 0, 1))
+        np.testing.assert_array_equal(scan.points["label"], np.where(is_car, car, 0))
+        np.testing.assert_array_equal(scan.points["instance"], np.where(is_car, CAR_ACTOR, 0))
+        (box,) = scan.boxes
+        assert (box.label, box.track_id, box.num_points) == (car, CAR_ACTOR, CAR_POINTS)
+        assert box.center.tolist() == pytest.approx([10.25, 0.0, -1.73])
+        # frame j is the session's tick j, and stores where the ego was (1 m further each tick) and the mounting
+        path = whole / "frames" / f"{scan.name}.npz"
+        meta, tick = read_frame_meta(path), int(scan.name[-3:])
+        assert meta["carla_frame"] == FIRST_FRAME + tick
+        placement = frame_placement(meta, str(path))
+        assert placement is not None
+        assert placement.vehicle[:3, 3].tolist() == pytest.approx([tick, 0.0, 0.0])
+        assert placement.lidar_in_vehicle[:3, 3].tolist() == pytest.approx([0.0, 0.0, 1.73])
+    # resuming a complete dataset opens no session and rewrites nothing
+    before = {p.name: p.read_bytes() for p in (whole / "frames").iterdir()}
+    stamps = {p.name: p.stat().st_mtime_ns for p in (whole / "frames").iterdir()}
+    opened = StandInSession.opened
+    _record(whole)
+    assert StandInSession.opened == opened
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (whole / "frames").iterdir()}
+    # a scene left unfinished is recorded again from a new session (its frame comes back the same)
+    (whole / "frames" / "s00001_f001.npz").unlink()
+    _record(whole)
+    assert StandInSession.opened == opened + 1
+    assert StandInSession.configs[-1].seed == scene_seed(0, 1)
+    assert (whole / "frames" / "s00001_f001.npz").read_bytes() == before["s00001_f001.npz"]
+    # shards copied into one folder are the whole dataset, frame file for frame file
+    merged = tmp_path / "merged"
+    for k in (1, 2):
+        _record(merged, Shard(k, 2))
+    assert {p.name: p.read_bytes() for p in (merged / "frames").iterdir()} == before
+
+
+def test_carla_scenes_record_with_one_worker() -> None:
+    with pytest.raises(PerceptionError, match="--backend carla records with one worker"):
+        generate_recorded("unused", CARLA, workers=2, carla_session=StandInSession)

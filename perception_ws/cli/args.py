@@ -6,6 +6,7 @@ Standard library only, so that `perception --help` stays instant.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -38,8 +39,17 @@ def non_negative(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0 (seconds, factors)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(text)
+    return value
+
+
 positive.__name__ = "whole number >= 1"  # argparse names the type in its error line
 non_negative.__name__ = "whole number >= 0"
+positive_number.__name__ = "number > 0"
 
 
 def add_local_dds_flag(parser: argparse.ArgumentParser) -> None:

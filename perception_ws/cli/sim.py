@@ -4,7 +4,7 @@
                             [--seed S] [--columns C] [--dropout none|measured|physical] [--intensity off|model|lir:PATH]
                             [--scene-content v1|v2] [--shard K/N]
                             [--backend builtin|carla|dataset] [--carla-host H --carla-port P --carla-town T
-                            --carla-traffic N] [--dataset PATH]
+                            --carla-traffic N --carla-timeout S] [--dataset PATH]
     perception sim compare --real DIR [--sim DIR | --scenes N] [--out report.png] [--json]
 
 Only the standard library is imported here; the simulator loads when a sub-command runs, so
@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from perception_ws.cli.args import DEFAULT_SCENE_CONTENT, SCENE_CONTENT_CHOICES, Subparsers, non_negative, positive
+from perception_ws.cli.args import (
+    DEFAULT_SCENE_CONTENT,
+    SCENE_CONTENT_CHOICES,
+    Subparsers,
+    non_negative,
+    positive,
+    positive_number,
+)
 from perception_ws.errors import PerceptionError
 
 DROPOUT_CHOICES = ("none", "measured", "physical")
@@ -67,6 +74,10 @@ def add_parser(sub: Subparsers) -> None:
     gen.add_argument("--carla-port", type=positive, default=2000, help="with --backend carla (default 2000)")
     gen.add_argument("--carla-town", default="", help="with --backend carla: map to load (default: the current one)")
     gen.add_argument("--carla-traffic", type=non_negative, default=0, help="with --backend carla: other vehicles")
+    gen.add_argument(
+        "--carla-timeout", type=positive_number, default=5.0, metavar="S",
+        help="with --backend carla: seconds to wait for the server's first answer (default 5)",
+    )  # fmt: skip
     gen.add_argument("--dataset", default="", help="with --backend dataset: GTA-LiDAR .npy folder, sim dataset, …")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_cmd_generate)
@@ -89,12 +100,10 @@ def add_parser(sub: Subparsers) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from perception_ws.io.sim_manifest import manifest_name
     from perception_ws.shard import parse_shard
-    from perception_ws.sim.dataset import GenerateConfig, generate_dataset, render_scene
+    from perception_ws.sim.dataset import GenerateConfig, generate_dataset
     from perception_ws.sim.world.scene_config import scene_config_for
 
     shard = parse_shard(args.shard)  # a bad --shard fails before the simulator loads
-    if args.backend == "carla" and args.workers > 1:
-        raise PerceptionError("sim generate: --backend carla records with one worker (one server, one session)")
     config = GenerateConfig(
         scenes=_scenes(args),
         frames=args.frames,
@@ -112,14 +121,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         carla_traffic=args.carla_traffic,
         dataset_path=args.dataset,
     )
-    render = render_scene
-    if config.source != "builtin":
-        from perception_ws.sim.recorded_scenes import record_scene
+    workers, progress = args.workers, not args.quiet
+    if config.source == "builtin":
+        manifest = generate_dataset(args.out, config, workers=workers, progress=progress, shard=shard)
+    else:
+        from perception_ws.sim.recorded_scenes import generate_recorded
 
-        render = record_scene
-    manifest = generate_dataset(
-        args.out, config, workers=args.workers, progress=not args.quiet, shard=shard, render=render
-    )
+        manifest = generate_recorded(args.out, config, workers, progress, shard, connect_timeout_s=args.carla_timeout)
     done, planned = len(manifest["frames"]), manifest["planned_frames"]
     part = "" if shard.whole else f"shard {shard}: "
     scenes = len(shard.indices(config.scenes))

@@ -68,7 +68,7 @@ from perception_ws.sim.sources import open_source
 from perception_ws.sim.stream_config import SIM_NODE_NAME, SimConfig
 
 if TYPE_CHECKING:
-    from perception_ws.sim.carla_source import SessionFactory
+    from perception_ws.sim.carla.client import SessionFactory
 
 #: queue depth of the SensorData publishers (best effort: a late scan is worth nothing).
 _SENSOR_DEPTH = 2

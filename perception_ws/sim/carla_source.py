@@ -10,33 +10,18 @@ simulated seconds. A frame's time is CARLA's simulation time since the first fra
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Protocol
 
 import numpy as np
 
 from perception_ws.calib.tf_tree import FrameTransform
 from perception_ws.camera_frame import CameraFrame
 from perception_ws.labels import semantickitti_to_kitti3
-from perception_ws.sim.carla.client import CarlaSession
+from perception_ws.sim.carla.client import CarlaSession, SessionFactory
 from perception_ws.sim.carla.config import CameraSettings, CarlaConfig, LidarSettings
 from perception_ws.sim.carla.convert import invert_pose, lidar_to_camera
 from perception_ws.sim.carla.frame import CarlaFrame
 from perception_ws.sim.source import SimFrame, cloud_points, mount_transforms, source_stamp_ns, transform
 from perception_ws.sim.stream_config import SimConfig
-
-
-class Session(Protocol):
-    """What the source needs of a CARLA session (:class:`CarlaSession` or a stand-in)."""
-
-    def open(self) -> None: ...
-
-    def frames(self, count: int | None = None) -> Iterator[CarlaFrame]: ...
-
-    def close(self) -> None: ...
-
-
-SessionFactory = Callable[[CarlaConfig], Session]
 
 
 def carla_config(config: SimConfig) -> CarlaConfig:

@@ -5,6 +5,10 @@ recorded dataset, written in the generator's own format (:mod:`perception_ws.io.
 * ``carla``: scene ``i`` is one session seeded by :func:`~perception_ws.sim.dataset.scene_seed` (its spawn
   point and traffic) and its frames are consecutive synchronous ticks; a scene left unfinished is recorded
   again whole on resume (a server's traffic does not replay tick for tick), so a scene never mixes sessions.
+  Each frame stores the LiDAR's pose in CARLA's world and its mounting on the vehicle
+  (:mod:`perception_ws.sim.frame_placement`). ``carla_session`` opens the sessions (a stand-in without a
+  server, in the tests); the connect time-out is a run setting, like the worker count, not part of the
+  dataset's settings.
 * ``dataset``: scene ``i`` is frames ``i * frames .. (i + 1) * frames - 1`` of the recording, in its order
   (``--scenes`` defaults to as many whole scenes as the recording holds).
 
@@ -19,17 +23,52 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from perception_ws.camera_frame import CameraFrame
-from perception_ws.errors import DatasetError
+from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.io.simdata import FRAMES, encode_frame, write_frame
 from perception_ws.scan import Scan
-from perception_ws.sim.dataset import GenerateConfig, SceneTask, frame_name, frame_record, frame_seed, scene_seed
+from perception_ws.shard import WHOLE, Shard
+from perception_ws.sim.carla.client import CarlaSession, SessionFactory
+from perception_ws.sim.dataset import (
+    GenerateConfig,
+    SceneTask,
+    frame_name,
+    frame_record,
+    frame_seed,
+    generate_dataset,
+    scene_seed,
+)
+from perception_ws.sim.frame_placement import carla_placement_meta
 from perception_ws.sim.simulated_sensor import simulated_sensor
+
+#: seconds a CARLA session waits for the server's first answer (CarlaConfig's default).
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+
+
+def generate_recorded(
+    out: str | Path,
+    config: GenerateConfig,
+    workers: int = 1,
+    progress: bool = True,
+    shard: Shard = WHOLE,
+    carla_session: SessionFactory = CarlaSession,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+) -> dict[str, Any]:
+    """:func:`~perception_ws.sim.dataset.generate_dataset` of a ``carla`` or ``dataset`` ``config`` (what
+    ``perception sim generate --backend carla|dataset`` runs); returns the manifest written.
+    """
+    if config.source == "builtin":
+        raise PerceptionError("sim generate: generate_recorded records the carla and dataset backends only")
+    if config.source == "carla" and workers > 1:
+        raise PerceptionError("sim generate: --backend carla records with one worker (one server, one session)")
+    render = partial(record_scene, carla_session=carla_session, connect_timeout_s=connect_timeout_s)
+    return generate_dataset(out, config, workers=workers, progress=progress, shard=shard, render=render)
 
 
 def sweep_pixels(scan: Scan, rows: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,11 +112,15 @@ def as_sweep(scan: Scan, rows: int, columns: int) -> Scan:
     )
 
 
-def record_scene(task: SceneTask) -> list[dict[str, Any]]:
+def record_scene(
+    task: SceneTask,
+    carla_session: SessionFactory = CarlaSession,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+) -> list[dict[str, Any]]:
     """Write the listed frames of one recorded scene (see the module doc); their manifest records."""
     c = task.config
     model = simulated_sensor(c.sensor).model
-    frames = _carla_scene(c, task) if c.source == "carla" else _dataset_scene(c, task)
+    frames = _carla_scene(c, task, carla_session, connect_timeout_s) if c.source == "carla" else _dataset_scene(c, task)
     records = []
     for j, (scan, camera, meta) in frames:
         name = frame_name(task.scene, j)
@@ -94,13 +137,14 @@ def record_scene(task: SceneTask) -> list[dict[str, Any]]:
 Recorded = Iterator[tuple[int, tuple[Scan, CameraFrame | None, dict[str, Any]]]]
 
 
-def _carla_scene(c: GenerateConfig, task: SceneTask) -> Recorded:
+def _carla_scene(c: GenerateConfig, task: SceneTask, session: SessionFactory, connect_timeout_s: float) -> Recorded:
     from perception_ws.sim.carla import CameraSettings, CarlaConfig, LidarSettings, carla_frames
     from perception_ws.sim.carla_source import carla_camera
 
     config = CarlaConfig(
         host=c.carla_host,
         port=c.carla_port,
+        connect_timeout_s=connect_timeout_s,
         town=c.carla_town or None,
         seed=scene_seed(c.seed, task.scene),
         npc_vehicles=c.carla_traffic,
@@ -108,9 +152,14 @@ def _carla_scene(c: GenerateConfig, task: SceneTask) -> Recorded:
         camera=CameraSettings() if c.camera else None,
     )
     wanted = set(task.frames)
-    for j, tick in enumerate(carla_frames(config, max(wanted) + 1)):
+    mount = config.lidar_pose.matrix()
+    for j, tick in enumerate(carla_frames(config, max(wanted) + 1, session)):
         if j in wanted:
-            meta = {"carla_frame": tick.frame, "timestamp": tick.timestamp, "lidar_pose": tick.lidar_pose.tolist()}
+            meta = {
+                "carla_frame": tick.frame,
+                "timestamp": tick.timestamp,
+                **carla_placement_meta(tick.lidar_pose, mount),
+            }
             yield j, (tick.scan, carla_camera(tick), meta)
 
 

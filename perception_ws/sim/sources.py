@@ -12,7 +12,7 @@ from perception_ws.sim.source import FrameSource
 from perception_ws.sim.stream_config import SimConfig
 
 if TYPE_CHECKING:
-    from perception_ws.sim.carla_source import SessionFactory
+    from perception_ws.sim.carla.client import SessionFactory
 
 
 def open_source(config: SimConfig, carla_session: SessionFactory | None = None) -> FrameSource:

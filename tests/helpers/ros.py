@@ -11,7 +11,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from perception_ws.nodes.sim_node import SimNode
-from perception_ws.sim.carla_source import SessionFactory
+from perception_ws.sim.carla.client import SessionFactory
 from perception_ws.sim.stream_config import SimConfig
 
 #: longest wait for discovery, a node's start-up or one frame's results (all far shorter on an idle machine).

@@ -19,7 +19,7 @@ import queue
 import warnings
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -342,9 +342,25 @@ class CarlaSession:
         self._traffic_manager = self._previous_settings = None
 
 
-def carla_frames(config: CarlaConfig | None = None, count: int | None = None) -> Iterator[CarlaFrame]:
-    """Frames from a fresh session that is closed when the generator ends or is closed."""
-    session = CarlaSession(config)
+class Session(Protocol):
+    """What the project's callers need of a session: :class:`CarlaSession`, or a stand-in without a server."""
+
+    def open(self) -> None: ...
+
+    def frames(self, count: int | None = None) -> Iterator[CarlaFrame]: ...
+
+    def close(self) -> None: ...
+
+
+#: how a caller opens a session on a config: :class:`CarlaSession` itself, or a stand-in's class (the tests').
+SessionFactory = Callable[[CarlaConfig], Session]
+
+
+def carla_frames(
+    config: CarlaConfig | None = None, count: int | None = None, open_session: SessionFactory = CarlaSession
+) -> Iterator[CarlaFrame]:
+    """Frames from a fresh session (made by ``open_session``) that is closed when the generator ends or is closed."""
+    session = open_session(config or CarlaConfig())
     session.open()
     try:
         yield from session.frames(count)
