@@ -20,9 +20,9 @@ from perception_ws.sim.sensor.intensity import check_intensity_mode
 from perception_ws.sim.sensor.raycast import make_raycaster
 from perception_ws.sim.world.generator import SceneConfig, generate_scene
 from perception_ws.sim.world.scene import Scene
+from tests.helpers.training import LIR_BINS, TINY_LIR, tiny_lir_file
 
-BINS = 10
-TINY = 1 / 16  # the narrowest SqueezeSeg that still has every layer: fast enough for a unit test
+BINS, TINY = LIR_BINS, TINY_LIR  # the narrowest SqueezeSeg that still has every layer: fast enough for a unit test
 
 
 def exact_raw(intensity: torch.Tensor) -> torch.Tensor:
@@ -89,8 +89,7 @@ def test_save_load_round_trip_renders_the_same(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lir_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    return LirModel(LirNet("hybrid", BINS, TINY), {"steps": 0}).save(tmp_path_factory.mktemp("lir") / "lir.pt")
+    return tiny_lir_file(tmp_path_factory.mktemp("lir") / "lir.pt")
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,8 @@ def carla_address(source: str) -> tuple[str, int] | None:
 
 def make_source(spec: str, **options: Any) -> SampleSource:
     """The samples of ``--data`` ``spec``: one source, or a :class:`MixedSource` of several. ``options`` are the
-    simulated source's fields (a folder takes ``classes``; CARLA ``sensor``, ``columns``, ``classes``, ``seed``).
+    simulated source's fields (a folder takes ``classes`` and ``intensity``; CARLA ``sensor``, ``columns``, ``classes``,
+    ``seed`` and ``intensity``: with ``lir:PATH`` their frames without intensity get it rendered).
     """
     from perception_ws.training.mixed_samples import MixedSource
 
@@ -83,7 +84,7 @@ def _one_source(source: str, options: dict[str, Any]) -> SampleSource:
         return SimulatedSource(**options)
     address = carla_address(source)
     if address is not None:
-        keep = {k: v for k, v in options.items() if k in ("sensor", "columns", "classes", "seed")}
+        keep = {k: v for k, v in options.items() if k in ("sensor", "columns", "classes", "seed", "intensity")}
         return CarlaSamples(*address, **keep)
     path = Path(source)
     if not path.exists():
@@ -91,4 +92,4 @@ def _one_source(source: str, options: dict[str, Any]) -> SampleSource:
             f"training data {source!r}: no such file or folder (use 'sim' for on-the-fly simulation, "
             "carla://HOST:PORT for a CARLA server)"
         )
-    return FolderSource(path, **{k: v for k, v in options.items() if k in ("classes",)})
+    return FolderSource(path, **{k: v for k, v in options.items() if k in ("classes", "intensity")})

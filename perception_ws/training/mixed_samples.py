@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from perception_ws.errors import PerceptionError
+from perception_ws.sim.carla.client import CarlaSession, SessionFactory
+from perception_ws.training.missing_intensity import MissingIntensity
 from perception_ws.training.samples import Pair, SampleSource, sweep_pair
 
 
@@ -60,14 +62,27 @@ class CarlaSamples:
     columns: int = 2048
     classes: str = "kitti3"
     seed: int = 0
+    #: the run's --intensity: with lir:PATH each sweep (the semantic LiDAR has no intensity) gets it rendered
+    intensity: str = "off"
+    #: opens the session (CarlaSession; a stand-in without a server in the tests)
+    open_session: SessionFactory = CarlaSession
     _ticks: Iterator[Any] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._fill = MissingIntensity(self.intensity)
 
     @property
     def size(self) -> int | None:
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "carla", "address": f"{self.host}:{self.port}", "sensor": self.sensor, "columns": self.columns}
+        return {
+            "kind": "carla",
+            "address": f"{self.host}:{self.port}",
+            "sensor": self.sensor,
+            "columns": self.columns,
+            **self._fill.describe(),
+        }
 
     def sample(self, index: int) -> Pair:
         from perception_ws.sim.recorded_scenes import as_sweep
@@ -83,7 +98,8 @@ class CarlaSamples:
                 lidar=LidarSettings.like(self.sensor, columns=self.columns),
                 camera=None,
             )
-            self._ticks = carla_frames(config)
+            self._ticks = carla_frames(config, open_session=self.open_session)
         height = simulated_sensor(self.sensor).model.height
         sweep = as_sweep(next(self._ticks).scan, height, self.columns)
-        return sweep_pair(sweep, height, self.columns, self.classes)
+        image, labels = sweep_pair(sweep, height, self.columns, self.classes)
+        return self._fill(image), labels  # on the whole turn, as a simulated sweep is rendered before its crops

@@ -28,6 +28,7 @@ from perception_ws.sim.dataset import frame_name, frame_seed, make_lidar, scene_
 from perception_ws.sim.sensor.arrays import as_float32, namespace
 from perception_ws.sim.sensor.raycast import make_raycaster
 from perception_ws.sim.world.generator import SceneConfig, generate_scene
+from perception_ws.training.missing_intensity import MissingIntensity
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -173,17 +174,21 @@ class FolderSource:
     """Labelled frames that :func:`perception_ws.io.open_dataset` reads, as range images.
 
     SqueezeSeg-style records already are range images; other scans are projected with their sensor
-    model (``fov_deg`` wide, ``width`` columns). Frames are cached after the first read.
+    model (``fov_deg`` wide, ``width`` columns). Frames are cached after the first read. ``intensity``
+    (the run's ``--intensity``): with ``lir:PATH`` a frame without intensity gets it rendered
+    (:mod:`perception_ws.training.missing_intensity`).
     """
 
     path: Path
     classes: str = "kitti3"
     fov_deg: float = 90.0
     width: int = 512
+    intensity: str = "off"
     _cache: dict[int, Pair] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
+        self._fill = MissingIntensity(self.intensity)
         self._dataset = open_dataset(self.path)
         if len(self._dataset) == 0:
             raise DatasetError(f"{self.path}: holds no frames to train on")
@@ -193,12 +198,19 @@ class FolderSource:
         return len(self._dataset)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "folder", "path": str(self.path), "frames": len(self._dataset), "classes": self.classes}
+        return {
+            "kind": "folder",
+            "path": str(self.path),
+            "frames": len(self._dataset),
+            "classes": self.classes,
+            **self._fill.describe(),
+        }
 
     def sample(self, index: int) -> Pair:
         key = index % len(self._dataset)
         if key not in self._cache:
-            self._cache[key] = self._read(self._dataset[key])
+            image, labels = self._read(self._dataset[key])
+            self._cache[key] = (self._fill(image), labels)
         return self._cache[key]
 
     def _read(self, scan: Scan) -> Pair:
