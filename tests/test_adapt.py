@@ -165,6 +165,15 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(vlp32_run: Vlp32Run)
     assert _checksums(vlp32_run.out) == before
 
 
+def test_fine_tuning_defaults_to_the_smaller_learning_rate(vlp32_run: Vlp32Run) -> None:
+    # the finished run trained from scratch at 2e-3; asking to fine-tune changes the learning rate with it
+    weights = Path(__file__).resolve().parents[1] / "perception_ws" / "models" / "weights" / "default.pt"
+    refused = _adapt_cli(vlp32_run.target, vlp32_run.out, "--init", str(weights))
+    assert refused.status == 2
+    assert "holds a run with other settings (init, lr)" in refused.err
+    assert json.loads((vlp32_run.out / "adapt.json").read_text())["lr"] == 2e-3
+
+
 def test_a_missing_target_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
     outcome = _adapt_cli(tmp_path / "nothing", tmp_path / "out")
     assert outcome.status == 2

@@ -30,7 +30,7 @@ def add_parser(sub: Subparsers) -> None:
     adapt.add_argument("--init", default=None, metavar="W.pt", help="fine-tune these weights (default: fresh)")
     adapt.add_argument("--steps", type=positive, default=10000, help="training steps (default 10000)")
     adapt.add_argument("--batch-size", type=positive, default=32, help="simulated crops per step (default 32)")
-    adapt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3; 5e-4 with --init)")
+    adapt.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3; 5e-4 with --init)")
     adapt.add_argument("--lir-steps", type=positive, default=3000, help="LIR training steps (default 3000)")
     adapt.add_argument("--gca-weight", type=float, default=10.0, help="weight of the GCA term (default 10)")
     adapt.add_argument(
@@ -56,7 +56,8 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         init=args.init,
         steps=args.steps,
         batch_size=args.batch_size,
-        lr=args.lr,
+        # fine-tuning starts from a trained network: a smaller step keeps what it learned
+        lr=args.lr if args.lr is not None else (5e-4 if args.init else 2e-3),
         lir_steps=args.lir_steps,
         gca_weight=args.gca_weight,
         scene_content=args.scene_content,
