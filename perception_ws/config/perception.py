@@ -122,7 +122,13 @@ class SegmenterConfig(Schema):
         description="network arithmetic: fp32; bf16 (GPUs, and CPUs with AVX-512 BF16 or AMX, where it is ~1.7x "
         "faster with 99.9 % of labels unchanged; elsewhere fp32 is used and the node says so); fp16 (GPUs only)",
     )
-
+    crf_iterations: int = Field(
+        -1,
+        ge=-1,
+        le=10,
+        description="mean-field steps of the network's CRF: -1 as trained (3 for the shipped weights); 0 no CRF "
+        "(runtime torch)",
+    )
     runtime: Runtime = Field(
         "torch",
         description="what runs the network (kind model): torch (weights), or onnxruntime (segmenter.onnx, on the "
@@ -153,6 +159,11 @@ class SegmenterConfig(Schema):
                 raise ConfigError(
                     f"segmenter.runtime = 'onnxruntime' runs on the CPU, but segmenter.device = {self.device!r}; "
                     "set device cpu, or runtime torch for a GPU"
+                )
+            if self.crf_iterations != -1:
+                raise ConfigError(
+                    f"segmenter.crf_iterations = {self.crf_iterations} applies to runtime torch only (the .onnx holds "
+                    "its CRF as exported); set -1, or runtime torch"
                 )
         if self.kind == "labels" and not self.label_field:
             raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")
