@@ -115,7 +115,9 @@ class SegmenterConfig(Schema):
     label_field: str = Field("label", description="input field holding class ids (kind labels)")
     threads: int = Field(0, ge=0, description="torch CPU threads for the network; 0: torch's default (one per core)")
     compile: bool = Field(
-        False, description="torch.compile the network (kind model), compiled and warmed up at start (~1 min)"
+        False,
+        description="torch.compile the network (kind model; its CRF only on a GPU), compiled and warmed up at start "
+        "(~1 min)",
     )
     precision: Precision = Field(
         "fp32",
