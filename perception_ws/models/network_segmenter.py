@@ -67,14 +67,14 @@ class NetworkSegmenter:
         def prepared(run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
             return torch.compile(run, mode=mode) if compile else run
 
-        #: the two timed halves: (network, CRF) of a RangeSegmenter; any other network runs whole as 'network'
-        self._halves: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
-        self._whole = prepared(self.network)
+        #: the two timed halves of a RangeSegmenter, network then CRF; any other network runs whole as the first
+        self._network_half: Callable[..., torch.Tensor] = prepared(self.network)
+        self._crf_half: Callable[..., torch.Tensor] | None = None
         if isinstance(self.network, RangeSegmenter):
+            self._network_half = prepared(self.network.backbone)
             # the CRF compiled only on a GPU, where eager it is bound by kernel launches; on a CPU inductor's code for
             # its window sums is slower than eager (64x2048, one step, one thread: fp32 39 vs 23 ms, bf16 98 vs 19)
-            refine = prepared(self.network.refine) if self.device.type == "cuda" else self.network.refine
-            self._halves = (prepared(self.network.backbone), refine)
+            self._crf_half = prepared(self.network.refine) if self.device.type == "cuda" else self.network.refine
         #: milliseconds of the last call's parts: ``network`` and, for a RangeSegmenter, ``crf`` (0 without one)
         self.stage_ms: dict[str, float] = {}
         self.summary = f"{getattr(network, 'name', type(network).__name__)} on {device}, {self.precision}" + (
@@ -94,22 +94,18 @@ class NetworkSegmenter:
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             start = time.perf_counter()
-            if self._halves is None:
-                logits = self._whole(x)
-            else:
-                backbone, refine = self._halves
-                logits = backbone(x)
-                self._synchronize()
-                middle = time.perf_counter()
-                logits = refine(logits, x)
+            logits = self._network_half(x)
             self._synchronize()
+            middle = time.perf_counter()
+            if self._crf_half is not None:
+                logits = self._crf_half(logits, x)
+                self._synchronize()
             end = time.perf_counter()
             probabilities = torch.softmax(logits.float(), dim=1)
             confidence, classes = probabilities.max(dim=1)
-        if self._halves is None:
-            self.stage_ms = {"network": (end - start) * 1e3}
-        else:
-            self.stage_ms = {"network": (middle - start) * 1e3, "crf": (end - middle) * 1e3}
+        self.stage_ms = {"network": (middle - start) * 1e3}
+        if self._crf_half is not None:
+            self.stage_ms["crf"] = (end - middle) * 1e3
         return classes.cpu().numpy(), confidence.float().cpu().numpy()
 
     def _synchronize(self) -> None:
