@@ -1,7 +1,7 @@
 """End-to-end latency of the perception node over DDS: scan stamp -> Detection3DArray, at 10 Hz, ~120k points.
 
     python -m perception_ws.ros_env .venv/bin/python benchmarks/bench_e2e.py [--minutes 5] [--soak-minutes 30]
-        [--source sim|kitti] [--rate 10] [--frames 20]
+        [--source sim|kitti] [--rate 10] [--frames 20] [--rows ...] [--set KEY=VALUE ...]
 
 Scans: ``sim`` (default) renders ``--frames`` HDL-64E x 2048 sweeps of a moving street once, before timing
 (~125k points each, ground-truth ``label`` field); ``kitti`` replays the real KITTI scans of
@@ -22,8 +22,16 @@ Rows, each run for ``--minutes`` in the same invocation, so they share the machi
   64 x 512 image, 2 torch threads, torch.compile warmed up at node start), ``… eager``: the
   preset with ``segmenter.compile`` false, and ``… lidar odometry``: the preset tracking over the ground
   on the scans' own motion (``tracking.odometry: lidar``);
+- ``dds model (cpu, 360° preset)``: config/perception_cpu_360.yaml (the whole turn as 64 x 2048, bf16, one CRF
+  step; docs/models.md); ``--set KEY=VALUE`` changes a setting of this row (e.g. ``segmenter.crf_iterations=3``),
+  to measure one change at a time;
 - ``in-process labels`` (the named baseline): the same Pipeline called directly on the same scans, no
   DDS, no serialisation: its per-frame processing time (no drops: it is not paced).
+
+Per-stage table: for each DDS row, where the node's time went, read from its last diagnostics message of the
+row (``stage_<name>_ms_p50`` / ``_p99`` over the node's window of its last 300 scans): the pipeline's stages
+(projection, segmentation = network + crf, back_projection, detection = ground + clustering + boxes, instances,
+tracking, total) and the node's serialisation (output messages built and published).
 
 Soak: the ``dds labels`` graph (``--soak-graph front``: the CPU preset's model graph) runs for
 ``--soak-minutes`` more while the node's resident memory (VmRSS) is sampled every second; growth = median of
@@ -62,7 +70,12 @@ NODE_SETTINGS = {
 }
 #: the shipped real-time CPU preset (front 90°, 64 x 512, compiled network).
 CPU_PRESET = REPO / "config" / "perception_cpu_front.yaml"
-ROWS = ("labels", "model", "front", "front-eager", "front-odometry", "in-process")
+#: the CPU preset for the whole turn (64 x 2048).
+CPU_360_PRESET = REPO / "config" / "perception_cpu_360.yaml"
+ROWS = ("labels", "model", "front", "front-eager", "front-odometry", "full", "in-process")
+#: the per-stage table's columns, in pipeline order (diagnostics keys stage_<name>_ms_p50 / _p99).
+STAGE_COLUMNS = ("projection", "network", "crf", "back_projection", "ground", "clustering", "boxes", "instances",
+                 "tracking", "serialisation", "total")  # fmt: skip
 STARTUP_TIMEOUT_S = 300.0  # a compiled network compiles before the node subscribes (about a minute, more if loaded)
 DRAIN_S = 3.0
 
@@ -79,6 +92,8 @@ class RowResult:
     #: skipped because a newer one came while it was busy (latest-only); None when no diagnostics came
     node_received: int | None = None
     node_skipped: int | None = None
+    #: the node's last diagnostics values of the row (stage_<name>_ms_p50 / _p99 ...); empty when none came
+    node_values: dict[str, str] = field(default_factory=dict)
 
     @property
     def dropped(self) -> int:
@@ -195,6 +210,7 @@ def run_graph(name: str, settings: dict[str, Any], scans: list[np.ndarray], rate
                 for item in status.values:
                     if item.key in ("frames_received", "frames_dropped"):
                         counters[item.key] = int(item.value)
+                    result.node_values[item.key] = item.value
 
         node.create_subscription(DiagnosticArray, topics.diagnostics, on_diagnostics, output_qos(10))
         executor = SingleThreadedExecutor(context=context)
@@ -297,6 +313,33 @@ def table(rows: list[RowResult], points: int, rate_hz: float) -> str:
     return "\n".join(lines)
 
 
+def stage_table(rows: list[RowResult]) -> str:
+    """p50 / p99 ms of every stage in each DDS row, from the node's last diagnostics (its last 300 scans)."""
+    staged = [r for r in rows if any(key.startswith("stage_") for key in r.node_values)]
+    if not staged:
+        return ""
+    lines = [f"{'stage (node diagnostics)':26s} " + " ".join(f"{r.name[:24]:>24s}" for r in staged)]
+    lines.append(f"{'':26s} " + " ".join(f"{'p50 / p99 ms':>24s}" for _ in staged))
+    for name in STAGE_COLUMNS:
+        cells = []
+        for r in staged:
+            p50, p99 = (r.node_values.get(f"stage_{name}_ms_{stat}") for stat in ("p50", "p99"))
+            cells.append(f"{p50} / {p99}" if p50 is not None and p99 is not None else "-")
+        lines.append(f"{name:26s} " + " ".join(f"{cell:>24s}" for cell in cells))
+    return "\n".join(lines)
+
+
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (values read as YAML scalars: 1, true, bf16) as settings."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. segmenter.crf_iterations=3")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="measured time per row (default 5)")
@@ -306,6 +349,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="scans per second (default 10)")
     parser.add_argument("--rows", nargs="*", choices=ROWS, default=list(ROWS),
                         help="rows to run (default all; none: the soak only)")  # fmt: skip
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="settings of the 'full' row that differ from config/perception_cpu_360.yaml")  # fmt: skip
     parser.add_argument("--soak-graph", choices=("labels", "front"), default="labels",
                         help="graph of the memory soak: labels (default) or the CPU preset's model graph")  # fmt: skip
     args = parser.parse_args()
@@ -329,6 +374,8 @@ def main() -> int:
                             {**preset_settings(CPU_PRESET), "segmenter.compile": False}, "64x512"),
             "front-odometry": ("dds model (cpu, front 90°, lidar odometry)",
                                {**preset_settings(CPU_PRESET), "tracking.odometry": "lidar"}, "64x512, compiled"),
+            "full": ("dds model (cpu, 360° preset)", {**preset_settings(CPU_360_PRESET), **overrides(args.set)},
+                     "64x2048" + "".join(f", {item}" for item in args.set)),
         }  # fmt: skip
         for key, (name, settings, shape) in model_rows.items():
             if key in args.rows:
@@ -348,6 +395,7 @@ def main() -> int:
             soak = run_graph(name, settings, scans, args.rate, args.soak_minutes * 60.0, folder, sample_rss=True)
             rows.append(soak)
     print(table(rows, points, args.rate))
+    print(stage_table(rows))
     if soak is not None and len(soak.rss_mb) >= 20:
         first, last, growth = soak_growth(soak.rss_mb)
         print(f"soak {args.soak_minutes:g} min: perception node RSS {first:.0f} -> {last:.0f} MiB ({growth:+.1f} %), "

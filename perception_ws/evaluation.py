@@ -40,6 +40,7 @@ import numpy as np
 
 from perception_ws.calib.sensors import load_sensor
 from perception_ws.config import PipelineConfig
+from perception_ws.config.perception import SegmenterConfig
 from perception_ws.detection_eval import BOX_SOURCES, BoxSource, LabelDetector, box_truth
 from perception_ws.detection_metrics import DetectionMetrics
 from perception_ws.errors import DatasetError, PerceptionError
@@ -135,12 +136,17 @@ def prepare_frame(
 
 
 class NetworkPredictor:
-    """Runs a network on a frame's image, the way the pipeline does; times the network alone."""
+    """Runs a network on a frame's image, the way the pipeline does; times the network alone.
 
-    def __init__(self, network: nn.Module, device: str = "cpu") -> None:
-        from perception_ws.models.network_segmenter import NetworkSegmenter
+    ``settings``: how the network runs (``segmenter.threads``, ``precision``, ``compile``, ``crf_iterations``;
+    default: the node's defaults); its device is ``device``.
+    """
 
-        self.segmenter = NetworkSegmenter(network, device, KITTI3)
+    def __init__(self, network: nn.Module, device: str = "cpu", settings: SegmenterConfig | None = None) -> None:
+        from perception_ws.models.network_segmenter import network_segmenter
+
+        settings = (settings or SegmenterConfig()).replace(device=device)
+        self.segmenter = network_segmenter(network, settings, KITTI3)
         self.network_ms = RuntimeStats("network")
 
     def __call__(self, frame: EvalFrame) -> np.ndarray:
@@ -217,12 +223,14 @@ def evaluate(
     warmup: bool = True,
     boxes: bool = True,
     detection: PipelineConfig | None = None,
+    segmenter: SegmenterConfig | None = None,
 ) -> EvaluationResult:
     """Evaluate a network (an ``nn.Module`` with 4 KITTI-3 outputs, e.g. from ``load_weights``) or any
     ``predict(frame) -> classes`` on every frame of ``data`` (a path any reader opens, or a Dataset).
 
     ``boxes``: also score detections as boxes where the source has boxes, made with ``detection``'s
     ``detection.*`` settings (default: the node's defaults); ``cluster`` is the instance-level clustering only.
+    ``segmenter``: how a network runs (:class:`NetworkPredictor`).
     """
     from tqdm import tqdm
 
@@ -233,7 +241,7 @@ def evaluate(
     if count == 0:
         why = "; ".join(dataset.notes) or "it is empty"
         raise DatasetError(f"{source}: no frames to evaluate ({why})")
-    predictor = _predictor(predict, device)
+    predictor = _predictor(predict, device, segmenter)
     if warmup:
         predictor(prepare_frame(dataset[0], fov_deg, sensor, row_source))
     network_ms = RuntimeStats("network")  # stays empty for a predictor that is no network
@@ -349,11 +357,11 @@ def _open(data: str | Path | Dataset) -> tuple[Dataset, str, str]:
     return data, str(getattr(data, "path", "")), type(data).__name__
 
 
-def _predictor(predict: Predict | nn.Module, device: str) -> Predict:
+def _predictor(predict: Predict | nn.Module, device: str, settings: SegmenterConfig | None) -> Predict:
     from torch import nn
 
     if isinstance(predict, nn.Module):
-        return NetworkPredictor(predict, device)
+        return NetworkPredictor(predict, device, settings)
     if not callable(predict):
         raise PerceptionError(f"evaluate: expected a network or a predict(frame) callable, got {type(predict)}")
     return predict

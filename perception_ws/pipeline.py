@@ -25,8 +25,7 @@ the other way round) resets the tracker first, as time going backwards does.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,14 +41,30 @@ from perception_ws.kernels.box_points import first_box_ids
 from perception_ws.labels import ClassSet
 from perception_ws.odometry import ScanOdometry
 from perception_ws.projection import Projection, project
+from perception_ws.timing import stage
 
 if TYPE_CHECKING:
     from torch import nn
 
     from perception_ws.models.scan_segmenters import Segmenter
 
-#: stage names in the order they run (keys of :attr:`PipelineResult.timings_ms`, plus "total").
-STAGES = ("projection", "segmentation", "back_projection", "detection", "instances", "odometry", "tracking")
+#: stage names in the order they run (keys of :attr:`PipelineResult.timings_ms`, plus "total"). Parts of a stage
+#: follow it: ``network`` and ``crf`` (the torch network segmenter's) are inside ``segmentation``; ``ground``,
+#: ``clustering`` and ``boxes`` inside ``detection``.
+STAGES = (
+    "projection",
+    "segmentation",
+    "network",
+    "crf",
+    "back_projection",
+    "detection",
+    "ground",
+    "clustering",
+    "boxes",
+    "instances",
+    "odometry",
+    "tracking",
+)
 #: points this close outside a fitted box still belong to it (box edges are fitted to the points).
 _BOX_MARGIN_M = 0.01
 TrackStateName = Literal["tentative", "confirmed", "lost"]
@@ -177,12 +192,13 @@ class Pipeline:
         timings: list[dict[str, float]] = [{} for _ in clouds]
         projections = [self._project(cloud, times) for cloud, times in zip(clouds, timings, strict=True)]
         shared: dict[str, float] = {}
-        with _stage(shared, "segmentation"):  # one call: every image has the config's height and width
+        with stage(shared, "segmentation"):  # one call: every image has the config's height and width
             classes, confidences = self.segmenter.segment_images(np.stack([p.image for p in projections]))
+        shared.update(_segmenter_parts(self.segmenter))
         results = []
         for i, (cloud, projection, times) in enumerate(zip(clouds, projections, timings, strict=True)):
             begin = time.perf_counter()
-            times["segmentation"] = shared["segmentation"] / len(clouds)
+            times.update({name: ms / len(clouds) for name, ms in shared.items()})
             finite = finite_mask(cloud)
             labels, confidence = self._back_project(projection, classes[i], confidences[i], finite, times)
             detections, instances = self._objects(cloud, finite, labels, confidence, times)
@@ -237,10 +253,10 @@ class Pipeline:
         reset = self._reset_if_time_went_back(stamp_s) or reset
         if frame == "odometry":
             assert self.odometry is not None
-            with _stage(timings, "odometry"):
+            with stage(timings, "odometry"):
                 pose = Extrinsic(self.odometry.update(xyz_array(cloud)).pose, "lidar odometry")
                 self._odometry_pose = pose.matrix
-        with _stage(timings, "tracking"):
+        with stage(timings, "tracking"):
             if pose is None:
                 return self.tracker.update(detections, stamp_s), None, reset
             in_fixed = [transform_box(box, pose.matrix) for box in detections]
@@ -274,16 +290,17 @@ class Pipeline:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(N,) uint16 class per point (0 where not finite) and (N,) confidence per point (None without a network)."""
         if self.segmenter.reads != "range_image":
-            with _stage(timings, "segmentation"):
+            with stage(timings, "segmentation"):
                 labels = self.segmenter.segment_points(cloud)
             return np.where(finite, labels, 0).astype(np.uint16), None
         projection = self._project(cloud, timings)
-        with _stage(timings, "segmentation"):
+        with stage(timings, "segmentation"):
             pixel_classes, pixel_confidence = self.segmenter.segment_image(projection.image)
+        timings.update(_segmenter_parts(self.segmenter))
         return self._back_project(projection, pixel_classes, pixel_confidence, finite, timings)
 
     def _project(self, cloud: np.ndarray, timings: dict[str, float]) -> Projection:
-        with _stage(timings, "projection"):
+        with stage(timings, "projection"):
             settings = self.config.sensor
             return project(cloud, self.sensor, settings.fov_deg, settings.width, row_source=settings.row_source)
 
@@ -296,7 +313,7 @@ class Pipeline:
         timings: dict[str, float],
     ) -> tuple[np.ndarray, np.ndarray]:
         """Each point takes its pixel's class and confidence (a point out of view, or not finite: class 0)."""
-        with _stage(timings, "back_projection"):
+        with stage(timings, "back_projection"):
             labels = projection.labels_to_points(pixel_classes)
             confidence = projection.pixel_values_to_points(pixel_confidence)
         return np.where(finite, labels, 0).astype(np.uint16), confidence
@@ -310,7 +327,7 @@ class Pipeline:
         timings: dict[str, float],
     ) -> tuple[list[Box3D], np.ndarray]:
         """The detections (boxes) and the (N,) uint32 instance id of every point."""
-        with _stage(timings, "detection"):
+        with stage(timings, "detection"):
             # masks only where some point is not finite (the usual scan has none): each one copies the
             # array; coordinates leave the structured cloud once, as float32 (as published) widened to float64
             keep = None if finite.all() else finite
@@ -320,9 +337,9 @@ class Pipeline:
             if keep is not None:
                 xyz, point_labels = xyz[keep], labels[keep]
                 scores = None if confidence is None else confidence[keep]
-            detections = detect(xyz, point_labels, self.class_set, self.detect_config, scores)
+            detections = detect(xyz, point_labels, self.class_set, self.detect_config, scores, timings)
             detections = [box for box in detections if box.score >= self.config.detection.min_score]
-        with _stage(timings, "instances"):
+        with stage(timings, "instances"):
             ids = instance_ids(xyz, point_labels, detections)
             if keep is not None:
                 instances = np.zeros(len(cloud), dtype=np.uint32)
@@ -394,10 +411,8 @@ def instance_ids(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3D]) -
     )
 
 
-@contextmanager
-def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = (time.perf_counter() - start) * 1e3
+def _segmenter_parts(segmenter: Segmenter) -> dict[str, float]:
+    """The parts of the segmenter's last call it timed itself (the torch network segmenter: ``network`` and ``crf``;
+    others: none).
+    """
+    return dict(getattr(segmenter, "stage_ms", {}))

@@ -106,7 +106,9 @@ class Projection:
         hidden = seen[owner[pixel] != seen]
         if len(hidden):
             owned_pixels = np.flatnonzero(owner >= 0)
-            tree = cKDTree(self.xyz[owner[owned_pixels]])
+            # an unbalanced, uncompacted tree: the same exact nearest owner, built in about half the time (a 360°
+            # 64x2048 scan: build + query 27 instead of 38 ms of CPU; the tree serves one query)
+            tree = cKDTree(self.xyz[owner[owned_pixels]], balanced_tree=False, compact_nodes=False)
             _, nearest = tree.query(self.xyz[hidden], k=1)
             source[hidden] = owned_pixels[nearest]
         return source

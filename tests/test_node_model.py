@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from sensor_msgs.msg import PointCloud2
 
@@ -44,7 +45,8 @@ def test_real_scans_come_back_labelled_by_the_shipped_model(real_data: Path, ros
     suffix = uuid.uuid4().hex[:8]
     config = PerceptionConfig().replace(
         **{"topics.input": f"real_{suffix}", "topics.labelled_cloud": f"labelled_{suffix}"},
-        **{"topics.detections": f"detections_{suffix}"},
+        **{"topics.detections": f"detections_{suffix}", "topics.diagnostics": f"diagnostics_{suffix}"},
+        **{"output.diagnostics_period_s": 0.2},
     )
     assert config.segmenter.kind == "model"
     assert config.segmenter.weights == ""  # the shipped default weights
@@ -61,6 +63,13 @@ def test_real_scans_come_back_labelled_by_the_shipped_model(real_data: Path, ros
 
     player.create_subscription(PointCloud2, config.topics.labelled_cloud, keep("cloud"), output_qos(5))
     player.create_subscription(Detection3DArray, config.topics.detections, keep("detections"), output_qos(5))
+    diagnostics: list[dict[str, str]] = []
+    player.create_subscription(
+        DiagnosticArray,
+        config.topics.diagnostics,
+        lambda msg: diagnostics.append({kv.key: kv.value for kv in msg.status[0].values}),
+        output_qos(5),
+    )
     publisher = player.create_publisher(PointCloud2, config.topics.input, sensor_input_qos(2))
     # a frame of KITTI raw as released with SqueezeSeg (front 90 degrees, labels from 3D boxes) and a full
     # SemanticKITTI sweep (point-wise labels)
@@ -78,6 +87,9 @@ def test_real_scans_come_back_labelled_by_the_shipped_model(real_data: Path, ros
                     wait_until(lambda s=stamp: all(s in g for g in got.values()), timeout_s=2.0)  # type: ignore[misc]
                 assert all(stamp in g for g in got.values()), f"no results for {scan.name} within {WAIT_S} s"
                 check_model_results(scan, sent, got["cloud"][stamp], got["detections"][stamp])
+            done = len(scans)
+            assert wait_until(lambda: any(int(d.get("frames_processed", 0)) >= done for d in diagnostics), WAIT_S)
+            check_stage_times(next(d for d in diagnostics if int(d["frames_processed"]) >= done))
     finally:
         node.destroy_node()
         player.destroy_node()
@@ -106,3 +118,19 @@ def check_model_results(scan: Scan, sent: PointCloud2, cloud_msg: Any, detection
     shares = [truth_car[instances == k].mean() for k, d in enumerate(detections, start=1) if d.class_id == CAR]
     assert shares, (scan.name, shares)
     assert max(shares) > 0.5, (scan.name, shares)
+
+
+def check_stage_times(values: dict[str, str]) -> None:
+    """The diagnostics name where the scans' time went: every stage of the pipeline and the node's serialisation,
+    the network and its CRF apart, each a plausible time that fits inside the stage it is part of."""
+    stages = ["projection", "segmentation", "network", "crf", "back_projection", "detection", "ground", "clustering"]
+    stages += ["boxes", "instances", "tracking", "total", "serialisation"]
+    ms = {(name, stat): float(values[f"stage_{name}_ms_{stat}"]) for name in stages for stat in ("mean", "p50", "p99")}
+    for name in stages:
+        assert 0.0 <= ms[name, "p50"] <= ms[name, "p99"] < 60_000.0, (name, values)
+    for name in ("projection", "network", "crf", "back_projection", "ground", "serialisation"):
+        assert ms[name, "mean"] > 0.0, (name, values)  # real work on a real scan takes time
+    # the parts are inside their stage (rounded to 0.01 ms in the message)
+    assert ms["network", "mean"] + ms["crf", "mean"] <= ms["segmentation", "mean"] + 0.02
+    assert ms["ground", "mean"] + ms["clustering", "mean"] + ms["boxes", "mean"] <= ms["detection", "mean"] + 0.03
+    assert ms["segmentation", "mean"] + ms["detection", "mean"] <= ms["total", "mean"] + 0.02

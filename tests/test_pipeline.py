@@ -53,7 +53,16 @@ def test_labels_segmenter_finds_the_labelled_cars_of_a_real_scan(semantic_scan: 
     assert result.labels.dtype == np.uint16
     assert result.instances.dtype == np.uint32
     assert result.num_valid == len(points)
-    assert set(result.timings_ms) == {"segmentation", "detection", "instances", "tracking", "total"}
+    # no network (no projection, network or CRF) and no ground removal: the stages that ran, and no others
+    assert set(result.timings_ms) == {
+        "segmentation",
+        "detection",
+        "clustering",
+        "boxes",
+        "instances",
+        "tracking",
+        "total",
+    }
     cars = [box for box in result.detections if box.label == CAR]
     # every car of >= 100 labelled points comes back as one instance covering most of its points
     ids, counts = np.unique(instances[labels == CAR], return_counts=True)
@@ -182,6 +191,12 @@ def test_a_real_network_runs_through_every_stage(real_data: Path) -> None:
     config = PipelineConfig().replace(**{"sensor.fov_deg": 90.0, "sensor.width": 512, "tracking.odometry": "lidar"})
     result = Pipeline(config, network=network).process(scan.points, 0.0)
     assert set(STAGES) <= set(result.timings_ms)  # lidar odometry included
+    times = result.timings_ms
+    # the network and its CRF are timed apart, inside the segmentation stage; ground, clustering, boxes in detection
+    assert times["network"] > 0
+    assert times["crf"] > 0
+    assert times["network"] + times["crf"] <= times["segmentation"]
+    assert times["ground"] + times["clustering"] + times["boxes"] <= times["detection"]
     projection = project(scan.points, "hdl64e", 90.0, 512)
     assert np.all(result.labels[~projection.in_view] == 0)
     assert result.labels.max() < 4

@@ -5,7 +5,9 @@
 
 Boxes: where the source has ground-truth boxes (KITTI object, simulated datasets), the detections of the node's
 detection stage on the predicted labels, with the ``detection.*`` settings of ``--config`` (the perception
-node's params YAML, read as `perception label --config` reads it; default: the node's defaults).
+node's params YAML, read as `perception label --config` reads it; default: the node's defaults). The network
+runs with its ``segmenter`` settings (threads, precision, compile, crf_iterations), as the node would; the
+view stays the source's (see the views of :mod:`perception_ws.evaluation`), whatever the YAML's sensor view.
 
 Without ``--weights`` the shipped default weights are used (one clear error if there are none). The table
 (or, with ``--json``, exactly one JSON object) goes to stdout; the progress bar to stderr. See
@@ -37,7 +39,8 @@ def add_parser(sub: Subparsers) -> None:
     )  # fmt: skip
     ev.add_argument(
         "--config", default=None, metavar="YAML",
-        help="the perception node's params YAML whose detection.* settings make the boxes (default: its defaults)",
+        help="the perception node's params YAML: its detection.* settings make the boxes, its segmenter threads, "
+        "precision, compile and crf_iterations run the network (default: the node's defaults)",
     )  # fmt: skip
     ev.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N (default cpu)")
     ev.add_argument(
@@ -68,6 +71,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         boxes=args.boxes,
         detection=detection,
+        segmenter=detection.segmenter,
     )
     print(json.dumps(result.to_json(), allow_nan=False) if args.json else result.table())
     return 0

@@ -115,14 +115,22 @@ class SegmenterConfig(Schema):
     label_field: str = Field("label", description="input field holding class ids (kind labels)")
     threads: int = Field(0, ge=0, description="torch CPU threads for the network; 0: torch's default (one per core)")
     compile: bool = Field(
-        False, description="torch.compile the network (kind model), compiled and warmed up at start (~1 min)"
+        False,
+        description="torch.compile the network (kind model; its CRF only on a GPU), compiled and warmed up at start "
+        "(~1 min)",
     )
     precision: Precision = Field(
         "fp32",
         description="network arithmetic: fp32; bf16 (GPUs, and CPUs with AVX-512 BF16 or AMX, where it is ~1.7x "
         "faster with 99.9 % of labels unchanged; elsewhere fp32 is used and the node says so); fp16 (GPUs only)",
     )
-
+    crf_iterations: int = Field(
+        -1,
+        ge=-1,
+        le=10,
+        description="mean-field steps of the network's CRF: -1 as trained (3 for the shipped weights); 0 no CRF "
+        "(runtime torch)",
+    )
     runtime: Runtime = Field(
         "torch",
         description="what runs the network (kind model): torch (weights), or onnxruntime (segmenter.onnx, on the "
@@ -153,6 +161,11 @@ class SegmenterConfig(Schema):
                 raise ConfigError(
                     f"segmenter.runtime = 'onnxruntime' runs on the CPU, but segmenter.device = {self.device!r}; "
                     "set device cpu, or runtime torch for a GPU"
+                )
+            if self.crf_iterations != -1:
+                raise ConfigError(
+                    f"segmenter.crf_iterations = {self.crf_iterations} applies to runtime torch only (the .onnx holds "
+                    "its CRF as exported); set -1, or runtime torch"
                 )
         if self.kind == "labels" and not self.label_field:
             raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")

@@ -15,6 +15,7 @@ from perception_ws.instances.ground import ground_mask
 from perception_ws.instances.inputs import as_per_point, as_xyz
 from perception_ws.instances.merge import merged_groups
 from perception_ws.labels import KITTI3, ClassSet
+from perception_ws.timing import stage
 
 
 def detect(
@@ -23,6 +24,7 @@ def detect(
     class_set: ClassSet = KITTI3,
     config: DetectConfig | None = None,
     point_scores: np.ndarray | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[Box3D]:
     """One box per object of each detected class (``config.classes``; default: the class set's
     things), the boxes with most points first.
@@ -31,7 +33,8 @@ def detect(
     ``labels`` are class ids of ``class_set`` per point (e.g. a segmentation network's output);
     ``point_scores`` (optional, per point, e.g. the predicted class probability) give each box the
     mean score of its points, else the score is 1. Each box has ``label``, ``name``, ``score`` and
-    ``num_points`` set.
+    ``num_points`` set. ``timings``: where to record the milliseconds of its stages ``ground`` (when removed),
+    ``clustering`` and ``boxes`` (fitting and merging).
     """
     config = config or DetectConfig()
     pts = as_xyz(xyz, "detection input")
@@ -43,11 +46,27 @@ def detect(
         )
     scores = None if point_scores is None else as_per_point(point_scores, len(pts), "point scores")
     if config.remove_ground and len(pts):
-        keep = np.flatnonzero(~ground_mask(pts, config.ground))
-        instances = np.zeros(len(pts), dtype=np.int64)
-        instances[keep] = cluster_by_class(pts[keep], lab[keep], class_set, config.cluster, config.classes)
+        with stage(timings, "ground"):
+            keep = np.flatnonzero(~ground_mask(pts, config.ground))
+        with stage(timings, "clustering"):
+            instances = np.zeros(len(pts), dtype=np.int64)
+            instances[keep] = cluster_by_class(pts[keep], lab[keep], class_set, config.cluster, config.classes)
     else:
-        instances = cluster_by_class(pts, lab, class_set, config.cluster, config.classes)
+        with stage(timings, "clustering"):
+            instances = cluster_by_class(pts, lab, class_set, config.cluster, config.classes)
+    with stage(timings, "boxes"):
+        return _boxes(pts, lab, scores, instances, class_set, config)
+
+
+def _boxes(
+    pts: np.ndarray,
+    lab: np.ndarray,
+    scores: np.ndarray | None,
+    instances: np.ndarray,
+    class_set: ClassSet,
+    config: DetectConfig,
+) -> list[Box3D]:
+    """One box per instance (0: no instance), overlapping boxes of one class merged, most points first."""
     members = np.flatnonzero(instances > 0)
     if len(members) == 0:
         return []

@@ -81,14 +81,6 @@ def make_segmenter(config: PipelineConfig, network: nn.Module | None = None) -> 
         from perception_ws.models.onnx_segmenter import load_onnx_segmenter  # no torch on this path
 
         return load_onnx_segmenter(config)
-    from perception_ws.models.network_segmenter import NetworkSegmenter, load_network  # torch: only for a model
+    from perception_ws.models.network_segmenter import load_network, network_segmenter  # torch: only for a model
 
-    network = network or load_network(config)
-    return NetworkSegmenter(
-        network,
-        settings.device,
-        config.classes,
-        threads=settings.threads,
-        compile=settings.compile,
-        precision=settings.precision,
-    )
+    return network_segmenter(network or load_network(config), settings, config.classes)

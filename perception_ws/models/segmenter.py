@@ -129,14 +129,23 @@ class RangeSegmenter(nn.Module):
         return x[:, self.valid_channel] > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.refine(self.backbone(x), x)
+
+    def backbone(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's logits before the CRF (the first half of :meth:`forward`; the pipeline times it alone)."""
         self._check_input(x)
         width = x.shape[-1]
         pad = (-width) % WIDTH_FACTOR
-        if self.zero_channels:
-            x = x * self._channel_keep.to(x.dtype)
+        x = self._kept_channels(x)
         padded = nnf.pad(x, (0, pad)) if pad else x
-        logits = self.net(self.normalizer(padded))[..., :width]
-        if self.crf is not None:
-            xyz = x.index_select(1, self._xyz_index)
-            logits = self.crf(logits, xyz, self.valid_mask(x))
-        return logits
+        return self.net(self.normalizer(padded))[..., :width]
+
+    def refine(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`backbone`'s logits after the CRF (unchanged without one), from the same raw input ``x``."""
+        if self.crf is None:
+            return logits
+        x = self._kept_channels(x)
+        return self.crf(logits, x.index_select(1, self._xyz_index), self.valid_mask(x))
+
+    def _kept_channels(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self._channel_keep.to(x.dtype) if self.zero_channels else x

@@ -7,7 +7,9 @@ processing time, always meaningful). Percentiles are over a sliding window of re
 memory use stays constant however long the node runs. A stamp-to-publication latency outside
 :data:`PLAUSIBLE_LATENCY_MS` (a stamp from another clock, a bogus or zero stamp, a replay without
 use_sim_time) says nothing about the node: it is left out of the percentiles and counted instead
-(``latency_implausible``), so one such frame cannot turn p50 into 1.8e12 ms.
+(``latency_implausible``), so one such frame cannot turn p50 into 1.8e12 ms. Every stage a frame reports
+(the pipeline's :data:`~perception_ws.pipeline.STAGES`, the node's ``serialisation``) gets its mean, p50 and p99
+over the same window (``stage_<name>_ms_mean`` / ``_p50`` / ``_p99``).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class NodeStats:
                 **_percentiles("latency_ms", self._latency_ms),
                 "latency_implausible": self.latency_implausible,
                 **_percentiles("processing_ms", self._processing_ms),
-                **{f"stage_{name}_ms_mean": f"{np.mean(ms):.2f}" for name, ms in self._stages_ms.items()},
+                **{key: value for name, ms in self._stages_ms.items() for key, value in _stage_values(name, ms)},
                 **{f"issue_{reason}": count for reason, count in sorted(issues.items())},
             }
             processed = self.processed
@@ -128,6 +130,14 @@ def diagnostics_msg(stamp: Any, name: str, hardware_id: str, report: Report) -> 
     array = DiagnosticArray(status=[status])
     array.header.stamp = stamp
     return array
+
+
+def _stage_values(name: str, values: deque[float]) -> list[tuple[str, str]]:
+    """``stage_<name>_ms_mean`` / ``_p50`` / ``_p99`` over the window: where each scan's time goes."""
+    mean = float(np.mean(np.asarray(values)))
+    p50, p99 = np.percentile(np.asarray(values), [50, 99])
+    key = f"stage_{name}_ms"
+    return [(f"{key}_mean", f"{mean:.2f}"), (f"{key}_p50", f"{p50:.2f}"), (f"{key}_p99", f"{p99:.2f}")]
 
 
 def _percentiles(name: str, values: deque[float]) -> dict[str, str]:

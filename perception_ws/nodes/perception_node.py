@@ -3,7 +3,8 @@
 In: a PointCloud2 (``topics.input``, SensorData QoS). Out, each with the input's header: the cloud with
 ``label`` and ``instance`` fields, a Detection3DArray (the project's, and vision_msgs' unless
 ``topics.vision_detections`` is empty), a TrackArray, a MarkerArray for RViz, and
-diagnostics (latency, rate, drops, input problems). Parameters: :mod:`perception_ws.config`, one ROS
+diagnostics (latency, rate, drops, input problems, per-stage times: the pipeline's and the node's
+``serialisation``). Parameters: :mod:`perception_ws.config`, one ROS
 parameter per key, read at start (declared read-only: rclpy refuses a change while it runs).
 
 Threads: the subscription callback only checks a message (:mod:`.intake`) and leaves it in a one-frame
@@ -62,9 +63,13 @@ from perception_ws.nodes.tf_topics import TF_TOPICS, TF_TRANSFORM, TransformList
 from perception_ws.nodes.worker import LatestWorker
 from perception_ws.pipeline import Pipeline, PipelineResult
 from perception_ws.ros_env import shm_segment_bytes
+from perception_ws.timing import stage
 
 #: a scan whose pose in tracking.fixed_frame is not known (yet): detected, not tracked (counted, logged once).
 TRACKING_WITHOUT_POSE = "tracking_without_pose"
+#: the node's own stage after the pipeline's (diagnostics key stage_serialisation_ms_*): output messages built
+#: and published
+SERIALISATION_STAGE = "serialisation"
 
 
 class PerceptionNode(Node):
@@ -207,18 +212,21 @@ class PerceptionNode(Node):
 
     def _publish(self, frame: Frame, result: PipelineResult) -> None:
         header, classes = frame.msg.header, result.class_set
-        if self.odometry_out is not None and result.odometry_pose is not None:
-            self.odometry_out.publish(header, result.odometry_pose)  # first: there when the outputs arrive
-        self.detections_pub.publish(detections_msg(header, result.detections, classes))
-        if self.vision_detections_pub is not None:
-            self.vision_detections_pub.publish(vision_detections_msg(header, result.detections, classes))
-        self.tracks_pub.publish(tracks_msg(header, result.live_tracks, classes))
-        self.cloud_pub.publish(labelled_cloud_msg(header, frame.points, result.labels, result.instances))
-        style = self.config.output.marker_style
-        self.markers_pub.publish(markers_msg(header, result.detections, result.tracks, classes, style))
+        timings = dict(result.timings_ms)
+        # serialisation: building the output messages and handing them to DDS (the pipeline's stages are before)
+        with stage(timings, SERIALISATION_STAGE):
+            if self.odometry_out is not None and result.odometry_pose is not None:
+                self.odometry_out.publish(header, result.odometry_pose)  # first: there when the outputs arrive
+            self.detections_pub.publish(detections_msg(header, result.detections, classes))
+            if self.vision_detections_pub is not None:
+                self.vision_detections_pub.publish(vision_detections_msg(header, result.detections, classes))
+            self.tracks_pub.publish(tracks_msg(header, result.live_tracks, classes))
+            self.cloud_pub.publish(labelled_cloud_msg(header, frame.points, result.labels, result.instances))
+            style = self.config.output.marker_style
+            self.markers_pub.publish(markers_msg(header, result.detections, result.tracks, classes, style))
         latency_ms = (self.get_clock().now().nanoseconds - stamp_to_ns(header.stamp)) / 1e6
         processing_ms = (time.monotonic() - frame.received_s) * 1e3
-        self.stats.frame_processed(latency_ms, processing_ms, result.timings_ms)
+        self.stats.frame_processed(latency_ms, processing_ms, timings)
 
     # -- diagnostics, parameters, shutdown ----------------------------------------------------
 
