@@ -16,7 +16,9 @@ empty band filled with returns from anywhere (hundreds of false peaks on the VLP
 height wins only when it makes the band :data:`SHARPER_BY` times sharper and the band holds at least
 :data:`OWN_SHARE` as many returns at the overall height (it sharpens the band's own returns instead of
 bringing others in). The HDL-64E's lower block (origins 8 cm below the upper's) still gets its own
-height: its returns are in its bands at either height, only blurred at the upper block's.
+height: its returns are in its bands at either height, only blurred at the upper block's. Bands are 1 degree
+wide: at 2 degrees the band from -10 to -8 degrees holds beams of both blocks and must take one height for
+all (33 of 64 beams within 0.05 degrees on 3 KITTI scans, against 64 of 64 at 1 degree).
 """
 
 from __future__ import annotations
