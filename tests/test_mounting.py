@@ -16,6 +16,8 @@ from perception_ws.adapt.sensor_profile import estimate_profile, summary
 from perception_ws.io import open_dataset
 from perception_ws.scan import Scan
 from perception_ws.sim.simulated_sensor import DEFAULT_MOUNT_HEIGHT_M, simulated_sensor
+from perception_ws.sim.stream import SimStream
+from perception_ws.sim.stream_config import SimConfig
 
 KITTI_HEIGHT_M = 1.73  # Geiger et al. 2013
 
@@ -42,6 +44,10 @@ def test_vlp32c_floor_is_measured_and_the_simulator_mounts_there(real_data: Path
     assert abs(profile.mounting.height_m - 0.30) < 0.02
     profile.save(tmp_path)
     assert simulated_sensor(str(tmp_path)).mount_height_m == pytest.approx(profile.mounting.height_m)
+    # the simulator node's stream plays the profiled sensor at that height (its vehicle -> LiDAR transform)
+    stream = SimStream(SimConfig().replace(**{"sensor.model": str(tmp_path), "camera.enabled": False}))
+    assert stream.lidar.sensor.height == 32
+    assert stream.static_transforms()[0].translation[2] == pytest.approx(profile.mounting.height_m)
 
 
 @pytest.mark.real_data

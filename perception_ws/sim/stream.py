@@ -26,16 +26,16 @@ from typing import cast
 import numpy as np
 
 from perception_ws.boxes import Box3D
-from perception_ws.calib.sensors import load_sensor
 from perception_ws.calib.tf_tree import FrameTransform, pose_parts
 from perception_ws.camera_frame import CameraFrame
 from perception_ws.scan import Scan
 from perception_ws.sim.motion.motion import SceneMotion
 from perception_ws.sim.sensor.camera import CameraConfig, SimCamera
-from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.lidar import Lidar, Mount
 from perception_ws.sim.sensor.raycast import make_raycaster
 from perception_ws.sim.sensor.raycast_layers import LayeredRaycaster
 from perception_ws.sim.sensor.raycaster import Raycaster
+from perception_ws.sim.simulated_sensor import simulated_sensor
 from perception_ws.sim.stream_config import SimConfig
 from perception_ws.sim.world.generator import generate_scene
 from perception_ws.sim.world.mesh import rotation_z
@@ -82,7 +82,8 @@ class SimStream:
         self.caster: Raycaster = (
             cast(Raycaster, self._layers) if self._layers else make_raycaster(self.scene.soup, c.sensor.backend)
         )
-        self.lidar = Lidar(load_sensor(c.sensor.model), columns=c.sensor.columns)
+        played = simulated_sensor(c.sensor.model)  # a profile folder brings its measured mounting height
+        self.lidar = Lidar(played.model, columns=c.sensor.columns, mount=Mount(height=played.mount_height_m))
         self.camera = (
             SimCamera(CameraConfig(downscale=c.camera.downscale, frame_id=c.frames.camera), self.lidar)
             if c.camera.enabled

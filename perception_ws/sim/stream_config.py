@@ -63,7 +63,11 @@ class SimSceneConfig(Schema):
 class SimSensorConfig(Schema):
     """The simulated LiDAR: sensor model, resolution, scan rate and ray-casting backend."""
 
-    model: str = Field("hdl64e", description="built-in sensor name (calib/data) or a sensor YAML file")
+    model: str = Field(
+        "hdl64e",
+        description="built-in sensor name (calib/data), a sensor YAML file, or a sensor profile folder (its beams "
+        "and measured mounting height)",
+    )
     columns: int = Field(2048, ge=8, description="azimuth steps per turn (hdl64e x 2048: about 120k points)")
     rate_hz: float = Field(
         10.0, gt=0, le=100, description="scans per second (a timer; a scan not ready in time skips ticks, never queues)"
