@@ -8,7 +8,8 @@
 * Without one, the beams are seeded by the base sensor's table (same beam count) or by the peaks of the
   elevation histogram (:mod:`perception_ws.adapt.beam_peaks`), then refined like 1-D k-means: each return
   goes to its nearest beam (the projection's own table rule), each beam is refitted to its returns, until
-  no return changes beam.
+  no return changes beam. Without a beam count, fitted beams that catch under :data:`MIN_BEAM_SHARE` of a
+  typical beam's returns are dropped and the rest refined again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from perception_ws.scan import Scan
 MAX_ROUNDS = 20
 #: a table needs returns on at least this share of its rings; the rest may come from the base or neighbours.
 MIN_OBSERVED_RINGS = 0.75
+#: with the beam count left to the data, a fitted beam needs this share of the median beam's returns.
+MIN_BEAM_SHARE = 0.1
 #: columns of the projection that assigns returns to beams (only its rows are used).
 _ASSIGN_COLUMNS = 2048
 _DEFAULT_AZIMUTH_DEG = 0.2
@@ -123,6 +126,22 @@ def _from_elevations(xyz: np.ndarray, base: SensorModel | None, beams: int | Non
         seeds = beam_seeds(xyz, beams)
         elevations, heights = seeds.elevations_deg, seeds.heights_m
         method = "elevations (histogram peaks)"
+    sensor, fits, rounds = _refine(xyz, elevations, heights, name)
+    if base is None and beams is None:
+        # the beam count is the data's: a "beam" that catches a small share of a typical beam's returns is
+        # a patch of near returns (the car body, a kerb) that the histogram showed as a peak
+        counts = np.array([fit.points for fit in fits if fit is not None])
+        real = counts >= MIN_BEAM_SHARE * np.median(counts)
+        if not real.all():
+            sensor, fits, more = _refine(xyz, sensor.elevations_deg[real], sensor.beam_heights_m[real], name)
+            rounds += more
+    return BeamTable(sensor, method, tuple(fits), (), rounds)
+
+
+def _refine(
+    xyz: np.ndarray, elevations: np.ndarray, heights: np.ndarray, name: str
+) -> tuple[SensorModel, list[BeamFit | None], int]:
+    """Alternate nearest-beam assignment and per-beam fits from the given beams until no return moves."""
     rows = np.full(len(xyz), -1)
     fits: list[BeamFit | None] = []
     rounds = 0
@@ -143,7 +162,7 @@ def _from_elevations(xyz: np.ndarray, base: SensorModel | None, beams: int | Non
         elevations = np.array([f.elevation_deg for f in fits if f is not None])
         heights = np.array([f.height_m for f in fits if f is not None])
     sensor = SensorModel.from_table(name, elevations, _DEFAULT_AZIMUTH_DEG, heights, ring_numbering="top_down")
-    return BeamTable(sensor, method, tuple(fits), (), rounds)
+    return sensor, fits, rounds
 
 
 # -- helpers -----------------------------------------------------------------------------------

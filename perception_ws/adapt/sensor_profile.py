@@ -90,7 +90,14 @@ class SensorProfile:
             intensity = data["intensity"]
             return cls(
                 sensor_from_mapping(data["sensor"], str(path)),
-                MountingHeight(mounting["height_m"], tuple(mounting["per_scan_m"]), mounting["tilt_deg"]),
+                MountingHeight(
+                    mounting["height_m"],
+                    tuple(mounting["per_scan_m"]),
+                    mounting["tilt_deg"],
+                    tuple(mounting["ground_share"]),
+                    bool(mounting["confident"]),
+                    mounting["note"],
+                ),
                 DropoutMap.load(Path(folder) / data["dropout"]["file"]),
                 IntensityScale(
                     intensity["kind"], intensity["scale"], intensity["reason"], tuple(intensity["percentiles"])
@@ -130,7 +137,7 @@ def estimate_profile(
         "assignment_rounds": table.rounds,
         "filled_beams": list(table.filled),
         "beam_fits": [_fit_json(fit) for fit in table.fits],
-        "mounting_height": "plane of the ground returns 2-15 m around the sensor, median over the scans",
+        "mounting_height": "RANSAC plane of the lowest returns 2-15 m around the sensor, median over the scans",
         "dropout": "empty share per row and sector of full-turn range images on the fitted table",
     }
     return SensorProfile(table.sensor, mounting_height(scans), dropout, intensity_scale(scans), provenance)
@@ -169,13 +176,24 @@ def summary(profile: SensorProfile) -> str:
         f"                  worst per-beam rms residual {worst:.4f} deg; "
         f"filled: {profile.provenance['filled_beams'] or 'none'}",
         f"azimuth step      {s.azimuth_resolution_deg:g} deg ({s.columns_per_turn} columns a turn)",
-        f"mounting height   {m.height_m:.3f} m (per scan {min(m.per_scan_m):.3f}..{max(m.per_scan_m):.3f}; "
-        f"ground tilt {m.tilt_deg:.1f} deg)",
+        f"mounting height   {m.height_m:.3f} m ({_measured(m)})",
         f"dropout map       {profile.dropout.rows} x {profile.dropout.sectors}, "
         f"mean empty share {float(profile.dropout.empty.mean()):.3f}",
         f"intensity         {i.kind} (x {i.scale:.6g}): {i.reason}",
     ]
+    if not m.confident:
+        lines.append(f"warning: mounting height not measured: {m.note}")
     return "\n".join(lines)
+
+
+def _measured(mounting: MountingHeight) -> str:
+    if not mounting.per_scan_m:
+        return "no ground plane found"
+    heights, shares = mounting.per_scan_m, mounting.ground_share
+    return (
+        f"per scan {min(heights):.3f}..{max(heights):.3f} m on {min(shares):.0%}..{max(shares):.0%} of the lowest "
+        f"returns; ground tilt {mounting.tilt_deg:.1f} deg{'' if mounting.confident else '; not trusted'}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

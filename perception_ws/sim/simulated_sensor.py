@@ -3,7 +3,8 @@
 A profile folder is what ``perception adapt`` (and ``python -m perception_ws.adapt.sensor_profile``) learns
 from a user's unlabelled scans: ``sensor.yaml`` (the fitted beam table), ``dropout.npz`` (how often each
 pixel of that sensor's scans is empty) and ``profile.json`` (among others the mounting height above the road).
-Simulating "that sensor" means its beams, its dropout with ``dropout: measured``, and its height. The file
+Simulating "that sensor" means its beams, its dropout with ``dropout: measured``, and its measured height
+(the default mount where the profile found no level ground to measure it on). The file
 names live here because the simulator reads them and must not import the adaptation package above it.
 """
 
@@ -43,9 +44,10 @@ def simulated_sensor(spec: str) -> SimulatedSensor:
             f"{', '.join(missing)}"
         )
     try:
-        height = float(json.loads((path / PROFILE_JSON).read_text(encoding="utf-8"))["mounting"]["height_m"])
+        mounting = json.loads((path / PROFILE_JSON).read_text(encoding="utf-8"))["mounting"]
+        height, confident = float(mounting["height_m"]), bool(mounting["confident"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PerceptionError(f"sensor {spec!r}: {PROFILE_JSON} has no mounting height ({exc})") from None
-    if not 0.2 <= height <= 5.0:  # a profile from scans with no level ground around the car (see adapt/mounting)
+    if not confident:  # no level ground in the target's scans (adapt/mounting): the profile holds the default
         height = DEFAULT_MOUNT_HEIGHT_M
     return SimulatedSensor(load_sensor(path / SENSOR_YAML), DropoutMap.load(path / DROPOUT_NPZ), height)

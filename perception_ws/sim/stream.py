@@ -26,14 +26,14 @@ from typing import cast
 
 import numpy as np
 
-from perception_ws.calib.sensors import load_sensor
 from perception_ws.calib.tf_tree import FrameTransform
 from perception_ws.sim.motion.motion import SceneMotion
 from perception_ws.sim.sensor.camera import CameraConfig, SimCamera
-from perception_ws.sim.sensor.lidar import Lidar
+from perception_ws.sim.sensor.lidar import Lidar, Mount
 from perception_ws.sim.sensor.raycast import make_raycaster
 from perception_ws.sim.sensor.raycast_layers import LayeredRaycaster
 from perception_ws.sim.sensor.raycaster import Raycaster
+from perception_ws.sim.simulated_sensor import simulated_sensor
 from perception_ws.sim.source import SimFrame, cloud_points, source_stamp_ns, transform
 from perception_ws.sim.stream_config import SimConfig
 from perception_ws.sim.world.generator import generate_scene
@@ -54,7 +54,8 @@ class SimStream:
         self.caster: Raycaster = (
             cast(Raycaster, self._layers) if self._layers else make_raycaster(self.scene.soup, c.sensor.backend)
         )
-        self.lidar = Lidar(load_sensor(c.sensor.model), columns=c.sensor.columns)
+        played = simulated_sensor(c.sensor.model)  # a profile folder brings its measured mounting height
+        self.lidar = Lidar(played.model, columns=c.sensor.columns, mount=Mount(height=played.mount_height_m))
         self.camera = (
             SimCamera(CameraConfig(downscale=c.camera.downscale, frame_id=c.frames.camera), self.lidar)
             if c.camera.enabled

@@ -55,16 +55,19 @@ class SimSceneConfig(Schema):
     seed: int = Field(0, ge=0, description="procedural street seed: the same seed gives the same scene and traffic")
     motion: bool = Field(True, description="ego car and traffic move (false: the scene at t = 0, every frame)")
     loop_s: float = Field(8.0, gt=0, description="scene time restarts after this many seconds (the street is finite)")
-    # v1 here: on the v2 street of seed 0 the ICP odometry jumps 0.6 m at the first step (docs/simulator.md)
     content: Literal["v1", "v2"] = Field(
-        "v1", description="street content: v1, or v2 with hard negatives, parked bicycles and more people"
+        "v2", description="street content: v2 with hard negatives, parked bicycles and more people, or v1 (before)"
     )
 
 
 class SimSensorConfig(Schema):
     """The simulated LiDAR: sensor model, resolution, scan rate and ray-casting backend."""
 
-    model: str = Field("hdl64e", description="built-in sensor name (calib/data) or a sensor YAML file")
+    model: str = Field(
+        "hdl64e",
+        description="built-in sensor name (calib/data), a sensor YAML file, or a sensor profile folder (its beams "
+        "and measured mounting height)",
+    )
     columns: int = Field(2048, ge=8, description="azimuth steps per turn (hdl64e x 2048: about 120k points)")
     rate_hz: float = Field(
         10.0, gt=0, le=100, description="scans per second (a timer; a scan not ready in time skips ticks, never queues)"
