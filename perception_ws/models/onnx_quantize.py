@@ -10,6 +10,8 @@ their int8 dot-product units; both runtimes (onnxruntime, OpenVINO) read the QDQ
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +45,8 @@ def quantize_int8(fp32_file: Path, calibration: Sequence[np.ndarray], in_channel
     kept = [node.name for node in convolutions if node.input[1].startswith(FP32_LAYERS)]
     if not kept:  # the names come from the exporter; a graph without them is not one of ours
         raise ExportError(f"{fp32_file}: no convolution weights named {FP32_LAYERS}; re-export with perception export")
-    with tempfile.TemporaryDirectory(prefix="perception-int8-") as folder:
+    # the calibrator prints its progress (histogram sizes, percentiles) on stdout: kept off the command's output
+    with tempfile.TemporaryDirectory(prefix="perception-int8-") as folder, contextlib.redirect_stdout(io.StringIO()):
         out = Path(folder) / "int8.onnx"
         quantize_static(
             str(fp32_file),
