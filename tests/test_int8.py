@@ -99,3 +99,18 @@ def test_only_a_fixed_size_fp32_export_is_quantised(int8: tuple[Path, dict[str, 
     with pytest.raises(ExportError, match="no --check sources"):
         quantize_export(int8[0], tmp_path / "again.onnx", "unused", [])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_reports_a_bad_output_in_one_line(
+    front_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from perception_ws.cli import main
+
+    out = tmp_path / "int8.txt"
+    status = main(["quantize", str(front_onnx), "--out", str(out), "--calibrate", "x", "--check", "y"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err.startswith("perception quantize: error:")
+    assert "must end in .onnx" in err
+    assert "\n" not in err
+    assert list(tmp_path.iterdir()) == []
