@@ -38,4 +38,6 @@ class SimulatorError(PerceptionError):
 
 
 class ExportError(PerceptionError):
-    """A model export's settings are invalid, its packages are missing, or the exported model disagrees with torch."""
+    """A model export's settings are invalid, its packages are missing, the exported model disagrees with torch,
+    or its int8 copy loses too much accuracy against fp32.
+    """

@@ -51,6 +51,22 @@ def real_data() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture(scope="session")
+def front_onnx(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped weights exported to ONNX at the node's front preset (64 x 512, 90 deg), once per test session
+    (about 20 s on 2 loaded cores): shared by the onnxruntime, OpenVINO and int8 tests. The `onnx` extra, which
+    `make venv` installs, is imported first: missing, the run fails here instead of skipping."""
+    import importlib
+
+    from perception_ws.models.onnx_export import PACKAGES, ExportShape, export_onnx
+
+    for name in PACKAGES:
+        importlib.import_module(name)
+    out = tmp_path_factory.mktemp("onnx") / "front.onnx"
+    export_onnx(None, out, ExportShape(64, 512), real_data / "kitti_squeezeseg", fov_deg=90.0, frames=1)
+    return out
+
+
 @pytest.fixture
 def local_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """This process (and the children it starts) on a fresh local-DDS domain: loopback only, a random

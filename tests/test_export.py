@@ -97,6 +97,7 @@ def test_manifest_records_source_shapes_versions_and_agreement(exported: Exporte
     assert manifest["weights"]["sha256"] == read_manifest(DEFAULT_WEIGHTS)["sha256"]
     assert manifest["model"] == read_manifest(DEFAULT_WEIGHTS)["model"]
     assert manifest["opset"] >= 17
+    assert manifest["precision"] == "fp32"
     assert manifest["input"] == {"name": "range_image", "shape": [1, 6, 64, "16*blocks"]}
     assert manifest["output"] == {"name": "logits", "shape": [1, 4, 64, "16*blocks"]}
     assert set(manifest["versions"]) == {"torch", "onnx", "onnxscript", "onnxruntime"}

@@ -14,7 +14,22 @@ import errno
 import sys
 from collections.abc import Sequence
 
-from perception_ws.cli import adapt, demo, evaluate, export, info, label, record, replay, run, sensors, sim, train, viz
+from perception_ws.cli import (
+    adapt,
+    demo,
+    evaluate,
+    export,
+    info,
+    label,
+    quantize,
+    record,
+    replay,
+    run,
+    sensors,
+    sim,
+    train,
+    viz,
+)
 from perception_ws.cli.args import Handler
 from perception_ws.errors import PerceptionError
 from perception_ws.ros_args import split_ros_args
@@ -23,7 +38,7 @@ from perception_ws.ros_args import split_ros_args
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 #: the verbs in the order `perception --help` lists them.
-VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, label, train, adapt, export)
+VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, label, train, adapt, export, quantize)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ NODE_NAME = "perception_node"
 #: network arithmetic (segmenter.precision).
 Precision = Literal["fp32", "bf16", "fp16"]
 #: what runs the segmenter network (segmenter.runtime).
-Runtime = Literal["torch", "onnxruntime"]
+Runtime = Literal["torch", "onnxruntime", "openvino"]
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 _DETECT = DetectConfig()
 
@@ -113,7 +113,9 @@ class SegmenterConfig(Schema):
     weights: str = Field("", description="weights file; empty: the shipped default weights")
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
     label_field: str = Field("label", description="input field holding class ids (kind labels)")
-    threads: int = Field(0, ge=0, description="torch CPU threads for the network; 0: torch's default (one per core)")
+    threads: int = Field(
+        0, ge=0, description="CPU threads for the network (torch, onnxruntime or openvino); 0: the runtime's default"
+    )
     compile: bool = Field(
         False,
         description="torch.compile the network (kind model; its CRF only on a GPU), compiled and warmed up at start "
@@ -133,10 +135,14 @@ class SegmenterConfig(Schema):
     )
     runtime: Runtime = Field(
         "torch",
-        description="what runs the network (kind model): torch (weights), or onnxruntime (segmenter.onnx, on the "
-        "CPU; precision and compile are torch's and do not apply)",
+        description="what runs the network (kind model): torch (weights), or onnxruntime / openvino (segmenter.onnx, "
+        "fp32 or int8, on the CPU; precision and compile are torch's and do not apply)",
     )
-    onnx: str = Field("", description="exported .onnx file (perception export --format onnx) for runtime onnxruntime")
+    onnx: str = Field(
+        "",
+        description="exported .onnx file (perception export --format onnx, or perception quantize for int8) for "
+        "runtime onnxruntime or openvino",
+    )
 
     @field_validator("device")
     @classmethod
@@ -151,15 +157,15 @@ class SegmenterConfig(Schema):
             raise ConfigError(
                 "segmenter.precision = 'fp16' needs a GPU (segmenter.device cuda); on a CPU use bf16 or fp32"
             )
-        if self.kind == "model" and self.runtime == "onnxruntime":
+        if self.kind == "model" and self.runtime != "torch":
             if not self.onnx:
                 raise ConfigError(
-                    "segmenter.runtime = 'onnxruntime' needs segmenter.onnx, an exported file "
+                    f"segmenter.runtime = {self.runtime!r} needs segmenter.onnx, an exported file "
                     "(perception export --format onnx --out FILE.onnx)"
                 )
             if self.device != "cpu":
                 raise ConfigError(
-                    f"segmenter.runtime = 'onnxruntime' runs on the CPU, but segmenter.device = {self.device!r}; "
+                    f"segmenter.runtime = {self.runtime!r} runs on the CPU, but segmenter.device = {self.device!r}; "
                     "set device cpu, or runtime torch for a GPU"
                 )
             if self.crf_iterations != -1:

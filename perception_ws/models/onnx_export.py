@@ -21,7 +21,6 @@ import datetime
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ import numpy as np
 import torch
 
 from perception_ws.errors import ExportError
-from perception_ws.io.atomic import atomic_file
-from perception_ws.models.onnx_format import FORMAT, INPUT_NAME, OUTPUT_NAME, manifest_path
+from perception_ws.models.onnx_format import FORMAT, INPUT_NAME, OUTPUT_NAME, check_onnx_target, write_onnx
+from perception_ws.models.scan_images import real_images
 from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.models.squeezeseg import WIDTH_FACTOR
 from perception_ws.models.weights import load_weights, read_manifest, resolve_weights
@@ -137,23 +136,6 @@ def measure_agreement(onnx_model: bytes, model: RangeSegmenter, images: Sequence
     return Agreement(int(images[0].shape[1]), len(images), same / total, worst)
 
 
-def real_images(source: str | Path, height: int, width: int, fov_deg: float, frames: int) -> list[np.ndarray]:
-    """The first ``frames`` scans of ``source`` (any readable file, folder or bag) projected to ``height`` x
-    ``width`` over ``fov_deg`` degrees, as (H, W, 6) range images; the pipeline's own projection.
-    """
-    from perception_ws.io import open_dataset
-    from perception_ws.projection import project
-
-    dataset = open_dataset(source)
-    count = min(frames, len(dataset))
-    if count == 0:
-        raise ExportError(f"{source}: holds no scans to check the export on")
-    # the numpy backend: for a few frames it is quicker than compiling the numba one, and its results are the same
-    return [
-        project(dataset[i], fov_deg=fov_deg, width=width, height=height, backend="numpy").image for i in range(count)
-    ]
-
-
 def export_onnx(
     weights: str | Path | None,
     out: str | Path,
@@ -170,10 +152,7 @@ def export_onnx(
     the width); below :data:`MIN_AGREEMENT` an ExportError is raised and nothing is written.
     """
     target = Path(out)
-    if target.suffix != ".onnx":
-        raise ExportError(f"{target}: the output must end in .onnx (its manifest goes beside it as .onnx.json)")
-    if not target.parent.is_dir():
-        raise ExportError(f"{target}: folder {target.parent} does not exist")
+    check_onnx_target(target)
     shape.check()
     require_onnx_packages()
     source = resolve_weights(weights)
@@ -191,10 +170,7 @@ def export_onnx(
                 f"(needs {MIN_AGREEMENT:.1%}); nothing written"
             )
     manifest = _manifest(target, data, source, model, shape, opset, check_data, checks)
-    with atomic_file(target) as handle:
-        handle.write(data)
-    with atomic_file(manifest_path(target)) as handle:  # written last: a manifest means the .onnx is complete
-        handle.write((json.dumps(manifest, indent=2) + "\n").encode())
+    write_onnx(target, data, manifest)
     return manifest
 
 
@@ -216,6 +192,7 @@ def _manifest(
         "sha256": hashlib.sha256(data).hexdigest(),
         "weights": {"file": str(source), "sha256": read_manifest(source)["sha256"]},
         "model": model.config,
+        "precision": "fp32",
         "opset": opset,
         "exporter": "torch.onnx.export(dynamo=True)",
         "input": {"name": INPUT_NAME, "shape": [1, model.in_channels, shape.height, width]},

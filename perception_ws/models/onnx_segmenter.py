@@ -1,10 +1,11 @@
-"""The exported segmenter run by onnxruntime (``segmenter.runtime: onnxruntime``), without torch.
+"""The exported segmenter run by onnxruntime or OpenVINO (``segmenter.runtime: onnxruntime | openvino``), no torch.
 
-:func:`load_onnx_segmenter` opens ``segmenter.onnx`` (written by ``perception export --format onnx``) and checks
-its manifest against the pipeline's config before the first scan: the class count against the class set, the
-input's rows against the sensor's beams and its columns against ``sensor.width`` (a dynamic-width export takes
-any multiple of its ``width_multiple``). :class:`OnnxSegmenter` then has NetworkSegmenter's interface.
-onnxruntime is imported only here, when such a segmenter is built.
+:func:`load_onnx_segmenter` opens ``segmenter.onnx`` (written by ``perception export --format onnx`` or
+``perception quantize``) and checks its manifest against the pipeline's config before the first scan: the class
+count against the class set, the input's rows against the sensor's beams and its columns against ``sensor.width``
+(a dynamic-width export takes any multiple of its ``width_multiple``). :class:`OnnxSegmenter` then has
+NetworkSegmenter's interface. The runtimes are in :mod:`perception_ws.models.onnx_runtimes`; the same checks
+serve both.
 """
 
 from __future__ import annotations
@@ -19,40 +20,35 @@ import numpy as np
 from perception_ws.calib.sensors import load_sensor
 from perception_ws.config.perception import PipelineConfig
 from perception_ws.errors import WeightsError
-from perception_ws.models.onnx_format import FORMAT, INPUT_NAME, OUTPUT_NAME, manifest_path
+from perception_ws.models.onnx_format import FORMAT, Precision, manifest_path, manifest_precision
+from perception_ws.models.onnx_runtimes import ExportRuntime, open_runtime
 from perception_ws.schema import ConfigError
 
 
 class OnnxSegmenter:
-    """An exported range-image network with its CRF, run on onnxruntime's CPU provider: class and confidence
-    per pixel, as :class:`~perception_ws.models.network_segmenter.NetworkSegmenter` gives them.
+    """An exported range-image network with its CRF, run on a CPU runtime (onnxruntime or OpenVINO): class and
+    confidence per pixel, as :class:`~perception_ws.models.network_segmenter.NetworkSegmenter` gives them.
     """
 
     reads: Literal["range_image"] = "range_image"
 
-    def __init__(self, onnx_file: str | Path, in_channels: int, *, threads: int = 0) -> None:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise WeightsError(
-                "segmenter.runtime = 'onnxruntime' needs the onnxruntime package: pip install 'perception_ws[onnx]'"
-            ) from None
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
-        options.inter_op_num_threads = 1  # one graph at a time: no second pool competing for the cores
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own exception types for unreadable graphs
-            raise WeightsError(f"{onnx_file}: onnxruntime cannot load it ({error})") from None
+    def __init__(
+        self,
+        onnx_file: str | Path,
+        in_channels: int,
+        *,
+        runtime: ExportRuntime = "onnxruntime",
+        threads: int = 0,
+        precision: Precision = "fp32",
+    ) -> None:
+        self.infer, runtime_name = open_runtime(runtime, onnx_file, threads)
         self.in_channels = in_channels
-        self.summary = f"{Path(onnx_file).name} on onnxruntime {onnxruntime.__version__} (CPU), fp32"
+        self.summary = f"{Path(onnx_file).name} on {runtime_name}, {precision}"
 
     def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
         x = np.ascontiguousarray(image[..., : self.in_channels].transpose(2, 0, 1)[None], dtype=np.float32)
-        logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0][0]
+        logits = self.infer(x)[0]
         # the top class's softmax probability is 1 / sum(exp(logit - top logit))
         top = logits.max(axis=0)
         confidence = 1.0 / np.exp(logits - top).sum(axis=0)
@@ -85,7 +81,14 @@ def load_onnx_segmenter(config: PipelineConfig) -> OnnxSegmenter:
             f"segmenter.onnx {onnx_file} takes {rows} rows and {wanted}, but sensor {config.sensor.model} has "
             f"{beams} beams and sensor.width is {width}; export at --height {beams} --width {width} (or --dynamic)"
         )
-    return OnnxSegmenter(onnx_file, int(channels), threads=config.segmenter.threads)
+    runtime: ExportRuntime = "openvino" if config.segmenter.runtime == "openvino" else "onnxruntime"
+    return OnnxSegmenter(
+        onnx_file,
+        int(channels),
+        runtime=runtime,
+        threads=config.segmenter.threads,
+        precision=manifest_precision(manifest),
+    )
 
 
 def read_onnx_manifest(onnx_file: Path) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The segmenters a :class:`~perception_ws.pipeline.Pipeline` runs (``segmenter.kind``).
 
 ``model``: :class:`~perception_ws.models.network_segmenter.NetworkSegmenter`, the range-image network with its
-CRF, class and confidence per pixel (or, with ``segmenter.runtime: onnxruntime``, the exported network in
-:class:`~perception_ws.models.onnx_segmenter.OnnxSegmenter`); ``labels``: :class:`LabelFieldSegmenter`, the
+CRF, class and confidence per pixel (or, with ``segmenter.runtime: onnxruntime`` or ``openvino``, the exported
+network in :class:`~perception_ws.models.onnx_segmenter.OnnxSegmenter`); ``labels``: :class:`LabelFieldSegmenter`, the
 class ids the input carries in a field; ``none``: :class:`NoSegmenter`, every point class 0.
 :func:`make_segmenter` picks one. This module does not import torch: a pipeline labelling from a field never loads it.
 """
@@ -77,7 +77,7 @@ def make_segmenter(config: PipelineConfig, network: nn.Module | None = None) -> 
         return LabelFieldSegmenter(settings.label_field, config.classes)
     if settings.kind == "none":
         return NoSegmenter()
-    if settings.runtime == "onnxruntime":
+    if settings.runtime != "torch":
         from perception_ws.models.onnx_segmenter import load_onnx_segmenter  # no torch on this path
 
         return load_onnx_segmenter(config)

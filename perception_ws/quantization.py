@@ -1,0 +1,142 @@
+"""`perception quantize`: an int8 copy of an exported segmenter, checked against the fp32 file on labelled real
+frames, refused when it costs car IoU.
+
+1. the fp32 file (``perception export --format onnx``, fixed size) is checked against its manifest;
+2. it is quantised (:mod:`perception_ws.models.onnx_quantize`) with activation ranges from UNLABELLED real scans
+   (``calibrate``), projected at the export's size;
+3. fp32 and int8 (both on onnxruntime) label every frame of each ``check`` source, in the same view as the export
+   (512 columns per 90 degrees, centred on +x; the evaluation's scored points, :func:`~perception_ws.evaluation.
+   prepare_frame`): the share of points with the same label, and per-class IoU of both against the ground truth;
+4. if the car IoU of any source drops by more than ``max_car_iou_drop`` points, nothing is written (one
+   ExportError); else the .onnx and its manifest (the fp32 one with ``precision: int8``, the recipe and the checks).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.metadata
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perception_ws.errors import ExportError
+from perception_ws.evaluation import KITTI_FOV_DEG, KITTI_WIDTH, prepare_frame
+from perception_ws.io import open_dataset
+from perception_ws.labels import KITTI3
+from perception_ws.metrics import ClassMetrics
+from perception_ws.models.onnx_format import check_onnx_target, manifest_precision, write_onnx
+from perception_ws.models.onnx_quantize import quantize_int8
+from perception_ws.models.onnx_segmenter import OnnxSegmenter, read_onnx_manifest
+from perception_ws.models.scan_images import real_images
+
+#: the issue's bar: an int8 model may lose at most this many points of car IoU on any check source.
+MAX_CAR_IOU_DROP = 1.0
+CAR = "car"
+
+
+@dataclass(frozen=True)
+class Int8Check:
+    """int8 against fp32 on one labelled source: same-label share of the scored points, IoU (percent) per class."""
+
+    source: str
+    frames: int
+    points: int
+    labels_same: float
+    iou_fp32: dict[str, float]
+    iou_int8: dict[str, float]
+
+    @property
+    def car_iou_drop(self) -> float:
+        """fp32 minus int8 car IoU in points (NaN where the source has no car and predicts none)."""
+        return self.iou_fp32[CAR] - self.iou_int8[CAR]
+
+
+def compare_on_source(
+    source: str | Path, fp32: OnnxSegmenter, int8: OnnxSegmenter, fov_deg: float, sensor: str
+) -> Int8Check:
+    """Run both segmenters on every frame of ``source`` (labelled) in the export's view; see the module doc."""
+    dataset = open_dataset(source)
+    metrics = {"fp32": ClassMetrics(KITTI3), "int8": ClassMetrics(KITTI3)}
+    same = points = 0
+    for index in range(len(dataset)):
+        frame = prepare_frame(dataset[index], fov_deg, sensor)
+        if frame.labels is None:
+            raise ExportError(f"{source}: frame {frame.name} has no labels; --check needs labelled real frames")
+        predicted = {
+            name: frame.to_points(net.segment_image(frame.image)[0]) for name, net in (("fp32", fp32), ("int8", int8))
+        }
+        for name, labels in predicted.items():
+            metrics[name].update(frame.labels, labels)
+        same += int(np.sum(predicted["fp32"] == predicted["int8"]))
+        points += len(frame.labels)
+    if points == 0:
+        raise ExportError(f"{source}: no labelled points in the export's view to check the int8 model on")
+    iou = {name: {c: 100.0 * s.iou for c, s in m.scores().items()} for name, m in metrics.items()}
+    return Int8Check(str(source), len(dataset), points, same / points, iou["fp32"], iou["int8"])
+
+
+def quantize_export(
+    fp32_onnx: str | Path,
+    out: str | Path,
+    calibrate: str | Path,
+    check: Sequence[str | Path],
+    *,
+    calibration_frames: int = 12,
+    sensor: str = "hdl64e",
+    max_car_iou_drop: float = MAX_CAR_IOU_DROP,
+) -> dict[str, Any]:
+    """Write ``out`` (.onnx, int8) and its manifest from ``fp32_onnx``; returns the manifest (see the module doc)."""
+    source, target = Path(fp32_onnx), Path(out)
+    check_onnx_target(target)
+    if not check:
+        raise ExportError("no --check sources: the int8 model is checked against fp32 on labelled real frames")
+    manifest = read_onnx_manifest(source)
+    if manifest_precision(manifest) != "fp32" or manifest.get("width_multiple") is not None:
+        raise ExportError(f"{source}: quantise a fixed-size fp32 export (perception export without --dynamic)")
+    channels, height, width = manifest["input"]["shape"][1:]
+    fov_deg = width * KITTI_FOV_DEG / KITTI_WIDTH  # the column pitch the model was trained at
+    images = real_images(calibrate, height, width, fov_deg, calibration_frames, sensor)
+    data, recipe = quantize_int8(source, images, channels)
+    with tempfile.TemporaryDirectory(prefix="perception-int8-") as folder:  # removed whatever the checks say
+        int8_file = Path(folder) / target.name
+        int8_file.write_bytes(data)
+        fp32_net = OnnxSegmenter(source, channels)
+        int8_net = OnnxSegmenter(int8_file, channels, precision="int8")
+        checks = [compare_on_source(path, fp32_net, int8_net, fov_deg, sensor) for path in check]
+    for result in checks:
+        if result.car_iou_drop > max_car_iou_drop:  # NaN (no cars) compares False: nothing to judge by
+            raise ExportError(
+                f"int8 car IoU on {result.source} is {result.iou_int8[CAR]:.1f} against fp32 "
+                f"{result.iou_fp32[CAR]:.1f} (a drop of {result.car_iou_drop:.1f} points, more than "
+                f"{max_car_iou_drop:g}); nothing written"
+            )
+    recipe["calibration"] = {"data": str(calibrate), "frames": len(images), "sensor": sensor, "fov_deg": fov_deg}
+    recipe["checks"] = [_json_check(result) for result in checks]
+    recipe["max_car_iou_drop"] = max_car_iou_drop
+    int8_manifest = {
+        **{key: value for key, value in manifest.items() if key != "agreement"},
+        "file": target.name,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "precision": "int8",
+        "source_onnx": {"file": str(source), "sha256": manifest["sha256"], "agreement": manifest.get("agreement")},
+        "quantization": recipe,
+        "versions": {**manifest.get("versions", {}), "onnxruntime": importlib.metadata.version("onnxruntime")},
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    write_onnx(target, data, int8_manifest)
+    return int8_manifest
+
+
+def _json_check(result: Int8Check) -> dict[str, Any]:
+    """The check with NaN IoUs (a class neither in the truth nor predicted) as null, so the JSON stays standard."""
+    plain = asdict(result)
+    for key in ("iou_fp32", "iou_int8"):
+        plain[key] = {c: None if math.isnan(v) else round(v, 2) for c, v in plain[key].items()}
+    return plain
