@@ -39,3 +39,7 @@ class SimulatorError(PerceptionError):
 
 class ExportError(PerceptionError):
     """A model export's settings are invalid, its packages are missing, or the exported model disagrees with torch."""
+
+
+class SparseTensorError(PerceptionError):
+    """A sparse tensor's coordinates, features or stride are malformed, or the sparse engine asked for is missing."""
