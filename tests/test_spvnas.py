@@ -17,6 +17,7 @@ from perception_ws.models.sparse import PointTensor
 from perception_ws.models.sparse.kernel_map import kernel_map_reference
 from perception_ws.models.spvnas import (
     SPVNAS,
+    PointVoxelUNet,
     SearchSpace,
     SubnetConfig,
     build_minkunet,
@@ -27,6 +28,8 @@ from perception_ws.models.spvnas import (
     smallest_subnet,
 )
 from perception_ws.models.spvnas.complexity import sparse_model_complexity
+from perception_ws.models.spvnas.kit import spconv_kit
+from perception_ws.models.spvnas.network import scaled_widths
 
 
 def _points(n: int = 600, seed: int = 0, batch: int = 2) -> PointTensor:
@@ -133,3 +136,20 @@ def test_a_cpu_forward_on_a_real_scan(real_data: Path) -> None:
     assert logits.shape == (scan.shape[0], len(SEMANTIC_KITTI))
     assert scan.shape[0] > 100_000
     assert bool(torch.isfinite(logits).all())
+
+
+def test_spvcnn_on_spconv_gives_the_same_logits() -> None:
+    """The whole network with every sparse conv run by spconv instead (same weights): the same logits."""
+    pytest.importorskip("spconv", reason="the sparse extra (spconv) is the numerical reference")
+    torch.manual_seed(0)
+    ours = build_spvcnn(20, width_ratio=0.25).eval()
+    for module in ours.modules():  # non-trivial batch-norm statistics, so a row mix-up would show
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    reference = PointVoxelUNet(spconv_kit(), 4, 20, scaled_widths(0.25)).eval()
+    reference.load_state_dict(ours.state_dict())
+    points = _points(800)
+    with torch.no_grad():
+        difference = (ours(points) - reference(_points(800))).abs().max()
+    assert float(difference) <= 1e-4

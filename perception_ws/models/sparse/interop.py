@@ -1,11 +1,21 @@
-"""Weight layouts of other sparse-conv libraries, so the same weights can be loaded into them (tests, benchmarks)."""
+"""spconv 2.x as the numerical reference and the benchmark baseline: our weights in its layout, and
+``SpconvConv3d``, a drop-in for ``Conv3d`` that runs spconv's kernels on our tensors (inference only).
+
+spconv's submanifold / strided (padding k//2 for odd k, 0 for even) / inverse convs have our geometry once
+our coordinates are shifted to non-negative grid indices of the tensor's stride. spconv is imported only
+here and only when used (the ``sparse`` extra).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
+from torch import nn
 
 from perception_ws.models.sparse.hashing import KeyTable, pack_keys
-from perception_ws.models.sparse.tensor import SparseTensor
+from perception_ws.models.sparse.tensor import SparseCache, SparseTensor
 
 
 def to_spconv_weight(kernel: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -28,57 +38,107 @@ def rows_of(coords: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return KeyTable(pack_keys(coords)).lookup(pack_keys(reference))
 
 
+@dataclass
+class _SpconvState:
+    """What spconv needs across the layers of one forward pass: one grid origin and its index pairs."""
+
+    origin: torch.Tensor
+    extent: int
+    batch: int
+    indice_dict: dict[str, Any] = field(default_factory=dict)
+
+
+#: The grid origin is a multiple of this, so every stride up to 32 keeps spconv's grid aligned with ours.
+_ALIGN = 64
+
+
+def _state(cache: SparseCache) -> _SpconvState:
+    state = cache.kernel_maps.get(("spconv",))
+    if state is None:
+        finest = cache.coords[min(cache.coords)]
+        origin = torch.div(finest[:, 1:].min(dim=0).values, _ALIGN, rounding_mode="floor") * _ALIGN - _ALIGN
+        extent = int((finest[:, 1:] - origin).max().item()) + 2 * _ALIGN
+        state = _SpconvState(origin, extent, int(finest[:, 0].max().item()) + 1)
+        cache.kernel_maps[("spconv",)] = state
+    assert isinstance(state, _SpconvState)
+    return state
+
+
+class SpconvConv3d(nn.Module):
+    """``Conv3d(in, out, kernel_size, stride, transposed=)`` run by spconv: same weights (``kernel``, our
+    layout), same output voxels; the reference and baseline (no gradient reaches ``kernel``).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, transposed: bool = False
+    ) -> None:
+        super().__init__()
+        import spconv.pytorch as spconv  # the reference only: not a dependency of the engine
+
+        self.kernel_size, self.stride, self.transposed = kernel_size, stride, transposed
+        self.kernel = nn.Parameter(torch.zeros(kernel_size**3, in_channels, out_channels))
+        if transposed:
+            layer = spconv.SparseInverseConv3d(in_channels, out_channels, kernel_size, bias=False, indice_key="")
+        elif stride == 1:
+            layer = spconv.SubMConv3d(in_channels, out_channels, kernel_size, bias=False)
+        else:
+            padding = kernel_size // 2 if kernel_size % 2 else 0
+            layer = spconv.SparseConv3d(in_channels, out_channels, kernel_size, stride, padding=padding, bias=False)
+        self._spconv = [layer]  # a list: spconv's own weight stays out of our state dict
+
+    def _to_spconv(
+        self, state: _SpconvState, coords: torch.Tensor, feats: torch.Tensor, stride: int, shape: Any = None
+    ) -> Any:
+        import spconv.pytorch as spconv
+
+        idx = torch.cat([coords[:, :1], torch.div(coords[:, 1:] - state.origin, stride, rounding_mode="floor")], 1)
+        shape = shape if shape is not None else [state.extent // stride + 1] * 3
+        return spconv.SparseConvTensor(feats, idx.int(), shape, state.batch, indice_dict=state.indice_dict)
+
+    @staticmethod
+    def _from_spconv(state: _SpconvState, indices: torch.Tensor, stride: int) -> torch.Tensor:
+        idx = indices.to(torch.int64)
+        return torch.cat([idx[:, :1], idx[:, 1:] * stride + state.origin], dim=1).int()
+
+    @torch.no_grad()
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        layer = self._spconv[0]
+        layer.to(x.feats.device).weight.copy_(to_spconv_weight(self.kernel, self.kernel_size))
+        state, cache = _state(x.cache), x.cache
+        k, s = self.kernel_size, self.stride
+        if not self.transposed and s == 1:
+            layer.indice_key = f"subm{x.stride}_{k}"
+            out = layer(self._to_spconv(state, x.coords, x.feats, x.stride))
+            return x.with_feats(out.features)
+        if not self.transposed:
+            layer.indice_key = f"down{x.stride}_{k}_{s}"
+            out = layer(self._to_spconv(state, x.coords, x.feats, x.stride))
+            state.indice_dict.update(out.indice_dict)  # spconv hands its pairs on in the output tensor
+            coords = self._from_spconv(state, out.indices, x.stride * s)
+            cache.coords.setdefault(x.stride * s, coords)
+            rows = rows_of(coords, cache.coords[x.stride * s])  # onto the cached order (identity when spconv made it)
+            return SparseTensor(out.features[rows], cache.coords[x.stride * s], x.stride * s, cache)
+        fine = x.stride // s
+        key = f"down{fine}_{k}_{s}"
+        if key not in state.indice_dict:  # spconv's pairs come from its own strided conv of the fine voxels
+            down = SpconvConv3d(1, 1, k, s)
+            down(SparseTensor(x.feats.new_zeros(cache.coords[fine].shape[0], 1), cache.coords[fine], fine, cache))
+        pairs = state.indice_dict[key]
+        coarse = self._from_spconv(state, pairs.out_indices, x.stride)
+        layer.indice_key = key
+        feats = x.feats[rows_of(x.coords, coarse)]
+        out = layer(self._to_spconv(state, coarse, feats, x.stride, pairs.out_spatial_shape))
+        return SparseTensor(out.features, cache.coords[fine], fine, cache)  # spconv keeps the fine input's row order
+
+
 def spconv_conv(
     x: SparseTensor, kernel: torch.Tensor, kernel_size: int, stride: int = 1, transposed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The conv ``Conv3d(..., kernel_size, stride, transposed)`` with weights ``kernel`` run by spconv 2.x (the
-    numerical reference; needs the ``sparse`` extra). Returns (coords in our units and stride, features).
-
-    spconv's submanifold / strided (padding k//2 for odd k, 0 for even) / inverse convs have our geometry
-    once our coordinates are shifted to non-negative grid indices of the tensor's stride.
+    """``Conv3d(..., kernel_size, stride, transposed)`` with weights ``kernel`` on ``x``, run by spconv:
+    (output coordinates, output features).
     """
-    import spconv.pytorch as spconv  # the reference only: not a dependency of the engine
-
-    out_stride = x.stride // stride if transposed else x.stride * stride
-    fine_stride = min(x.stride, out_stride)
-    grid = 2 * max(x.stride, out_stride)  # shift by a multiple of the coarse stride: the grids stay aligned
-    fine_coords = x.cache.coords[fine_stride] if transposed else x.coords
-    origin = torch.div(fine_coords[:, 1:].min(dim=0).values, grid, rounding_mode="floor") * grid - grid
-    extent = int(((fine_coords[:, 1:] - origin).max() // fine_stride).item()) + 2 * kernel_size + 2
-    batch = int(fine_coords[:, 0].max().item()) + 1
-
-    def to_spconv(coords: torch.Tensor, feats: torch.Tensor, t: int) -> spconv.SparseConvTensor:
-        idx = torch.cat([coords[:, :1], torch.div(coords[:, 1:] - origin, t, rounding_mode="floor")], dim=1)
-        return spconv.SparseConvTensor(feats, idx.int(), [extent // (t // fine_stride) + 1] * 3, batch)
-
-    def from_spconv(t: spconv.SparseConvTensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = t.indices.to(torch.int64)
-        return torch.cat([idx[:, :1], idx[:, 1:] * s + origin], dim=1).int(), t.features
-
-    c_in, c_out = kernel.shape[1], kernel.shape[2]
-    weight = to_spconv_weight(kernel.detach(), kernel_size)
-    with torch.no_grad():
-        if not transposed and stride == 1:
-            layer = spconv.SubMConv3d(c_in, c_out, kernel_size, bias=False, indice_key="ref")
-            layer.weight.copy_(weight)
-            return from_spconv(layer(to_spconv(x.coords, x.feats, x.stride)), x.stride)
-        padding = kernel_size // 2 if kernel_size % 2 else 0
-        fine = to_spconv(fine_coords, fine_coords.new_zeros(fine_coords.shape[0], 1).float(), fine_stride)
-        down = spconv.SparseConv3d(
-            1 if transposed else c_in,
-            1 if transposed else c_out,
-            kernel_size,
-            stride,
-            padding=padding,
-            bias=False,
-            indice_key="ref",
-        )
-        if not transposed:
-            down.weight.copy_(weight)
-            return from_spconv(down(to_spconv(x.coords, x.feats, x.stride)), out_stride)
-        coarse = down(fine)  # only its indices and pairs are used; our features go on spconv's coarse rows
-        coarse_coords, _ = from_spconv(coarse, x.stride)
-        coarse = coarse.replace_feature(x.feats[rows_of(x.coords, coarse_coords)])
-        inverse = spconv.SparseInverseConv3d(c_in, c_out, kernel_size, bias=False, indice_key="ref")
-        inverse.weight.copy_(weight)
-        return from_spconv(inverse(coarse), out_stride)
+    layer = SpconvConv3d(kernel.shape[1], kernel.shape[2], kernel_size, stride, transposed)
+    layer.kernel.data.copy_(kernel.detach())
+    cache = SparseCache(coords=dict(x.cache.coords))  # spconv's own coarse voxels must not replace ours
+    out = layer(SparseTensor(x.feats, x.coords, x.stride, cache))
+    return out.coords, out.feats

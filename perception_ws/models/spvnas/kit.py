@@ -47,3 +47,17 @@ def elastic_kit() -> LayerKit:
         point_norm=ElasticBatchNorm,
         elastic=True,
     )
+
+
+def spconv_kit() -> LayerKit:
+    """The fixed layers with every sparse conv run by spconv (the reference and benchmark baseline; inference)."""
+    from perception_ws.models.sparse.interop import SpconvConv3d
+
+    e = load_engine("builtin")
+    return LayerKit(
+        conv=lambda i, o, k, s=1, transposed=False: SpconvConv3d(i, o, k, stride=s, transposed=transposed),
+        norm=e.BatchNorm,
+        relu=lambda: e.ReLU(True),
+        linear=nn.Linear,
+        point_norm=nn.BatchNorm1d,
+    )
