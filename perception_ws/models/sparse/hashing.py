@@ -1,7 +1,10 @@
 """Voxel coordinates -> int64 keys, and a vectorised hash lookup (sort + searchsorted) beside a dict reference.
 
 A coordinate row is (batch, x, y, z) in int32. Packing it into one int64 key turns "is this voxel occupied,
-and at which row?" into a sorted-array search, which runs on CPU and GPU without any custom kernel.
+and at which row?" into a sorted-array search, which runs on CPU and GPU without any custom kernel. Each
+axis sits in its own bit field with a margin to spare, so moving a voxel by a kernel offset adds one
+constant to its key (``offset_delta``): the shifted keys of a sorted table are still sorted, and no
+coordinate is packed twice.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from perception_ws.errors import SparseTensorError
 AXIS_BITS = 16
 BATCH_BITS = 15
 _AXIS_OFFSET = 1 << (AXIS_BITS - 1)
-_AXIS_LIMIT = 1 << (AXIS_BITS - 1)
+#: Coordinates stay this far inside the bit field, so adding a kernel offset never carries into the next axis.
+OFFSET_MARGIN = 1 << 10
+_AXIS_LIMIT = (1 << (AXIS_BITS - 1)) - OFFSET_MARGIN
 
 
 def pack_keys(coords: torch.Tensor) -> torch.Tensor:
@@ -35,11 +40,31 @@ def pack_keys(coords: torch.Tensor) -> torch.Tensor:
     return key
 
 
+def offset_delta(offset: list[int]) -> int:
+    """The key change of a move by ``offset`` (dx, dy, dz), each within ``OFFSET_MARGIN``."""
+    if max(abs(o) for o in offset) > OFFSET_MARGIN:
+        raise SparseTensorError(f"kernel offsets must stay within {OFFSET_MARGIN} voxels; got {offset}")
+    dx, dy, dz = offset
+    return (dx << (2 * AXIS_BITS)) + (dy << AXIS_BITS) + dz
+
+
 class KeyTable:
     """The rows of a coordinate set, found by key: ``lookup(keys)`` gives each key's row or -1."""
 
     def __init__(self, keys: torch.Tensor) -> None:
         self.sorted_keys, self.rows = torch.sort(keys)
+
+    def shifted_matches(self, queries: KeyTable, delta: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (ours, theirs) where a key of ``queries`` plus ``delta`` is one of ours; sorted queries
+        stay sorted after the shift, which keeps the binary search cache-friendly.
+        """
+        shifted = queries.sorted_keys + delta
+        if self.sorted_keys.numel() == 0:
+            empty = shifted.new_zeros(0)
+            return empty, empty
+        pos = torch.searchsorted(self.sorted_keys, shifted).clamp_(max=self.sorted_keys.numel() - 1)
+        hit = self.sorted_keys[pos] == shifted
+        return self.rows[pos[hit]], queries.rows[hit]
 
     def lookup(self, queries: torch.Tensor) -> torch.Tensor:
         if self.sorted_keys.numel() == 0:

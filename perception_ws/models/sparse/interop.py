@@ -112,6 +112,7 @@ class SpconvConv3d(nn.Module):
             return x.with_feats(out.features)
         if not self.transposed:
             layer.indice_key = f"down{x.stride}_{k}_{s}"
+            state.indice_dict.pop(layer.indice_key, None)  # spconv reuses submanifold pairs only: rebuilt each call
             out = layer(self._to_spconv(state, x.coords, x.feats, x.stride))
             state.indice_dict.update(out.indice_dict)  # spconv hands its pairs on in the output tensor
             coords = self._from_spconv(state, out.indices, x.stride * s)

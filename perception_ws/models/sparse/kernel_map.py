@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from perception_ws.errors import SparseTensorError
-from perception_ws.models.sparse.hashing import KeyTable, pack_keys, unique_rows
+from perception_ws.models.sparse.hashing import KeyTable, offset_delta, pack_keys, unique_rows
 
 
 @dataclass(frozen=True)
@@ -58,31 +58,48 @@ def _shift(coords: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     return shifted
 
 
-def _map_by_lookup(table: KeyTable, out_coords: torch.Tensor, offsets: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
+def _map_by_lookup(table: KeyTable, out_table: KeyTable, offsets: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
     """For each offset, the table rows found at ``out + offset`` and the output rows that found one."""
-    out64 = out_coords.to(torch.int64)
-    every_out = torch.arange(out64.shape[0], device=out64.device)
     in_rows, out_rows = [], []
-    for offset in offsets:
-        rows = table.lookup(pack_keys(_shift(out64, offset)))
-        hit = rows >= 0
-        in_rows.append(rows[hit])
-        out_rows.append(every_out[hit])
+    for offset in offsets.tolist():
+        found, at = table.shifted_matches(out_table, offset_delta(offset))
+        in_rows.append(found)
+        out_rows.append(at)
     return in_rows, out_rows
 
 
 def submanifold_map(coords: torch.Tensor, stride: int, kernel_size: int) -> KernelMap:
-    """Pairs of a submanifold conv: outputs at the input voxels themselves."""
+    """Pairs of a submanifold conv: outputs at the input voxels themselves.
+
+    Offsets d and -d have mirrored pairs (i at o + d  <=>  o at i - d), so only half of them are looked up.
+    """
     offsets = kernel_offsets(kernel_size, coords.device) * stride
     table = KeyTable(pack_keys(coords))
-    in_rows, out_rows = _map_by_lookup(table, coords, offsets)
-    centre = (offsets.shape[0] // 2) if kernel_size % 2 else None
+    count = offsets.shape[0]
+    in_rows: list[torch.Tensor] = [torch.empty(0)] * count
+    out_rows: list[torch.Tensor] = [torch.empty(0)] * count
+    for k, offset in enumerate(offsets.tolist()):
+        mirror = count - 1 - k  # odd kernels: offsets are symmetric about the centre in this order
+        if kernel_size % 2 and k > mirror:
+            in_rows[k], out_rows[k] = out_rows[mirror], in_rows[mirror]
+            continue
+        in_rows[k], out_rows[k] = table.shifted_matches(table, offset_delta(offset))
+    centre = (count // 2) if kernel_size % 2 else None
     return KernelMap(in_rows, out_rows, coords.shape[0], centre)
+
+
+def _window_corner(coords: torch.Tensor, out_stride: int) -> torch.Tensor:
+    """(N, 4) int64: each voxel's coarse voxel when windows do not overlap (kernel = stride): a floor."""
+    corner = coords.to(torch.int64).clone()
+    corner[:, 1:] = torch.div(corner[:, 1:], out_stride, rounding_mode="floor") * out_stride
+    return corner
 
 
 def downsampled_coords(coords: torch.Tensor, stride: int, kernel_size: int, conv_stride: int) -> torch.Tensor:
     """Output voxels of a strided conv: the multiples of ``stride * conv_stride`` that some kernel offset reaches."""
     out_stride = stride * conv_stride
+    if kernel_size == conv_stride:  # non-overlapping windows (MinkUNet's k2 s2): each voxel reaches one corner
+        return unique_rows(_window_corner(coords, out_stride))[0].to(torch.int32)
     c64 = coords.to(torch.int64)
     candidates = []
     for offset in kernel_offsets(kernel_size, coords.device) * stride:
@@ -93,10 +110,28 @@ def downsampled_coords(coords: torch.Tensor, stride: int, kernel_size: int, conv
     return out.to(torch.int32)
 
 
-def strided_map(coords: torch.Tensor, out_coords: torch.Tensor, stride: int, kernel_size: int) -> KernelMap:
-    """Pairs of a strided conv from ``coords`` (tensor stride ``stride``) to the coarser ``out_coords``."""
+def _window_map(coords: torch.Tensor, out_coords: torch.Tensor, stride: int, kernel_size: int) -> KernelMap:
+    """``strided_map`` for kernel = stride: one lookup per voxel (its corner), the offset read off the remainder."""
+    corner = _window_corner(coords, stride * kernel_size)
+    out_rows = KeyTable(pack_keys(out_coords)).lookup(pack_keys(corner))
+    step = torch.div(coords[:, 1:].to(torch.int64) - corner[:, 1:], stride, rounding_mode="floor")
+    offset_index = step[:, 0] + kernel_size * step[:, 1] + kernel_size**2 * step[:, 2]  # kernel_offsets' order
+    found = out_rows >= 0
+    order = torch.argsort(offset_index[found], stable=True)
+    in_sorted = torch.nonzero(found).squeeze(1)[order]
+    counts = torch.bincount(offset_index[found], minlength=kernel_size**3).tolist()
+    in_rows = list(torch.split(in_sorted, counts))
+    return KernelMap(in_rows, [out_rows[r] for r in in_rows], out_coords.shape[0])
+
+
+def strided_map(
+    coords: torch.Tensor, out_coords: torch.Tensor, stride: int, kernel_size: int, conv_stride: int = 0
+) -> KernelMap:
+    """Pairs of a strided conv (``conv_stride``) from ``coords`` (tensor stride ``stride``) to ``out_coords``."""
+    if conv_stride == kernel_size:
+        return _window_map(coords, out_coords, stride, kernel_size)
     offsets = kernel_offsets(kernel_size, coords.device) * stride
-    in_rows, out_rows = _map_by_lookup(KeyTable(pack_keys(coords)), out_coords, offsets)
+    in_rows, out_rows = _map_by_lookup(KeyTable(pack_keys(coords)), KeyTable(pack_keys(out_coords)), offsets)
     return KernelMap(in_rows, out_rows, out_coords.shape[0])
 
 

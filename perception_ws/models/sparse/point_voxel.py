@@ -80,7 +80,10 @@ def voxel_to_point(x: SparseTensor, points: PointTensor) -> PointTensor:
         rows, weights = trilinear_weights(x, points)
         if shared:
             x.cache.kernel_maps[key] = (rows, weights)
-    feats = (x.feats[rows] * weights.unsqueeze(2)).sum(dim=1)
+    # one corner at a time: never holds an (N, 8, C) tensor (hundreds of MB for a full scan)
+    feats = x.feats.index_select(0, rows[:, 0]) * weights[:, :1]
+    for corner in range(1, 8):
+        feats = feats.addcmul_(x.feats.index_select(0, rows[:, corner]), weights[:, corner : corner + 1])
     return points.with_feats(feats)
 
 
