@@ -13,16 +13,21 @@ KITTI .bin), features x y z remission, voxelised at ``--voxel-size`` m. Batch 1,
 ``cold``: a fresh cache each call, so the kernel maps (ours) or index pairs (spconv) are built inside the
 timed call, as in the first layer of each kind in a forward pass; ``warm``: maps cached, the conv alone.
 Networks are always cold (a new scan each forward). Times: median (and min) over ``--repeats`` after
-``--warmup``; ``peak MB``: the largest rise in resident memory (CPU; /proc VmHWM, reset per row) or in
-allocated GPU memory during the timed calls. On a machine shared with other jobs, 2 threads can be much
-slower than 1 (a descheduled OpenMP thread stalls every parallel op): run both and read the medians.
+``--warmup``. ``peak MB``: the largest rise in resident memory during a row (CPU: /proc VmHWM, reset per
+row, measured in a second pass of this script in a child process with MALLOC_MMAP_THRESHOLD_=65536 so
+that freed tensors leave at once; the timings come from the first pass, with the ordinary allocator) or
+of allocated GPU memory. On a machine shared with other jobs, 2 threads can be much slower than 1 (a
+descheduled OpenMP thread stalls every parallel op): run both and read the medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -161,6 +166,17 @@ def _network_rows(
     return rows
 
 
+def _peaks_from_a_child(args: argparse.Namespace) -> list[str]:
+    """The peak column, measured by this script run again in a child process where glibc serves every block of
+    64 KiB or more by mmap: freed tensors leave the resident set at once, so the rise of VmHWM during a row is
+    that row's own peak (in this process the timings keep the ordinary allocator)."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    cmd = [sys.executable, *sys.argv, "--memory-pass", "--repeats", "1", "--warmup", "1"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    peaks: list[str] = json.loads(out.strip().splitlines()[-1])
+    return peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_SCAN / "semantickitti" / "000000.bin")
@@ -168,11 +184,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channels", type=int, default=32, help="channels of the single-layer rows")
-    parser.add_argument("--width-ratio", type=float, nargs="+", default=[0.5, 1.0], help="network widths (cr)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--width-ratio", type=float, nargs="+", default=[0.5], help="network widths (cr)")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--skip-spconv", action="store_true")
     parser.add_argument("--skip-networks", action="store_true")
+    parser.add_argument("--memory-pass", action="store_true", help=argparse.SUPPRESS)  # the child of the peaks
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -185,6 +202,12 @@ def main() -> None:
     rows = _layer_rows(args, voxels, device)
     if not args.skip_networks:
         rows += _network_rows(args, points_of, device)
+    if args.memory_pass:
+        print(json.dumps([row[6] for row in rows]))
+        return
+    if device.type == "cpu":
+        for row, peak in zip(rows, _peaks_from_a_child(args), strict=True):
+            row[6] = peak
     header = ["layer / network", "engine", "maps", "voxels in", "median ms", "min ms", "peak MB", "cost"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:

@@ -31,6 +31,7 @@ from perception_ws.models.sparse.kernel_map import (
 )
 from perception_ws.models.sparse.point_voxel import voxel_to_point_reference
 from perception_ws.models.spvnas import make_points
+from perception_ws.schema import ConfigError
 
 pytest.importorskip("spconv", reason="the sparse extra (spconv) is the numerical reference")
 
@@ -172,7 +173,7 @@ def test_engine_setting() -> None:
     assert load_engine(SparseSettings().engine).Conv3d is Conv3d
     with pytest.raises(SparseTensorError, match=r"sparse\.engine must be one of"):
         load_engine("minkowski")
-    with pytest.raises(ValueError, match="engine"):
+    with pytest.raises(ConfigError, match="engine"):
         SparseSettings(engine="minkowski")  # type: ignore[arg-type]
     try:
         import torchsparse  # noqa: F401

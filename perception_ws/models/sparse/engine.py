@@ -12,18 +12,16 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from perception_ws.errors import SparseTensorError
+from perception_ws.schema import Schema
 
 EngineName = Literal["builtin", "torchsparse"]
 ENGINES: tuple[str, ...] = ("builtin", "torchsparse")
 
 
-class SparseSettings(BaseModel):
-    """The ``sparse:`` section of a config: ``engine: builtin | torchsparse``."""
+class SparseSettings(Schema):
+    """The ``sparse:`` section of a config: ``engine: builtin | torchsparse`` (the node joins it in item 4)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     engine: EngineName = "builtin"
 
 
