@@ -2,8 +2,9 @@
 
 The setting ``sparse.engine`` (``SparseSettings.engine``) picks it. The models ask ``load_engine(name)`` for
 their layer classes, so a user with torchsparse installed (it is not on our package registries) runs the same
-network on torchsparse's kernels. torchsparse is imported only when asked for; if it is missing, one
-``SparseTensorError`` line says so. The point-voxel functions are this package's in both cases.
+network with torchsparse's conv kernels (``torchsparse_conv.TorchsparseConv3d``: same interface, our tensors
+in and out). torchsparse is imported only when asked for; if it is missing, one ``SparseTensorError`` line
+says so. Tensors, norms, activations and the point-voxel functions are this package's in both cases.
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ def load_engine(name: str = "builtin") -> Engine:
         return Engine("builtin", tensor.SparseTensor, conv.Conv3d, layers.BatchNorm, layers.ReLU)
     if name == "torchsparse":
         try:
-            torchsparse = importlib.import_module("torchsparse")
-            spnn = importlib.import_module("torchsparse.nn")
+            importlib.import_module("torchsparse.nn")
         except ImportError as exc:
             raise SparseTensorError(
                 f"sparse.engine is 'torchsparse' but torchsparse cannot be imported ({exc});"
                 " install it or set sparse.engine: builtin"
             ) from None
-        return Engine("torchsparse", torchsparse.SparseTensor, spnn.Conv3d, spnn.BatchNorm, spnn.ReLU)
+        from perception_ws.models.sparse import layers, tensor
+        from perception_ws.models.sparse.torchsparse_conv import TorchsparseConv3d
+
+        return Engine("torchsparse", tensor.SparseTensor, TorchsparseConv3d, layers.BatchNorm, layers.ReLU)
     raise SparseTensorError(f"sparse.engine must be one of {', '.join(ENGINES)}; got {name!r}")
