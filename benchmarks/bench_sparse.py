@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from perception_ws.models.sparse import Conv3d, SparseCache, SparseTensor, initial_voxelize
+from perception_ws.models.sparse.interop import rows_of
 from perception_ws.models.spvnas import PointVoxelUNet, build_minkunet, build_spvcnn, make_points
 from perception_ws.models.spvnas.complexity import sparse_model_complexity
 from perception_ws.models.spvnas.kit import spconv_kit
@@ -46,6 +47,10 @@ DEFAULT_SCAN = Path(
 )
 #: (row name, kernel size, stride, transposed)
 LAYERS = [("submanifold k3", 3, 1, False), ("strided k2 s2", 2, 2, False), ("transposed k2 s2", 2, 2, True)]
+#: every conv kind the U-Nets use, plus kernel 1 and 3-stride-2: checked GPU against CPU before timing
+CHECKED_KINDS = [(3, 1, False), (1, 1, False), (2, 2, False), (3, 2, False), (2, 2, True), (3, 2, True)]
+#: the largest difference allowed between the GPU's and the CPU's output features
+GPU_TOLERANCE = 1e-4
 
 
 class PeakMemory:
@@ -100,6 +105,32 @@ def _scan(path: Path, device: torch.device) -> tuple[np.ndarray, Callable[[float
     scan = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
     xyz, feats = torch.from_numpy(scan[:, :3]).to(device), torch.from_numpy(scan).to(device)
     return scan, lambda voxel: make_points(xyz, feats, voxel)
+
+
+def _gpu_agrees_with_cpu(voxels: SparseTensor, channels: int) -> bool:
+    """Every conv kind on the scan's voxels, same weights on the GPU and the CPU: the same voxels and features.
+
+    The GPU cannot run in the test suite (CI has none), so the check runs here, before the GPU is timed."""
+    torch.manual_seed(0)
+    fine_cpu = SparseTensor(torch.randn(voxels.coords.shape[0], channels), voxels.coords.cpu())
+    coarse_cpu = Conv3d(channels, channels, 2, 2)(fine_cpu)
+    coarse_cpu = coarse_cpu.with_feats(coarse_cpu.feats.detach())
+    print("| GPU vs CPU (fp32) | voxels out | max abs difference |\n|---|---|---|")
+    agreed = True
+    for k, s, transposed in CHECKED_KINDS:
+        x = coarse_cpu if transposed else fine_cpu
+        conv = Conv3d(channels, channels, k, s, transposed=transposed)
+        with torch.no_grad():
+            cpu = conv(SparseTensor(x.feats, x.coords, x.stride, SparseCache(coords={1: fine_cpu.coords})))
+            cache = SparseCache(coords={1: fine_cpu.coords.cuda()})
+            gpu = conv.cuda()(SparseTensor(x.feats.cuda(), x.coords.cuda(), x.stride, cache))
+        rows = rows_of(gpu.coords.cpu(), cpu.coords)
+        same_voxels = gpu.coords.shape[0] == cpu.coords.shape[0] and bool((rows >= 0).all())
+        worst = float((gpu.feats.cpu()[rows] - cpu.feats).abs().max()) if same_voxels else float("inf")
+        agreed &= worst <= GPU_TOLERANCE
+        kind = f"{'transposed' if transposed else 'submanifold' if s == 1 else 'strided'} k{k} s{s}"
+        print(f"| {kind} | {cpu.coords.shape[0]} | {worst:.2e} |")
+    return agreed
 
 
 def _layer_rows(args: argparse.Namespace, voxels: SparseTensor, device: torch.device) -> list[list[str]]:
@@ -199,6 +230,8 @@ def main() -> None:
     print(
         f"{args.data.name}: {scan.shape[0]} points -> {voxels.coords.shape[0]} voxels of {args.voxel_size} m; {where}"
     )
+    if device.type == "cuda" and not _gpu_agrees_with_cpu(voxels, args.channels):
+        sys.exit(f"bench_sparse: the GPU's outputs differ from the CPU's by more than {GPU_TOLERANCE}")
     rows = _layer_rows(args, voxels, device)
     if not args.skip_networks:
         rows += _network_rows(args, points_of, device)

@@ -3,7 +3,6 @@ weights (random and real inputs), point <-> voxel ops against loop references, g
 
 from __future__ import annotations
 
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +32,6 @@ from perception_ws.models.sparse.kernel_map import (
 from perception_ws.models.sparse.point_voxel import voxel_to_point_reference
 from perception_ws.models.spvnas import make_points
 from perception_ws.schema import ConfigError
-
-#: spconv (the ``sparse`` extra) is the numerical reference; tests that need it skip where it is absent.
-needs_spconv = pytest.mark.skipif(find_spec("spconv") is None, reason="spconv (the sparse extra) is not installed")
 
 #: (kernel_size, stride, transposed) of every conv kind the U-Nets use, plus kernel 1 and a 3-stride-2 conv.
 CONV_KINDS = [(3, 1, False), (1, 1, False), (2, 2, False), (3, 2, False), (2, 2, True), (3, 2, True)]
@@ -98,7 +94,6 @@ def test_kernel_maps_match_the_dict_reference(tensor_stride: int) -> None:
         assert set().union(*[{o for _, o in pairs} for pairs in expected]) == set(range(out.shape[0]))
 
 
-@needs_spconv
 @pytest.mark.parametrize(("kernel_size", "stride", "transposed"), CONV_KINDS)
 def test_convs_match_spconv_on_random_input(kernel_size: int, stride: int, transposed: bool) -> None:
     torch.manual_seed(0)
@@ -109,7 +104,6 @@ def test_convs_match_spconv_on_random_input(kernel_size: int, stride: int, trans
     assert _max_difference(y, ref_coords, ref_feats) <= 1e-4
 
 
-@needs_spconv
 @pytest.mark.real_data
 @pytest.mark.parametrize(("kernel_size", "stride", "transposed"), [(3, 1, False), (2, 2, False), (2, 2, True)])
 def test_convs_match_spconv_on_a_real_scan(real_data: Path, kernel_size: int, stride: int, transposed: bool) -> None:
@@ -191,18 +185,3 @@ def test_a_transposed_conv_needs_the_finer_coordinates() -> None:
     coarse = SparseTensor(x.feats, x.coords * 2, stride=2)  # a fresh cache: stride 1 was never seen
     with pytest.raises(SparseTensorError, match="coordinates of stride 1"):
         Conv3d(2, 2, 2, 2, transposed=True)(coarse)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize(("kernel_size", "stride", "transposed"), CONV_KINDS)
-def test_the_gpu_gives_the_cpu_result(kernel_size: int, stride: int, transposed: bool) -> None:
-    torch.manual_seed(0)
-    x = _input_of(_random_tensor(300, 4), kernel_size, stride, transposed, 5)
-    conv = Conv3d(x.feats.shape[1], 6, kernel_size, stride, transposed=transposed)
-    cpu = conv(x)
-    on_gpu = SparseTensor(x.feats.cuda(), x.coords.cuda(), x.stride)
-    for fine_stride, coords in x.cache.coords.items():
-        on_gpu.cache.coords.setdefault(fine_stride, coords.cuda())
-    gpu = conv.cuda()(on_gpu)
-    back = SparseTensor(gpu.feats.detach().cpu(), gpu.coords.cpu(), gpu.stride)
-    assert _max_difference(back, cpu.coords, cpu.feats.detach()) <= 1e-4

@@ -140,7 +140,6 @@ def test_a_cpu_forward_on_a_real_scan(real_data: Path) -> None:
 
 def test_spvcnn_on_spconv_gives_the_same_logits() -> None:
     """The whole network with every sparse conv run by spconv instead (same weights): the same logits."""
-    pytest.importorskip("spconv", reason="the sparse extra (spconv) is the numerical reference")
     torch.manual_seed(0)
     ours = build_spvcnn(20, width_ratio=0.25).eval()
     for module in ours.modules():  # non-trivial batch-norm statistics, so a row mix-up would show
