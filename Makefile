@@ -15,7 +15,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build of torch lies on this kind of machine; asking for it first keeps pip from fetching a CUDA build.
 TORCH := torch==2.13.0
-EXTRAS := sim,carla,ros,ros-build,onnx,dev
+EXTRAS := sim,carla,ros,ros-build,onnx,sparse,dev
 # Debian packages the Python wheels need at run time (Open3D loads libusb).
 APT_PACKAGES := libusb-1.0-0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -41,3 +41,7 @@ class ExportError(PerceptionError):
     """A model export's settings are invalid, its packages are missing, the exported model disagrees with torch,
     or its int8 copy loses too much accuracy against fp32.
     """
+
+
+class SparseTensorError(PerceptionError):
+    """A sparse tensor's coordinates, features or stride are malformed, or the sparse engine asked for is missing."""

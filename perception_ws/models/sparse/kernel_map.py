@@ -1,0 +1,151 @@
+"""Kernel maps: for each kernel offset, which input rows feed which output rows (built by hashing).
+
+A sparse convolution is ``out[o] += in[i] @ W[k]`` over the (i, o) pairs of each offset k. The pairs come
+from hash lookups of shifted coordinates (``hashing.KeyTable``), vectorised over all rows per offset, on
+any device. ``kernel_map_reference`` builds the same pairs with Python loops and a dict, for the tests.
+
+Geometry (torchsparse's, with coordinates in finest-voxel units): at tensor stride ``t`` the offsets of a
+kernel of size ``k`` are ``d * t`` for ``d`` in ``-(k//2)..k//2`` (odd k) or ``0..k-1`` (even k), the first
+axis fastest. Submanifold (stride 1): outputs at the input voxels, ``out[p] += in[p + d t] W[d]``. Strided
+(stride s): output stride ``t s``; output voxels are every multiple ``o`` of ``t s`` with an input at some
+``o + d t``. Transposed: the strided map read backwards, from the coarse voxels to the cached fine ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+
+from perception_ws.errors import SparseTensorError
+from perception_ws.models.sparse.hashing import KeyTable, offset_delta, pack_keys, unique_rows
+
+
+@dataclass(frozen=True)
+class KernelMap:
+    """Per kernel offset, the input rows and the output rows they feed; ``identity`` marks the offset that maps
+    every row onto itself (a submanifold conv's centre), which the conv applies without gather or scatter.
+    """
+
+    in_rows: list[torch.Tensor]
+    out_rows: list[torch.Tensor]
+    num_out: int
+    identity: int | None = None
+
+    def transposed(self, num_out: int) -> KernelMap:
+        """The map read from outputs to inputs (a transposed conv over the same pairs)."""
+        return KernelMap(self.out_rows, self.in_rows, num_out, self.identity)
+
+    @property
+    def pairs(self) -> int:
+        return sum(int(r.numel()) for r in self.in_rows)
+
+
+def kernel_offsets(kernel_size: int, device: torch.device | None = None) -> torch.Tensor:
+    """(k^3, 3) int64 offsets in units of the tensor stride, the first axis fastest (torchsparse's order)."""
+    if kernel_size < 1:
+        raise SparseTensorError(f"kernel size must be >= 1; got {kernel_size}")
+    axis = range(-(kernel_size // 2), kernel_size // 2 + 1) if kernel_size % 2 else range(kernel_size)
+    rows = [(x, y, z) for z, y, x in itertools.product(axis, axis, axis)]
+    return torch.tensor(rows, dtype=torch.int64, device=device)
+
+
+def _shift(coords: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """Coordinates (N, 4) int64 moved by a spatial offset (3,), batch unchanged."""
+    shifted = coords.clone()
+    shifted[:, 1:] += offset
+    return shifted
+
+
+def _map_by_lookup(table: KeyTable, out_table: KeyTable, offsets: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
+    """For each offset, the table rows found at ``out + offset`` and the output rows that found one."""
+    in_rows, out_rows = [], []
+    for offset in offsets.tolist():
+        found, at = table.shifted_matches(out_table, offset_delta(offset))
+        in_rows.append(found)
+        out_rows.append(at)
+    return in_rows, out_rows
+
+
+def submanifold_map(coords: torch.Tensor, stride: int, kernel_size: int) -> KernelMap:
+    """Pairs of a submanifold conv: outputs at the input voxels themselves.
+
+    Offsets d and -d have mirrored pairs (i at o + d  <=>  o at i - d), so only half of them are looked up.
+    """
+    offsets = kernel_offsets(kernel_size, coords.device) * stride
+    table = KeyTable(pack_keys(coords))
+    count = offsets.shape[0]
+    in_rows: list[torch.Tensor] = [torch.empty(0)] * count
+    out_rows: list[torch.Tensor] = [torch.empty(0)] * count
+    for k, offset in enumerate(offsets.tolist()):
+        mirror = count - 1 - k  # odd kernels: offsets are symmetric about the centre in this order
+        if kernel_size % 2 and k > mirror:
+            in_rows[k], out_rows[k] = out_rows[mirror], in_rows[mirror]
+            continue
+        in_rows[k], out_rows[k] = table.shifted_matches(table, offset_delta(offset))
+    centre = (count // 2) if kernel_size % 2 else None
+    return KernelMap(in_rows, out_rows, coords.shape[0], centre)
+
+
+def _window_corner(coords: torch.Tensor, out_stride: int) -> torch.Tensor:
+    """(N, 4) int64: each voxel's coarse voxel when windows do not overlap (kernel = stride): a floor."""
+    corner = coords.to(torch.int64).clone()
+    corner[:, 1:] = torch.div(corner[:, 1:], out_stride, rounding_mode="floor") * out_stride
+    return corner
+
+
+def downsampled_coords(coords: torch.Tensor, stride: int, kernel_size: int, conv_stride: int) -> torch.Tensor:
+    """Output voxels of a strided conv: the multiples of ``stride * conv_stride`` that some kernel offset reaches."""
+    out_stride = stride * conv_stride
+    if kernel_size == conv_stride:  # non-overlapping windows (MinkUNet's k2 s2): each voxel reaches one corner
+        return unique_rows(_window_corner(coords, out_stride))[0].to(torch.int32)
+    c64 = coords.to(torch.int64)
+    candidates = []
+    for offset in kernel_offsets(kernel_size, coords.device) * stride:
+        moved = _shift(c64, -offset)
+        on_grid = (torch.remainder(moved[:, 1:], out_stride) == 0).all(dim=1)
+        candidates.append(moved[on_grid])
+    out, _ = unique_rows(torch.cat(candidates))
+    return out.to(torch.int32)
+
+
+def _window_map(coords: torch.Tensor, out_coords: torch.Tensor, stride: int, kernel_size: int) -> KernelMap:
+    """``strided_map`` for kernel = stride: one lookup per voxel (its corner), the offset read off the remainder."""
+    corner = _window_corner(coords, stride * kernel_size)
+    out_rows = KeyTable(pack_keys(out_coords)).lookup(pack_keys(corner))
+    step = torch.div(coords[:, 1:].to(torch.int64) - corner[:, 1:], stride, rounding_mode="floor")
+    offset_index = step[:, 0] + kernel_size * step[:, 1] + kernel_size**2 * step[:, 2]  # kernel_offsets' order
+    found = out_rows >= 0
+    order = torch.argsort(offset_index[found], stable=True)
+    in_sorted = torch.nonzero(found).squeeze(1)[order]
+    counts = torch.bincount(offset_index[found], minlength=kernel_size**3).tolist()
+    in_rows = list(torch.split(in_sorted, counts))
+    return KernelMap(in_rows, [out_rows[r] for r in in_rows], out_coords.shape[0])
+
+
+def strided_map(
+    coords: torch.Tensor, out_coords: torch.Tensor, stride: int, kernel_size: int, conv_stride: int = 0
+) -> KernelMap:
+    """Pairs of a strided conv (``conv_stride``) from ``coords`` (tensor stride ``stride``) to ``out_coords``."""
+    if conv_stride == kernel_size:
+        return _window_map(coords, out_coords, stride, kernel_size)
+    offsets = kernel_offsets(kernel_size, coords.device) * stride
+    in_rows, out_rows = _map_by_lookup(KeyTable(pack_keys(coords)), KeyTable(pack_keys(out_coords)), offsets)
+    return KernelMap(in_rows, out_rows, out_coords.shape[0])
+
+
+def kernel_map_reference(
+    in_coords: torch.Tensor, out_coords: torch.Tensor, stride: int, kernel_size: int
+) -> list[set[tuple[int, int]]]:
+    """The (input row, output row) pairs of every offset, by brute force with a dict: the tests' reference."""
+    where = {tuple(c): i for i, c in enumerate(in_coords.tolist())}
+    pairs: list[set[tuple[int, int]]] = []
+    for dx, dy, dz in (kernel_offsets(kernel_size) * stride).tolist():
+        found = set()
+        for o, (b, x, y, z) in enumerate(out_coords.tolist()):
+            i = where.get((b, x + dx, y + dy, z + dz))
+            if i is not None:
+                found.add((i, o))
+        pairs.append(found)
+    return pairs

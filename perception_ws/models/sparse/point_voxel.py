@@ -1,0 +1,114 @@
+"""Point <-> voxel: voxelise by averaging the points of each voxel, devoxelise by trilinear interpolation.
+
+A point at float coordinates p (finest-voxel units) lies in the voxel ``floor(p / t) * t`` at stride t. A voxel
+``v`` at stride t covers ``[v, v + t)`` per axis and stands at its centre ``v + t/2`` for interpolation: a point
+takes the 8 voxels around it (centres on the stride-t grid), weighted by ``prod(1 - |offset|)``; corners that
+are not occupied get weight 0 and the rest are renormalised to sum 1 (the point's own voxel is always one of
+the 8, so the sum is never 0). The point rows and weights per stride are cached like kernel maps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from perception_ws.errors import SparseTensorError
+from perception_ws.models.sparse.hashing import KeyTable, pack_keys, unique_rows
+from perception_ws.models.sparse.tensor import PointTensor, SparseTensor
+
+_CORNERS = torch.tensor([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=torch.int64)
+
+
+def scatter_mean(feats: torch.Tensor, rows: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """Mean of the ``feats`` rows that share a target row; rows < 0 are dropped, empty targets get 0."""
+    keep = rows >= 0
+    rows, feats = rows[keep], feats[keep]
+    total = feats.new_zeros(num_rows, feats.shape[1]).index_add_(0, rows, feats)
+    count = feats.new_zeros(num_rows).index_add_(0, rows, feats.new_ones(rows.shape[0]))
+    return total / count.clamp(min=1).unsqueeze(1)
+
+
+def _voxel_of(points: PointTensor, stride: int) -> torch.Tensor:
+    """(N, 4) int64: batch and the stride-``stride`` voxel holding each point."""
+    cell = torch.floor(points.coords[:, 1:] / stride).to(torch.int64) * stride
+    return torch.cat([points.coords[:, :1].to(torch.int64), cell], dim=1)
+
+
+def initial_voxelize(points: PointTensor) -> SparseTensor:
+    """The stride-1 sparse tensor of the occupied voxels, each with the mean of its points' features."""
+    if points.coords.shape[0] == 0:
+        raise SparseTensorError("cannot voxelise an empty point tensor")
+    coords, inverse = unique_rows(_voxel_of(points, 1))
+    points.cache.point_rows[1] = inverse
+    feats = scatter_mean(points.feats, inverse, coords.shape[0])
+    return SparseTensor(feats, coords.to(torch.int32), 1, points.cache)
+
+
+def point_to_voxel(x: SparseTensor, points: PointTensor) -> SparseTensor:
+    """The voxels of ``x`` with the mean features of the points inside them (voxels without points get 0)."""
+    rows = points.cache.point_rows.get(x.stride) if points.cache is x.cache else None
+    if rows is None:
+        rows = KeyTable(pack_keys(x.coords)).lookup(pack_keys(_voxel_of(points, x.stride)))
+        if points.cache is x.cache:
+            points.cache.point_rows[x.stride] = rows
+    return x.with_feats(scatter_mean(points.feats, rows, x.coords.shape[0]))
+
+
+def trilinear_weights(x: SparseTensor, points: PointTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 8) rows of the corner voxels (0 where absent) and (N, 8) weights summing to 1 per point."""
+    t = x.stride
+    grid = points.coords[:, 1:] / t - 0.5  # centres of the stride-t voxels sit on the integers of this grid
+    base = torch.floor(grid)
+    frac = grid - base
+    corners = _CORNERS.to(points.coords.device)
+    cells = (base.to(torch.int64).unsqueeze(1) + corners) * t  # (N, 8, 3) voxel corners
+    batch = points.coords[:, :1].to(torch.int64).unsqueeze(1).expand(-1, 8, 1)
+    keys = pack_keys(torch.cat([batch, cells], dim=2).reshape(-1, 4))
+    rows = KeyTable(pack_keys(x.coords)).lookup(keys).view(-1, 8)
+    per_axis = torch.where(corners.bool(), frac.unsqueeze(1), 1 - frac.unsqueeze(1))  # (N, 8, 3)
+    weights = per_axis.prod(dim=2) * (rows >= 0)
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
+    return rows.clamp(min=0), weights.to(x.feats.dtype)
+
+
+def voxel_to_point(x: SparseTensor, points: PointTensor) -> PointTensor:
+    """Point features interpolated trilinearly from the voxels of ``x`` (differentiable in ``x.feats``)."""
+    key = ("trilinear", x.stride)
+    shared = points.cache is x.cache
+    if shared and key in x.cache.kernel_maps:
+        rows, weights = x.cache.kernel_maps[key]
+    else:
+        rows, weights = trilinear_weights(x, points)
+        if shared:
+            x.cache.kernel_maps[key] = (rows, weights)
+    # one corner at a time: never holds an (N, 8, C) tensor (hundreds of MB for a full scan)
+    feats = x.feats.index_select(0, rows[:, 0]) * weights[:, :1]
+    for corner in range(1, 8):
+        feats = feats.addcmul_(x.feats.index_select(0, rows[:, corner]), weights[:, corner : corner + 1])
+    return points.with_feats(feats)
+
+
+def voxel_to_point_reference(x: SparseTensor, points: PointTensor) -> torch.Tensor:
+    """``voxel_to_point`` with Python loops and a dict, for the tests (small inputs only)."""
+    where = {tuple(c): i for i, c in enumerate(x.coords.tolist())}
+    t = x.stride
+    out = []
+    for b, *p in points.coords.tolist():
+        acc = [0.0] * x.feats.shape[1]
+        found: list[tuple[int, float]] = []
+        for corner in _CORNERS.tolist():
+            weight = 1.0
+            cell = []
+            for axis in range(3):
+                g = p[axis] / t - 0.5
+                lo = int(torch.floor(torch.tensor(g)))
+                cell.append((lo + corner[axis]) * t)
+                weight *= (g - lo) if corner[axis] else (1 - (g - lo))
+            row = where.get((int(b), *cell))
+            if row is not None:
+                found.append((row, weight))
+        total = sum(w for _, w in found)
+        for row, w in found:
+            for c, value in enumerate(x.feats[row].tolist()):
+                acc[c] += w / total * value
+        out.append(acc)
+    return torch.tensor(out, dtype=x.feats.dtype)
