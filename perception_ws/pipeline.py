@@ -46,6 +46,8 @@ from perception_ws.timing import stage
 if TYPE_CHECKING:
     from torch import nn
 
+    from perception_ws.device_runtime import PinnedTransfers
+    from perception_ws.models.network_segmenter import NetworkSegmenter
     from perception_ws.models.scan_segmenters import Segmenter
 
 #: stage names in the order they run (keys of :attr:`PipelineResult.timings_ms`, plus "total"). Parts of a stage
@@ -126,6 +128,10 @@ class Pipeline:
         self.sensor = load_sensor(self.config.sensor.model)
         self.detect_config = self.config.detect_config()
         self.segmenter: Segmenter = make_segmenter(self.config, network)
+        #: segmenter.projection device: the network segmenter, and the pinned buffers between the host and its device
+        self._on_device: tuple[NetworkSegmenter, PinnedTransfers] | None = None
+        if self.config.segmenter.projection == "device":
+            self._on_device = _device_path(self.segmenter)
         self.tracker = Tracker(self.config.tracking.tracker_config()) if self.config.tracking.enabled else None
         lidar_odometry = self.tracker is not None and self.config.tracking.odometry == "lidar"
         #: the sensor's motion from the scans themselves (tracking.odometry: lidar), when no pose is given
@@ -293,11 +299,40 @@ class Pipeline:
             with stage(timings, "segmentation"):
                 labels = self.segmenter.segment_points(cloud)
             return np.where(finite, labels, 0).astype(np.uint16), None
+        if self._on_device is not None:
+            return self._classes_on_device(cloud, finite, timings)
         projection = self._project(cloud, timings)
         with stage(timings, "segmentation"):
             pixel_classes, pixel_confidence = self.segmenter.segment_image(projection.image)
         timings.update(_segmenter_parts(self.segmenter))
         return self._back_project(projection, pixel_classes, pixel_confidence, finite, timings)
+
+    def _classes_on_device(
+        self, cloud: np.ndarray, finite: np.ndarray, timings: dict[str, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_classes` with the points, range image and labels on the network's device (segmenter.projection:
+        device): the same three steps and results; stage times from CUDA events on a GPU, which nothing waits for
+        but the download of the labels (the scan's one wait for the device's work; docs/models.md, GPU).
+        """
+        from perception_ws.device_projection import project_on_device  # torch: only on this path
+        from perception_ws.device_runtime import StageClock
+
+        assert self._on_device is not None
+        segmenter, transfers = self._on_device
+        clock = StageClock(transfers.device, events=True)
+        settings = self.config.sensor
+        with clock.stage("projection"):
+            projection = project_on_device(
+                cloud, transfers, self.sensor, settings.fov_deg, settings.width, row_source=settings.row_source
+            )
+        with clock.stage("segmentation"):
+            pixel_classes, pixel_confidence = segmenter.segment_on_device(projection.image, clock)
+        with clock.stage("back_projection"):
+            point_labels = projection.labels_to_points(pixel_classes)
+            point_confidence = projection.pixel_values_to_points(pixel_confidence)
+        labels, confidence = transfers.download([point_labels, point_confidence])
+        timings.update(clock.read())
+        return np.where(finite, labels, 0).astype(np.uint16), confidence
 
     def _project(self, cloud: np.ndarray, timings: dict[str, float]) -> Projection:
         with stage(timings, "projection"):
@@ -409,6 +444,16 @@ def instance_ids(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3D]) -
         np.array([np.sin(box.yaw) for box in detections]),
         np.array([box.size / 2.0 + _BOX_MARGIN_M for box in detections]),
     )
+
+
+def _device_path(segmenter: Segmenter) -> tuple[NetworkSegmenter, PinnedTransfers]:
+    """The torch network segmenter (the config's checks guarantee one) and pinned buffers to and from its device."""
+    from perception_ws.device_runtime import PinnedTransfers
+    from perception_ws.models.network_segmenter import NetworkSegmenter
+
+    if not isinstance(segmenter, NetworkSegmenter):
+        raise TypeError(f"segmenter.projection 'device' needs the torch network segmenter, not {type(segmenter)}")
+    return segmenter, PinnedTransfers(segmenter.device)
 
 
 def _segmenter_parts(segmenter: Segmenter) -> dict[str, float]:

@@ -163,14 +163,70 @@ def project(
     None = the sensor's beam count. ``backend``: "numba" (fast) or "numpy" (the reference; identical
     results). Raises :class:`ProjectionError`, :class:`SensorError` or :class:`CloudFormatError`.
     """
+    inputs = prepare_projection(points, sensor, fov_deg, width, height, ring_field, row_source)
+    if backend not in ("numba", "numpy"):
+        raise ProjectionError(f"backend {backend!r} is unknown; expected 'numba' or 'numpy'")
+    x, y, z, intensity = inputs.x, inputs.y, inputs.z, inputs.intensity
+    if backend == "numba":
+        result: Projected = project_fast(x, y, z, inputs.rows, inputs.columns, inputs.height)
+        image = gather_image_fast(result.owner, x, y, z, intensity, result.ranges)
+    else:
+        result = project_reference(x, y, z, inputs.rows, inputs.columns, inputs.height)
+        image = gather_image_reference(result.owner, x, y, z, intensity, result.ranges)
+    return Projection(
+        image,
+        result.rows,
+        result.cols,
+        result.owner,
+        result.rows >= 0,
+        inputs.sensor,
+        inputs.fov,
+        inputs.row_source,
+        inputs.cloud,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ProjectionInputs:
+    """A cloud checked against the projection settings, with the rules that place its points (host arrays).
+
+    Shared by :func:`project` and the device projection (:mod:`perception_ws.device_projection`), so both
+    accept and refuse the same inputs with the same messages.
+    """
+
+    #: the input points as a flat structured array.
+    cloud: np.ndarray
+    #: coordinates as stored (float32 views of the cloud, or float64 copies of other numeric fields).
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    intensity: np.ndarray | None
+    sensor: SensorModel
+    #: (left, right) edges of the field of view in degrees.
+    fov: tuple[float, float]
+    #: where the rows come from: "ring", "table", "uniform" or "order".
+    row_source: str
+    rows: RowRule
+    columns: ColumnRule
+    height: int
+
+
+def prepare_projection(
+    points: Any,
+    sensor: SensorModel | str | None = None,
+    fov_deg: float | tuple[float, float] = 90.0,
+    width: int = 512,
+    height: int | None = None,
+    ring_field: str | Sequence[str] = RING_FIELDS,
+    row_source: RowSource = "auto",
+) -> ProjectionInputs:
+    """Validate :func:`project`'s arguments and build its row and column rules (same arguments and errors)."""
     model = _resolve_sensor(points, sensor)
     left, right = fov_bounds(fov_deg)
     width = _positive_int(width, "width")
     rows_out = model.height if height is None else _positive_int(height, "height")
     if row_source not in ROW_SOURCES:
         raise ProjectionError(f"row_source {row_source!r} is unknown; expected one of {', '.join(ROW_SOURCES)}")
-    if backend not in ("numba", "numpy"):
-        raise ProjectionError(f"backend {backend!r} is unknown; expected 'numba' or 'numpy'")
     cloud = as_structured(points).reshape(-1)
     x, y, z = (_coordinate(cloud, axis) for axis in ("x", "y", "z"))
     names = cloud.dtype.names or ()
@@ -179,15 +235,7 @@ def project(
     right_rad = math.radians(right)
     right_rad = (right_rad + math.pi) % (2.0 * math.pi) - math.pi
     columns = ColumnRule(right_rad, math.radians(left - right), width)
-    if backend == "numba":
-        result: Projected = project_fast(x, y, z, rule, columns, rows_out)
-        image = gather_image_fast(result.owner, x, y, z, intensity, result.ranges)
-    else:
-        result = project_reference(x, y, z, rule, columns, rows_out)
-        image = gather_image_reference(result.owner, x, y, z, intensity, result.ranges)
-    return Projection(
-        image, result.rows, result.cols, result.owner, result.rows >= 0, model, (left, right), source, cloud
-    )
+    return ProjectionInputs(cloud, x, y, z, intensity, model, (left, right), source, rule, columns, rows_out)
 
 
 def fov_bounds(fov_deg: float | tuple[float, float]) -> tuple[float, float]:
@@ -292,13 +340,13 @@ def _row_rule(
             )
         return source, RowRule.given(rings)
     if source == "table":
-        return source, _table_rule(sensor)
+        return source, table_rule(sensor)
     top, bottom = sensor.vertical_fov_deg
     return source, RowRule.uniform(math.radians(top), math.radians(bottom), height)
 
 
 @functools.lru_cache(maxsize=32)
-def _table_rule(sensor: SensorModel) -> RowRule:
+def table_rule(sensor: SensorModel) -> RowRule:
     """The beam-table rule of a sensor (models are immutable; the rule costs a pass over beam pairs)."""
     return RowRule.table(np.radians(sensor.elevations_deg), sensor.beam_heights_m)
 

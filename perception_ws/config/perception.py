@@ -35,6 +35,8 @@ NODE_NAME = "perception_node"
 Precision = Literal["fp32", "bf16", "fp16"]
 #: what runs the segmenter network (segmenter.runtime).
 Runtime = Literal["torch", "onnxruntime", "openvino"]
+#: where the range image is built and labels go back to the points (segmenter.projection).
+ProjectionPlace = Literal["cpu", "device"]
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 _DETECT = DetectConfig()
 
@@ -143,6 +145,11 @@ class SegmenterConfig(Schema):
         description="exported .onnx file (perception export --format onnx, or perception quantize for int8) for "
         "runtime onnxruntime or openvino",
     )
+    projection: ProjectionPlace = Field(
+        "cpu",
+        description="where the range image is built and the labels go back to the points: cpu (numba), or device: "
+        "on segmenter.device, the points, image and labels kept there (kind model, runtime torch; pays on a GPU)",
+    )
 
     @field_validator("device")
     @classmethod
@@ -173,6 +180,12 @@ class SegmenterConfig(Schema):
                     f"segmenter.crf_iterations = {self.crf_iterations} applies to runtime torch only (the .onnx holds "
                     "its CRF as exported); set -1, or runtime torch"
                 )
+        if self.projection == "device" and (self.kind != "model" or self.runtime != "torch"):
+            raise ConfigError(
+                f"segmenter.projection = 'device' projects on the torch network's device, but segmenter.kind = "
+                f"{self.kind!r} and segmenter.runtime = {self.runtime!r}; use kind model with runtime torch, or "
+                "projection cpu"
+            )
         if self.kind == "labels" and not self.label_field:
             raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")
         return self

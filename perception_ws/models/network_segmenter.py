@@ -11,7 +11,6 @@ CRF's cost is visible beside the network's. ``compile`` compiles the backbone, a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from perception_ws.config.perception import PipelineConfig, Precision, SegmenterConfig
+from perception_ws.device_runtime import StageClock
 from perception_ws.errors import WeightsError
 from perception_ws.labels import ClassSet
 from perception_ws.models.inference import prepare_for_inference
@@ -63,6 +63,8 @@ class NetworkSegmenter:
         _set_crf_iterations(self.network, crf_iterations)
         # on a GPU, torch.compile's 'reduce-overhead' also replays the network as CUDA graphs (launch-bound here)
         mode = "reduce-overhead" if self.device.type == "cuda" else None
+        #: the network replays as CUDA graphs (compiled on a GPU)
+        self._graphs = compile and self.device.type == "cuda"
 
         def prepared(run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
             return torch.compile(run, mode=mode) if compile else run
@@ -92,26 +94,35 @@ class NetworkSegmenter:
         """
         x = torch.from_numpy(np.ascontiguousarray(images[..., : self.in_channels])).permute(0, 3, 1, 2)
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        clock = StageClock(self.device, events=False)  # waits for the device at each part's end: the parts' own times
         with torch.inference_mode():
-            start = time.perf_counter()
-            logits = self._network_half(x)
-            self._synchronize()
-            middle = time.perf_counter()
-            if self._crf_half is not None:
-                logits = self._crf_half(logits, x)
-                self._synchronize()
-            end = time.perf_counter()
-            probabilities = torch.softmax(logits.float(), dim=1)
-            confidence, classes = probabilities.max(dim=1)
-        self.stage_ms = {"network": (middle - start) * 1e3}
-        if self._crf_half is not None:
-            self.stage_ms["crf"] = (end - middle) * 1e3
+            confidence, classes = self._classes(x, clock)
+        self.stage_ms = clock.read()
         return classes.cpu().numpy(), confidence.float().cpu().numpy()
 
-    def _synchronize(self) -> None:
-        """Wait for the GPU's queued work (a stage's time must not move into the next); nothing on a CPU."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+    def segment_on_device(self, image: torch.Tensor, clock: StageClock) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H, W) class ids and (H, W) float32 probabilities, left on the device, from an (H, W, C) range image on
+        the device (the device projection's); ``clock`` times the parts (``network``, ``crf``); nothing waits.
+        """
+        # (H, W, C) memory is already the channels-last layout of (1, C, H, W): no copy
+        x = image[..., : self.in_channels].permute(2, 0, 1)[None].to(self.dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self._graphs:  # a new scan: the CUDA graphs may reuse the last scan's output memory
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+        with torch.inference_mode():
+            confidence, classes = self._classes(x, clock)
+        return classes[0].to(torch.int16), confidence[0]  # class ids fit 16 bits: less to copy back
+
+    def _classes(self, x: torch.Tensor, clock: StageClock) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, W) probability of the best class and that class, the network then the CRF, each timed by ``clock``."""
+        with clock.stage("network"):
+            logits = self._network_half(x)
+        if self._crf_half is not None:
+            with clock.stage("crf"):
+                logits = self._crf_half(logits, x)
+        probabilities = torch.softmax(logits.float(), dim=1)
+        confidence, classes = probabilities.max(dim=1)
+        return confidence, classes
 
 
 def _set_crf_iterations(network: nn.Module, iterations: int) -> None:

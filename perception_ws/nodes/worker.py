@@ -12,10 +12,9 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from perception_ws.errors import PerceptionError
-from perception_ws.nodes.diagnostics import NodeStats
 from perception_ws.nodes.issues import IssueLog
 from perception_ws.nodes.latest import LatestSlot
 
@@ -23,6 +22,14 @@ T = TypeVar("T")
 
 #: how long stop() waits for the worker to finish the item it is on.
 JOIN_TIMEOUT_S = 10.0
+
+
+class FailureCounter(Protocol):
+    """What the worker reports a failed item to: the node's NodeStats (a protocol, so that this module and its
+    loop run without ROS, e.g. in benchmarks/bench_gpu.py).
+    """
+
+    def frame_failed(self) -> None: ...
 
 
 class LatestWorker(Generic[T]):
@@ -38,7 +45,7 @@ class LatestWorker(Generic[T]):
     def start(
         self,
         handle: Callable[[T], object],
-        stats: NodeStats,
+        stats: FailureCounter,
         issues: IssueLog,
         *,
         expected: str = "",
@@ -56,7 +63,7 @@ class LatestWorker(Generic[T]):
     def _run(
         self,
         handle: Callable[[T], object],
-        stats: NodeStats,
+        stats: FailureCounter,
         issues: IssueLog,
         expected: str,
         before: Callable[[], None] | None,
