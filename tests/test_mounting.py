@@ -7,15 +7,16 @@ lowest returns 0.0-0.7 m below the sensor with no common plane.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from perception_ws.adapt.mounting import MIN_GROUND_SHARE, mounting_height
-from perception_ws.adapt.sensor_profile import estimate_profile, summary
+from perception_ws.adapt.mounting import DEFAULT_MOUNT_HEIGHT_M, MIN_GROUND_SHARE, mounting_height
+from perception_ws.adapt.sensor_profile import SensorProfile, estimate_profile, summary
 from perception_ws.io import open_dataset
 from perception_ws.scan import Scan
-from perception_ws.sim.simulated_sensor import DEFAULT_MOUNT_HEIGHT_M, simulated_sensor
+from perception_ws.sim.simulated_sensor import simulated_sensor
 from perception_ws.sim.stream import SimStream
 from perception_ws.sim.stream_config import SimConfig
 
@@ -63,3 +64,21 @@ def test_vlp16_without_level_ground_falls_back_to_the_default(real_data: Path, t
     saved = (tmp_path / "profile.json").read_text(encoding="utf-8")
     assert '"confident": false' in saved
     assert simulated_sensor(str(tmp_path)).mount_height_m == DEFAULT_MOUNT_HEIGHT_M
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(("written_height", "kept"), [(0.01, False), (1.716, True)])
+def test_a_profile_from_before_the_confidence_still_loads(
+    real_data: Path, tmp_path: Path, written_height: float, kept: bool
+) -> None:
+    """profile.json files written before the confidence existed (height, per scan, tilt only) still load, so an
+    interrupted `perception adapt` resumes; an implausible height (the VLP-16's 0.01 m then) gives the default."""
+    estimate_profile(_scans(real_data / "vlp32" / "1713492677464078412.pcd", 1)).save(tmp_path)
+    data = json.loads((tmp_path / "profile.json").read_text(encoding="utf-8"))
+    data["mounting"] = {"height_m": written_height, "per_scan_m": [written_height], "tilt_deg": 0.5}
+    (tmp_path / "profile.json").write_text(json.dumps(data), encoding="utf-8")
+    loaded = SensorProfile.load(tmp_path).mounting
+    assert loaded.confident is kept
+    assert loaded.height_m == (written_height if kept else DEFAULT_MOUNT_HEIGHT_M)
+    assert "before the confidence was measured" in loaded.note
+    assert simulated_sensor(str(tmp_path)).mount_height_m == loaded.height_m

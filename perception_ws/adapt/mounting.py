@@ -20,15 +20,15 @@ beside it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from perception_ws.errors import SensorError
 from perception_ws.instances.ground import fit_plane
 from perception_ws.scan import Scan
-from perception_ws.sim.simulated_sensor import DEFAULT_MOUNT_HEIGHT_M
 
 #: lowest returns from this annulus (metres from the sensor axis); inside it lie the car body and the rig.
 INNER_M, NEAR_M = 2.0, 15.0
@@ -48,6 +48,12 @@ REFITS = 3
 MIN_GROUND_SHARE = 0.35
 
 
+#: the height used where none is measured (the simulator's default mount): KITTI's Velodyne 1.73 m above the road.
+DEFAULT_MOUNT_HEIGHT_M = 1.73
+#: heights a profile written before the confidence was measured is trusted within (the rule of that time)
+_LEGACY_PLAUSIBLE_M = (0.2, 5.0)
+
+
 @dataclass(frozen=True)
 class MountingHeight:
     """The height to use, what was measured, and how far to trust it."""
@@ -63,6 +69,34 @@ class MountingHeight:
     confident: bool
     #: how the height was obtained, or why the default is used.
     note: str
+
+    @classmethod
+    def from_json(cls, mounting: Mapping[str, Any]) -> MountingHeight:
+        """The ``mounting`` entry of a profile.json (KeyError/TypeError/ValueError when malformed).
+
+        A profile written before the confidence was measured (no ``confident`` key) keeps its height where it
+        is plausible for a vehicle (the rule of that time) and the default elsewhere, so its runs resume.
+        """
+        if "confident" not in mounting:
+            measured = float(mounting["height_m"])
+            plausible = _LEGACY_PLAUSIBLE_M[0] <= measured <= _LEGACY_PLAUSIBLE_M[1]
+            return cls(
+                measured if plausible else DEFAULT_MOUNT_HEIGHT_M,
+                tuple(float(v) for v in mounting["per_scan_m"]),
+                float(mounting["tilt_deg"]),
+                (),
+                plausible,
+                f"written before the confidence was measured; {measured:.3f} m "
+                + ("kept" if plausible else f"is implausible, the default {DEFAULT_MOUNT_HEIGHT_M} m used"),
+            )
+        return cls(
+            float(mounting["height_m"]),
+            tuple(float(v) for v in mounting["per_scan_m"]),
+            float(mounting["tilt_deg"]),
+            tuple(float(v) for v in mounting["ground_share"]),
+            bool(mounting["confident"]),
+            str(mounting["note"]),
+        )
 
 
 @dataclass(frozen=True)

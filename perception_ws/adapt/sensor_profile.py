@@ -90,14 +90,7 @@ class SensorProfile:
             intensity = data["intensity"]
             return cls(
                 sensor_from_mapping(data["sensor"], str(path)),
-                MountingHeight(
-                    mounting["height_m"],
-                    tuple(mounting["per_scan_m"]),
-                    mounting["tilt_deg"],
-                    tuple(mounting["ground_share"]),
-                    bool(mounting["confident"]),
-                    mounting["note"],
-                ),
+                MountingHeight.from_json(mounting),
                 DropoutMap.load(Path(folder) / data["dropout"]["file"]),
                 IntensityScale(
                     intensity["kind"], intensity["scale"], intensity["reason"], tuple(intensity["percentiles"])

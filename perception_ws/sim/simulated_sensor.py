@@ -14,13 +14,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from perception_ws.adapt.mounting import DEFAULT_MOUNT_HEIGHT_M, MountingHeight
 from perception_ws.calib.sensors import SensorModel, load_sensor
 from perception_ws.errors import PerceptionError
 from perception_ws.sim.realism.dropout_map import DropoutMap
 
 PROFILE_JSON, SENSOR_YAML, DROPOUT_NPZ = "profile.json", "sensor.yaml", "dropout.npz"
-#: KITTI: the Velodyne's frame origin 1.73 m above the road (the simulator's default mount).
-DEFAULT_MOUNT_HEIGHT_M = 1.73
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,9 @@ def simulated_sensor(spec: str) -> SimulatedSensor:
             f"{', '.join(missing)}"
         )
     try:
-        mounting = json.loads((path / PROFILE_JSON).read_text(encoding="utf-8"))["mounting"]
-        height, confident = float(mounting["height_m"]), bool(mounting["confident"])
+        mounting = MountingHeight.from_json(json.loads((path / PROFILE_JSON).read_text(encoding="utf-8"))["mounting"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PerceptionError(f"sensor {spec!r}: {PROFILE_JSON} has no mounting height ({exc})") from None
-    if not confident:  # no level ground in the target's scans (adapt/mounting): the profile holds the default
-        height = DEFAULT_MOUNT_HEIGHT_M
+    # not confident: no level ground in the target's scans (adapt/mounting), and height_m holds the default
+    height = mounting.height_m if mounting.confident else DEFAULT_MOUNT_HEIGHT_M
     return SimulatedSensor(load_sensor(path / SENSOR_YAML), DropoutMap.load(path / DROPOUT_NPZ), height)
