@@ -16,7 +16,9 @@ Networks are always cold (a new scan each forward). Times: median (and min) over
 ``--warmup``. ``peak MB``: the largest rise in resident memory during a row (CPU: /proc VmHWM, reset per
 row, measured in a second pass of this script in a child process with MALLOC_MMAP_THRESHOLD_=65536 so
 that freed tensors leave at once; the timings come from the first pass, with the ordinary allocator) or
-of allocated GPU memory. On a machine shared with other jobs, 2 threads can be much slower than 1 (a
+of allocated GPU memory. spconv always runs on one torch thread (its CPU kernels race on more: see
+``perception_ws/models/sparse/interop.py``), so ``--threads`` sets ours only. On a machine shared with other
+jobs, 2 threads can be much slower than 1 (a
 descheduled OpenMP thread stalls every parallel op): run both and read the medians.
 """
 
