@@ -66,7 +66,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     detection = pipeline_config(args.config, None, None)  # read first: a bad YAML fails before the weights load
     if args.model is not None:
-        check_weights_model(str(resolve_weights(args.weights)), args.model)
+        check_weights_model(str(resolve_weights(args.weights)), args.model, "--model")
     model = load_any_weights(args.weights, device=args.device)
     result = evaluate(
         model,

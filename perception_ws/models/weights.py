@@ -195,13 +195,11 @@ def any_model_from_config(config: Mapping[str, Any]) -> RangeSegmenter | PointVo
     return model_from_config(config)
 
 
-def check_weights_model(weights: str, model: str) -> None:
-    """One WeightsError when the weights' manifest names another architecture than ``model``."""
+def check_weights_model(weights: str, model: str, setting: str = "segmenter.model") -> None:
+    """One WeightsError when the weights' manifest names another architecture than ``model`` (the ``setting``)."""
     found = weights_model_name(weights)
     if found != model:
-        raise WeightsError(
-            f"{weights}: holds a {found!r} network, but the model asked for (segmenter.model / --model) is {model!r}"
-        )
+        raise WeightsError(f"weights {weights!r} hold a {found!r} network, but {setting} is {model!r}")
 
 
 def load_any_weights(path: str | Path | None, device: str = "cpu") -> RangeSegmenter | PointVoxelSegmenter:
