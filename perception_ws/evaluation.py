@@ -11,7 +11,10 @@ For every frame of a source (any reader of :mod:`perception_ws.io`):
    SemanticKITTI-labelled scan only the labelled ones (learning id 0 "unlabeled" carries no ground truth);
 2. the prediction: the network (and its CRF) on the image, through the pipeline's own
    :class:`~perception_ws.models.network_segmenter.NetworkSegmenter` (batch norm folded, channels-last: what the node
-   runs), pixel classes carried back to every scored point (:meth:`Projection.labels_to_points`);
+   runs), pixel classes carried back to every scored point (:meth:`Projection.labels_to_points`); a point-voxel
+   network (SPVCNN, SPVNAS) labels the scored points themselves, through the node's
+   :class:`~perception_ws.models.point_segmenter.PointSegmenter` (no image, no hidden points; of a SqueezeSeg
+   ``.npy`` frame the points are its pixels);
 3. class-level scores over points, summed over frames (KITTI-3, the background included as SqueezeSeg
    does); instance-level scores with predicted instances from per-class DBSCAN of the predicted labels
    (:func:`~perception_ws.instances.cluster_by_class`, radius 0.3 m, 20 points); the ground-truth
@@ -55,6 +58,8 @@ from perception_ws.scan import Scan
 if TYPE_CHECKING:
     from torch import nn
 
+    from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
+
 #: the KITTI / SqueezeSeg range image: 512 columns over the front 90 degrees.
 KITTI_FOV_DEG = 90.0
 KITTI_WIDTH = 512
@@ -73,6 +78,8 @@ class EvalFrame:
     image: np.ndarray
     #: (M, 3) float32 coordinates of the scored points (in view, labelled).
     xyz: np.ndarray
+    #: (M,) float32 intensity of the scored points (0 where the scan has none): a point network's input.
+    intensity: np.ndarray
     #: (M,) KITTI-3 ground truth of the scored points; None for an unlabelled scan.
     labels: np.ndarray | None
     #: (M,) ground-truth instance ids (0: none); None where the source has no instance ids.
@@ -128,11 +135,34 @@ def prepare_frame(
         name=scan.name,
         image=image,
         xyz=scan.xyz[index],
+        intensity=_intensity(scan)[index],
         labels=None if scan.labels is None else np.asarray(scan.labels)[index].astype(np.int64),
         instances=None if scan.instances is None else np.asarray(scan.instances)[index].astype(np.int64),
         to_points=lambda classes: to_all(classes)[index],
         view=described,
     )
+
+
+def _intensity(scan: Scan) -> np.ndarray:
+    names = scan.points.dtype.names or ()
+    return np.asarray(scan.points["intensity"] if "intensity" in names else np.zeros(len(scan)), dtype=np.float32)
+
+
+class PointPredictor:
+    """Runs a point-voxel network on a frame's scored points, as the node's point segmenter does."""
+
+    def __init__(
+        self, network: PointVoxelSegmenter, device: str = "cpu", settings: SegmenterConfig | None = None
+    ) -> None:
+        from perception_ws.models.point_segmenter import point_segmenter
+
+        settings = (settings or SegmenterConfig()).replace(device=device)
+        self.segmenter = point_segmenter(network, settings, KITTI3)
+        self.network_ms = RuntimeStats("network")
+
+    def __call__(self, frame: EvalFrame) -> np.ndarray:
+        with self.network_ms.timer():
+            return self.segmenter.classify(frame.xyz, frame.intensity)
 
 
 class NetworkPredictor:
@@ -245,7 +275,7 @@ def evaluate(
     if warmup:
         predictor(prepare_frame(dataset[0], fov_deg, sensor, row_source))
     network_ms = RuntimeStats("network")  # stays empty for a predictor that is no network
-    if isinstance(predictor, NetworkPredictor):
+    if isinstance(predictor, NetworkPredictor | PointPredictor):
         predictor.network_ms = network_ms  # the warm-up run is not counted
     scores = _Scoring(instances, cluster or ClusterConfig())
     box_source = BOX_SOURCES.get(reader) if boxes else None
@@ -361,6 +391,10 @@ def _predictor(predict: Predict | nn.Module, device: str, settings: SegmenterCon
     from torch import nn
 
     if isinstance(predict, nn.Module):
+        from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
+
+        if isinstance(predict, PointVoxelSegmenter):
+            return PointPredictor(predict, device, settings)
         return NetworkPredictor(predict, device, settings)
     if not callable(predict):
         raise PerceptionError(f"evaluate: expected a network or a predict(frame) callable, got {type(predict)}")

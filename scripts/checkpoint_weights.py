@@ -10,15 +10,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from perception_ws.models import model_from_config, save_weights
+from perception_ws.models import save_weights
 from perception_ws.models.segmenter import RangeSegmenter
+from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
+from perception_ws.models.weights import any_model_from_config
 from perception_ws.training.checkpoint import load_checkpoint
 
 
-def network_and_record(checkpoint: Path, machine: str) -> tuple[RangeSegmenter, dict[str, Any]]:
+def network_and_record(checkpoint: Path, machine: str) -> tuple[RangeSegmenter | PointVoxelSegmenter, dict[str, Any]]:
     """The checkpoint's network (eval mode) and the ``training`` record its weights manifest gets."""
     state = load_checkpoint(checkpoint)
-    model = model_from_config(state["model_config"])
+    model = any_model_from_config(state["model_config"])  # either family: range image or point-voxel
     model.load_state_dict(state["model"])
     config = state["config"]
     training = {

@@ -25,6 +25,7 @@ from perception_ws.cli import (
     record,
     replay,
     run,
+    search,
     sensors,
     sim,
     train,
@@ -38,7 +39,7 @@ from perception_ws.ros_args import split_ros_args
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 #: the verbs in the order `perception --help` lists them.
-VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, label, train, adapt, export, quantize)
+VERBS = (info, sensors, viz, demo, replay, record, run, sim, evaluate, label, train, search, adapt, export, quantize)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """`perception eval`: score trained weights on a labelled source (class and instance P / R / IoU, boxes, runtime).
 
-    perception eval [--weights W.pt] --data PATH [--json] [--no-instances] [--no-boxes] [--config YAML]
+    perception eval [--weights W.pt] [--model NAME] --data PATH [--json] [--no-instances] [--no-boxes] [--config YAML]
                     [--device cpu] [--fov DEG] [--sensor NAME] [--frames N] [--quiet]
 
 Boxes: where the source has ground-truth boxes (KITTI object, simulated datasets), the detections of the node's
@@ -9,7 +9,9 @@ node's params YAML, read as `perception label --config` reads it; default: the n
 runs with its ``segmenter`` settings (threads, precision, compile, crf_iterations), as the node would; the
 view stays the source's (see the views of :mod:`perception_ws.evaluation`), whatever the YAML's sensor view.
 
-Without ``--weights`` the shipped default weights are used (one clear error if there are none). The table
+The architecture is the one the weights' manifest names (SqueezeSegV2 on the range image, or SPVCNN / SPVNAS
+labelling every scored point directly); ``--model`` checks it. Without ``--weights`` the shipped default weights
+are used (one clear error if there are none). The table
 (or, with ``--json``, exactly one JSON object) goes to stdout; the progress bar to stderr. See
 :mod:`perception_ws.evaluation` for the views, the scoring and the runtimes. Only the standard library is
 imported here, so `perception --help` stays instant.
@@ -27,6 +29,10 @@ def add_parser(sub: Subparsers) -> None:
     """Register ``perception eval``: score segmentation weights on labelled scans."""
     ev = sub.add_parser("eval", help="score segmentation weights on labelled scans: P/R/IoU per class, runtime")
     ev.add_argument("--weights", default=None, help="a .pt file saved with its .json manifest (default: shipped)")
+    ev.add_argument(
+        "--model", default=None,
+        help="the architecture the weights must hold (squeezesegv2, spvcnn, spvnas …; default: the manifest's)",
+    )  # fmt: skip
     ev.add_argument("--data", required=True, help="a scan file or a folder of scans of one kind (any reader)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ev.add_argument(
@@ -56,10 +62,12 @@ def add_parser(sub: Subparsers) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from perception_ws.evaluation import evaluate
     from perception_ws.labelling.options import pipeline_config
-    from perception_ws.models import load_weights
+    from perception_ws.models.weights import check_weights_model, load_any_weights, resolve_weights
 
     detection = pipeline_config(args.config, None, None)  # read first: a bad YAML fails before the weights load
-    model = load_weights(args.weights, device=args.device)
+    if args.model is not None:
+        check_weights_model(str(resolve_weights(args.weights)), args.model, "--model")
+    model = load_any_weights(args.weights, device=args.device)
     result = evaluate(
         model,
         args.data,

@@ -9,14 +9,24 @@ from perception_ws.cli.args import DEFAULT_SCENE_CONTENT, SCENE_CONTENT_CHOICES,
 
 
 def add_parser(sub: Subparsers) -> None:
-    """Register ``perception train``: train a range-image segmenter, resuming from ``--out``."""
+    """Register ``perception train``: train a range-image or point-voxel segmenter, resuming from ``--out``."""
     train = sub.add_parser(
         "train",
-        help="train a range-image segmenter on simulated or real labelled scans (resumes from --out)",
-        description="Train SqueezeSeg / SqueezeSegV2 (optionally with the CRF). Run it again with the same "
+        help="train a segmenter (range image or point-voxel) on simulated or real labelled scans (resumes from --out)",
+        description="Train SqueezeSeg / SqueezeSegV2 (optionally with the CRF), or SPVCNN / the SPVNAS super-network "
+        "on the sweeps' points. Run it again with the same "
         "arguments to resume after a kill. Several GPUs: torchrun --nproc_per_node N -m perception_ws.cli train ...",
     )
-    train.add_argument("--model", default="squeezesegv2", help="squeezeseg or squeezesegv2 (default)")
+    train.add_argument(
+        "--model", default="squeezesegv2",
+        help="squeezeseg, squeezesegv2 (default; range image), spvcnn or spvnas (points; spvnas: the super-network, a "
+        "sub-network drawn per process per step)",
+    )  # fmt: skip
+    train.add_argument("--voxel-size", type=float, default=0.05, help="spvcnn/spvnas: finest voxel, m (default 0.05)")
+    train.add_argument(
+        "--width-ratio", type=float, default=1.0,
+        help="spvcnn/spvnas: SPVCNN's channel widths times this (spvnas: the super-network's largest; default 1.0)",
+    )  # fmt: skip
     train.add_argument("--crf", action="store_true", help="add the recurrent CRF layer, trained end to end")
     train.add_argument(
         "--data", default=["sim"], nargs="+",
@@ -106,6 +116,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         gca_weight=args.gca_weight,
         gca_distance=args.gca_distance,
+        voxel_size=args.voxel_size,
+        width_ratio=args.width_ratio,
     )
     out = Path(args.out).expanduser()
     monitor = FolderSource(Path(args.monitor), classes=args.classes) if args.monitor else None

@@ -25,6 +25,7 @@ from perception_ws.instances.config import (
     TrackerParameters,
 )
 from perception_ws.labels import CLASS_SETS, ClassSet
+from perception_ws.models.families import is_point_model
 from perception_ws.projection import ROW_SOURCES, RowSource, fov_bounds
 from perception_ws.schema import ConfigError, OptionalTopicName, Schema, Strings, TopicName
 
@@ -111,7 +112,11 @@ class SegmenterConfig(Schema):
     kind: Literal["model", "labels", "none"] = Field(
         "model", description="model: the network; labels: the input's label field; none: every point 0"
     )
-    model: str = Field("squeezesegv2", description="network architecture (perception_ws.models.MODELS)")
+    model: str = Field(
+        "squeezesegv2",
+        description="network: squeezeseg, squeezesegv2 (range image) or spvcnn, spvnas (points; needs "
+        "segmenter.weights)",
+    )
     weights: str = Field("", description="weights file; empty: the shipped default weights")
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
     label_field: str = Field("label", description="input field holding class ids (kind labels)")
@@ -185,6 +190,12 @@ class SegmenterConfig(Schema):
                 f"segmenter.projection = 'device' projects on the torch network's device, but segmenter.kind = "
                 f"{self.kind!r} and segmenter.runtime = {self.runtime!r}; use kind model with runtime torch, or "
                 "projection cpu"
+            )
+        point_model_settings = self.runtime != "torch" or self.crf_iterations > 0 or self.projection != "cpu"
+        if self.kind == "model" and is_point_model(self.model) and point_model_settings:
+            raise ConfigError(
+                f"segmenter.model {self.model!r} labels points with torch (no ONNX export, no CRF, no range image): "
+                "set segmenter.runtime torch, crf_iterations -1 and projection cpu"
             )
         if self.kind == "labels" and not self.label_field:
             raise ConfigError("segmenter.label_field is empty; kind 'labels' needs the name of the input's label field")

@@ -24,7 +24,7 @@ from perception_ws.errors import WeightsError
 from perception_ws.labels import ClassSet
 from perception_ws.models.inference import prepare_for_inference
 from perception_ws.models.segmenter import RangeSegmenter
-from perception_ws.models.weights import load_weights, weights_for
+from perception_ws.models.weights import check_weights_model, load_weights, weights_for
 from perception_ws.schema import ConfigError
 
 
@@ -169,6 +169,8 @@ def load_network(config: PipelineConfig) -> nn.Module:
     refused file gives one WeightsError that says what to do.
     """
     settings = config.segmenter
+    if settings.weights:  # a point model's file: one line naming both models, not a registry error
+        check_weights_model(settings.weights, settings.model)
     try:
         network = load_weights(settings.weights or weights_for(config), device=settings.device)
     except WeightsError as error:

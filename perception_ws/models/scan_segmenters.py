@@ -3,7 +3,9 @@
 ``model``: :class:`~perception_ws.models.network_segmenter.NetworkSegmenter`, the range-image network with its
 CRF, class and confidence per pixel (or, with ``segmenter.runtime: onnxruntime`` or ``openvino``, the exported
 network in :class:`~perception_ws.models.onnx_segmenter.OnnxSegmenter`); ``labels``: :class:`LabelFieldSegmenter`, the
-class ids the input carries in a field; ``none``: :class:`NoSegmenter`, every point class 0.
+class ids the input carries in a field; ``none``: :class:`NoSegmenter`, every point class 0. With
+``segmenter.model: spvcnn|spvnas``, ``model`` is :class:`~perception_ws.models.point_segmenter.PointSegmenter`, a
+class per point straight from the points.
 :func:`make_segmenter` picks one. This module does not import torch: a pipeline labelling from a field never loads it.
 """
 
@@ -14,14 +16,16 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 import numpy as np
 
 from perception_ws.config.perception import PipelineConfig
-from perception_ws.errors import CloudFormatError
+from perception_ws.errors import CloudFormatError, WeightsError
 from perception_ws.labels import ClassSet
+from perception_ws.models.families import is_point_model
 
 if TYPE_CHECKING:
     from torch import nn
 
     from perception_ws.models.network_segmenter import NetworkSegmenter
     from perception_ws.models.onnx_segmenter import OnnxSegmenter
+    from perception_ws.models.point_segmenter import PointSegmenter
 
 
 class LabelFieldSegmenter:
@@ -67,7 +71,7 @@ class NoSegmenter:
 
 
 #: every segmenter a pipeline may run (a string: the network segmenters are only imported for type checking).
-Segmenter: TypeAlias = "NetworkSegmenter | OnnxSegmenter | LabelFieldSegmenter | NoSegmenter"
+Segmenter: TypeAlias = "NetworkSegmenter | OnnxSegmenter | PointSegmenter | LabelFieldSegmenter | NoSegmenter"
 
 
 def make_segmenter(config: PipelineConfig, network: nn.Module | None = None) -> Segmenter:
@@ -81,6 +85,13 @@ def make_segmenter(config: PipelineConfig, network: nn.Module | None = None) -> 
         from perception_ws.models.onnx_segmenter import load_onnx_segmenter  # no torch on this path
 
         return load_onnx_segmenter(config)
+    if is_point_model(settings.model):
+        from perception_ws.models.point_segmenter import load_point_network, point_segmenter
+        from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
+
+        if network is not None and not isinstance(network, PointVoxelSegmenter):
+            raise WeightsError(f"segmenter.model {settings.model!r} needs a point-voxel network; got {type(network)}")
+        return point_segmenter(network or load_point_network(config), settings, config.classes)
     from perception_ws.models.network_segmenter import load_network, network_segmenter  # torch: only for a model
 
     return network_segmenter(network or load_network(config), settings, config.classes)

@@ -23,16 +23,21 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from perception_ws.errors import PerceptionError, WeightsError
 from perception_ws.io.atomic import atomic_file
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from perception_ws.config import PipelineConfig
     from perception_ws.models.segmenter import RangeSegmenter
+    from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
+
+_Model = TypeVar("_Model", bound="nn.Module")
 
 FORMAT = "perception-weights/1"
 #: the weights that ship with the package; ``load_weights(None)`` loads ``default.pt`` from here.
@@ -77,7 +82,11 @@ def json_safe(value: Any) -> Any:
 
 
 def save_weights(
-    model: RangeSegmenter, path: str | Path, *, training: Mapping[str, Any], scores: Mapping[str, Any]
+    model: RangeSegmenter | PointVoxelSegmenter,
+    path: str | Path,
+    *,
+    training: Mapping[str, Any],
+    scores: Mapping[str, Any],
 ) -> Path:
     """Write ``model``'s state dict to ``path`` (``.pt``) and its manifest beside it; returns the ``.pt`` path.
 
@@ -158,14 +167,57 @@ def read_manifest(path: str | Path, file_format: str = FORMAT) -> dict[str, Any]
 
 def load_weights(path: str | Path | None = None, device: str = "cpu") -> RangeSegmenter:
     """The model saved at ``path`` (None: the shipped default), on ``device``, in eval mode; see the module doc."""
-    import torch
-
     from perception_ws.models.registry import model_from_config
 
-    weights = resolve_weights(path)
+    return _load_model(resolve_weights(path), model_from_config, device)
+
+
+def load_point_weights(path: str | Path, device: str = "cpu") -> PointVoxelSegmenter:
+    """The SPVCNN / SPVNAS network saved at ``path`` (checked as :func:`load_weights` checks), in eval mode."""
+    from perception_ws.models.spvnas.point_model import point_model_from_config
+
+    return _load_model(existing_weights_file(path), point_model_from_config, device)
+
+
+def weights_model_name(path: str | Path) -> str:
+    """The architecture a weights file's manifest names (``squeezesegv2``, ``spvnas`` …), read without torch."""
+    return str(read_manifest(existing_weights_file(path)).get("model", {}).get("name", ""))
+
+
+def any_model_from_config(config: Mapping[str, Any]) -> RangeSegmenter | PointVoxelSegmenter:
+    """A fresh network of either family from a ``model`` config (a manifest's, or a checkpoint's ``model_config``)."""
+    from perception_ws.models.families import is_point_model
+    from perception_ws.models.registry import model_from_config
+    from perception_ws.models.spvnas.point_model import point_model_from_config
+
+    if is_point_model(str(config.get("name", ""))):
+        return point_model_from_config(config)
+    return model_from_config(config)
+
+
+def check_weights_model(weights: str, model: str, setting: str = "segmenter.model") -> None:
+    """One WeightsError when the weights' manifest names another architecture than ``model`` (the ``setting``)."""
+    found = weights_model_name(weights)
+    if found != model:
+        raise WeightsError(f"weights {weights!r} hold a {found!r} network, but {setting} is {model!r}")
+
+
+def load_any_weights(path: str | Path | None, device: str = "cpu") -> RangeSegmenter | PointVoxelSegmenter:
+    """:func:`load_point_weights` for a point model's file, else :func:`load_weights` (None: the shipped default)."""
+    from perception_ws.models.families import is_point_model
+
+    if path is not None and str(path) and is_point_model(weights_model_name(path)):
+        return load_point_weights(path, device)
+    return load_weights(path, device)
+
+
+def _load_model(weights: Path, build: Callable[[Mapping[str, Any]], _Model], device: str) -> _Model:
+    """The checked state of ``weights`` loaded into ``build(manifest["model"])``, on ``device``, in eval mode."""
+    import torch
+
     manifest, state = read_state(weights)
     try:
-        model = model_from_config(manifest["model"])
+        model = build(manifest["model"])
     except (PerceptionError, TypeError, ValueError) as exc:
         raise WeightsError(f"{manifest_path(weights)}: the model config cannot be built ({exc})") from None
     check_state_matches(weights, model.state_dict(), state)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from perception_ws.errors import PerceptionError
+from perception_ws.models.families import is_point_model
 from perception_ws.models.registry import get_spec
 from perception_ws.sim.world.scene_config import DEFAULT_SCENE_CONTENT, check_scene_content
 from perception_ws.training.data_spec import carla_address, parse_data
@@ -64,9 +65,16 @@ class TrainConfig:
     init: str | None = None
     gca_weight: float = 10.0
     gca_distance: str = "log_euclidean"
+    #: point models (spvcnn, spvnas): the finest voxel in metres, and the widths' scale (SPVCNN's x ratio; for
+    #: spvnas the super-network's largest widths).
+    voxel_size: float = 0.05
+    width_ratio: float = 1.0
 
     def __post_init__(self) -> None:
-        get_spec(self.model)  # unknown names fail with the list of known ones
+        if is_point_model(self.model):
+            self._check_point_model()
+        else:
+            get_spec(self.model)  # unknown names fail with the list of known ones
         if self.classes not in CLASS_SETS:
             raise PerceptionError(f"train: classes {self.classes!r}; expected one of {', '.join(CLASS_SETS)}")
         if self.intensity_input not in INTENSITY_INPUTS:
@@ -106,6 +114,17 @@ class TrainConfig:
         from perception_ws.sim.sensor.intensity import check_intensity_mode  # the simulator loads only here
 
         check_intensity_mode(self.intensity)  # a lir:PATH file is checked before anything runs
+
+    def _check_point_model(self) -> None:
+        """What a point-voxel network cannot take: a CRF (it works on the range image) or range-image alignment."""
+        if self.crf:
+            raise PerceptionError(f"train: --crf is a range-image layer; {self.model} labels points (drop --crf)")
+        if self.target is not None:
+            raise PerceptionError(f"train: --target (GCA) aligns range-image logits; not built for {self.model}")
+        for name in ("voxel_size", "width_ratio"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise PerceptionError(f"train: {name} must be a finite number > 0; got {value!r}")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

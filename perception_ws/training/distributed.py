@@ -19,13 +19,16 @@ class Distributed:
     world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: nn.Module, find_unused: bool = False) -> nn.Module:
+        """``model`` in DDP; ``find_unused``: the ranks may use different parameters per step (a super-network's
+        sampled sub-networks: the blocks a shallow one skips get no gradient on that rank).
+        """
         if self.world == 1:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
     def gather(self, value: Any) -> list[Any]:
         """``value`` of every rank, in rank order (a collective: every rank must call it)."""

@@ -1,5 +1,9 @@
 """The training loop: normalisation fit, AMP on GPU, DDP across processes, checkpoints, exact resume.
 
+The same loop trains the point-voxel networks (``--model spvcnn|spvnas``): their batches are the same sweep images,
+whose occupied pixels are the points (:class:`~perception_ws.models.spvnas.point_model.PointVoxelSegmenter`); the
+super-network runs a sub-network drawn per process per step.
+
 One process per GPU under ``torchrun`` (or one process on CPU/GPU without it). Rank 0 writes the
 checkpoint, the CSV log and the curves into ``out``. A run that finds ``out/checkpoint.pt`` with the same
 settings continues from it: model, optimiser, schedule and torch RNG state are restored and the batches
@@ -24,6 +28,7 @@ from torch import nn
 from perception_ws.errors import PerceptionError
 from perception_ws.io.atomic import atomic_file
 from perception_ws.labels import get_class_set
+from perception_ws.models.families import is_point_model
 from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEG, KITTI3_WEIGHTS_SQUEEZESEGV2, SegmentationLoss
 from perception_ws.models.registry import build_model
 from perception_ws.models.segmenter import RangeSegmenter
@@ -69,15 +74,30 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_training_model(config: TrainConfig) -> RangeSegmenter:
+def build_training_model(config: TrainConfig) -> nn.Module:
     """A fresh network for ``config``, the intensity channel zeroed when the config says so."""
     class_set = get_class_set(config.classes)
+    if is_point_model(config.model):
+        from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
+
+        return PointVoxelSegmenter(
+            config.model.lower(),
+            len(class_set),
+            voxel_size=config.voxel_size,
+            width_ratio=config.width_ratio,
+            zero_intensity=config.intensity_input == "zero",
+        )
     zero = [INTENSITY] if config.intensity_input == "zero" else []
     return build_model(config.model, len(class_set), crf=config.crf, zero_channels=zero)
 
 
 def _loss(config: TrainConfig) -> SegmentationLoss:
+    """SqueezeSegV2: focal loss; SqueezeSeg and the point models (as SPVNAS trains): cross-entropy. KITTI-3 with
+    the range-image models' class weights (the classes are as unbalanced for points); SemanticKITTI ignores 0.
+    """
     v2 = config.model == "squeezesegv2"
+    if is_point_model(config.model) and config.classes == "kitti3":
+        return SegmentationLoss("cross_entropy", class_weights=KITTI3_WEIGHTS_SQUEEZESEGV2)
     if config.classes == "kitti3":
         weights = KITTI3_WEIGHTS_SQUEEZESEGV2 if v2 else KITTI3_WEIGHTS_SQUEEZESEG
         return SegmentationLoss("focal" if v2 else "cross_entropy", class_weights=weights)
@@ -117,15 +137,16 @@ def _normalizer_images(source: SampleSource, config: TrainConfig) -> torch.Tenso
     return torch.from_numpy(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2).copy())
 
 
-def _load_init(model: RangeSegmenter, path: str) -> None:
+def _load_init(model: nn.Module, path: str) -> None:
     """Start from trained weights (fine-tuning): every parameter and buffer, the input normalisation included."""
-    from perception_ws.models.weights import load_weights
+    from perception_ws.models.weights import load_any_weights
 
-    start = load_weights(path)
-    if start.config.get("name") != model.config.get("name") or start.num_classes != model.num_classes:
+    start = load_any_weights(path)
+    name, classes = dict(getattr(model, "config", {})).get("name"), getattr(model, "num_classes", None)
+    if start.config.get("name") != name or start.num_classes != classes:
         raise PerceptionError(
             f"train --init {path}: a {start.config.get('name')} network of {start.num_classes} classes; this run "
-            f"trains a {model.config.get('name')} of {model.num_classes}"
+            f"trains a {name} of {classes}"
         )
     model.load_state_dict(start.state_dict())
 
@@ -161,7 +182,10 @@ def train(
     torch.manual_seed(config.seed)
     class_set = get_class_set(config.classes)
     model = build_training_model(config)
-    alignment = CorrelationAlignment(target, config, model) if target is not None else None
+    alignment = None
+    if target is not None:
+        assert isinstance(model, RangeSegmenter)  # TrainConfig refuses --target for the point models
+        alignment = CorrelationAlignment(target, config, model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(config, s))
     start, log = 0, []
@@ -187,13 +211,16 @@ def train(
         log = [row for row in read_log(out / LOG) if row["step"] <= start]  # the rows the checkpoint saw
     elif config.init is not None:
         _load_init(model, config.init)
+    elif not isinstance(model, RangeSegmenter):
+        pass  # the point models take raw x y z intensity: no input normalisation to fit
     elif sweeps is not None:
         _fit_normalizer(model, sweeps.normalizer_images(config.normalizer_samples, device))
     else:
         assert source is not None
         _fit_normalizer(model, _normalizer_images(source, config))
     model.to(device)
-    wrapped: nn.Module = dist.wrap(model)
+    sample_subnet = getattr(model, "sample_step_subnet", None)  # the SPVNAS super-network's
+    wrapped: nn.Module = dist.wrap(model, find_unused=config.model == "spvnas")
     loss_fn = _loss(config)
     stop = config.steps if stop_after is None else min(config.steps, start + stop_after)
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -219,6 +246,8 @@ def train(
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
+        if sample_subnet is not None:  # drawn from (seed, step, rank): a resumed run draws the same ones
+            sample_subnet(config.seed, step, dist.rank)
         if alignment is None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = wrapped(images)
@@ -284,7 +313,7 @@ def train(
 
 def _save(
     out: Path,
-    model: RangeSegmenter,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     config: TrainConfig,
@@ -328,6 +357,8 @@ def _describe(config: TrainConfig) -> dict[str, Any]:
         "dropout": config.dropout,
         "intensity": config.intensity,
     }
+    if is_point_model(config.model):
+        data["points"] = "each sweep image's occupied pixels (one return each), voxelised by the network"
     if config.target is not None:
         data["gca"] = {"target": config.target, "weight": config.gca_weight, "distance": config.gca_distance}
     return data
