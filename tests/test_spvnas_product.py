@@ -118,3 +118,5 @@ def test_the_node_config_refuses_a_family_mismatch_in_one_line(supernet: Path) -
         Pipeline(PipelineConfig().replace(**{"segmenter.model": "spvcnn"}))
     with pytest.raises(ConfigError, match="labels points with torch"):
         _node_config(supernet).replace(**{"segmenter.runtime": "onnxruntime", "segmenter.onnx": "x.onnx"})
+    with pytest.raises(ConfigError, match="projection cpu"):
+        _node_config(supernet).replace(**{"segmenter.projection": "device"})
