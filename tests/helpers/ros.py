@@ -32,8 +32,12 @@ class Spinner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
+        # the spin thread must be gone before the caller destroys the nodes: on a loaded machine a callback can
+        # outlast a short shutdown, and a node destroyed under a running spin raises InvalidHandle in the thread
+        self.executor.shutdown(timeout_sec=30.0)
+        self.thread.join(timeout=30.0)
+        if self.thread.is_alive():
+            raise AssertionError("the executor's spin thread did not stop within 30 s of shutdown")
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
