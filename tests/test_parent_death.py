@@ -21,8 +21,9 @@ from perception_ws.nodes.qos import output_qos
 from tests.conftest import REPO
 from tests.helpers.ros import Spinner, wait_until
 
-#: how soon after the parent's death every child must be gone.
-GONE_S = 2.0
+#: how soon after the parent's death every child must be gone: the point is that they end rather than run on
+#: re-parented; a node's graceful SIGTERM shutdown (rclpy, DDS) took over 2 s in a full suite on 2 busy cores.
+GONE_S = 15.0
 #: longest wait for the processes to be up and working (far shorter on an idle machine).
 START_S = 90.0
 
