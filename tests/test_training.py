@@ -28,7 +28,7 @@ from perception_ws.training import TrainConfig, loop, train
 from perception_ws.training.augment import Augmentation, augment, crop, flip, rotate
 from perception_ws.training.checkpoint import CHECKPOINT, load_checkpoint, parameter_digest
 from perception_ws.training.curves import LOG, read_log
-from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
+from perception_ws.training.data import AugmentedSamples
 from perception_ws.training.loop import build_training_model
 from perception_ws.training.samples import FolderSource, SimulatedSource
 from tests.helpers.training import small_config
@@ -163,13 +163,29 @@ def test_run_json_is_strict_json(runs: dict[str, Path]) -> None:
     assert run["config"]["lr"] == TrainConfig().lr
 
 
+_LOADER_BATCHES = """
+import sys, torch
+from perception_ws.training.augment import Augmentation
+from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
+from perception_ws.training.samples import FolderSource
+samples = AugmentedSamples(FolderSource(sys.argv[1]), Augmentation(rotate_deg=10.0), seed=3)
+torch.save(list(make_loader(samples, StepBatches(0, 2, 2), int(sys.argv[2]))), sys.argv[3])
+"""
+
+
 @pytest.mark.real_data
-def test_the_worker_count_does_not_change_the_batches(frames: Path) -> None:
-    samples = AugmentedSamples(FolderSource(frames), Augmentation(rotate_deg=10.0), seed=3)
-    batches = [list(make_loader(samples, StepBatches(0, 2, 2), workers)) for workers in (0, 2)]
+def test_the_worker_count_does_not_change_the_batches(frames: Path, tmp_path: Path) -> None:
+    # each loader in a fresh process, as `perception train` runs: forking loader workers out of this long-lived
+    # test process (ROS, spconv and other tests' threads loaded) twice crashed the pytest worker in full runs
+    batches = []
+    for workers in (0, 2):
+        out = tmp_path / f"batches_{workers}.pt"
+        subprocess.run([sys.executable, "-c", _LOADER_BATCHES, str(frames), str(workers), str(out)], check=True)
+        batches.append(torch.load(out, weights_only=True))
     for (images0, labels0), (images2, labels2) in zip(*batches, strict=True):
         assert torch.equal(images0, images2)
         assert torch.equal(labels0, labels2)
+    samples = AugmentedSamples(FolderSource(frames), Augmentation(rotate_deg=10.0), seed=3)
     # the draws are per sample: two samples of the same frame (indices 0 and 4) are augmented differently
     assert not torch.equal(samples[0][0], samples[4][0])
 
