@@ -28,11 +28,11 @@ from perception_ws.kernels.projection_torch import (
     hidden_point_sources,
     project_torch,
 )
-from perception_ws.projection import RING_FIELDS, ProjectionInputs, RowSource, prepare_projection, table_rule
+from perception_ws.projection import RING_FIELDS, ImageSize, ProjectionInputs, RowSource, prepare_projection, table_rule
 
 
 @dataclass(frozen=True, eq=False)
-class DeviceProjection:
+class DeviceProjection(ImageSize):
     """A range image and the pixel of every input point, as tensors on the device (see :class:`Projection`)."""
 
     #: (H, W, 6) float32 x, y, z, intensity, range, mask; empty pixels 0.
@@ -45,14 +45,6 @@ class DeviceProjection:
     #: (N, 3) float32 coordinates of the input points (the nearest-owner search reads them).
     xyz: torch.Tensor
     columns: ColumnRule
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
 
     @functools.cached_property
     def source_pixels(self) -> torch.Tensor:

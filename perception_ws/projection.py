@@ -52,8 +52,22 @@ Backend = Literal["numba", "numpy"]
 MIN_FOV_DEG = 0.01
 
 
+class ImageSize:
+    """``height`` and ``width`` of an ``image`` whose first two axes are rows and columns (host or device)."""
+
+    image: Any
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
 @dataclass(frozen=True, eq=False)
-class Projection:
+class Projection(ImageSize):
     """A range image and the pixel of every input point."""
 
     #: (H, W, 6) float32: x, y, z, intensity, range, mask (see :data:`CHANNELS`); empty pixels 0.
@@ -73,14 +87,6 @@ class Projection:
     row_source: str
     #: the input points as a flat structured array (no copy of the caller's data where possible).
     points: np.ndarray
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
 
     @functools.cached_property
     def xyz(self) -> np.ndarray:

@@ -32,7 +32,22 @@ def _check_coords(coords: torch.Tensor, rows: int, what: str) -> None:
         raise SparseTensorError(f"{what} has {rows} feature rows but {coords.shape[0]} coordinate rows")
 
 
-class SparseTensor:
+class TorchsparseNames:
+    """torchsparse's short attribute names, ``F`` (features) and ``C`` (coordinates), for code written against it."""
+
+    feats: torch.Tensor
+    coords: torch.Tensor
+
+    @property
+    def F(self) -> torch.Tensor:  # noqa: N802 - torchsparse's attribute name
+        return self.feats
+
+    @property
+    def C(self) -> torch.Tensor:  # noqa: N802 - torchsparse's attribute name
+        return self.coords
+
+
+class SparseTensor(TorchsparseNames):
     """Features (N, C) of the occupied voxels at ``coords`` (N, 4) int32, at one integer ``stride``."""
 
     def __init__(
@@ -51,17 +66,8 @@ class SparseTensor:
         self.cache = cache if cache is not None else SparseCache()
         self.cache.coords.setdefault(stride, self.coords)
 
-    # torchsparse's short names
     @property
-    def F(self) -> torch.Tensor:  # noqa: N802 - torchsparse's attribute name
-        return self.feats
-
-    @property
-    def C(self) -> torch.Tensor:  # noqa: N802 - torchsparse's attribute name
-        return self.coords
-
-    @property
-    def s(self) -> int:
+    def s(self) -> int:  # torchsparse's name for the stride
         return self.stride
 
     def with_feats(self, feats: torch.Tensor) -> SparseTensor:
@@ -74,7 +80,7 @@ class SparseTensor:
         return self.with_feats(self.feats + other.feats)
 
 
-class PointTensor:
+class PointTensor(TorchsparseNames):
     """Features (N, C) of points at float ``coords`` (N, 4): batch, then x, y, z in units of the finest voxel."""
 
     def __init__(self, feats: torch.Tensor, coords: torch.Tensor, cache: SparseCache | None = None) -> None:
@@ -84,14 +90,6 @@ class PointTensor:
         self.feats = feats
         self.coords = coords
         self.cache = cache if cache is not None else SparseCache()
-
-    @property
-    def F(self) -> torch.Tensor:  # noqa: N802 - torchsparse's attribute name
-        return self.feats
-
-    @property
-    def C(self) -> torch.Tensor:  # noqa: N802 - torchsparse's attribute name
-        return self.coords
 
     def with_feats(self, feats: torch.Tensor) -> PointTensor:
         return PointTensor(feats, self.coords, self.cache)
