@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from perception_ws.calib.sensors import get_sensor
 from perception_ws.errors import PerceptionError
 from perception_ws.sim.realism.dropout_map import DropoutMap
 from perception_ws.sim.sensor.gpu_sweeps import SweepRenderer
@@ -230,7 +231,8 @@ def test_model_formulas_run_on_tensors_and_arrays(street: Scene) -> None:
         k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in vars(arrays).items()
     }
     tensors = Returns(**fields)
-    for model in (PhysicalDropout(), DropoutMap.load().pixel_dropout(), NoDropout()):
+    measured = DropoutMap.load().measured_dropout(get_sensor("hdl64e").elevations_deg)
+    for model in (PhysicalDropout(), measured, NoDropout()):
         want = model.keep_probability(arrays)
         got = model.keep_probability(tensors)
         assert isinstance(got, torch.Tensor)

@@ -2,9 +2,10 @@
 
 From unlabelled scans alone (docs/algorithms.md §5): the beam table (:mod:`perception_ws.adapt.beam_table`:
 rows from the ring field, else clustered from elevations), the height of the sensor above the road
-(:mod:`perception_ws.adapt.mounting`), the share of empty pixels per (row, azimuth sector) in the format the
-simulator's ``PixelDropout`` reads (:mod:`perception_ws.sim.realism.dropout_map`, measured on the fitted
-table), and the intensity range (:mod:`perception_ws.adapt.intensity_scale`), with how each part was obtained.
+(:mod:`perception_ws.adapt.mounting`), the shares of empty pixels and of holes per (row, azimuth sector) in the
+format the simulator's ``PixelDropout`` reads (:mod:`perception_ws.sim.realism.dropout_map`, measured on the
+fitted table at its own firing step), and the intensity range (:mod:`perception_ws.adapt.intensity_scale`), with
+how each part was obtained.
 
     python -m perception_ws.adapt.sensor_profile --target PATH [--sensor NAME] [--beams N] --out DIR
 
@@ -38,8 +39,6 @@ from perception_ws.sim.realism.real_views import scan_view
 from perception_ws.sim.simulated_sensor import DROPOUT_NPZ, PROFILE_JSON, SENSOR_YAML
 
 DEFAULT_FRAMES = 12
-#: full-turn columns of the dropout map's range images (a multiple of the sector width).
-DROPOUT_COLUMNS = 2048
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +63,7 @@ class SensorProfile:
                 "rows": self.dropout.rows,
                 "sectors": self.dropout.sectors,
                 "mean_empty_per_row": [round(float(v), 4) for v in self.dropout.empty.mean(axis=1)],
+                "mean_holes_per_row": [round(float(v), 4) for v in self.dropout.sensor_holes.mean(axis=1)],
                 "note": self.dropout.note,
             },
             "provenance": self.provenance,
@@ -120,7 +120,8 @@ def estimate_profile(
     if sum(len(scan.points) for scan in scans) == 0:
         raise DatasetError(f"sensor profile: the {len(scans)} scans of {source or 'the target'} hold no points")
     table = estimate_beam_table(scans, base, beams, name)
-    views = [scan_view(scan, table.sensor, DROPOUT_COLUMNS) for scan in scans]
+    columns = dropout_columns(table.sensor)
+    views = [scan_view(scan, table.sensor, columns) for scan in scans]
     dropout = measure(views, table.sensor.name, DEFAULT_SECTOR_COLUMNS)
     provenance = {
         "source": source,
@@ -131,9 +132,19 @@ def estimate_profile(
         "filled_beams": list(table.filled),
         "beam_fits": [_fit_json(fit) for fit in table.fits],
         "mounting_height": "RANSAC plane of the lowest returns 2-15 m around the sensor, median over the scans",
-        "dropout": "empty share per row and sector of full-turn range images on the fitted table",
+        "dropout": f"empty and hole shares per row and sector of {columns}-column full-turn range images on the "
+        "fitted table",
     }
     return SensorProfile(table.sensor, mounting_height(scans), dropout, intensity_scale(scans), provenance)
+
+
+def dropout_columns(sensor: SensorModel) -> int:
+    """The width of the range images the dropout map is measured on: the sensor's firing columns a turn,
+    rounded down to whole sectors. Finer columns than the firing step would leave columns a beam skips
+    (a VLP-16 firing every 0.2 deg leaves 12 % of 2048 columns empty in every row), and those would count as
+    holes; coarser ones only put two firings in a pixel now and then.
+    """
+    return max(1, sensor.columns_per_turn // DEFAULT_SECTOR_COLUMNS) * DEFAULT_SECTOR_COLUMNS
 
 
 def sensor_mapping(sensor: SensorModel) -> dict[str, Any]:
@@ -171,7 +182,8 @@ def summary(profile: SensorProfile) -> str:
         f"azimuth step      {s.azimuth_resolution_deg:g} deg ({s.columns_per_turn} columns a turn)",
         f"mounting height   {m.height_m:.3f} m ({_measured(m)})",
         f"dropout map       {profile.dropout.rows} x {profile.dropout.sectors}, "
-        f"mean empty share {float(profile.dropout.empty.mean()):.3f}",
+        f"mean empty share {float(profile.dropout.empty.mean()):.3f}, "
+        f"holes (empty where a return was expected) {float(profile.dropout.sensor_holes.mean()):.3f}",
         f"intensity         {i.kind} (x {i.scale:.6g}): {i.reason}",
     ]
     if not m.confident:

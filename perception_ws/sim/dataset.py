@@ -160,7 +160,7 @@ def make_lidar(sensor: str, columns: int, dropout: str, intensity: str) -> Lidar
                 f"dropout 'measured': the map was measured on {measured.sensor} ({measured.rows} beams); "
                 f"{sensor} has {model.height}; use --dropout physical or none, or a sensor profile folder"
             )
-        models = (measured.pixel_dropout(),)
+        models = (measured.measured_dropout(model.elevations_deg),)
     else:
         models = (PhysicalDropout(),)
         if measured.sensor == model.name and measured.rows == model.height:
