@@ -39,7 +39,7 @@ def device_hardware(device: torch.device) -> str:
     """
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({_cpu_model()}, {torch.get_num_threads()} torch threads)"
+    return f"cpu ({_cpu_model()}, torch threads: {torch.get_num_threads()})"
 
 
 def _cpu_model() -> str:
