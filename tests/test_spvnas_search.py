@@ -24,6 +24,7 @@ from perception_ws.models.spvnas.subnet_export import standalone_subnet
 from perception_ws.models.spvnas.supernet import SearchSpace, largest_subnet, sample_subnet, smallest_subnet
 from perception_ws.models.weights import load_any_weights, read_manifest, save_weights
 from perception_ws.pipeline import Pipeline
+from perception_ws.torch_device import device_hardware
 
 #: kernels 1 and 3, so the export's centre-row slice is exercised too
 SPACE = SearchSpace(max_widths=scaled_widths(0.125), kernel_choices=(1, 3))
@@ -98,6 +99,8 @@ def test_the_search_keeps_the_budget_and_exports_a_file_eval_and_the_node_load(
     assert manifest["model"]["subnet"] == state["population"][0]["subnet"]
     assert manifest["scores"]["search"]["macs"] == state["population"][0]["macs"]
     assert manifest["scores"]["search"]["latency_ms"] > 0
+    assert state["device"] == manifest["scores"]["search"]["latency_device"] == "cpu"  # the default --device
+    assert state["hardware"] == manifest["scores"]["search"]["latency_hardware"] == device_hardware(torch.device("cpu"))
     weights = str(searched / "subnet.pt")
     assert main(["eval", "--weights", weights, "--data", str(frames_dir), "--no-instances", "--quiet", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["frames"] == 2
@@ -129,3 +132,37 @@ def test_a_resumed_search_ends_where_an_uninterrupted_one_does(
 def test_a_budget_below_every_sub_network_is_one_line(supernet: Path, frames_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(PerceptionError, match="even the smallest sub-network is over the budget"):
         search(supernet, frames_dir, tmp_path, Budget("macs", 1.0), SETTINGS, frames=1, progress=False)
+
+
+@pytest.mark.real_data
+def test_a_latency_search_resumes_only_on_the_hardware_that_timed_it(
+    supernet: Path, frames_dir: Path, budget: Budget, tmp_path: Path
+) -> None:
+    one = EvolutionSettings(population=2, generations=2, seed=0)
+    latency = Budget("ms", 1e6)  # every sub-network fits: this is about where the times were taken
+    for kind, out in ((latency, tmp_path / "ms"), (budget, tmp_path / "macs")):
+        search(supernet, frames_dir, out, kind, one, frames=1, device="cpu", progress=False, stop_after=1)
+        state = json.loads((out / STATE).read_text())
+        assert (state["device"], state["hardware"]) == ("cpu", device_hardware(torch.device("cpu")))
+        if kind is latency:
+            assert all(c["ms"] > 0 for c in state["population"])  # each candidate timed on the CPU
+        state["device"], state["hardware"] = "cuda:0", "cuda (NVIDIA H100 80GB HBM3)"  # as a GPU run leaves it
+        (out / STATE).write_text(json.dumps(state))
+    with pytest.raises(PerceptionError, match=r"measured on cuda \(NVIDIA H100 80GB HBM3\), this run is on cpu"):
+        search(supernet, frames_dir, tmp_path / "ms", latency, one, frames=1, device="cpu", progress=False)
+    # MACs do not depend on the device: that search goes on here, and says where it ran last
+    path, _ = search(supernet, frames_dir, tmp_path / "macs", budget, one, frames=1, device="cpu", progress=False)
+    assert path is not None
+    assert json.loads((tmp_path / "macs" / STATE).read_text())["device"] == "cpu"
+
+
+@pytest.mark.real_data
+def test_a_device_torch_cannot_use_is_one_line(
+    supernet: Path, frames_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["search", "--weights", str(supernet), "--budget-macs", "1e12", "--data", str(frames_dir)]
+    assert main([*args, "--out", str(tmp_path), "--device", "gpu", "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("perception search: error: device 'gpu' is not a torch device")
+    assert "\n" not in error
+    assert not (tmp_path / STATE).exists()

@@ -1,5 +1,6 @@
 """Training the point-voxel networks (``perception train --model spvcnn|spvnas``) at tiny width on CPU: the super-
-network's per-step sub-networks, exact resume, DDP over two processes, the weights file and its manifest."""
+network's per-step sub-networks (one random, or the sandwich), exact resume, DDP over two processes, the weights file
+and its manifest."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from perception_ws.cli import main
 from perception_ws.errors import PerceptionError, WeightsError
+from perception_ws.models.spvnas.supernet import largest_subnet, smallest_subnet
 from perception_ws.models.weights import load_any_weights, read_manifest, save_weights
 from perception_ws.training import train
 from perception_ws.training.checkpoint import CHECKPOINT, load_checkpoint, parameter_digest
@@ -36,24 +39,58 @@ def tiny_config(frames: Path, model: str = "spvnas", **changes: object) -> Train
 
 def test_the_super_network_draws_its_sub_network_from_seed_step_and_rank() -> None:
     model = build_training_model(TrainConfig(model="spvnas", crf=False, **TINY))  # type: ignore[arg-type]
-    draws = {(step, rank): model.sample_step_subnet(0, step, rank) for step in range(3) for rank in range(2)}
-    assert model.sample_step_subnet(0, 1, 1) == draws[(1, 1)]  # the same (seed, step, rank): the same one
-    assert len(set(draws.values())) == len(draws)  # every step and rank its own
-    assert model.net.subnet == draws[(1, 1)]  # and it is the active one
+    draws = {(step, rank): model.step_subnets(0, step, rank) for step in range(3) for rank in range(2)}
+    assert all(len(subnets) == 1 for subnets in draws.values())  # sandwich 0: one random sub-network a step
+    assert model.step_subnets(0, 1, 1) == draws[(1, 1)]  # the same (seed, step, rank): the same one
+    assert len({subnets[0] for subnets in draws.values()}) == len(draws)  # every step and rank its own
+    assert model.step_subnets(1, 1, 1) != draws[(1, 1)]  # and every seed
+    fixed = build_training_model(TrainConfig(model="spvcnn", crf=False, **TINY))  # type: ignore[arg-type]
+    assert fixed.step_subnets(0, 0, 0, 2) == []  # a fixed network trains as it is
+
+
+def test_a_sandwich_step_trains_the_largest_the_smallest_then_n_random_sub_networks() -> None:
+    model = build_training_model(TrainConfig(model="spvnas", crf=False, **TINY))  # type: ignore[arg-type]
+    space = model.net.space
+    sandwich = model.step_subnets(0, 5, 1, 2)
+    assert sandwich[:2] == [largest_subnet(space), smallest_subnet(space)]
+    assert len(sandwich) == 4
+    assert sandwich[2] == model.step_subnets(0, 5, 1)[0]  # the first random one is the one sandwich 0 trains
+    assert sandwich[3] not in sandwich[:3]
+    assert model.step_subnets(0, 5, 1, 2) == sandwich  # deterministic: a resumed run trains the same ones
+    assert model.step_subnets(0, 6, 1, 2)[2:] != sandwich[2:]  # the random ones are the step's own
+    assert model.step_subnets(0, 5, 0, 2)[2:] != sandwich[2:]  # and the rank's
 
 
 @pytest.mark.real_data
-def test_a_resumed_super_network_run_ends_with_the_uninterrupted_runs_weights(frames: Path, tmp_path: Path) -> None:
-    config = tiny_config(frames)
+@pytest.mark.parametrize(("sandwich", "steps"), [(0, 3), (1, 2)])
+def test_a_resumed_super_network_run_ends_with_the_uninterrupted_runs_weights(
+    frames: Path, tmp_path: Path, sandwich: int, steps: int
+) -> None:
+    config = tiny_config(frames, sandwich=sandwich, steps=steps)
     assert train(config, tmp_path / "whole", progress=False).finished
     assert train(config, tmp_path / "split", stop_after=1, progress=False).step == 1
-    assert train(config, tmp_path / "split", progress=False).step == 3
+    assert train(config, tmp_path / "split", progress=False).step == steps
     whole, split = (load_checkpoint(tmp_path / run / CHECKPOINT)["model"] for run in ("whole", "split"))
     assert whole.keys() == split.keys()
     assert all(torch.equal(whole[k], split[k]) for k in whole)
-    first = load_checkpoint(tmp_path / "whole" / CHECKPOINT)
-    fresh = build_training_model(config)
-    assert any(not torch.equal(fresh.state_dict()[k], first["model"][k]) for k in first["model"])  # it trained
+    torch.manual_seed(config.seed)  # the run's initial weights, as train() builds them
+    unmoved = [int((p == whole[k]).sum()) for k, p in build_training_model(config).named_parameters()]
+    assert 0 in unmoved  # it trained
+    if sandwich:  # the largest sub-network, trained every step, reaches every weight: each one has moved
+        assert sum(unmoved) == 0
+
+
+def test_sandwich_is_refused_in_one_line_where_there_is_no_super_network(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"]
+    assert main([*args, "--model", "spvcnn", "--sandwich", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "perception train: error: train: --sandwich trains sub-networks of a super-network; spvcnn has none"
+    )
+    with pytest.raises(PerceptionError, match="sandwich must be >= 0"):
+        TrainConfig(model="spvnas", crf=False, sandwich=-1)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.real_data
@@ -106,14 +143,17 @@ def _free_port() -> int:
 
 
 @pytest.mark.real_data
-def test_two_cpu_processes_train_the_super_network_in_step_under_torchrun(frames: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sandwich", [0, 1])  # 1: each rank sums three passes' gradients before the one sync
+def test_two_cpu_processes_train_the_super_network_in_step_under_torchrun(
+    frames: Path, tmp_path: Path, sandwich: int
+) -> None:
     out = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
         "-m", "perception_ws.cli", "train", "--model", "spvnas", "--width-ratio", "0.125", "--voxel-size", "0.2",
         "--data", str(frames), "--steps", "2", "--batch-size", "1", "--workers", "0", "--device", "cpu",
-        "--out", str(out), "--quiet",
+        "--sandwich", str(sandwich), "--out", str(out), "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -122,6 +162,7 @@ def test_two_cpu_processes_train_the_super_network_in_step_under_torchrun(frames
     run = json.loads((out / "run.json").read_text())
     assert state["step"] == run["step"] == 2
     assert run["world_size"] == 2
+    assert TrainConfig.from_json(state["config"]).sandwich == sandwich
     digests = run["parameter_sha256_by_rank"]
     assert digests[0] == digests[1]  # each rank ran its own sub-network, and the gradients were averaged
     model = build_training_model(TrainConfig.from_json(state["config"]))

@@ -27,6 +27,11 @@ def add_parser(sub: Subparsers) -> None:
         "--width-ratio", type=float, default=1.0,
         help="spvcnn/spvnas: SPVCNN's channel widths times this (spvnas: the super-network's largest; default 1.0)",
     )  # fmt: skip
+    train.add_argument(
+        "--sandwich", type=int, default=0, metavar="N",
+        help="spvnas: train the largest, the smallest and N random sub-networks per step, gradients summed (the "
+        "sandwich rule; N+2 forward/backward passes a step); 0 (default): one random sub-network per process per step",
+    )  # fmt: skip
     train.add_argument("--crf", action="store_true", help="add the recurrent CRF layer, trained end to end")
     train.add_argument(
         "--data", default=["sim"], nargs="+",
@@ -118,6 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         gca_distance=args.gca_distance,
         voxel_size=args.voxel_size,
         width_ratio=args.width_ratio,
+        sandwich=args.sandwich,
     )
     out = Path(args.out).expanduser()
     monitor = FolderSource(Path(args.monitor), classes=args.classes) if args.monitor else None

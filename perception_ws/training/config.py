@@ -69,6 +69,10 @@ class TrainConfig:
     #: spvnas the super-network's largest widths).
     voxel_size: float = 0.05
     width_ratio: float = 1.0
+    #: spvnas: 0 trains one random sub-network per process per step (SPVNAS' uniform sampling); N > 0 the sandwich
+    #: rule: the largest, the smallest and N random sub-networks, gradients summed, one optimizer step
+    #: (models/spvnas/sandwich.py).
+    sandwich: int = 0
 
     def __post_init__(self) -> None:
         if is_point_model(self.model):
@@ -84,6 +88,10 @@ class TrainConfig:
         for name in ("steps", "batch_size", "crop_width", "columns", "frames_per_scene", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise PerceptionError(f"train: {name} must be >= 1; got {getattr(self, name)!r}")
+        if self.sandwich < 0:
+            raise PerceptionError(f"train: sandwich must be >= 0 random sub-networks per step; got {self.sandwich!r}")
+        if self.sandwich and self.model != "spvnas":
+            raise PerceptionError(f"train: --sandwich trains sub-networks of a super-network; {self.model} has none")
         if self.workers < 0 or self.log_every < 1 or self.normalizer_samples < 1:
             raise PerceptionError("train: workers must be >= 0, log_every and normalizer_samples >= 1")
         # NaN passes every comparison and inf trains to NaN weights: both are refused before anything runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,13 @@ class Distributed:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
+
+    def sync_gradients(self, wrapped: nn.Module, sync: bool) -> AbstractContextManager[Any]:
+        """Around one backward pass of ``wrapped`` (what :meth:`wrap` returned): ``sync`` False keeps its gradients
+        on this rank, to be summed with the next pass's and averaged across ranks with the step's last one.
+        """
+        no_sync = getattr(wrapped, "no_sync", None)  # DDP's; one process has nothing to sync
+        return nullcontext() if sync or no_sync is None else no_sync()
 
     def gather(self, value: Any) -> list[Any]:
         """``value`` of every rank, in rank order (a collective: every rank must call it)."""

@@ -2,7 +2,8 @@
 
 The same loop trains the point-voxel networks (``--model spvcnn|spvnas``): their batches are the same sweep images,
 whose occupied pixels are the points (:class:`~perception_ws.models.spvnas.point_model.PointVoxelSegmenter`); the
-super-network runs a sub-network drawn per process per step.
+super-network runs a sub-network drawn per process per step, or with ``sandwich`` N the largest, the smallest and N
+random ones, their gradients summed into the step's update (models/spvnas/sandwich.py).
 
 One process per GPU under ``torchrun`` (or one process on CPU/GPU without it). Rank 0 writes the
 checkpoint, the CSV log and the curves into ``out``. A run that finds ``out/checkpoint.pt`` with the same
@@ -219,7 +220,8 @@ def train(
         assert source is not None
         _fit_normalizer(model, _normalizer_images(source, config))
     model.to(device)
-    sample_subnet = getattr(model, "sample_step_subnet", None)  # the SPVNAS super-network's
+    # the point models' (a super-network's sub-networks; none for a fixed network), None for the range-image models
+    step_subnets, set_subnet = getattr(model, "step_subnets", None), getattr(model, "set_subnet", None)
     wrapped: nn.Module = dist.wrap(model, find_unused=config.model == "spvnas")
     loss_fn = _loss(config)
     stop = config.steps if stop_after is None else min(config.steps, start + stop_after)
@@ -246,21 +248,29 @@ def train(
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        if sample_subnet is not None:  # drawn from (seed, step, rank): a resumed run draws the same ones
-            sample_subnet(config.seed, step, dist.rank)
-        if alignment is None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = wrapped(images)
-            loss = loss_fn(logits.float(), labels, images[:, 4] > 0)
-        else:  # plus one real batch, and the weighted GCA term (training/alignment.py)
-            logits, gca = alignment.forward(wrapped, images, step, dist.rank, dist.world, amp)
-            loss = loss_fn(logits.float(), labels, images[:, 4] > 0) + gca
-            window_gca += float(gca.detach())
+        # a super-network's sub-networks of this step, from (seed, step, rank): a resumed run trains the same ones;
+        # [None] (a fixed network): one pass of the network as it is
+        subnets = (step_subnets(config.seed, step, dist.rank, config.sandwich) if step_subnets else []) or [None]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses = []
+        for i, subnet in enumerate(subnets):
+            if subnet is not None and set_subnet is not None:
+                set_subnet(subnet)
+            with dist.sync_gradients(wrapped, i == len(subnets) - 1):  # summed here, averaged over ranks once
+                if alignment is None:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        logits = wrapped(images)
+                    loss = loss_fn(logits.float(), labels, images[:, 4] > 0)
+                else:  # plus one real batch, and the weighted GCA term (training/alignment.py)
+                    logits, gca = alignment.forward(wrapped, images, step, dist.rank, dist.world, amp)
+                    loss = loss_fn(logits.float(), labels, images[:, 4] > 0) + gca
+                    window_gca += float(gca.detach())
+                loss.backward()
+            losses.append(loss.detach())
         optimizer.step()
         scheduler.step()
-        step_loss = float(loss.detach())  # read after the update, as before: no extra wait inside the step
+        # the mean over the step's passes; read after the update, as before: no extra wait inside the step
+        step_loss = float(torch.stack(losses).mean())
         # stop before this step is logged or saved, so the checkpoint stays that of the last good step;
         # collective: every rank stops at the same step
         if dist.any(not math.isfinite(step_loss)):

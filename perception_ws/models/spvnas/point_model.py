@@ -12,7 +12,6 @@ Features per point: x, y, z (metres) and intensity, as SPVNAS uses them (no norm
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +22,8 @@ from torch import nn
 from perception_ws.errors import PerceptionError
 from perception_ws.models.families import POINT_MODELS
 from perception_ws.models.spvnas.network import PointVoxelUNet, build_spvcnn, make_points, scaled_widths
-from perception_ws.models.spvnas.supernet import SPVNAS, SearchSpace, SubnetConfig, sample_subnet
+from perception_ws.models.spvnas.sandwich import step_subnets
+from perception_ws.models.spvnas.supernet import SPVNAS, SearchSpace, SubnetConfig
 
 #: SPVNAS' finest voxel, metres.
 DEFAULT_VOXEL_SIZE = 0.05
@@ -94,16 +94,13 @@ class PointVoxelSegmenter(nn.Module):
             raise PerceptionError(f"{self.name} is no super-network: only spvnas has sub-networks")
         self.net.set_subnet(subnet)
 
-    def sample_step_subnet(self, seed: int, step: int, rank: int) -> SubnetConfig | None:
-        """Super-network training: a sub-network drawn from ``(seed, step, rank)`` (so a resumed run draws the
-        same ones), made active; None (and nothing changes) for a fixed network.
+    def step_subnets(self, seed: int, step: int, rank: int, sandwich: int = 0) -> list[SubnetConfig]:
+        """Super-network training: the sub-networks step ``step`` of process ``rank`` trains, in order
+        (:func:`~perception_ws.models.spvnas.sandwich.step_subnets`); empty for a fixed network (it trains as it is).
         """
         if not isinstance(self.net, SPVNAS) or self.fixed_subnet is not None:
-            return None
-        entropy = int(np.random.SeedSequence((seed, step, rank, 12)).generate_state(1)[0])
-        subnet = sample_subnet(self.net.space, random.Random(entropy))
-        self.net.set_subnet(subnet)
-        return subnet
+            return []
+        return step_subnets(self.net.space, seed, step, rank, sandwich)
 
     def forward_points(self, xyz: torch.Tensor, feats: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         """(N, num_classes) logits of points ``xyz`` (N, 3) metres with ``feats`` (N, 4): x y z intensity."""

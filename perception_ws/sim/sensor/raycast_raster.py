@@ -41,6 +41,7 @@ from perception_ws.errors import PerceptionError
 from perception_ws.sim.sensor.raycast_kernels import NO_HIT, hit_distance, hit_index, moller_trumbore, pack_hits
 from perception_ws.sim.world.scene import TriangleSoup
 from perception_ws.sweep_layout import RayPattern
+from perception_ws.torch_device import resolve_device
 
 _ANGLE_PAD = 1e-4  # radians added around every bound: covers float32 rounding of the angles (~1e-6)
 _AXIS_GAP = 1e-6  # metres: a vertex this close to the z axis has no meaningful azimuth
@@ -72,23 +73,6 @@ class _Grid:
     directions: torch.Tensor  # (H * W, 3) float32 sensor-frame directions, by the pattern's pixel index
     low: float  # lowest and highest beam origin
     high: float
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a torch device (None: CUDA when present, else the CPU), or a clear error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise PerceptionError(
-            f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1'): {exc}"
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise PerceptionError(f"device {device!r}: torch sees no CUDA GPU here; use 'cpu'")
-    if resolved.type not in ("cpu", "cuda"):
-        raise PerceptionError(f"device {device!r}: only 'cpu' and 'cuda' are supported")
-    return resolved
 
 
 class RasterCaster:
