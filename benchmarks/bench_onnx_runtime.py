@@ -7,7 +7,8 @@ Each FILE.onnx is a fixed-size export (``perception export --format onnx``) or i
 quantize``); its manifest gives its width (the view: 512 columns per 90 degrees, centred on +x) and precision.
 Without --onnx the four files are made first in a temporary folder (a few minutes): the shipped weights exported
 at 64 x 512 and 64 x 2048 and quantised (calibration kitti_sequence_pcd, checks kitti_squeezeseg and semantickitti);
-where the int8 copy fails the accuracy rule (64 x 2048 did) it is made anyway for timing and the output says so.
+where the int8 copy fails the accuracy rule (64 x 2048 did with ``--fp32-layers fixed``) it is made anyway for
+timing and the output says so.
 Without SCANs: kitti_object 000000-000002 and kitti_odometry_00 000094 of the real data
 (PERCEPTION_REAL_DATA or ../shared/data/real).
 For every width, thread count and runtime a pipeline runs one scan untimed (warm-up), then every scan ``repeats``
@@ -72,7 +73,8 @@ def variants(files: list[str]) -> dict[int, list[tuple[str, dict[str, Any]]]]:
         rows = by_width.setdefault(width, [("torch fp32 (baseline)", {})])
         for runtime in EXPORT_RUNTIMES:
             changes = {"segmenter.runtime": runtime, "segmenter.onnx": file}
-            rows.append((f"{runtime} {manifest_precision(manifest)}", changes))
+            # the file named too: two int8 copies of one export (fp32 layers auto / fixed) can run side by side
+            rows.append((f"{runtime} {manifest_precision(manifest)} ({Path(file).name})", changes))
     return by_width
 
 

@@ -3,7 +3,10 @@ frames, refused when it costs car IoU.
 
 1. the fp32 file (``perception export --format onnx``, fixed size) is checked against its manifest;
 2. it is quantised (:mod:`perception_ws.models.onnx_quantize`) with activation ranges from UNLABELLED real scans
-   (``calibrate``), projected at the export's size;
+   (``calibrate``), projected at the export's size. The convolutions kept fp32 are, with ``fp32_layers="auto"``,
+   chosen from unlabelled scans only (:mod:`perception_ws.models.int8_sensitivity`: per-layer sensitivity on the
+   calibration scans, label agreement with fp32 on ``held_back`` further scans of ``calibrate`` not used to
+   calibrate), or with ``"fixed"`` the list :data:`~perception_ws.models.onnx_quantize.FP32_LAYERS`;
 3. fp32 and int8 (both on onnxruntime) label every frame of each ``check`` source, in the same view as the export
    (512 columns per 90 degrees, centred on +x; the evaluation's scored points, :func:`~perception_ws.evaluation.
    prepare_frame`): the share of points with the same label, and per-class IoU of both against the ground truth;
@@ -21,7 +24,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,14 +33,25 @@ from perception_ws.evaluation import KITTI_FOV_DEG, KITTI_WIDTH, prepare_frame
 from perception_ws.io import open_dataset
 from perception_ws.labels import KITTI3
 from perception_ws.metrics import ClassMetrics
+from perception_ws.models.int8_sensitivity import (
+    AGREEMENT_TARGET,
+    MAX_FP32_MAC_SHARE,
+    SENSITIVITY_SCANS,
+    Fp32Choice,
+    choose_fp32_layers,
+)
 from perception_ws.models.onnx_format import check_onnx_target, manifest_precision, write_onnx
-from perception_ws.models.onnx_quantize import quantize_int8
+from perception_ws.models.onnx_quantize import Int8Quantiser, fixed_fp32_layers
 from perception_ws.models.onnx_segmenter import OnnxSegmenter, read_onnx_manifest
 from perception_ws.models.scan_images import real_images
 
 #: the issue's bar: an int8 model may lose at most this many points of car IoU on any check source.
 MAX_CAR_IOU_DROP = 1.0
 CAR = "car"
+#: scans of the calibration source held back from calibrating to choose the fp32 layers on (``auto``)
+HELD_BACK_SCANS = 4
+Fp32Layers = Literal["auto", "fixed"]
+FP32_LAYER_CHOICES: tuple[Fp32Layers, ...] = ("auto", "fixed")
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,8 @@ def quantize_export(
     calibration_frames: int = 12,
     sensor: str = "hdl64e",
     max_car_iou_drop: float = MAX_CAR_IOU_DROP,
+    fp32_layers: Fp32Layers = "auto",
+    held_back: int = HELD_BACK_SCANS,
 ) -> dict[str, Any]:
     """Write ``out`` (.onnx, int8) and its manifest from ``fp32_onnx``; returns the manifest (see the module doc)."""
     source, target = Path(fp32_onnx), Path(out)
@@ -101,9 +117,24 @@ def quantize_export(
         raise ExportError(f"{source}: quantise a fixed-size fp32 export (perception export without --dynamic)")
     channels, height, width = manifest["input"]["shape"][1:]
     fov_deg = width * KITTI_FOV_DEG / KITTI_WIDTH  # the column pitch the model was trained at
-    images = real_images(calibrate, height, width, fov_deg, calibration_frames, sensor)
-    data, recipe = quantize_int8(source, images, channels)
+    if fp32_layers not in FP32_LAYER_CHOICES:
+        raise ExportError(f"fp32_layers is {fp32_layers!r}; expected one of {', '.join(FP32_LAYER_CHOICES)}")
+    extra = held_back if fp32_layers == "auto" else 0
+    images = real_images(calibrate, height, width, fov_deg, calibration_frames + extra, sensor)
+    # a source holding fewer than frames + held_back scans gives its last ones to the held-back set
+    count = max(len(images) - extra, 1)
+    calibration, held = images[:count], images[count:]
+    if fp32_layers == "auto" and not held:
+        raise ExportError(
+            f"{calibrate}: --fp32-layers auto needs scans held back from calibrating: at least 2 scans and "
+            f"--held-back of 1 or more (got {len(images)} scans, --held-back {held_back})"
+        )
     with tempfile.TemporaryDirectory(prefix="perception-int8-") as folder:  # removed whatever the checks say
+        quantiser = Int8Quantiser(source, calibration, channels, Path(folder))
+        choice = choose_fp32_layers(quantiser, held, Path(folder)) if fp32_layers == "auto" else None
+        kept = choice.layers if choice else fixed_fp32_layers(source, quantiser.layers)
+        data = choice.data if choice else quantiser.quantise(kept)
+        recipe = quantiser.recipe(kept)
         int8_file = Path(folder) / target.name
         int8_file.write_bytes(data)
         fp32_net = OnnxSegmenter(source, channels)
@@ -116,7 +147,8 @@ def quantize_export(
                 f"{result.iou_fp32[CAR]:.1f} (a drop of {result.car_iou_drop:.1f} points, more than "
                 f"{max_car_iou_drop:g}); nothing written"
             )
-    recipe["calibration"] = {"data": str(calibrate), "frames": len(images), "sensor": sensor, "fov_deg": fov_deg}
+    recipe["calibration"] = {"data": str(calibrate), "frames": len(calibration), "sensor": sensor, "fov_deg": fov_deg}
+    recipe["fp32_choice"] = _json_choice(choice, len(held))
     recipe["checks"] = [_json_check(result) for result in checks]
     recipe["max_car_iou_drop"] = max_car_iou_drop
     int8_manifest = {
@@ -132,6 +164,23 @@ def quantize_export(
     }
     write_onnx(target, data, int8_manifest)
     return int8_manifest
+
+
+def _json_choice(choice: Fp32Choice | None, held_back: int) -> dict[str, Any]:
+    """How the fp32 layers were chosen: the fixed list, or the sensitivities and the held-back agreement."""
+    if choice is None:
+        return {"mode": "fixed"}
+    return {
+        "mode": "auto",
+        "held_back_scans": held_back,
+        "agreement_target": AGREEMENT_TARGET,
+        "held_back_agreement": round(choice.agreement, 5),
+        "target_reached": choice.reached,
+        "max_fp32_mac_share": MAX_FP32_MAC_SHARE,
+        "sensitivity_scans": SENSITIVITY_SCANS,
+        "sensitivity_sqnr_db": {layer: round(value, 2) for layer, value in choice.sensitivity_db.items()},
+        "tried": [{"fp32_layers": count, "held_back_agreement": round(share, 5)} for count, share in choice.tried],
+    }
 
 
 def _json_check(result: Int8Check) -> dict[str, Any]:

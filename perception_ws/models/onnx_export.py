@@ -30,7 +30,14 @@ import numpy as np
 import torch
 
 from perception_ws.errors import ExportError
-from perception_ws.models.onnx_format import FORMAT, INPUT_NAME, OUTPUT_NAME, check_onnx_target, write_onnx
+from perception_ws.models.onnx_format import (
+    FORMAT,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    check_onnx_target,
+    model_input,
+    write_onnx,
+)
 from perception_ws.models.scan_images import real_images
 from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.models.squeezeseg import WIDTH_FACTOR
@@ -126,7 +133,7 @@ def measure_agreement(onnx_model: bytes, model: RangeSegmenter, images: Sequence
     same = total = 0
     worst = 0.0
     for image in images:
-        x = np.ascontiguousarray(image[..., : model.in_channels].transpose(2, 0, 1)[None], dtype=np.float32)
+        x = model_input(image, model.in_channels)
         ours = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         with torch.no_grad():
             reference = model(torch.from_numpy(x)).numpy()

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from perception_ws.errors import ExportError
 from perception_ws.io.atomic import atomic_file
 
@@ -20,6 +22,11 @@ INPUT_NAME = "range_image"
 OUTPUT_NAME = "logits"
 #: the arithmetic of an exported file (the manifest's ``precision``; a manifest without one is fp32).
 Precision = Literal["fp32", "int8"]
+
+
+def model_input(image: np.ndarray, in_channels: int) -> np.ndarray:
+    """An (H, W, C) range image as an export's (1, in_channels, H, W) float32 input."""
+    return np.ascontiguousarray(image[..., :in_channels].transpose(2, 0, 1)[None], dtype=np.float32)
 
 
 def manifest_path(onnx_file: str | Path) -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 from perception_ws.calib.sensors import load_sensor
 from perception_ws.config.perception import PipelineConfig
 from perception_ws.errors import WeightsError
-from perception_ws.models.onnx_format import FORMAT, Precision, manifest_path, manifest_precision
+from perception_ws.models.onnx_format import FORMAT, Precision, manifest_path, manifest_precision, model_input
 from perception_ws.models.onnx_runtimes import ExportRuntime, open_runtime
 from perception_ws.schema import ConfigError
 
@@ -47,8 +47,7 @@ class OnnxSegmenter:
 
     def segment_image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W) class ids and (H, W) float32 probability of that class, from an (H, W, C) range image."""
-        x = np.ascontiguousarray(image[..., : self.in_channels].transpose(2, 0, 1)[None], dtype=np.float32)
-        logits = self.infer(x)[0]
+        logits = self.infer(model_input(image, self.in_channels))[0]
         # the top class's softmax probability is 1 / sum(exp(logit - top logit))
         top = logits.max(axis=0)
         confidence = 1.0 / np.exp(logits - top).sum(axis=0)
