@@ -2,6 +2,10 @@
 real frames.
 
     .venv/bin/python scripts/ship_weights.py CHECKPOINT_OR_WEIGHTS [--real DIR] [--out weights/default.pt]
+    .venv/bin/python scripts/ship_weights.py W.pt --score DIR [DIR ...] --out weights/vlp16.pt   # other frames
+
+``--score``: labelled frames of another sensor to score on instead of the real HDL-64E sources (e.g. simulated
+frames of a sensor profile, for a sensor with no labelled real frames); the manifest keys them by folder name.
 
 The manifest records the model config, the training run (data, steps, settings from the checkpoint) and the
 scores of ``perception eval`` on every labelled real source, so the numbers travel with the file.
@@ -28,6 +32,7 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/real")
     parser.add_argument("--out", type=Path, default=Path("perception_ws/models/weights/default.pt"))
     parser.add_argument("--machine", default="", help="where it was trained, for the manifest")
+    parser.add_argument("--score", type=Path, nargs="+", help="labelled folders to score on instead of --real's")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if manifest_path(args.checkpoint).is_file():  # a weights file: its own training record travels on
@@ -37,10 +42,10 @@ def main() -> None:
         model, training = network_and_record(args.checkpoint, args.machine)
     model.eval()
     scores = {}
-    for name in SOURCES:
-        result = evaluate(model, args.real / name, progress=True)
+    for folder in args.score or [args.real / name for name in SOURCES]:
+        result = evaluate(model, folder, progress=True)
         print(result.table())
-        scores[name] = result.to_json()
+        scores[folder.name] = result.to_json()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     path = save_weights(model, args.out, training=training, scores=scores)
     print(f"wrote {path} and its manifest")
