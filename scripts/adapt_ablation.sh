@@ -5,6 +5,7 @@
 # intensity, street content v1) for STEPS steps of 32 simulated 64x512 crops at lr 5e-4, all rows at once on
 # one GPU (sim-gpu: sweeps rendered on the device; WORKERS scene builders each). No real label is read: the
 # targets are unlabelled scans.
+#   plain    no dropout noise (the extra steps without the measured dropout)
 #   control  nothing new (the effect of the extra steps alone)
 #   lir      + learned intensity rendering (LIR trained first on the unlabelled HDL-64E scans)
 #   gca      + GCA toward the unlabelled HDL-64E scans (lambda 10)
@@ -27,6 +28,7 @@ ft() {
         --frames-per-scene 32 --steps "${STEPS:-1500}" --max-minutes "${MINUTES:-5.3}" --checkpoint-every 250 \
         --quiet --out "$out/$1" "${@:2}" > "$out/train_$1.txt" 2>&1
 }
+ft plain --dropout none --intensity model --scene-content v1 &
 ft control --dropout measured --intensity model --scene-content v1 &
 ft lir --dropout measured --intensity "lir:$lir" --scene-content v1 &
 ft gca --dropout measured --intensity "lir:$lir" --scene-content v1 --target "$hdl" &
