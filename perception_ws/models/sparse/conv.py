@@ -42,7 +42,7 @@ def _map_and_coords(
     if stride == 1 and not transposed:
         key = ("submanifold", x.stride, kernel_size)
         if key not in cache.kernel_maps:
-            cache.kernel_maps[key] = submanifold_map(x.coords, x.stride, kernel_size)
+            cache.kernel_maps[key] = submanifold_map(x.coords, x.stride, kernel_size, x.key_table())
         return cache.kernel_maps[key], x.coords, x.stride
     if not transposed:
         out_stride = x.stride * stride
@@ -50,7 +50,10 @@ def _map_and_coords(
             cache.coords[out_stride] = downsampled_coords(x.coords, x.stride, kernel_size, stride)
         key = ("strided", x.stride, kernel_size, stride)
         if key not in cache.kernel_maps:
-            cache.kernel_maps[key] = strided_map(x.coords, cache.coords[out_stride], x.stride, kernel_size, stride)
+            tables = (x.key_table, lambda: cache.key_table(out_stride))
+            cache.kernel_maps[key] = strided_map(
+                x.coords, cache.coords[out_stride], x.stride, kernel_size, stride, tables
+            )
         return cache.kernel_maps[key], cache.coords[out_stride], out_stride
     if x.stride % stride:
         raise SparseTensorError(f"a transposed conv of stride {stride} cannot leave tensor stride {x.stride}")
@@ -59,7 +62,8 @@ def _map_and_coords(
         raise SparseTensorError(f"a transposed conv needs the coordinates of stride {fine}; none were seen")
     key = ("strided", fine, kernel_size, stride)
     if key not in cache.kernel_maps:
-        cache.kernel_maps[key] = strided_map(cache.coords[fine], x.coords, fine, kernel_size, stride)
+        tables = (lambda: cache.key_table(fine), x.key_table)
+        cache.kernel_maps[key] = strided_map(cache.coords[fine], x.coords, fine, kernel_size, stride, tables)
     fine_coords = cache.coords[fine]
     return cache.kernel_maps[key].transposed(fine_coords.shape[0]), fine_coords, fine
 
