@@ -10,9 +10,10 @@ the 8, so the sum is never 0). The point rows and weights per stride are cached 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F  # noqa: N812 - torch's own alias
 
 from perception_ws.errors import SparseTensorError
-from perception_ws.models.sparse.hashing import KeyTable, pack_keys, unique_rows
+from perception_ws.models.sparse.hashing import offset_delta, pack_keys, unique_rows
 from perception_ws.models.sparse.tensor import PointTensor, SparseTensor
 
 _CORNERS = torch.tensor([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=torch.int64)
@@ -20,10 +21,10 @@ _CORNERS = torch.tensor([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 
 
 def scatter_mean(feats: torch.Tensor, rows: torch.Tensor, num_rows: int) -> torch.Tensor:
     """Mean of the ``feats`` rows that share a target row; rows < 0 are dropped, empty targets get 0."""
-    keep = rows >= 0
-    rows, feats = rows[keep], feats[keep]
-    total = feats.new_zeros(num_rows, feats.shape[1]).index_add_(0, rows, feats)
-    count = feats.new_zeros(num_rows).index_add_(0, rows, feats.new_ones(rows.shape[0]))
+    # dropped rows land on a spare row past the end instead of being masked out: no host sync for the mask's size
+    target = torch.where(rows >= 0, rows, num_rows)
+    total = feats.new_zeros(num_rows + 1, feats.shape[1]).index_add_(0, target, feats)[:num_rows]
+    count = feats.new_zeros(num_rows + 1).index_add_(0, target, feats.new_ones(rows.shape[0]))[:num_rows]
     return total / count.clamp(min=1).unsqueeze(1)
 
 
@@ -47,7 +48,7 @@ def point_to_voxel(x: SparseTensor, points: PointTensor) -> SparseTensor:
     """The voxels of ``x`` with the mean features of the points inside them (voxels without points get 0)."""
     rows = points.cache.point_rows.get(x.stride) if points.cache is x.cache else None
     if rows is None:
-        rows = KeyTable(pack_keys(x.coords)).lookup(pack_keys(_voxel_of(points, x.stride)))
+        rows = x.key_table().lookup(pack_keys(_voxel_of(points, x.stride)))
         if points.cache is x.cache:
             points.cache.point_rows[x.stride] = rows
     return x.with_feats(scatter_mean(points.feats, rows, x.coords.shape[0]))
@@ -60,10 +61,11 @@ def trilinear_weights(x: SparseTensor, points: PointTensor) -> tuple[torch.Tenso
     base = torch.floor(grid)
     frac = grid - base
     corners = _CORNERS.to(points.coords.device)
-    cells = (base.to(torch.int64).unsqueeze(1) + corners) * t  # (N, 8, 3) voxel corners
-    batch = points.coords[:, :1].to(torch.int64).unsqueeze(1).expand(-1, 8, 1)
-    keys = pack_keys(torch.cat([batch, cells], dim=2).reshape(-1, 4))
-    rows = KeyTable(pack_keys(x.coords)).lookup(keys).view(-1, 8)
+    # the 8 corners' keys are the base corner's key plus a constant each (hashing's bit fields): no (N, 8, 4) coords
+    base_cells = torch.cat([points.coords[:, :1].to(torch.int64), base.to(torch.int64) * t], dim=1)
+    deltas = torch.tensor([offset_delta([c * t for c in corner]) for corner in _CORNERS.tolist()], dtype=torch.int64)
+    keys = pack_keys(base_cells).unsqueeze(1) + deltas.to(points.coords.device)
+    rows = x.key_table().lookup(keys.reshape(-1)).view(-1, 8)
     per_axis = torch.where(corners.bool(), frac.unsqueeze(1), 1 - frac.unsqueeze(1))  # (N, 8, 3)
     weights = per_axis.prod(dim=2) * (rows >= 0)
     weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
@@ -80,10 +82,10 @@ def voxel_to_point(x: SparseTensor, points: PointTensor) -> PointTensor:
         rows, weights = trilinear_weights(x, points)
         if shared:
             x.cache.kernel_maps[key] = (rows, weights)
-    # one corner at a time: never holds an (N, 8, C) tensor (hundreds of MB for a full scan)
-    feats = x.feats.index_select(0, rows[:, 0]) * weights[:, :1]
-    for corner in range(1, 8):
-        feats = feats.addcmul_(x.feats.index_select(0, rows[:, corner]), weights[:, corner : corner + 1])
+    # one fused weighted gather-sum over the 8 corners (the bag of each point): never holds an (N, 8, C) tensor
+    # (hundreds of MB for a full scan) and reads each point's corners once, where a loop over corners reads and
+    # writes the (N, C) result 8 times; same sums in the same corner order, differentiable in ``x.feats``
+    feats = F.embedding_bag(rows, x.feats, per_sample_weights=weights, mode="sum")
     return points.with_feats(feats)
 
 
