@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F  # noqa: N812 - torch's own alias
 from torch import nn
 
 from perception_ws.errors import SparseTensorError
@@ -18,11 +19,24 @@ from perception_ws.models.sparse.kernel_map import (
     strided_map,
     submanifold_map,
 )
+from perception_ws.models.sparse.offset_groups import apply_groups
 from perception_ws.models.sparse.tensor import SparseTensor
+
+#: Devices whose convs batch the offsets into a few ``bmm`` calls (``offset_groups.py``): a GPU, where each launch
+#: costs more than its arithmetic. A CPU keeps one matmul per offset, measured faster there (each offset's
+#: gather, product and scatter stay in cache; docs/models.md, "Speed").
+GROUPED_DEVICES: set[str] = {"cuda"}
 
 
 def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
     """``out[o] = sum over offsets k and pairs (i, o) of feats[i] @ weight[k]``: (N_in, C_in) -> (N_out, C_out)."""
+    if feats.device.type in GROUPED_DEVICES:
+        return apply_grouped(feats, weight, kmap)
+    return apply_per_offset(feats, weight, kmap)
+
+
+def apply_per_offset(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """``apply_kernel_map`` one offset at a time: gather, matmul, scatter-add (also the grouped path's reference)."""
     # the identity offset maps every row onto itself: a plain matmul, no gather, no scatter
     identity = kmap.identity
     out = feats @ weight[identity] if identity is not None else feats.new_zeros(kmap.num_out, weight.shape[2])
@@ -31,6 +45,17 @@ def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap)
             # in place is autograd-safe here: index_add_'s backward needs neither ``out`` nor its old value
             out.index_add_(0, rows_out, feats.index_select(0, rows_in) @ weight[k])
     return out
+
+
+def apply_grouped(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """``apply_kernel_map`` with the offsets batched into a few ``bmm`` calls (same sums; per output row the
+    order of the additions may differ from the per-offset loop's, so floats agree to rounding).
+    """
+    if kmap.identity is not None:  # one spare row past the end takes the padded pairs' products
+        out = F.pad(feats @ weight[kmap.identity], (0, 0, 0, 1))
+    else:
+        out = feats.new_zeros(kmap.num_out + 1, weight.shape[2])
+    return apply_groups(feats, weight, kmap.offset_groups(), out)[: kmap.num_out]
 
 
 def _map_and_coords(

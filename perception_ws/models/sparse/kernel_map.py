@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from perception_ws.errors import SparseTensorError
 from perception_ws.models.sparse.hashing import KeyTable, offset_delta, pack_keys, unique_rows
+from perception_ws.models.sparse.offset_groups import OffsetGroup, group_offsets
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,21 @@ class KernelMap:
     out_rows: list[torch.Tensor]
     num_out: int
     identity: int | None = None
+    # built on first use and kept with the map (which the SparseCache keeps for the forward pass)
+    _groups: list[list[OffsetGroup]] = field(default_factory=list, compare=False, repr=False)
+    _transposed: dict[int, KernelMap] = field(default_factory=dict, compare=False, repr=False)
 
     def transposed(self, num_out: int) -> KernelMap:
         """The map read from outputs to inputs (a transposed conv over the same pairs)."""
-        return KernelMap(self.out_rows, self.in_rows, num_out, self.identity)
+        if num_out not in self._transposed:
+            self._transposed[num_out] = KernelMap(self.out_rows, self.in_rows, num_out, self.identity)
+        return self._transposed[num_out]
+
+    def offset_groups(self) -> list[OffsetGroup]:
+        """The offsets batched for ``bmm`` (``offset_groups.py``)."""
+        if not self._groups:
+            self._groups.append(group_offsets(self.in_rows, self.out_rows, self.num_out, self.identity))
+        return self._groups[0]
 
     @property
     def pairs(self) -> int:
