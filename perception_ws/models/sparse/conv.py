@@ -71,8 +71,10 @@ def _map_and_coords(
         return cache.kernel_maps[key], x.coords, x.stride
     if not transposed:
         out_stride = x.stride * stride
+        cache.check_range(x.stride)  # once per stride; what derives from checked coordinates skips the check
         if out_stride not in cache.coords:
-            cache.coords[out_stride] = downsampled_coords(x.coords, x.stride, kernel_size, stride)
+            cache.coords[out_stride] = downsampled_coords(x.coords, x.stride, kernel_size, stride, check=False)
+            cache.checked.add(out_stride)
         key = ("strided", x.stride, kernel_size, stride)
         if key not in cache.kernel_maps:
             tables = (x.key_table, lambda: cache.key_table(out_stride))
@@ -87,6 +89,7 @@ def _map_and_coords(
         raise SparseTensorError(f"a transposed conv needs the coordinates of stride {fine}; none were seen")
     key = ("strided", fine, kernel_size, stride)
     if key not in cache.kernel_maps:
+        cache.check_range(fine)
         tables = (lambda: cache.key_table(fine), x.key_table)
         cache.kernel_maps[key] = strided_map(cache.coords[fine], x.coords, fine, kernel_size, stride, tables)
     fine_coords = cache.coords[fine]

@@ -9,6 +9,8 @@ coordinate is packed twice.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from perception_ws.errors import SparseTensorError
@@ -22,10 +24,13 @@ OFFSET_MARGIN = 1 << 10
 _AXIS_LIMIT = (1 << (AXIS_BITS - 1)) - OFFSET_MARGIN
 
 
-def pack_keys(coords: torch.Tensor) -> torch.Tensor:
-    """(N, 4) int (batch, x, y, z) -> (N,) int64 keys; one key per distinct row, order-free."""
+def pack_keys(coords: torch.Tensor, check: bool = True) -> torch.Tensor:
+    """(N, 4) int (batch, x, y, z) -> (N,) int64 keys; one key per distinct row, order-free.
+
+    ``check=False`` skips the range check (one host sync) for coordinates derived from checked ones.
+    """
     c = coords.to(torch.int64)
-    if c.numel():
+    if check and c.numel():
         xyz, batch = c[:, 1:], c[:, 0]
         # one host sync for the whole check (four int() reads cost four on a GPU); the message reads the rest
         outside = (xyz < -_AXIS_LIMIT) | (xyz >= _AXIS_LIMIT)
@@ -50,6 +55,14 @@ def offset_delta(offset: list[int]) -> int:
     return (dx << (2 * AXIS_BITS)) + (dy << AXIS_BITS) + dz
 
 
+@functools.lru_cache(maxsize=256)
+def device_ints(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``values`` as an int64 tensor on ``device``, copied there once per process (a host-to-device copy of
+    fresh host memory may wait for the GPU); shared between callers, so never change it in place.
+    """
+    return torch.tensor(values, dtype=torch.int64).to(device)
+
+
 class KeyTable:
     """The rows of a coordinate set, found by key: ``lookup(keys)`` gives each key's row or -1."""
 
@@ -70,19 +83,20 @@ class KeyTable:
 
     def shifted_matches_all(self, queries: KeyTable, deltas: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """``shifted_matches`` for every delta in one pass: rows (ours, theirs) of all deltas concatenated in
-        ``deltas`` order, and how many belong to each. One search and two host syncs (the hit count and the
-        per-delta counts) for the whole kernel, where a loop costs one sync and a few launches per offset.
+        ``deltas`` order, and how many belong to each. One search and one host sync (the per-delta counts) for
+        the whole kernel, where a loop costs a sync and a few launches per offset.
         """
         n = queries.sorted_keys.numel()
         if self.sorted_keys.numel() == 0 or n == 0 or not deltas:
             empty = queries.sorted_keys.new_zeros(0)
             return empty, empty, [0] * len(deltas)
-        shift = torch.tensor(deltas, dtype=torch.int64).to(queries.sorted_keys.device, non_blocking=True)
+        shift = device_ints(tuple(deltas), queries.sorted_keys.device)
         shifted = (queries.sorted_keys.unsqueeze(0) + shift.unsqueeze(1)).reshape(-1)  # (K*N,), sorted per delta
         pos = torch.searchsorted(self.sorted_keys, shifted).clamp_(max=self.sorted_keys.numel() - 1)
-        hit = torch.nonzero(self.sorted_keys[pos] == shifted).squeeze(1)  # sync: the number of pairs
-        counts = torch.bincount(torch.div(hit, n, rounding_mode="floor"), minlength=len(deltas)).tolist()  # sync
-        return self.rows[pos[hit]], queries.rows[hit % n], counts
+        hit = self.sorted_keys[pos] == shifted
+        counts = hit.view(len(deltas), n).sum(dim=1).tolist()  # the one host sync: pairs per delta
+        where = torch.nonzero_static(hit, size=sum(counts)).squeeze(1)  # its size is known now: no second sync
+        return self.rows[pos[where]], queries.rows[where % n], counts
 
     def lookup(self, queries: torch.Tensor) -> torch.Tensor:
         if self.sorted_keys.numel() == 0:
@@ -98,9 +112,11 @@ def lookup_reference(table_keys: torch.Tensor, queries: torch.Tensor) -> torch.T
     return torch.tensor([rows.get(int(q), -1) for q in queries.tolist()], dtype=torch.int64)
 
 
-def unique_rows(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct coordinate rows (sorted by key) and, for every input row, the index of its distinct row."""
-    keys = pack_keys(coords)
+def unique_rows(coords: torch.Tensor, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct coordinate rows (sorted by key) and, for every input row, the index of its distinct row
+    (``check``: as ``pack_keys``; ``torch.unique`` itself is a host sync, its output size depends on the data).
+    """
+    keys = pack_keys(coords, check)
     uniq, inverse = torch.unique(keys, return_inverse=True)
     first = torch.full((uniq.numel(),), keys.numel(), dtype=torch.int64, device=keys.device)
     first.scatter_reduce_(0, inverse, torch.arange(keys.numel(), device=keys.device), reduce="amin")

@@ -56,13 +56,17 @@ class KernelMap:
         return sum(int(r.numel()) for r in self.in_rows)
 
 
-def kernel_offsets(kernel_size: int, device: torch.device | None = None) -> torch.Tensor:
-    """(k^3, 3) int64 offsets in units of the tensor stride, the first axis fastest (torchsparse's order)."""
+def _offset_steps(kernel_size: int) -> list[tuple[int, int, int]]:
+    """The offsets as host ints, in units of the tensor stride, the first axis fastest (torchsparse's order)."""
     if kernel_size < 1:
         raise SparseTensorError(f"kernel size must be >= 1; got {kernel_size}")
     axis = range(-(kernel_size // 2), kernel_size // 2 + 1) if kernel_size % 2 else range(kernel_size)
-    rows = [(x, y, z) for z, y, x in itertools.product(axis, axis, axis)]
-    return torch.tensor(rows, dtype=torch.int64, device=device)
+    return [(x, y, z) for z, y, x in itertools.product(axis, axis, axis)]
+
+
+def kernel_offsets(kernel_size: int, device: torch.device | None = None) -> torch.Tensor:
+    """(k^3, 3) int64 offsets in units of the tensor stride, the first axis fastest (torchsparse's order)."""
+    return torch.tensor(_offset_steps(kernel_size), dtype=torch.int64, device=device)
 
 
 #: What returns a coordinate set's key table (a cached one, or one built on the call).
@@ -74,10 +78,10 @@ def _table_of(coords: torch.Tensor) -> TableOf:
 
 
 def _offset_deltas(kernel_size: int, stride: int) -> list[int]:
-    """The key change of every kernel offset at tensor stride ``stride``, in ``kernel_offsets`` order (host ints:
-    building them needs no device sync).
+    """The key change of every kernel offset at tensor stride ``stride``, in ``kernel_offsets`` order (host ints,
+    no tensor: building them touches no device).
     """
-    return [offset_delta(offset) for offset in (kernel_offsets(kernel_size) * stride).tolist()]
+    return [offset_delta([step * stride for step in offset]) for offset in _offset_steps(kernel_size)]
 
 
 def _split(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
@@ -113,34 +117,41 @@ def _window_corner(coords: torch.Tensor, out_stride: int) -> torch.Tensor:
     return corner
 
 
-def downsampled_coords(coords: torch.Tensor, stride: int, kernel_size: int, conv_stride: int) -> torch.Tensor:
-    """Output voxels of a strided conv: the multiples of ``stride * conv_stride`` that some kernel offset reaches."""
+def downsampled_coords(
+    coords: torch.Tensor, stride: int, kernel_size: int, conv_stride: int, check: bool = True
+) -> torch.Tensor:
+    """Output voxels of a strided conv: the multiples of ``stride * conv_stride`` that some kernel offset reaches
+    (``check=False``: ``coords`` passed the range check already, so the derived ones skip it).
+    """
     out_stride = stride * conv_stride
     if kernel_size == conv_stride:  # non-overlapping windows (MinkUNet's k2 s2): each voxel reaches one corner
-        return unique_rows(_window_corner(coords, out_stride))[0].to(torch.int32)
+        return unique_rows(_window_corner(coords, out_stride), check)[0].to(torch.int32)
     c64 = coords.to(torch.int64)
     offsets = kernel_offsets(kernel_size, coords.device) * stride
     moved = c64.unsqueeze(0).repeat(offsets.shape[0], 1, 1)  # (K, N, 4): every voxel moved back by every offset
     moved[:, :, 1:] -= offsets.unsqueeze(1)
     moved = moved.reshape(-1, 4)
     candidates = moved[(torch.remainder(moved[:, 1:], out_stride) == 0).all(dim=1)]
-    out, _ = unique_rows(candidates)
+    out, _ = unique_rows(candidates, check)
     return out.to(torch.int32)
 
 
 def _window_map(
-    coords: torch.Tensor, out_coords: torch.Tensor, stride: int, kernel_size: int, out_table: KeyTable
+    coords: torch.Tensor, out_coords: torch.Tensor, stride: int, kernel_size: int, out_table: KeyTable, check: bool
 ) -> KernelMap:
     """``strided_map`` for kernel = stride: one lookup per voxel (its corner), the offset read off the remainder."""
     corner = _window_corner(coords, stride * kernel_size)
-    out_rows = out_table.lookup(pack_keys(corner))
+    out_rows = out_table.lookup(pack_keys(corner, check))
     step = torch.div(coords[:, 1:].to(torch.int64) - corner[:, 1:], stride, rounding_mode="floor")
+    offsets = kernel_size**3
     offset_index = step[:, 0] + kernel_size * step[:, 1] + kernel_size**2 * step[:, 2]  # kernel_offsets' order
-    found = out_rows >= 0
-    order = torch.argsort(offset_index[found], stable=True)
-    in_sorted = torch.nonzero(found).squeeze(1)[order]
-    counts = torch.bincount(offset_index[found], minlength=kernel_size**3).tolist()
-    in_rows = list(torch.split(in_sorted, counts))
+    # voxels without an output sort after every offset: one stable sort groups the pairs by offset, rows ascending
+    offset_index = torch.where(out_rows >= 0, offset_index, offsets)
+    per_offset = torch.zeros(offsets + 1, dtype=torch.int64, device=coords.device)
+    per_offset.scatter_add_(0, offset_index, torch.ones_like(offset_index))
+    counts: list[int] = per_offset[:offsets].tolist()  # the one host sync
+    in_sorted = torch.argsort(offset_index, stable=True)[: sum(counts)]
+    in_rows = _split(in_sorted, counts)
     return KernelMap(in_rows, [out_rows[r] for r in in_rows], out_coords.shape[0])
 
 
@@ -153,11 +164,12 @@ def strided_map(
     tables: tuple[TableOf, TableOf] | None = None,
 ) -> KernelMap:
     """Pairs of a strided conv (``conv_stride``) from ``coords`` (tensor stride ``stride``) to ``out_coords``;
-    ``tables``: where given, what returns the keys of ``coords`` and of ``out_coords`` (called only if needed).
+    ``tables``: where given, what returns the keys of ``coords`` and of ``out_coords`` (called only if needed),
+    from a caller that has range-checked ``coords`` (so keys derived from them skip the check).
     """
     in_table, out_table = tables if tables is not None else (_table_of(coords), _table_of(out_coords))
     if conv_stride == kernel_size:
-        return _window_map(coords, out_coords, stride, kernel_size, out_table())
+        return _window_map(coords, out_coords, stride, kernel_size, out_table(), check=tables is None)
     found, at, counts = in_table().shifted_matches_all(out_table(), _offset_deltas(kernel_size, stride))
     return KernelMap(_split(found, counts), _split(at, counts), out_coords.shape[0])
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from perception_ws.models.sparse.hashing import device_ints
+
 #: A group's smallest pair count is at least this share of its largest (bounds the padding).
 MIN_FILL = 0.5
 
@@ -47,7 +49,7 @@ def group_offsets(
         pad_in = [torch.nn.functional.pad(in_rows[k], (0, length - counts[k]), value=0) for k in members]
         pad_out = [torch.nn.functional.pad(out_rows[k], (0, length - counts[k]), value=num_out) for k in members]
         device = in_rows[members[0]].device
-        result.append(OffsetGroup(torch.tensor(members, device=device), torch.stack(pad_in), torch.stack(pad_out)))
+        result.append(OffsetGroup(device_ints(tuple(members), device), torch.stack(pad_in), torch.stack(pad_out)))
     return result
 
 

@@ -26,13 +26,23 @@ class SparseCache:
     point_rows: dict[int, torch.Tensor] = field(default_factory=dict)
     #: (stride) -> the sorted keys of ``coords[stride]``: built once, shared by kernel maps and point-voxel ops.
     tables: dict[int, KeyTable] = field(default_factory=dict)
+    #: strides whose coordinates passed ``pack_keys``' range check, or derive from ones that did: keys of these
+    #: skip the check (a host sync on a GPU each)
+    checked: set[int] = field(default_factory=set)
 
     def key_table(self, stride: int) -> KeyTable:
         """The hash table of ``coords[stride]``, built on first use."""
         table = self.tables.get(stride)
         if table is None:
-            table = self.tables[stride] = KeyTable(pack_keys(self.coords[stride]))
+            table = self.tables[stride] = KeyTable(pack_keys(self.coords[stride], check=stride not in self.checked))
+            self.checked.add(stride)
         return table
+
+    def check_range(self, stride: int) -> None:
+        """Raise ``SparseTensorError`` if ``coords[stride]`` lie outside the keys' fields (once per stride)."""
+        if stride not in self.checked:
+            pack_keys(self.coords[stride])
+            self.checked.add(stride)
 
 
 def _check_coords(coords: torch.Tensor, rows: int, what: str) -> None:
