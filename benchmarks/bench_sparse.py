@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_sparse.py                       # 2 CPU threads, ours vs spconv
     .venv/bin/python benchmarks/bench_sparse.py --threads 1           # one thread (a shared machine: see below)
     python3 benchmarks/bench_sparse.py --device cuda                  # our engine on a GPU (spconv's wheel is CPU)
+    python3 benchmarks/bench_sparse.py --device cuda --per-offset     # the GPU without the grouped bmm convs
 
 Named baseline: spconv 2.3.8 (the ``sparse`` extra, CPU build) in the same run, with the same weights and
 the same output voxels (``interop.SpconvConv3d``; the networks are the same ``PointVoxelUNet`` with every
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 from perception_ws.models.sparse import Conv3d, SparseCache, SparseTensor, initial_voxelize
+from perception_ws.models.sparse import conv as conv_module
 from perception_ws.models.sparse.interop import rows_of
 from perception_ws.models.spvnas import PointVoxelUNet, build_minkunet, build_spvcnn, make_points
 from perception_ws.models.spvnas.complexity import sparse_model_complexity
@@ -222,9 +224,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--skip-spconv", action="store_true")
     parser.add_argument("--skip-networks", action="store_true")
+    parser.add_argument(
+        "--per-offset", action="store_true", help="one matmul per kernel offset on every device (a GPU groups them)"
+    )
     parser.add_argument("--memory-pass", action="store_true", help=argparse.SUPPRESS)  # the child of the peaks
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.per_offset:
+        conv_module.GROUPED_DEVICES = set()
     device = torch.device(args.device)
     scan, points_of = _scan(args.data, device)
     voxels = initial_voxelize(points_of(args.voxel_size))  # type: ignore[arg-type]

@@ -21,11 +21,12 @@ from perception_ws.models.sparse import (
     sparse_conv3d,
     voxel_to_point,
 )
-from perception_ws.models.sparse.hashing import KeyTable, lookup_reference, pack_keys
+from perception_ws.models.sparse.hashing import KeyTable, lookup_reference, offset_delta, pack_keys
 from perception_ws.models.sparse.interop import rows_of, spconv_conv
 from perception_ws.models.sparse.kernel_map import (
     downsampled_coords,
     kernel_map_reference,
+    kernel_offsets,
     strided_map,
     submanifold_map,
 )
@@ -72,6 +73,23 @@ def test_keys_are_distinct_and_lookup_matches_a_dict() -> None:
 def test_coordinates_out_of_range_are_one_clear_error() -> None:
     with pytest.raises(SparseTensorError, match="voxel coordinates must lie in"):
         pack_keys(torch.tensor([[0, 40000, 0, 0]]))
+    with pytest.raises(SparseTensorError, match="batch indices must lie in"):
+        pack_keys(torch.tensor([[0, 1, 2, 3], [-1, 0, 0, 0]]))
+
+
+def test_all_offsets_at_once_match_one_lookup_per_offset() -> None:
+    """The kernel maps' one-pass search gives, offset by offset, the pairs of the plain per-offset search."""
+    table = KeyTable(pack_keys(_random_tensor(300, 1, extent=5).coords))
+    queries = KeyTable(pack_keys(_random_tensor(200, 1, extent=5, seed=2).coords))
+    deltas = [offset_delta(o) for o in (kernel_offsets(3) * 2).tolist()]
+    found, at, counts = table.shifted_matches_all(queries, deltas)
+    assert sum(counts) == found.numel() == at.numel() > 0
+    for delta, f, a in zip(deltas, found.split(counts), at.split(counts), strict=True):
+        expected_found, expected_at = table.shifted_matches(queries, delta)
+        assert torch.equal(f, expected_found)
+        assert torch.equal(a, expected_at)
+    empty = KeyTable(pack_keys(torch.zeros(0, 4, dtype=torch.int32)))
+    assert empty.shifted_matches_all(queries, deltas)[2] == [0] * len(deltas)
 
 
 @pytest.mark.parametrize("tensor_stride", [1, 2])

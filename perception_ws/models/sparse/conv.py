@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F  # noqa: N812 - torch's own alias
 from torch import nn
 
 from perception_ws.errors import SparseTensorError
@@ -18,11 +19,24 @@ from perception_ws.models.sparse.kernel_map import (
     strided_map,
     submanifold_map,
 )
+from perception_ws.models.sparse.offset_groups import apply_groups
 from perception_ws.models.sparse.tensor import SparseTensor
+
+#: Devices whose convs batch the offsets into a few ``bmm`` calls (``offset_groups.py``): a GPU, where each launch
+#: costs more than its arithmetic. A CPU keeps one matmul per offset, measured faster there (each offset's
+#: gather, product and scatter stay in cache; docs/models.md, "Speed").
+GROUPED_DEVICES: set[str] = {"cuda"}
 
 
 def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
     """``out[o] = sum over offsets k and pairs (i, o) of feats[i] @ weight[k]``: (N_in, C_in) -> (N_out, C_out)."""
+    if feats.device.type in GROUPED_DEVICES:
+        return apply_grouped(feats, weight, kmap)
+    return apply_per_offset(feats, weight, kmap)
+
+
+def apply_per_offset(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """``apply_kernel_map`` one offset at a time: gather, matmul, scatter-add (also the grouped path's reference)."""
     # the identity offset maps every row onto itself: a plain matmul, no gather, no scatter
     identity = kmap.identity
     out = feats @ weight[identity] if identity is not None else feats.new_zeros(kmap.num_out, weight.shape[2])
@@ -31,6 +45,17 @@ def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap)
             # in place is autograd-safe here: index_add_'s backward needs neither ``out`` nor its old value
             out.index_add_(0, rows_out, feats.index_select(0, rows_in) @ weight[k])
     return out
+
+
+def apply_grouped(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """``apply_kernel_map`` with the offsets batched into a few ``bmm`` calls (same sums; per output row the
+    order of the additions may differ from the per-offset loop's, so floats agree to rounding).
+    """
+    if kmap.identity is not None:  # one spare row past the end takes the padded pairs' products
+        out = F.pad(feats @ weight[kmap.identity], (0, 0, 0, 1))
+    else:
+        out = feats.new_zeros(kmap.num_out + 1, weight.shape[2])
+    return apply_groups(feats, weight, kmap.offset_groups(), out)[: kmap.num_out]
 
 
 def _map_and_coords(
@@ -42,15 +67,20 @@ def _map_and_coords(
     if stride == 1 and not transposed:
         key = ("submanifold", x.stride, kernel_size)
         if key not in cache.kernel_maps:
-            cache.kernel_maps[key] = submanifold_map(x.coords, x.stride, kernel_size)
+            cache.kernel_maps[key] = submanifold_map(x.coords, x.stride, kernel_size, x.key_table())
         return cache.kernel_maps[key], x.coords, x.stride
     if not transposed:
         out_stride = x.stride * stride
+        cache.check_range(x.stride)  # once per stride; what derives from checked coordinates skips the check
         if out_stride not in cache.coords:
-            cache.coords[out_stride] = downsampled_coords(x.coords, x.stride, kernel_size, stride)
+            cache.coords[out_stride] = downsampled_coords(x.coords, x.stride, kernel_size, stride, check=False)
+            cache.checked.add(out_stride)
         key = ("strided", x.stride, kernel_size, stride)
         if key not in cache.kernel_maps:
-            cache.kernel_maps[key] = strided_map(x.coords, cache.coords[out_stride], x.stride, kernel_size, stride)
+            tables = (x.key_table, lambda: cache.key_table(out_stride))
+            cache.kernel_maps[key] = strided_map(
+                x.coords, cache.coords[out_stride], x.stride, kernel_size, stride, tables
+            )
         return cache.kernel_maps[key], cache.coords[out_stride], out_stride
     if x.stride % stride:
         raise SparseTensorError(f"a transposed conv of stride {stride} cannot leave tensor stride {x.stride}")
@@ -59,7 +89,9 @@ def _map_and_coords(
         raise SparseTensorError(f"a transposed conv needs the coordinates of stride {fine}; none were seen")
     key = ("strided", fine, kernel_size, stride)
     if key not in cache.kernel_maps:
-        cache.kernel_maps[key] = strided_map(cache.coords[fine], x.coords, fine, kernel_size, stride)
+        cache.check_range(fine)
+        tables = (lambda: cache.key_table(fine), x.key_table)
+        cache.kernel_maps[key] = strided_map(cache.coords[fine], x.coords, fine, kernel_size, stride, tables)
     fine_coords = cache.coords[fine]
     return cache.kernel_maps[key].transposed(fine_coords.shape[0]), fine_coords, fine
 

@@ -9,6 +9,8 @@ coordinate is packed twice.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from perception_ws.errors import SparseTensorError
@@ -22,18 +24,23 @@ OFFSET_MARGIN = 1 << 10
 _AXIS_LIMIT = (1 << (AXIS_BITS - 1)) - OFFSET_MARGIN
 
 
-def pack_keys(coords: torch.Tensor) -> torch.Tensor:
-    """(N, 4) int (batch, x, y, z) -> (N,) int64 keys; one key per distinct row, order-free."""
+def pack_keys(coords: torch.Tensor, check: bool = True) -> torch.Tensor:
+    """(N, 4) int (batch, x, y, z) -> (N,) int64 keys; one key per distinct row, order-free.
+
+    ``check=False`` skips the range check (one host sync) for coordinates derived from checked ones.
+    """
     c = coords.to(torch.int64)
-    if c.numel():
-        xyz = c[:, 1:]
-        if int(xyz.min()) < -_AXIS_LIMIT or int(xyz.max()) >= _AXIS_LIMIT:
-            raise SparseTensorError(
-                f"voxel coordinates must lie in [{-_AXIS_LIMIT}, {_AXIS_LIMIT}); got {int(xyz.min())}..{int(xyz.max())}"
-                " (use a larger voxel size)"
-            )
-        if int(c[:, 0].min()) < 0 or int(c[:, 0].max()) >= 1 << BATCH_BITS:
-            raise SparseTensorError(f"batch indices must lie in [0, {1 << BATCH_BITS}); got {int(c[:, 0].max())}")
+    if check and c.numel():
+        xyz, batch = c[:, 1:], c[:, 0]
+        # one host sync for the whole check (four int() reads cost four on a GPU); the message reads the rest
+        outside = (xyz < -_AXIS_LIMIT) | (xyz >= _AXIS_LIMIT)
+        if bool(outside.any() | (batch < 0).any() | (batch >= 1 << BATCH_BITS).any()):
+            if bool(outside.any()):
+                raise SparseTensorError(
+                    f"voxel coordinates must lie in [{-_AXIS_LIMIT}, {_AXIS_LIMIT});"
+                    f" got {int(xyz.min())}..{int(xyz.max())} (use a larger voxel size)"
+                )
+            raise SparseTensorError(f"batch indices must lie in [0, {1 << BATCH_BITS}); got {int(batch.max())}")
     key = c[:, 0]
     for axis in (1, 2, 3):
         key = (key << AXIS_BITS) | (c[:, axis] + _AXIS_OFFSET)
@@ -46,6 +53,14 @@ def offset_delta(offset: list[int]) -> int:
         raise SparseTensorError(f"kernel offsets must stay within {OFFSET_MARGIN} voxels; got {offset}")
     dx, dy, dz = offset
     return (dx << (2 * AXIS_BITS)) + (dy << AXIS_BITS) + dz
+
+
+@functools.lru_cache(maxsize=256)
+def device_ints(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``values`` as an int64 tensor on ``device``, copied there once per process (a host-to-device copy of
+    fresh host memory may wait for the GPU); shared between callers, so never change it in place.
+    """
+    return torch.tensor(values, dtype=torch.int64).to(device)
 
 
 class KeyTable:
@@ -66,6 +81,23 @@ class KeyTable:
         hit = self.sorted_keys[pos] == shifted
         return self.rows[pos[hit]], queries.rows[hit]
 
+    def shifted_matches_all(self, queries: KeyTable, deltas: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """``shifted_matches`` for every delta in one pass: rows (ours, theirs) of all deltas concatenated in
+        ``deltas`` order, and how many belong to each. One search and one host sync (the per-delta counts) for
+        the whole kernel, where a loop costs a sync and a few launches per offset.
+        """
+        n = queries.sorted_keys.numel()
+        if self.sorted_keys.numel() == 0 or n == 0 or not deltas:
+            empty = queries.sorted_keys.new_zeros(0)
+            return empty, empty, [0] * len(deltas)
+        shift = device_ints(tuple(deltas), queries.sorted_keys.device)
+        shifted = (queries.sorted_keys.unsqueeze(0) + shift.unsqueeze(1)).reshape(-1)  # (K*N,), sorted per delta
+        pos = torch.searchsorted(self.sorted_keys, shifted).clamp_(max=self.sorted_keys.numel() - 1)
+        hit = self.sorted_keys[pos] == shifted
+        counts = hit.view(len(deltas), n).sum(dim=1).tolist()  # the one host sync: pairs per delta
+        where = torch.nonzero_static(hit, size=sum(counts)).squeeze(1)  # its size is known now: no second sync
+        return self.rows[pos[where]], queries.rows[where % n], counts
+
     def lookup(self, queries: torch.Tensor) -> torch.Tensor:
         if self.sorted_keys.numel() == 0:
             return torch.full_like(queries, -1)
@@ -80,9 +112,11 @@ def lookup_reference(table_keys: torch.Tensor, queries: torch.Tensor) -> torch.T
     return torch.tensor([rows.get(int(q), -1) for q in queries.tolist()], dtype=torch.int64)
 
 
-def unique_rows(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct coordinate rows (sorted by key) and, for every input row, the index of its distinct row."""
-    keys = pack_keys(coords)
+def unique_rows(coords: torch.Tensor, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct coordinate rows (sorted by key) and, for every input row, the index of its distinct row
+    (``check``: as ``pack_keys``; ``torch.unique`` itself is a host sync, its output size depends on the data).
+    """
+    keys = pack_keys(coords, check)
     uniq, inverse = torch.unique(keys, return_inverse=True)
     first = torch.full((uniq.numel(),), keys.numel(), dtype=torch.int64, device=keys.device)
     first.scatter_reduce_(0, inverse, torch.arange(keys.numel(), device=keys.device), reduce="amin")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from perception_ws.errors import SparseTensorError
+from perception_ws.models.sparse.hashing import KeyTable, pack_keys
 
 
 @dataclass
@@ -23,6 +24,25 @@ class SparseCache:
     kernel_maps: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     #: (stride) -> for every point, the row of its voxel at that stride (-1: none); filled by point_voxel.
     point_rows: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: (stride) -> the sorted keys of ``coords[stride]``: built once, shared by kernel maps and point-voxel ops.
+    tables: dict[int, KeyTable] = field(default_factory=dict)
+    #: strides whose coordinates passed ``pack_keys``' range check, or derive from ones that did: keys of these
+    #: skip the check (a host sync on a GPU each)
+    checked: set[int] = field(default_factory=set)
+
+    def key_table(self, stride: int) -> KeyTable:
+        """The hash table of ``coords[stride]``, built on first use."""
+        table = self.tables.get(stride)
+        if table is None:
+            table = self.tables[stride] = KeyTable(pack_keys(self.coords[stride], check=stride not in self.checked))
+            self.checked.add(stride)
+        return table
+
+    def check_range(self, stride: int) -> None:
+        """Raise ``SparseTensorError`` if ``coords[stride]`` lie outside the keys' fields (once per stride)."""
+        if stride not in self.checked:
+            pack_keys(self.coords[stride])
+            self.checked.add(stride)
 
 
 def _check_coords(coords: torch.Tensor, rows: int, what: str) -> None:
@@ -69,6 +89,12 @@ class SparseTensor(TorchsparseNames):
     @property
     def s(self) -> int:  # torchsparse's name for the stride
         return self.stride
+
+    def key_table(self) -> KeyTable:
+        """The hash table of these voxels: the cache's when they are the cache's voxels at this stride."""
+        if self.cache.coords.get(self.stride) is not self.coords:  # other voxels than the cached ones: not shared
+            return KeyTable(pack_keys(self.coords))
+        return self.cache.key_table(self.stride)
 
     def with_feats(self, feats: torch.Tensor) -> SparseTensor:
         """The same voxels (and cache) with other features (e.g. after a norm or an activation)."""
