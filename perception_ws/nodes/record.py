@@ -233,6 +233,24 @@ def bag_destination(out: Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+#: on stop, messages the middleware has already received (and acknowledged to their publishers) are still taken
+#: into the recording until none has come for DRAIN_QUIET_S, for at most DRAIN_LIMIT_S.
+DRAIN_QUIET_S, DRAIN_LIMIT_S = 0.3, 3.0
+
+
+def _drain(executor: Any, recorder: Recorder) -> None:
+    """Write what the middleware already holds before stopping: a reliable publisher counts a message as
+    delivered once the recorder's DDS reader has it, before any callback ran, so stopping at once would lose it.
+    """
+    end = time.monotonic() + DRAIN_LIMIT_S
+    seen, quiet_since = sum(recorder.counts.values()), time.monotonic()
+    while time.monotonic() < end and time.monotonic() - quiet_since < DRAIN_QUIET_S:
+        executor.spin_once(timeout_sec=0.05)
+        total = sum(recorder.counts.values())
+        if total != seen:
+            seen, quiet_since = total, time.monotonic()
+
+
 def record(
     out: str | Path,
     topics: Sequence[str] = (),
@@ -264,6 +282,7 @@ def record(
                     executor.spin_once(timeout_sec=0.1)
                     if isinstance(bag, McapRecording):  # a rare topic's messages still reach the file soon
                         bag.poll()
+                _drain(executor, recorder)
                 node.destroy_node()
             finally:
                 rclpy.try_shutdown()
