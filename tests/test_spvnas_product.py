@@ -15,6 +15,8 @@ from perception_ws.config import ConfigError, PipelineConfig
 from perception_ws.errors import WeightsError
 from perception_ws.evaluation import evaluate, prepare_frame
 from perception_ws.io import load
+from perception_ws.models.point_segmenter import PointSegmenter
+from perception_ws.models.sparse import Conv3d
 from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
 from perception_ws.models.weights import load_any_weights, save_weights
 from perception_ws.pipeline import Pipeline
@@ -108,6 +110,28 @@ def test_the_pipeline_runs_spvnas_on_every_point_of_a_semantickitti_scan(superne
     with torch.no_grad():
         direct = model.forward_points(torch.from_numpy(xyz), torch.from_numpy(feats)).argmax(1).numpy()
     assert np.array_equal(result.labels[100:], direct)
+
+
+@pytest.mark.real_data
+def test_segmenter_precision_bf16_runs_the_point_model_under_autocast(supernet: Path, semantic_scan: Scan) -> None:
+    fp32 = Pipeline(_node_config(supernet)).process(semantic_scan.points, stamp_s=0.0).labels
+    pipeline = Pipeline(_node_config(supernet).replace(**{"segmenter.precision": "bf16"}))
+    segmenter = pipeline.segmenter
+    assert isinstance(segmenter, PointSegmenter)
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():  # then it runs fp32 and says so (as the range models)
+        assert "asked for bf16" in segmenter.summary
+        return
+    assert ", bf16," in segmenter.summary
+    dtypes: list[torch.dtype] = []  # what the sparse convolutions computed in
+    for module in segmenter.network.modules():
+        if isinstance(module, Conv3d):
+            module.register_forward_hook(lambda _m, _i, out: dtypes.append(out.feats.dtype))
+    bf16 = pipeline.process(semantic_scan.points, stamp_s=0.0).labels
+    assert dtypes
+    assert set(dtypes) == {torch.bfloat16}
+    assert not np.array_equal(bf16, np.zeros_like(bf16))
+    # bf16 matmuls move a few logits across a decision boundary, no more (the hashing and maps stay exact)
+    assert np.mean(bf16 == fp32) > 0.98
 
 
 @pytest.mark.real_data

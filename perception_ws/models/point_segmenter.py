@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from perception_ws.cloud import as_structured, finite_mask, xyz_array
-from perception_ws.config.perception import PipelineConfig, SegmenterConfig
+from perception_ws.config.perception import PipelineConfig, Precision, SegmenterConfig
 from perception_ws.errors import WeightsError
 from perception_ws.labels import ClassSet
+from perception_ws.models.network_segmenter import effective_precision
 from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
 from perception_ws.models.weights import check_weights_model, load_point_weights
 
@@ -27,7 +28,14 @@ class PointSegmenter:
     #: the pipeline hands this segmenter the cloud itself (see Pipeline._classes)
     reads: Literal["points"] = "points"
 
-    def __init__(self, network: PointVoxelSegmenter, device: str, class_set: ClassSet, threads: int = 0) -> None:
+    def __init__(
+        self,
+        network: PointVoxelSegmenter,
+        device: str,
+        class_set: ClassSet,
+        threads: int = 0,
+        precision: Precision = "fp32",
+    ) -> None:
         if network.num_classes != len(class_set):
             raise WeightsError(
                 f"the {network.name} network predicts {network.num_classes} classes but class_set {class_set.name} "
@@ -39,7 +47,11 @@ class PointSegmenter:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
-        self.summary = f"{network.name} on {device}, voxels {network.voxel_size:g} m"
+        #: bf16 / fp16: the sparse convs' matmuls run under autocast (the gathers, scatters and hashing stay exact)
+        self.precision = effective_precision(precision, self.device)
+        self.summary = f"{network.name} on {device}, {self.precision}, voxels {network.voxel_size:g} m" + (
+            f" (asked for {precision}: not supported natively here)" if self.precision != precision else ""
+        )
         #: milliseconds of the last call's network run (the pipeline reports it beside its own stages)
         self.stage_ms: dict[str, float] = {}
 
@@ -59,9 +71,10 @@ class PointSegmenter:
             return np.zeros(0, dtype=np.int64)
         points = torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32)).to(self.device)
         feats = torch.cat([points, torch.from_numpy(intensity.astype(np.float32)).to(self.device)[:, None]], 1)
-        with torch.inference_mode():
+        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=low or torch.float32, enabled=bool(low)):
             start = time.perf_counter()
-            classes = self.network.forward_points(points, feats).argmax(dim=1)
+            classes = self.network.forward_points(points, feats).float().argmax(dim=1)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.stage_ms = {"network": (time.perf_counter() - start) * 1e3}
@@ -69,8 +82,8 @@ class PointSegmenter:
 
 
 def point_segmenter(network: PointVoxelSegmenter, settings: SegmenterConfig, class_set: ClassSet) -> PointSegmenter:
-    """The point segmenter the ``segmenter.*`` settings describe (device, threads), running ``network``."""
-    return PointSegmenter(network, settings.device, class_set, threads=settings.threads)
+    """The point segmenter the ``segmenter.*`` settings describe (device, threads, precision), running ``network``."""
+    return PointSegmenter(network, settings.device, class_set, threads=settings.threads, precision=settings.precision)
 
 
 def load_point_network(config: PipelineConfig) -> PointVoxelSegmenter:
