@@ -58,7 +58,7 @@ class NetworkSegmenter:
         if threads > 0:  # process-wide: torch has one intra-op pool
             torch.set_num_threads(threads)
         self.precision = effective_precision(precision, self.device)
-        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        self.dtype = PRECISION_DTYPES[self.precision]
         self.network = prepare_for_inference(network, device=self.device, dtype=self.dtype)
         _set_crf_iterations(self.network, crf_iterations)
         # on a GPU, torch.compile's 'reduce-overhead' also replays the network as CUDA graphs (launch-bound here)
@@ -153,6 +153,10 @@ def network_segmenter(network: nn.Module, settings: SegmenterConfig, class_set: 
         precision=settings.precision,
         crf_iterations=settings.crf_iterations,
     )
+
+
+#: the torch dtype of each ``segmenter.precision``.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def effective_precision(precision: Precision, device: torch.device) -> Precision:

@@ -7,7 +7,6 @@ loads the weights ``segmenter.weights`` names and refuses, in one line, a file o
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 import numpy as np
@@ -17,9 +16,10 @@ from perception_ws.cloud import as_structured, finite_mask, xyz_array
 from perception_ws.config.perception import PipelineConfig, Precision, SegmenterConfig
 from perception_ws.errors import WeightsError
 from perception_ws.labels import ClassSet
-from perception_ws.models.network_segmenter import effective_precision
+from perception_ws.models.network_segmenter import PRECISION_DTYPES, effective_precision
 from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
 from perception_ws.models.weights import check_weights_model, load_point_weights
+from perception_ws.torch_device import device_clock
 
 
 class PointSegmenter:
@@ -71,13 +71,11 @@ class PointSegmenter:
             return np.zeros(0, dtype=np.int64)
         points = torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32)).to(self.device)
         feats = torch.cat([points, torch.from_numpy(intensity.astype(np.float32)).to(self.device)[:, None]], 1)
-        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=low or torch.float32, enabled=bool(low)):
-            start = time.perf_counter()
+        dtype = PRECISION_DTYPES[self.precision]
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype, enabled=dtype != torch.float32):
+            start = device_clock(self.device)
             classes = self.network.forward_points(points, feats).float().argmax(dim=1)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.stage_ms = {"network": (time.perf_counter() - start) * 1e3}
+            self.stage_ms = {"network": (device_clock(self.device) - start) * 1e3}
         return classes.cpu().numpy().astype(np.int64)
 
 
