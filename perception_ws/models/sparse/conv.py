@@ -55,7 +55,7 @@ def apply_grouped(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) ->
         out = F.pad(feats @ weight[kmap.identity], (0, 0, 0, 1))
     else:
         out = feats.new_zeros(kmap.num_out + 1, weight.shape[2])
-    return apply_groups(feats, weight, kmap.offset_groups(), out)[: kmap.num_out]
+    return apply_groups(feats, weight, kmap.offset_groups, out)[: kmap.num_out]
 
 
 def _map_and_coords(

@@ -14,6 +14,7 @@ axis fastest. Submanifold (stride 1): outputs at the input voxels, ``out[p] += i
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,6 @@ class KernelMap:
     num_out: int
     identity: int | None = None
     # built on first use and kept with the map (which the SparseCache keeps for the forward pass)
-    _groups: list[list[OffsetGroup]] = field(default_factory=list, compare=False, repr=False)
     _transposed: dict[int, KernelMap] = field(default_factory=dict, compare=False, repr=False)
 
     def transposed(self, num_out: int) -> KernelMap:
@@ -45,11 +45,10 @@ class KernelMap:
             self._transposed[num_out] = KernelMap(self.out_rows, self.in_rows, num_out, self.identity)
         return self._transposed[num_out]
 
+    @functools.cached_property
     def offset_groups(self) -> list[OffsetGroup]:
-        """The offsets batched for ``bmm`` (``offset_groups.py``)."""
-        if not self._groups:
-            self._groups.append(group_offsets(self.in_rows, self.out_rows, self.num_out, self.identity))
-        return self._groups[0]
+        """The offsets batched for ``bmm`` (``offset_groups.py``), built on first use and kept with the map."""
+        return group_offsets(self.in_rows, self.out_rows, self.num_out, self.identity)
 
     @property
     def pairs(self) -> int:
