@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_sparse.py --threads 1           # one thread (a shared machine: see below)
     python3 benchmarks/bench_sparse.py --device cuda                  # our engine on a GPU (spconv's wheel is CPU)
     python3 benchmarks/bench_sparse.py --device cuda --per-offset     # the GPU without the grouped bmm convs
+    python3 benchmarks/bench_sparse.py --device cuda --weights subnet.pt --precision fp32 bf16   # a searched SPVNAS
 
 Named baseline: spconv 2.3.8 (the ``sparse`` extra, CPU build) in the same run, with the same weights and
 the same output voxels (``interop.SpconvConv3d``; the networks are the same ``PointVoxelUNet`` with every
@@ -13,14 +14,17 @@ KITTI .bin), features x y z remission, voxelised at ``--voxel-size`` m. Batch 1,
 
 ``cold``: a fresh cache each call, so the kernel maps (ours) or index pairs (spconv) are built inside the
 timed call, as in the first layer of each kind in a forward pass; ``warm``: maps cached, the conv alone.
-Networks are always cold (a new scan each forward). Times: median (and min) over ``--repeats`` after
-``--warmup``. ``peak MB``: the largest rise in resident memory during a row (CPU: /proc VmHWM, reset per
-row, measured in a second pass of this script in a child process with MALLOC_MMAP_THRESHOLD_=65536 so
-that freed tensors leave at once; the timings come from the first pass, with the ordinary allocator) or
-of allocated GPU memory. spconv always runs on one torch thread (its CPU kernels race on more: see
-``perception_ws/models/sparse/interop.py``), so ``--threads`` sets ours only. On a machine shared with other
-jobs, 2 threads can be much slower than 1 (a
-descheduled OpenMP thread stalls every parallel op): run both and read the medians.
+Networks are always cold (a new scan each forward). ``--weights`` adds rows for trained point networks (a
+searched SPVNAS sub-network from ``perception search``, or any SPVCNN / SPVNAS weights), run as the node runs
+them (``forward_points`` on the scan, at the weights' own voxel size), ours only; ``--precision`` runs every
+network row under that autocast (bf16 / fp16: the convs' matmuls; gathers and hashing stay exact).
+Times: median (and min) over ``--repeats`` after ``--warmup``. ``peak MB``: the largest rise in resident memory during
+a row (CPU: /proc VmHWM, reset per row, measured in a second pass of this script in a child process with
+MALLOC_MMAP_THRESHOLD_=65536 so that freed tensors leave at once; the timings come from the first pass, with the
+ordinary allocator) or of allocated GPU memory. spconv always runs on one torch thread (its CPU kernels race on more:
+see ``perception_ws/models/sparse/interop.py``), so ``--threads`` sets ours only. On a machine shared with other jobs,
+2 threads can be much slower than 1 (a descheduled OpenMP thread stalls every parallel op): run both and read the
+medians.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ from perception_ws.models.spvnas import PointVoxelUNet, build_minkunet, build_sp
 from perception_ws.models.spvnas.complexity import sparse_model_complexity
 from perception_ws.models.spvnas.kit import spconv_kit
 from perception_ws.models.spvnas.network import scaled_widths
+from perception_ws.models.spvnas.point_model import PointVoxelSegmenter
+from perception_ws.models.weights import load_point_weights
+
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 DEFAULT_SCAN = Path(
     os.environ.get("PERCEPTION_REAL_DATA", Path(__file__).resolve().parents[1].parent / "shared/data/real")
@@ -179,26 +187,61 @@ def _network_rows(
     args: argparse.Namespace, points_of: Callable[[float], object], device: torch.device
 ) -> list[list[str]]:
     rows = []
-    for ratio in args.width_ratio:
-        for label, builder in (("SPVCNN", build_spvcnn), ("MinkUNet", build_minkunet)):
-            torch.manual_seed(0)
-            ours = builder(20, width_ratio=ratio).to(device).eval()
-            cost = sparse_model_complexity(ours, points_of(args.voxel_size))  # type: ignore[arg-type]
-            models: list[tuple[str, torch.nn.Module]] = [("ours", ours)]
-            if device.type == "cpu" and not args.skip_spconv:
-                ref = PointVoxelUNet(spconv_kit(), 4, 20, scaled_widths(ratio), point_branch=label == "SPVCNN").eval()
-                ref.load_state_dict(ours.state_dict())
-                models.append(("spconv", ref))
-            for engine, model in models:
-                with torch.no_grad():
-                    median, best, peak = _time(
-                        lambda m=model: m(points_of(args.voxel_size)), device, args.warmup, args.repeats
-                    )
+    for precision in args.precision:
+        for ratio in args.width_ratio:
+            for label, builder in (("SPVCNN", build_spvcnn), ("MinkUNet", build_minkunet)):
+                torch.manual_seed(0)
+                ours = builder(20, width_ratio=ratio).to(device).eval()
+                cost = sparse_model_complexity(ours, points_of(args.voxel_size))  # type: ignore[arg-type]
+                models: list[tuple[str, torch.nn.Module]] = [("ours", ours)]
+                if device.type == "cpu" and not args.skip_spconv and precision == "fp32":
+                    widths = scaled_widths(ratio)
+                    ref = PointVoxelUNet(spconv_kit(), 4, 20, widths, point_branch=label == "SPVCNN").eval()
+                    ref.load_state_dict(ours.state_dict())
+                    models.append(("spconv", ref))
                 info = f"{cost.macs / 1e9:.1f} GMACs, {cost.params / 1e6:.2f} M params"
-                rows.append(
-                    [f"{label} x{ratio}", engine, "cold", "-", f"{median:.0f}", f"{best:.0f}", f"{peak:.0f}", info]
-                )
+                for engine, model in models:
+
+                    def forward(m: torch.nn.Module = model) -> object:
+                        return m(points_of(args.voxel_size))
+
+                    median, best, peak = _time_network(forward, device, precision, args)
+                    name = f"{label} x{ratio}" + ("" if precision == "fp32" else f" {precision}")
+                    rows.append([name, engine, "cold", "-", f"{median:.0f}", f"{best:.0f}", f"{peak:.0f}", info])
+        rows += _weights_rows(args, device, precision)
     return rows
+
+
+def _weights_rows(args: argparse.Namespace, device: torch.device, precision: str) -> list[list[str]]:
+    """Rows for ``--weights`` files: each network as the node runs it on the scan (its own voxel size)."""
+    scan = np.fromfile(args.data, dtype=np.float32).reshape(-1, 4)
+    xyz, feats = torch.from_numpy(scan[:, :3]).to(device), torch.from_numpy(scan).to(device)
+    rows = []
+    for path in args.weights:
+        network = load_point_weights(path, device=str(device))
+        cost = sparse_model_complexity(network.net, make_points(xyz, feats, network.voxel_size))
+
+        def forward(n: PointVoxelSegmenter = network) -> object:
+            return n.forward_points(xyz, feats)
+
+        median, best, peak = _time_network(forward, device, precision, args)
+        name = f"{network.name} {path.name}" + ("" if precision == "fp32" else f" {precision}")
+        info = f"{cost.macs / 1e9:.1f} GMACs, {cost.params / 1e6:.2f} M params, voxels {network.voxel_size:g} m"
+        rows.append([name, "ours", "cold", "-", f"{median:.1f}", f"{best:.1f}", f"{peak:.0f}", info])
+    return rows
+
+
+def _time_network(
+    forward: Callable[[], object], device: torch.device, precision: str, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """(median ms, min ms, peak MB) of one network forward under ``precision``'s autocast, without gradients."""
+    dtype = PRECISION_DTYPES[precision]
+
+    def run() -> object:
+        with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
+            return forward()
+
+    return _time(run, device, args.warmup, args.repeats)
 
 
 def _peaks_from_a_child(args: argparse.Namespace) -> list[str]:
@@ -226,6 +269,10 @@ def main() -> None:
     parser.add_argument("--skip-networks", action="store_true")
     parser.add_argument(
         "--per-offset", action="store_true", help="one matmul per kernel offset on every device (a GPU groups them)"
+    )
+    parser.add_argument("--weights", type=Path, nargs="*", default=[], help="trained point networks to time too")
+    parser.add_argument(
+        "--precision", nargs="+", default=["fp32"], choices=list(PRECISION_DTYPES), help="network rows' autocast"
     )
     parser.add_argument("--memory-pass", action="store_true", help=argparse.SUPPRESS)  # the child of the peaks
     args = parser.parse_args()

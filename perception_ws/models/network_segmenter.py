@@ -107,14 +107,14 @@ class NetworkSegmenter:
         # (H, W, C) memory is already the channels-last layout of (1, C, H, W): no copy
         x = image[..., : self.in_channels].permute(2, 0, 1)[None].to(self.dtype)
         x = x.contiguous(memory_format=torch.channels_last)
-        if self._graphs:  # a new scan: the CUDA graphs may reuse the last scan's output memory
-            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         with torch.inference_mode():
             confidence, classes = self._classes(x, clock)
         return classes[0].to(torch.int16), confidence[0]  # class ids fit 16 bits: less to copy back
 
     def _classes(self, x: torch.Tensor, clock: StageClock) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H, W) probability of the best class and that class, the network then the CRF, each timed by ``clock``."""
+        if self._graphs:  # a new scan: the CUDA graphs may reuse the last scan's output memory (both entry points)
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         with clock.stage("network"):
             logits = self._network_half(x)
         if self._crf_half is not None:
