@@ -46,12 +46,27 @@ def group_offsets(
     result = []
     for members in groups:
         members.sort()  # offset order inside a group: the sums per output row keep the loop's order there
-        length = max(counts[k] for k in members)
-        pad_in = [torch.nn.functional.pad(in_rows[k], (0, length - counts[k]), value=0) for k in members]
-        pad_out = [torch.nn.functional.pad(out_rows[k], (0, length - counts[k]), value=num_out) for k in members]
         device = in_rows[members[0]].device
-        result.append(OffsetGroup(device_ints(tuple(members), device), torch.stack(pad_in), torch.stack(pad_out)))
+        result.append(
+            OffsetGroup(
+                device_ints(tuple(members), device),
+                _padded([in_rows[k] for k in members], 0),
+                _padded([out_rows[k] for k in members], num_out),
+            )
+        )
     return result
+
+
+def _padded(rows: list[torch.Tensor], fill: int) -> torch.Tensor:
+    """(G, longest) the rows one under another, padded with ``fill``: one fill and one concatenation (a pad per
+    row and a stack cost three launches a row, and the cold kernel maps of a forward pass hold ~150 rows).
+    """
+    length = max(int(row.numel()) for row in rows)
+    filler = rows[0].new_full((length,), fill)
+    pieces: list[torch.Tensor] = []
+    for row in rows:
+        pieces += [row, filler[: length - row.numel()]]  # views of one filler: no launch
+    return torch.cat(pieces).view(len(rows), length)
 
 
 def apply_groups(
