@@ -15,7 +15,7 @@ Torch-free: the detector is :class:`~perception_ws.pipeline.Pipeline` with the `
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -24,7 +24,11 @@ from perception_ws.calib.kitti import KittiCalib
 from perception_ws.config import PipelineConfig
 from perception_ws.detection_metrics import FrameTruth
 from perception_ws.errors import PerceptionError
+from perception_ws.instances.consistency import consistent_labels
 from perception_ws.scan import Scan
+
+if TYPE_CHECKING:
+    from perception_ws.pipeline import PipelineResult
 
 BoxSource = Literal["kitti", "sim"]
 #: reader name (perception_ws.io registry) -> how its frames' boxes are scored.
@@ -90,11 +94,24 @@ class LabelDetector:
 
     def __call__(self, xyz: np.ndarray, labels: np.ndarray) -> list[Box3D]:
         """Boxes of the objects in points ``xyz`` (N, 3) labelled ``labels`` (N,) with the config's class set."""
+        return self._process(xyz, labels).detections
+
+    def labels(self, xyz: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """(N,) int64: what the node would publish if its network predicted ``labels`` for these points (with
+        ``detection.consistent_labels``, a detected class only on its detections' points).
+        """
+        result = self._process(xyz, labels)
+        if not self.config.detection.consistent_labels:
+            return result.labels.astype(np.int64)
+        detected = self.config.detect_config().classes
+        return consistent_labels(result.labels, result.instances, self.config.classes, detected).astype(np.int64)
+
+    def _process(self, xyz: np.ndarray, labels: np.ndarray) -> PipelineResult:
         xyz = np.asarray(xyz)
         cloud = np.zeros(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), (_LABEL_FIELD, "u2")])
         cloud["x"], cloud["y"], cloud["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
         cloud[_LABEL_FIELD] = labels
-        return self.pipeline.process(cloud, 0.0, track=False).detections
+        return self.pipeline.process(cloud, 0.0, track=False)
 
 
 __all__ = ["BOX_SOURCES", "BoxSource", "LabelDetector", "box_truth", "front_view"]

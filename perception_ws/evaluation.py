@@ -254,13 +254,16 @@ def evaluate(
     boxes: bool = True,
     detection: PipelineConfig | None = None,
     segmenter: SegmenterConfig | None = None,
+    node_labels: bool = False,
 ) -> EvaluationResult:
     """Evaluate a network (an ``nn.Module`` with 4 KITTI-3 outputs, e.g. from ``load_weights``) or any
     ``predict(frame) -> classes`` on every frame of ``data`` (a path any reader opens, or a Dataset).
 
     ``boxes``: also score detections as boxes where the source has boxes, made with ``detection``'s
     ``detection.*`` settings (default: the node's defaults); ``cluster`` is the instance-level clustering only.
-    ``segmenter``: how a network runs (:class:`NetworkPredictor`).
+    ``segmenter``: how a network runs (:class:`NetworkPredictor`). ``node_labels``: score the labels the node
+    publishes (``detection``'s detection stage run on the predictions, with its ``consistent_labels``) instead
+    of the predictions themselves; boxes are made from the predictions either way.
     """
     from tqdm import tqdm
 
@@ -280,6 +283,7 @@ def evaluate(
     scores = _Scoring(instances, cluster or ClusterConfig())
     box_source = BOX_SOURCES.get(reader) if boxes else None
     box_scores = _BoxScoring(box_source, detection) if box_source is not None else None
+    published = LabelDetector(detection) if node_labels else None
     frame_ms = RuntimeStats("frame")
     view = ""
     for index in tqdm(range(count), desc="eval", unit="frame", disable=not progress, file=sys.stderr):
@@ -288,7 +292,7 @@ def evaluate(
             frame = prepare_frame(scan, fov_deg, sensor, row_source)
             predicted = np.asarray(predictor(frame)).astype(np.int64)
         view = frame.view
-        scores.add(frame, predicted)
+        scores.add(frame, predicted if published is None else published.labels(frame.xyz, predicted))
         if box_scores is not None:
             box_scores.add(scan, frame, predicted)
     return EvaluationResult(

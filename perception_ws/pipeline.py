@@ -37,6 +37,7 @@ from perception_ws.calib.sensors import load_sensor
 from perception_ws.cloud import as_structured, finite_mask, xyz_array
 from perception_ws.config import PipelineConfig
 from perception_ws.instances import Tracker, detect
+from perception_ws.instances.consistency import consistent_labels
 from perception_ws.kernels.box_points import first_box_ids
 from perception_ws.labels import ClassSet
 from perception_ws.odometry import ScanOdometry
@@ -159,8 +160,9 @@ class Pipeline:
 
         # 1-3. semantic class of every point
         labels, confidence = self._classes(cloud, finite, timings)
-        # 4. objects: per-class clustering (after ground removal, if configured), one fitted box per object
-        detections, instances = self._objects(cloud, finite, labels, confidence, timings)
+        # 4. objects: per-class clustering (after ground removal, if configured), one fitted box per object;
+        #    with detection.consistent_labels, a detected class stays only on the points of its detections
+        detections, instances, labels = self._objects(cloud, finite, labels, confidence, timings)
 
         # 5. tracks (in the fixed frame if given one or odometry finds one, reported in the sensor frame)
         tracks: list[Box3D] = []
@@ -207,7 +209,7 @@ class Pipeline:
             times.update({name: ms / len(clouds) for name, ms in shared.items()})
             finite = finite_mask(cloud)
             labels, confidence = self._back_project(projection, classes[i], confidences[i], finite, times)
-            detections, instances = self._objects(cloud, finite, labels, confidence, times)
+            detections, instances, labels = self._objects(cloud, finite, labels, confidence, times)
             own_ms = (time.perf_counter() - begin) * 1e3 + times["projection"]
             times["total"] = own_ms + times["segmentation"]
             self._frame += 1
@@ -360,8 +362,11 @@ class Pipeline:
         labels: np.ndarray,
         confidence: np.ndarray | None,
         timings: dict[str, float],
-    ) -> tuple[list[Box3D], np.ndarray]:
-        """The detections (boxes) and the (N,) uint32 instance id of every point."""
+    ) -> tuple[list[Box3D], np.ndarray, np.ndarray]:
+        """The detections (boxes), the (N,) uint32 instance id of every point and the labels to publish: with
+        ``detection.consistent_labels`` and a network's labels, the points of a detected class outside its
+        detections become 0.
+        """
         with stage(timings, "detection"):
             # masks only where some point is not finite (the usual scan has none): each one copies the
             # array; coordinates leave the structured cloud once, as float32 (as published) widened to float64
@@ -381,7 +386,10 @@ class Pipeline:
                 instances[keep] = ids
             else:
                 instances = ids
-        return detections, instances
+            if self.config.detection.consistent_labels and self.config.segmenter.kind == "model":
+                # predicted labels only: labels the input carries (segmenter.kind labels) are published as given
+                labels = consistent_labels(labels, instances, self.class_set, self.detect_config.classes)
+        return detections, instances, labels
 
     def reset(self) -> None:
         """Forget every track (a new recording starts); track ids keep counting up."""

@@ -48,6 +48,11 @@ def add_parser(sub: Subparsers) -> None:
         help="the perception node's params YAML: its detection.* settings make the boxes, its segmenter threads, "
         "precision, compile and crf_iterations run the network (default: the node's defaults)",
     )  # fmt: skip
+    ev.add_argument(
+        "--node-labels", action="store_true",
+        help="score the labels the node publishes: with the config's detection.consistent_labels (on by default) "
+        "points of a detected class outside its detections are unlabelled (default: the network's own labels)",
+    )  # fmt: skip
     ev.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N (default cpu)")
     ev.add_argument(
         "--fov", type=float, default=None, metavar="DEG",
@@ -80,6 +85,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         boxes=args.boxes,
         detection=detection,
         segmenter=detection.segmenter,
+        node_labels=args.node_labels,
     )
     print(json.dumps(result.to_json(), allow_nan=False) if args.json else result.table())
     return 0

@@ -225,6 +225,27 @@ class DetectionConfig(Schema):
     min_score: float = Field(
         0.0, ge=0, le=1, description="drop detections whose score (mean class probability) is lower"
     )
+    # a physical range, not fitted to data (instances/consistency.py); docs/instances.md has its effect
+    person_min_height_m: float = Field(
+        0.8, ge=0, description="drop boxes of people (pedestrian, cyclist …) lower than this, metres; 0: none"
+    )
+    person_max_height_m: float = Field(
+        2.3, gt=0, description="drop boxes of people higher than this, metres (poles, trunks, walls)"
+    )
+    consistent_labels: bool = Field(
+        True,
+        description="publish a detected class (car, pedestrian …) only on points inside a detection of that "
+        "class; its other points become 0 (unlabelled), so the labels agree with the boxes",
+    )
+
+    @model_validator(mode="after")
+    def _person_range(self) -> DetectionConfig:
+        if self.person_min_height_m >= self.person_max_height_m:
+            raise ConfigError(
+                f"detection.person_min_height_m = {self.person_min_height_m} must be below "
+                f"detection.person_max_height_m = {self.person_max_height_m}"
+            )
+        return self
 
 
 class TrackingConfig(TrackerParameters):
@@ -314,6 +335,7 @@ class PipelineConfig(Schema):
             classes=d.classes or None,
             merge_overlap=d.merge_overlap,
             remove_ground=d.remove_ground,
+            person_height_m=(d.person_min_height_m, d.person_max_height_m),
         )
 
 

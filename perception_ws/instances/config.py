@@ -148,6 +148,9 @@ class DetectConfig:
     #: remove the ground (LATTE planes) before clustering, for labels that leak onto the road.
     remove_ground: bool = False
     ground: GroundConfig = field(default_factory=GroundConfig)
+    #: boxes of people (consistency.PEOPLE_CLASSES) lower or higher than this range, metres, are dropped;
+    #: None keeps every box
+    person_height_m: tuple[float, float] | None = None
 
 
 class TrackerParameters(Schema):

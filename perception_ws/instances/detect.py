@@ -11,6 +11,7 @@ from perception_ws.errors import CloudFormatError
 from perception_ws.instances.box_fit import fit_box
 from perception_ws.instances.clustering import cluster_by_class
 from perception_ws.instances.config import DetectConfig
+from perception_ws.instances.consistency import plausible_person
 from perception_ws.instances.ground import ground_mask
 from perception_ws.instances.inputs import as_per_point, as_xyz
 from perception_ws.instances.merge import merged_groups
@@ -79,6 +80,7 @@ def _boxes(
         merged = merged_groups(groups, boxes, config.merge_overlap)
         if len(merged) < len(groups):
             boxes = [_box(pts, lab, scores, group, class_set, config) for group in merged]
+    boxes = [box for box in boxes if plausible_person(box, config.person_height_m)]
     boxes.sort(key=lambda b: -b.num_points)
     return boxes
 
