@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from perception_ws.models.sparse import Conv3d, SparseCache, SparseTensor, initial_voxelize
+from perception_ws.models.sparse import Conv3d, SparseCache, SparseTensor, initial_voxelize, offset_groups
 from perception_ws.models.sparse import conv as conv_module
 from perception_ws.models.sparse.interop import rows_of
 from perception_ws.models.spvnas import PointVoxelUNet, build_minkunet, build_spvcnn, make_points
@@ -274,11 +274,17 @@ def main() -> None:
     parser.add_argument(
         "--precision", nargs="+", default=["fp32"], choices=list(PRECISION_DTYPES), help="network rows' autocast"
     )
+    parser.add_argument(
+        "--min-fill", type=float, default=None,
+        help="the grouped path's offset_groups.MIN_FILL (default 0.5): lower, fewer groups (launches), more padding",
+    )  # fmt: skip
     parser.add_argument("--memory-pass", action="store_true", help=argparse.SUPPRESS)  # the child of the peaks
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.per_offset:
         conv_module.GROUPED_DEVICES = set()
+    if args.min_fill is not None:
+        offset_groups.MIN_FILL = args.min_fill
     device = torch.device(args.device)
     scan, points_of = _scan(args.data, device)
     voxels = initial_voxelize(points_of(args.voxel_size))  # type: ignore[arg-type]
