@@ -11,11 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from PIL import Image
-
 from perception_ws.config import PipelineConfig
-from perception_ws.io.atomic import atomic_file
-from perception_ws.labelling.predict_view import compose_prediction, save_stacked
+from perception_ws.labelling.predict_view import compose_prediction, save_small_copy, save_stacked
 from perception_ws.models.weights import DEFAULT_WEIGHTS, shipped_weights
 from perception_ws.schema import schema_from_flat
 
@@ -39,11 +36,7 @@ def picture(scan: Path, sensor: str, out: Path) -> None:
         figures.append(figure)
     with tempfile.TemporaryDirectory() as scratch:
         full = save_stacked(figures, Path(scratch) / out.name)
-        small = Image.open(full).convert("RGB")
-        small = small.resize((small.width // 2, small.height // 2), Image.Resampling.LANCZOS)
-        small = small.quantize(colors=256, dither=Image.Dither.NONE)
-        with atomic_file(out) as handle:
-            small.save(handle, format="PNG", optimize=True)
+        save_small_copy(full, out)
     print(f"{out}: {out.stat().st_size // 1024} KiB")
 
 

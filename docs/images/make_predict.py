@@ -10,11 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from PIL import Image
-
 from perception_ws.config import PipelineConfig
-from perception_ws.io.atomic import atomic_file
-from perception_ws.labelling.predict_view import render_prediction
+from perception_ws.labelling.predict_view import render_prediction, save_small_copy
 from perception_ws.schema import schema_from_flat
 
 HERE = Path(__file__).resolve().parent
@@ -26,11 +23,7 @@ def main(data: Path) -> None:
     config = schema_from_flat(PipelineConfig, {"sensor.fov_deg": 90.0, "sensor.width": 512}, "make_predict")
     with tempfile.TemporaryDirectory() as scratch:
         full = render_prediction(data / "kitti_object", Path(scratch) / NAME, config, frame=0, fov_deg=90.0)
-        small = Image.open(full).convert("RGB")
-        small = small.resize((small.width // 2, small.height // 2), Image.Resampling.LANCZOS)
-        small = small.quantize(colors=256, dither=Image.Dither.NONE)
-        with atomic_file(HERE / NAME) as f:
-            small.save(f, format="PNG", optimize=True)
+        save_small_copy(full, HERE / NAME)
     print(f"{HERE / NAME}: {(HERE / NAME).stat().st_size // 1024} KiB")
 
 

@@ -74,5 +74,16 @@ def save_stacked(figures: list[ScanFigure], out: Path) -> Path:
     return out
 
 
+def save_small_copy(full: Path, out: Path) -> None:
+    """The PNG ``full`` at half size in 256 colours, as ``out`` (atomically): the size the repository's pictures
+    are kept at (docs/images).
+    """
+    small = Image.open(full).convert("RGB")
+    small = small.resize((small.width // 2, small.height // 2), Image.Resampling.LANCZOS)
+    small = small.quantize(colors=256, dither=Image.Dither.NONE)
+    with atomic_file(out) as handle:
+        small.save(handle, format="PNG", optimize=True)
+
+
 def _has_truth(scan: Scan) -> bool:
     return scan.labels is not None or scan.semantic is not None or bool(scan.boxes)
