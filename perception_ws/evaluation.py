@@ -305,7 +305,7 @@ def evaluate(
         instance_level=scores.instances.scores() if scores.labelled and instances else None,
         network_ms=network_ms,
         frame_ms=frame_ms,
-        notes=[*dataset.notes, *scores.notes(count), *_box_notes(boxes, reader, box_scores)],
+        notes=[*dataset.notes, *scores.notes(count), *_box_notes(boxes, reader, box_scores), *_label_notes(published)],
         detection=box_scores.metrics if box_scores is not None and box_scores.metrics.frames else None,
     )
 
@@ -328,6 +328,13 @@ class _BoxScoring:
         truth = box_truth(scan, self.source)
         if truth is not None:
             self.metrics.update(self.detector(frame.xyz, predicted), truth)
+
+
+def _label_notes(published: LabelDetector | None) -> list[str]:
+    if published is None:
+        return []
+    rule = "on" if published.config.detection.consistent_labels else "off"
+    return [f"labels scored as the node publishes them (detection.consistent_labels {rule})"]
 
 
 def _box_notes(asked: bool, reader: str, scoring: _BoxScoring | None) -> list[str]:

@@ -94,3 +94,5 @@ def test_eval_scores_the_published_labels_on_request(real_data: Path) -> None:
     assert node.class_level["car"].precision > network.class_level["car"].precision
     for name in ("car", "pedestrian"):
         assert node.class_level[name].recall <= network.class_level[name].recall
+    assert "labels scored as the node publishes them (detection.consistent_labels on)" in node.notes
+    assert not any("publishes" in note for note in network.notes)
