@@ -24,7 +24,6 @@ from perception_ws.calib.kitti import KittiCalib
 from perception_ws.config import PipelineConfig
 from perception_ws.detection_metrics import FrameTruth
 from perception_ws.errors import PerceptionError
-from perception_ws.instances.consistency import consistent_labels
 from perception_ws.scan import Scan
 
 if TYPE_CHECKING:
@@ -101,10 +100,7 @@ class LabelDetector:
         ``detection.consistent_labels``, a detected class only on its detections' points).
         """
         result = self._process(xyz, labels)
-        if not self.config.detection.consistent_labels:
-            return result.labels.astype(np.int64)
-        detected = self.config.detect_config().classes
-        return consistent_labels(result.labels, result.instances, self.config.classes, detected).astype(np.int64)
+        return self.pipeline.published_labels(result.labels, result.instances).astype(np.int64)
 
     def _process(self, xyz: np.ndarray, labels: np.ndarray) -> PipelineResult:
         xyz = np.asarray(xyz)

@@ -386,10 +386,18 @@ class Pipeline:
                 instances[keep] = ids
             else:
                 instances = ids
-            if self.config.detection.consistent_labels and self.config.segmenter.kind == "model":
+            if self.config.segmenter.kind == "model":
                 # predicted labels only: labels the input carries (segmenter.kind labels) are published as given
-                labels = consistent_labels(labels, instances, self.class_set, self.detect_config.classes)
+                labels = self.published_labels(labels, instances)
         return detections, instances, labels
+
+    def published_labels(self, labels: np.ndarray, instances: np.ndarray) -> np.ndarray:
+        """The labels to publish for predicted ``labels`` and their ``instances``: with
+        ``detection.consistent_labels``, a detected class only on its detections' points (others 0).
+        """
+        if not self.config.detection.consistent_labels:
+            return labels
+        return consistent_labels(labels, instances, self.class_set, self.detect_config.classes)
 
     def reset(self) -> None:
         """Forget every track (a new recording starts); track ids keep counting up."""
