@@ -184,10 +184,11 @@ class FusionNode(Node):
                 )
             extrinsic = self.tf_tree.lookup(camera_frame, cloud_frame, stamp_ns)
         except TransformUnavailableError as err:
-            self.frames_waiting += 1
             if str(err) != self.wait_reason:
                 self.get_logger().info(f"waiting for the LiDAR -> camera transform on {TF_TOPICS}: {err}")
+            # the reason before the count: a reader that sees the count (diagnostics, tests) sees its reason too
             self.wait_reason = str(err)
+            self.frames_waiting += 1
             return None
         if extrinsic.source != self.transform_source:
             self.get_logger().info(
