@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,7 +37,7 @@ from perception_ws.calib.camera import Extrinsic
 from perception_ws.calib.sensors import load_sensor
 from perception_ws.cloud import as_structured, finite_mask, xyz_array
 from perception_ws.config import PipelineConfig
-from perception_ws.instances import Tracker, detect
+from perception_ws.instances import DetectConfig, Tracker, detect, ground_mask
 from perception_ws.instances.consistency import consistent_labels
 from perception_ws.kernels.box_points import first_box_ids
 from perception_ws.labels import ClassSet
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
 
 #: stage names in the order they run (keys of :attr:`PipelineResult.timings_ms`, plus "total"). Parts of a stage
 #: follow it: ``network`` and ``crf`` (the torch network segmenter's) are inside ``segmentation``; ``ground``,
-#: ``clustering`` and ``boxes`` inside ``detection``.
+#: ``clustering`` and ``boxes`` inside ``detection`` (``ground`` beside ``segmentation`` instead when the network
+#: runs on a GPU: see ``Pipeline._ground_ahead``).
 STAGES = (
     "projection",
     "segmentation",
@@ -133,6 +135,11 @@ class Pipeline:
         self._on_device: tuple[NetworkSegmenter, PinnedTransfers] | None = None
         if self.config.segmenter.projection == "device":
             self._on_device = _device_path(self.segmenter)
+        #: ground removal needs the coordinates only: while a GPU segments the scan, a CPU thread removes the
+        #: ground (on a CPU the network already has every core, so it stays in line there)
+        segmenter = self.config.segmenter
+        on_gpu = segmenter.kind == "model" and segmenter.device != "cpu"
+        self._ground_ahead = ThreadPoolExecutor(1, "ground") if on_gpu and self.detect_config.remove_ground else None
         self.tracker = Tracker(self.config.tracking.tracker_config()) if self.config.tracking.enabled else None
         lidar_odometry = self.tracker is not None and self.config.tracking.odometry == "lidar"
         #: the sensor's motion from the scans themselves (tracking.odometry: lidar), when no pose is given
@@ -158,11 +165,13 @@ class Pipeline:
         timings: dict[str, float] = {}
         start = time.perf_counter()
 
-        # 1-3. semantic class of every point
+        # 1-3. semantic class of every point (and, with the network on a GPU, the ground meanwhile)
+        xyz, keep = _finite_xyz(cloud, finite)
+        ground = self._ground_ahead.submit(_timed_ground, xyz, self.detect_config) if self._ground_ahead else None
         labels, confidence = self._classes(cloud, finite, timings)
         # 4. objects: per-class clustering (after ground removal, if configured), one fitted box per object;
         #    with detection.consistent_labels, a detected class stays only on the points of its detections
-        detections, instances, labels = self._objects(cloud, finite, labels, confidence, timings)
+        detections, instances, labels = self._objects(cloud, (xyz, keep), labels, confidence, timings, ground)
 
         # 5. tracks (in the fixed frame if given one or odometry finds one, reported in the sensor frame)
         tracks: list[Box3D] = []
@@ -209,7 +218,7 @@ class Pipeline:
             times.update({name: ms / len(clouds) for name, ms in shared.items()})
             finite = finite_mask(cloud)
             labels, confidence = self._back_project(projection, classes[i], confidences[i], finite, times)
-            detections, instances, labels = self._objects(cloud, finite, labels, confidence, times)
+            detections, instances, labels = self._objects(cloud, _finite_xyz(cloud, finite), labels, confidence, times)
             own_ms = (time.perf_counter() - begin) * 1e3 + times["projection"]
             times["total"] = own_ms + times["segmentation"]
             self._frame += 1
@@ -291,7 +300,8 @@ class Pipeline:
         cloud[field] = min(1, len(self.class_set) - 1)
         finite = finite_mask(cloud)
         self._classes(cloud, finite, {})
-        self._objects(cloud, finite, cloud[field], None, {})  # given labels: clusters whatever the network says
+        # given labels: clusters whatever the network says
+        self._objects(cloud, _finite_xyz(cloud, finite), cloud[field], None, {})
 
     def _classes(
         self, cloud: np.ndarray, finite: np.ndarray, timings: dict[str, float]
@@ -358,26 +368,28 @@ class Pipeline:
     def _objects(
         self,
         cloud: np.ndarray,
-        finite: np.ndarray,
+        points: tuple[np.ndarray, np.ndarray | None],
         labels: np.ndarray,
         confidence: np.ndarray | None,
         timings: dict[str, float],
+        ground: Future[tuple[np.ndarray, float]] | None = None,
     ) -> tuple[list[Box3D], np.ndarray, np.ndarray]:
         """The detections (boxes), the (N,) uint32 instance id of every point and the labels to publish: with
         ``detection.consistent_labels`` and a network's labels, the points of a detected class outside its
-        detections become 0.
+        detections become 0. ``points``: :func:`_finite_xyz` of the cloud; ``ground``: its ground mask and
+        milliseconds, being computed on another thread (None: computed here if configured).
         """
+        xyz, keep = points
         with stage(timings, "detection"):
-            # masks only where some point is not finite (the usual scan has none): each one copies the
-            # array; coordinates leave the structured cloud once, as float32 (as published) widened to float64
-            keep = None if finite.all() else finite
-            xyz = xyz_array(cloud).astype(np.float64)
             point_labels = labels
             scores = confidence
             if keep is not None:
-                xyz, point_labels = xyz[keep], labels[keep]
+                point_labels = labels[keep]
                 scores = None if confidence is None else confidence[keep]
-            detections = detect(xyz, point_labels, self.class_set, self.detect_config, scores, timings)
+            mask = None
+            if ground is not None:
+                mask, timings["ground"] = ground.result()
+            detections = detect(xyz, point_labels, self.class_set, self.detect_config, scores, timings, mask)
             detections = [box for box in detections if box.score >= self.config.detection.min_score]
         with stage(timings, "instances"):
             ids = instance_ids(xyz, point_labels, detections)
@@ -439,6 +451,22 @@ class Pipeline:
                 box, acceleration = transform_box(box, back), back[:3, :3] @ acceleration
             out.append(TrackInfo(box, track.state.value, self._frame - born, track.hits, acceleration))
         return out
+
+
+def _finite_xyz(cloud: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The finite points' coordinates as float64 (N', 3) and the mask that picked them (None: every point)."""
+    # masks only where some point is not finite (the usual scan has none): each one copies the array;
+    # coordinates leave the structured cloud once, as float32 (as published) widened to float64
+    keep = None if finite.all() else finite
+    xyz = xyz_array(cloud).astype(np.float64)
+    return (xyz, None) if keep is None else (xyz[keep], keep)
+
+
+def _timed_ground(xyz: np.ndarray, config: DetectConfig) -> tuple[np.ndarray, float]:
+    """The ground mask of ``xyz`` and the milliseconds it took (runs on the pipeline's ground thread)."""
+    start = time.perf_counter()
+    mask = ground_mask(xyz, config.ground)
+    return mask, (time.perf_counter() - start) * 1e3
 
 
 def instance_ids(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3D]) -> np.ndarray:

@@ -318,3 +318,27 @@ def _dotted_keys(params: dict[str, object], prefix: str = "") -> list[str]:
         else:
             keys.append(f"{prefix}{name}")
     return keys
+
+
+@pytest.mark.real_data
+def test_ground_removed_on_a_thread_beside_the_network_gives_the_same_objects(real_data: Path) -> None:
+    """With the network on a GPU the ground is removed on a thread while the GPU segments; the objects, labels
+    and instances must be exactly those of the in-line path (here both on the CPU, the thread forced)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = PipelineConfig().replace(**{"detection.remove_ground": True, "tracking.enabled": False})
+    in_line, beside = Pipeline(config), Pipeline(config)
+    assert in_line._ground_ahead is None  # the network is on the CPU: the ground stays in line
+    beside._ground_ahead = ThreadPoolExecutor(1, "ground")
+    for i, name in enumerate(("000000", "000001")):
+        points = load(real_data / "kitti_object" / "velodyne" / f"{name}.bin").points
+        expected, got = in_line.process(points, 0.1 * i), beside.process(points, 0.1 * i)
+        assert expected.detections, "a scan with objects"
+        np.testing.assert_array_equal(got.labels, expected.labels)
+        np.testing.assert_array_equal(got.instances, expected.instances)
+        assert [(b.label, b.num_points) for b in got.detections] == [
+            (b.label, b.num_points) for b in expected.detections
+        ]
+        for ours, theirs in zip(got.detections, expected.detections, strict=True):
+            np.testing.assert_array_equal(ours.center, theirs.center)
+        assert got.timings_ms["ground"] > 0

@@ -26,6 +26,7 @@ def detect(
     config: DetectConfig | None = None,
     point_scores: np.ndarray | None = None,
     timings: dict[str, float] | None = None,
+    ground: np.ndarray | None = None,
 ) -> list[Box3D]:
     """One box per object of each detected class (``config.classes``; default: the class set's
     things), the boxes with most points first.
@@ -35,7 +36,8 @@ def detect(
     ``point_scores`` (optional, per point, e.g. the predicted class probability) give each box the
     mean score of its points, else the score is 1. Each box has ``label``, ``name``, ``score`` and
     ``num_points`` set. ``timings``: where to record the milliseconds of its stages ``ground`` (when removed),
-    ``clustering`` and ``boxes`` (fitting and merging).
+    ``clustering`` and ``boxes`` (fitting and merging). ``ground``: the (N,) ground mask of ``xyz``
+    (:func:`ground_mask` with ``config.ground``) when already computed, e.g. beside the segmentation.
     """
     config = config or DetectConfig()
     pts = as_xyz(xyz, "detection input")
@@ -47,8 +49,12 @@ def detect(
         )
     scores = None if point_scores is None else as_per_point(point_scores, len(pts), "point scores")
     if config.remove_ground and len(pts):
-        with stage(timings, "ground"):
-            keep = np.flatnonzero(~ground_mask(pts, config.ground))
+        if ground is None:
+            with stage(timings, "ground"):
+                ground = ground_mask(pts, config.ground)
+        else:
+            ground = as_per_point(ground, len(pts), "ground mask").astype(bool, copy=False)
+        keep = np.flatnonzero(~ground)
         with stage(timings, "clustering"):
             instances = np.zeros(len(pts), dtype=np.int64)
             instances[keep] = cluster_by_class(pts[keep], lab[keep], class_set, config.cluster, config.classes)

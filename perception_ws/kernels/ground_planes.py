@@ -4,6 +4,9 @@
   points (two passes, mean then centred products, to stay accurate far from the origin).
 * ``plane_distances``: each point's signed distance to its own segment's plane.
 * ``lowest_mean``: per segment, the mean height of its lowest ``fraction`` of points.
+
+``nogil``: ground removal runs beside a GPU segmentation on another thread (pipeline.py), so its kernels let
+the thread that drives the GPU go on.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def segment_moments_reference(
     return count, mean, cov
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def segment_moments(
     xyz: np.ndarray, segment: np.ndarray, selected: np.ndarray, segments: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +71,7 @@ def plane_distances_reference(
     return np.einsum("na,na->n", xyz, normal[segment]) - offset[segment]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def plane_distances(xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Signed distance of each point to its segment's plane ``normal . x = offset``."""
     out = np.empty(len(xyz))
@@ -88,7 +91,7 @@ def lowest_mean_reference(z: np.ndarray, segment: np.ndarray, segments: int, fra
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def lowest_mean(z: np.ndarray, segment: np.ndarray, segments: int, fraction: float) -> np.ndarray:
     """Mean of the lowest ``int(count * fraction)`` (at least 1) heights per segment (0 if empty)."""
     # counting sort by segment, then a selection among each segment's heights only
