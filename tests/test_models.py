@@ -14,7 +14,7 @@ from perception_ws.errors import CloudFormatError, PerceptionError
 from perception_ws.labels import KITTI3, SEMANTIC_KITTI
 from perception_ws.models import build_model, model_complexity, model_from_config
 from perception_ws.models.cam import ContextAggregation
-from perception_ws.models.fire import Fire, FireDeconv
+from perception_ws.models.fire import Fire, FireDeconv, FireExpand
 from perception_ws.models.inference import fold_batch_norm, prepare_for_inference
 
 
@@ -278,6 +278,28 @@ def test_folded_batch_norm_and_channels_last_give_the_same_logits() -> None:
         assert torch.allclose(folded(x), ref, atol=1e-4)
         assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-4)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+
+
+@pytest.mark.real_data
+def test_merged_fire_expands_give_the_shipped_networks_logits_on_real_frames(real_data: Path) -> None:
+    """One 3x3 conv per fire expand (1x1 weights as its centre taps): the shipped weights' logits unchanged."""
+    from perception_ws.config import PipelineConfig
+    from perception_ws.io import load
+    from perception_ws.models.network_segmenter import load_network
+    from perception_ws.projection import project
+
+    network = load_network(PipelineConfig())
+    plain, merged = prepare_for_inference(network), prepare_for_inference(network, merge_expand=True)
+    convs = [sum(isinstance(m, nn.Conv2d) for m in model.modules()) for model in (plain, merged)]
+    assert convs[0] - convs[1] == 12  # 8 fire and 4 fireDeconv modules, one conv fewer each
+    assert not any(isinstance(m, FireExpand) for m in merged.modules())
+    for name in ("000000", "000002"):
+        image = project(load(real_data / "kitti_object" / "velodyne" / f"{name}.bin").points, "hdl64e", 90.0, 512).image
+        x = torch.from_numpy(image[..., :6]).permute(2, 0, 1)[None].contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            expected, got = plain(x), merged(x)
+        assert torch.allclose(got, expected, atol=1e-4)
+        assert torch.equal(got.argmax(1), expected.argmax(1))
 
 
 def test_training_step_updates_every_parameter_of_both_models() -> None:

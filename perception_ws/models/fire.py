@@ -37,7 +37,7 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
-class _Expand(nn.Module):
+class FireExpand(nn.Module):
     """The expand layer: 1x1 and 3x3 convs of the same input, concatenated along channels."""
 
     def __init__(self, squeeze: int, expand1x1: int, expand3x3: int, batch_norm: bool) -> None:
@@ -56,7 +56,7 @@ class Fire(nn.Module):
         super().__init__()
         self.out_channels = expand1x1 + expand3x3
         self.squeeze = ConvBlock(in_channels, squeeze, 1, batch_norm=batch_norm)
-        self.expand = _Expand(squeeze, expand1x1, expand3x3, batch_norm)
+        self.expand = FireExpand(squeeze, expand1x1, expand3x3, batch_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.expand(self.squeeze(x))
@@ -95,7 +95,7 @@ class FireDeconv(nn.Module):
             layers.append(nn.BatchNorm2d(squeeze))
         layers.append(nn.ReLU(inplace=True))
         self.upsample = nn.Sequential(*layers)
-        self.expand = _Expand(squeeze, expand1x1, expand3x3, batch_norm)
+        self.expand = FireExpand(squeeze, expand1x1, expand3x3, batch_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.expand(self.upsample(self.squeeze(x)))

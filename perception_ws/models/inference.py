@@ -6,6 +6,11 @@ and the BN disappears: the same outputs (to float rounding) at less memory traff
 batch norm left, so it is for inference only (training or progressive domain calibration need the original).
 
 Channels-last (NHWC) makes oneDNN convs and element-wise ops markedly faster on these wide, short images.
+Merged expands (``merge_expand``, for a GPU): a fire module's parallel 1x1 and 3x3 expand convs of the same input,
+concatenated, are one 3x3 conv whose first output channels have only their centre tap (the 1x1 weights) and zeros
+around it: the same outputs from one kernel launch instead of two and a concatenation. It costs 9x the 1x1 half's
+multiply-adds, which a launch-bound GPU at batch 1 does not feel and a CPU does.
+
 ``compile=True`` adds ``torch.compile`` (inductor), which fuses the element-wise work (ReLU, skip additions,
 CAM gates, the CRF's updates) around the convs: about 25 % faster again on 2 CPU cores, after a compilation of
 about a minute per input size (see docs/models.md for measured numbers).
@@ -18,6 +23,8 @@ import itertools
 
 import torch
 from torch import nn
+
+from perception_ws.models.fire import FireExpand
 
 
 def _fold(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Module:
@@ -53,22 +60,56 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
     return folded
 
 
+def _merged_expand(expand: FireExpand) -> nn.Module | None:
+    """One 3x3 conv + ReLU computing a folded ``FireExpand`` (both halves conv -> (Identity) -> ReLU), else None."""
+    halves = []
+    for block in (expand.expand1x1, expand.expand3x3):
+        layers = [layer for layer in block if not isinstance(layer, nn.Identity)]
+        if len(layers) != 2 or not isinstance(layers[0], nn.Conv2d) or not isinstance(layers[1], nn.ReLU):
+            return None  # batch norm not folded, or another block: left as it is
+        halves.append(layers[0])
+    one, three = halves
+    if one.bias is None or three.bias is None or three.padding != (1, 1) or one.stride != three.stride:
+        return None
+    stride = (three.stride[0], three.stride[1])
+    merged = nn.Conv2d(one.in_channels, one.out_channels + three.out_channels, 3, stride=stride, padding=1)
+    with torch.no_grad():
+        merged.weight.zero_()
+        merged.weight[: one.out_channels, :, 1, 1] = one.weight[:, :, 0, 0]
+        merged.weight[one.out_channels :] = three.weight
+        merged.bias = nn.Parameter(torch.cat([one.bias, three.bias]))
+    return nn.Sequential(merged.to(three.weight.dtype), nn.ReLU(inplace=True))
+
+
+def merge_fire_expands(model: nn.Module) -> nn.Module:
+    """In place: every fire module's (batch-norm folded) expand pair replaced by one conv; returns ``model``."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, FireExpand) and (merged := _merged_expand(child)) is not None:
+                setattr(parent, name, merged)
+    return model
+
+
 def prepare_for_inference(
     model: nn.Module,
     *,
     channels_last: bool = True,
     fold_bn: bool = True,
+    merge_expand: bool = False,
     compile: bool = False,
     compile_mode: str | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> nn.Module:
-    """An eval-mode copy ready to serve: BN folded, weights channels-last, moved to ``device`` / cast to ``dtype``
+    """An eval-mode copy ready to serve: BN folded (and with ``merge_expand`` the fire expands merged), weights
+    channels-last, moved to ``device`` / cast to ``dtype``
     when given, optionally compiled (``compile_mode``: torch.compile's mode, e.g. 'reduce-overhead', which on a
     GPU also replays the network as CUDA graphs). Feed it channels-last inputs of that dtype too
     (``x.contiguous(memory_format=torch.channels_last)``) for the full effect.
     """
     out = fold_batch_norm(model) if fold_bn else copy.deepcopy(model).eval()
+    if merge_expand:
+        merge_fire_expands(out)
     if channels_last:
         out = out.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if device is not None or dtype is not None:
