@@ -32,15 +32,16 @@ def merged_groups(groups: list[np.ndarray], boxes: list[Box3D], min_overlap: flo
             i = parent[i]
         return i
 
+    # only pairs of one class whose circumscribed circles meet can overlap: found for all pairs at once, the
+    # polygon clipping only for those (in the order of a loop over i < j, so the merges are the same)
     centres = np.array([b.center[:2] for b in boxes]).reshape(-1, 2)
     reach = np.array([np.hypot(b.size[0], b.size[1]) / 2 for b in boxes])
-    for i in range(len(boxes)):
-        for j in range(i + 1, len(boxes)):
-            # boxes whose circumscribed circles do not meet cannot overlap: skip the polygon clipping
-            if boxes[i].label != boxes[j].label or np.linalg.norm(centres[i] - centres[j]) > reach[i] + reach[j]:
-                continue
-            if overlap_of_smaller(boxes[i], boxes[j]) >= min_overlap:
-                parent[root(j)] = root(i)
+    labels = np.array([b.label for b in boxes])
+    apart = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)
+    candidate = (labels[:, None] == labels[None, :]) & (apart <= reach[:, None] + reach[None, :])
+    for i, j in zip(*np.nonzero(np.triu(candidate, k=1)), strict=True):
+        if overlap_of_smaller(boxes[i], boxes[j]) >= min_overlap:
+            parent[root(int(j))] = root(int(i))
     members: dict[int, list[np.ndarray]] = {}
     for i, group in enumerate(groups):
         members.setdefault(root(i), []).append(group)
