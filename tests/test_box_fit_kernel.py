@@ -13,7 +13,10 @@ from hypothesis.extra.numpy import arrays
 
 from perception_ws.errors import PerceptionError
 from perception_ws.instances.box_fit import (
+    SEARCH_MAX_POINTS,
     Criterion,
+    fit_box,
+    fit_boxes,
     heading_costs,
     heading_costs_reference,
     heading_search,
@@ -99,3 +102,34 @@ def test_degenerate_inputs_and_bad_criteria() -> None:
     assert len(heading_costs(np.zeros((0, 2)), THETAS)) == len(THETAS)
     with pytest.raises(PerceptionError, match="unknown heading criterion 'ransac'"):
         heading_costs(one, THETAS, "ransac")  # type: ignore[arg-type]
+
+
+@pytest.mark.real_data
+def test_all_objects_of_a_scan_in_one_call_get_the_boxes_fitted_one_by_one(real_data: Path) -> None:
+    """fit_boxes (one kernel call for every object) against fit_box per object: the real KITTI objects of 3 frames,
+    one of them larger than the search's point cap, plus a ray-cast car and a single point."""
+    groups, clouds = [], []
+    offset = 0
+    for scan in open_dataset(real_data / "kitti_object"):
+        xyz = scan.xyz.astype(np.float64)
+        for truth in scan.boxes:
+            inside = np.flatnonzero(truth.contains(xyz))
+            if len(inside):
+                groups.append(inside + offset)
+        clouds.append(xyz)
+        offset += len(xyz)
+    car = ray_hits(car_at(8.0, 3.0, 0.4))
+    clouds.append(car)
+    groups.append(np.arange(offset, offset + len(car)))
+    groups.append(np.array([offset]))
+    xyz = np.concatenate(clouds)
+    assert len(groups) >= 8
+    assert max(len(g) for g in groups) > SEARCH_MAX_POINTS  # the subsampled search is covered
+    for one, together in zip((fit_box(xyz[g]) for g in groups), fit_boxes(xyz, groups), strict=True):
+        np.testing.assert_allclose(together.center, one.center, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(together.size, one.size, rtol=0, atol=1e-9)
+        assert abs(together.yaw - one.yaw) < 1e-12
+        assert together.num_points == one.num_points
+    assert fit_boxes(xyz, []) == []
+    with pytest.raises(PerceptionError, match="heading_steps must be >= 1"):
+        fit_boxes(xyz, groups, heading_steps=0)

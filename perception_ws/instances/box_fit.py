@@ -30,7 +30,7 @@ from perception_ws.boxes import Box3D
 from perception_ws.errors import CloudFormatError, PerceptionError
 from perception_ws.instances.config import BoxMethod
 from perception_ws.instances.inputs import as_xyz
-from perception_ws.kernels.box_headings import AREA, CLOSENESS, VARIANCE, heading_costs_kernel
+from perception_ws.kernels.box_headings import AREA, CLOSENESS, VARIANCE, heading_costs_kernel, search_rectangles
 
 Criterion = Literal["variance", "closeness", "area"]
 _CRITERION_CODES = {"variance": VARIANCE, "closeness": CLOSENESS, "area": AREA}
@@ -112,6 +112,18 @@ HeadingCosts = Callable[[np.ndarray, np.ndarray, Criterion, bool], np.ndarray]
 SEARCH_MAX_POINTS = 512
 
 
+def _search_subset(count: int) -> np.ndarray | None:
+    """Indices of the points the heading search looks at among ``count`` (None: all of them)."""
+    if count <= SEARCH_MAX_POINTS:
+        return None
+    return np.linspace(0, count - 1, SEARCH_MAX_POINTS).astype(np.int64)
+
+
+def _headings(steps: int) -> np.ndarray:
+    """The search's grid: ``steps`` headings over a quarter turn, from 0."""
+    return np.arange(steps) * (np.pi / 2 / steps)
+
+
 def heading_search(
     xy: np.ndarray,
     steps: int = 90,
@@ -120,9 +132,10 @@ def heading_search(
     costs: HeadingCosts = heading_costs,
 ) -> float:
     """The best heading in [0, pi/2) on a grid of ``steps`` headings (``costs``: the kernel, or the reference)."""
-    if len(xy) > SEARCH_MAX_POINTS:
-        xy = xy[np.linspace(0, len(xy) - 1, SEARCH_MAX_POINTS).astype(np.int64)]
-    thetas = np.arange(steps) * (np.pi / 2 / steps)
+    subset = _search_subset(len(xy))
+    if subset is not None:
+        xy = xy[subset]
+    thetas = _headings(steps)
     return float(thetas[np.argmin(costs(xy, thetas, criterion, maximize_variance))])
 
 
@@ -191,3 +204,39 @@ def fit_box(
     else:
         raise PerceptionError(f"unknown box fitting method {method!r}; expected 'search', 'pca' or 'min_area'")
     return rectangle_box(pts, theta)
+
+
+def fit_boxes(xyz: np.ndarray, groups: list[np.ndarray], heading_steps: int = 90) -> list[Box3D]:
+    """``fit_box(xyz[group], "search", heading_steps)`` for every group of point indices (each non-empty), in one
+    numba call (kernels/box_headings.py ``search_rectangles``): a scan's objects without a Python step per object.
+    The boxes equal ``fit_box``'s to float rounding (the tests hold them to it).
+    """
+    if heading_steps < 1:
+        raise PerceptionError(f"box fitting heading_steps must be >= 1; got {heading_steps}")
+    if not groups:
+        return []
+    pts = np.ascontiguousarray(xyz, dtype=np.float64)
+    searched = []
+    for group in groups:
+        subset = _search_subset(len(group))
+        searched.append(group if subset is None else group[subset])
+    member_starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
+    searched_starts = np.concatenate([[0], np.cumsum([len(g) for g in searched])])
+    thetas = _headings(heading_steps)
+    rows = search_rectangles(
+        pts,
+        np.concatenate(groups).astype(np.int64, copy=False),
+        member_starts,
+        np.concatenate(searched).astype(np.int64, copy=False),
+        searched_starts,
+        thetas,
+        np.cos(thetas),
+        np.sin(thetas),
+        VARIANCE,
+        1.0,
+        _CLOSENESS_FLOOR_M,
+    )
+    return [
+        Box3D(center=row[:3], size=row[3:6], yaw=row[6], num_points=len(group))
+        for row, group in zip(rows, groups, strict=True)
+    ]

@@ -8,7 +8,7 @@ import numpy as np
 
 from perception_ws.boxes import Box3D
 from perception_ws.errors import CloudFormatError
-from perception_ws.instances.box_fit import fit_box
+from perception_ws.instances.box_fit import fit_box, fit_boxes
 from perception_ws.instances.clustering import cluster_by_class
 from perception_ws.instances.config import DetectConfig
 from perception_ws.instances.consistency import plausible_person
@@ -81,26 +81,31 @@ def _boxes(
     order = members[np.argsort(instances[members], kind="stable")]
     _, starts = np.unique(instances[order], return_index=True)
     groups = np.split(order, starts[1:])
-    boxes = [_box(pts, lab, scores, group, class_set, config) for group in groups]
+    boxes = _fitted(pts, lab, scores, groups, class_set, config)
     if config.merge_overlap > 0 and len(groups) > 1:
         merged = merged_groups(groups, boxes, config.merge_overlap)
         if len(merged) < len(groups):
-            boxes = [_box(pts, lab, scores, group, class_set, config) for group in merged]
+            boxes = _fitted(pts, lab, scores, merged, class_set, config)
     boxes = [box for box in boxes if plausible_person(box, config.person_height_m)]
     boxes.sort(key=lambda b: -b.num_points)
     return boxes
 
 
-def _box(
+def _fitted(
     pts: np.ndarray,
     lab: np.ndarray,
     scores: np.ndarray | None,
-    group: np.ndarray,
+    groups: list[np.ndarray],
     class_set: ClassSet,
     config: DetectConfig,
-) -> Box3D:
-    box = fit_box(pts[group], config.box_method, config.heading_steps)
-    box.label = int(lab[group[0]])
-    box.name = class_set.names[box.label]
-    box.score = float(scores[group].mean()) if scores is not None else 1.0
-    return box
+) -> list[Box3D]:
+    """One box per group of point indices, with its class (the group's), name and score."""
+    if config.box_method == "search":  # every object in one kernel call
+        boxes = fit_boxes(pts, groups, config.heading_steps)
+    else:
+        boxes = [fit_box(pts[group], config.box_method, config.heading_steps) for group in groups]
+    for box, group in zip(boxes, groups, strict=True):
+        box.label = int(lab[group[0]])
+        box.name = class_set.names[box.label]
+        box.score = float(scores[group].mean()) if scores is not None else 1.0
+    return boxes

@@ -9,6 +9,9 @@ vectorises them without reordering any sum):
 2. the squared distances to either edge, to pick the visible edge of each axis;
 3. per criterion: the variance of each edge's group, or the closeness sum (the area needs only 1).
 
+:func:`search_rectangles` runs the whole search-based fit (heading search, then the enclosing rectangle) for
+every object of a scan in one call; its reference is ``box_fit.fit_box`` per object.
+
 Projections are recomputed in every pass by one inlined function (:func:`_project`), so they are the
 same numbers each time. Sums run over the points in order, as numpy sums axis 0 of a C-ordered matrix, so the
 costs match the reference to rounding (the visible-edge sums of squares may round differently).
@@ -132,3 +135,53 @@ def _variance(count: float, total: float, total_sq: float) -> float:
         return 0.0
     mean = total / count
     return total_sq / count - mean * mean
+
+
+@nb.njit(cache=True, nogil=True)
+def search_rectangles(
+    xyz: np.ndarray,
+    members: np.ndarray,
+    member_starts: np.ndarray,
+    searched: np.ndarray,
+    searched_starts: np.ndarray,
+    thetas: np.ndarray,
+    cos: np.ndarray,
+    sin: np.ndarray,
+    criterion: int,
+    variance_sign: float,
+    floor: float,
+) -> np.ndarray:
+    """Per object g (points ``members[member_starts[g]:member_starts[g + 1]]`` of ``xyz``, of which the heading
+    search looks at ``searched[searched_starts[g]:searched_starts[g + 1]]``): (G, 7) rows centre x, y, z,
+    length, width, height, yaw of the box ``box_fit.rectangle_box`` fits at the best heading of ``thetas``.
+    """
+    groups = len(member_starts) - 1
+    out = np.empty((groups, 7))
+    for g in range(groups):
+        picked = searched[searched_starts[g] : searched_starts[g + 1]]
+        xy = np.empty((len(picked), 2))
+        for i in range(len(picked)):
+            xy[i, 0] = xyz[picked[i], 0]
+            xy[i, 1] = xyz[picked[i], 1]
+        theta = thetas[np.argmin(heading_costs_kernel(xy, cos, sin, criterion, variance_sign, floor))]
+        e1x, e1y = np.cos(theta), np.sin(theta)
+        lo1, hi1, lo2, hi2 = np.inf, -np.inf, np.inf, -np.inf
+        low, high = np.inf, -np.inf
+        for i in members[member_starts[g] : member_starts[g + 1]]:
+            x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2]
+            c1 = x * e1x + y * e1y
+            c2 = x * -e1y + y * e1x
+            lo1, hi1 = min(lo1, c1), max(hi1, c1)
+            lo2, hi2 = min(lo2, c2), max(hi2, c2)
+            low, high = min(low, z), max(high, z)
+        mid1, mid2 = (lo1 + hi1) / 2, (lo2 + hi2) / 2
+        along, across = hi1 - lo1, hi2 - lo2
+        yaw = theta if along >= across else theta + np.pi / 2
+        out[g, 0] = mid1 * e1x + mid2 * -e1y
+        out[g, 1] = mid1 * e1y + mid2 * e1x
+        out[g, 2] = (low + high) / 2
+        out[g, 3] = max(along, across)
+        out[g, 4] = min(along, across)
+        out[g, 5] = high - low
+        out[g, 6] = (yaw + np.pi / 2) % np.pi - np.pi / 2
+    return out
