@@ -5,8 +5,11 @@
 weights the config names (empty: the shipped weights of its sensor).
 
 A :class:`~perception_ws.models.segmenter.RangeSegmenter` runs as its two halves, ``backbone`` then ``refine``
-(the CRF), each timed (:attr:`NetworkSegmenter.stage_ms`): the same computation as ``forward``, so that the
-CRF's cost is visible beside the network's. ``compile`` compiles the backbone, and the CRF on a GPU only.
+(the CRF, then softmax and the best class), each timed (:attr:`NetworkSegmenter.stage_ms`): the same computation as
+``forward``, so that the CRF's cost is visible beside the network's. ``compile`` compiles the backbone, and the
+second half on a GPU only. On a GPU the fire modules' expand convs are merged (``prepare_for_inference``'s
+``merge_expand``: 12 fewer launches; the same logits): at batch 1 the GPU is bound by kernel launches, not by
+multiply-adds (docs/models.md, the GPU path).
 """
 
 from __future__ import annotations
@@ -59,24 +62,30 @@ class NetworkSegmenter:
             torch.set_num_threads(threads)
         self.precision = effective_precision(precision, self.device)
         self.dtype = PRECISION_DTYPES[self.precision]
-        self.network = prepare_for_inference(network, device=self.device, dtype=self.dtype)
+        on_gpu = self.device.type == "cuda"
+        self.network = prepare_for_inference(network, device=self.device, dtype=self.dtype, merge_expand=on_gpu)
         _set_crf_iterations(self.network, crf_iterations)
         # on a GPU, torch.compile's 'reduce-overhead' also replays the network as CUDA graphs (launch-bound here)
-        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        mode = "reduce-overhead" if on_gpu else None
         #: the network replays as CUDA graphs (compiled on a GPU)
-        self._graphs = compile and self.device.type == "cuda"
+        self._graphs = compile and on_gpu
 
         def prepared(run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
             return torch.compile(run, mode=mode) if compile else run
 
-        #: the two timed halves of a RangeSegmenter, network then CRF; any other network runs whole as the first
+        #: the two timed halves: the network (a RangeSegmenter's backbone, any other network whole), then the
+        #: CRF (a RangeSegmenter's refine) with softmax and the best class
         self._network_half: Callable[..., torch.Tensor] = prepared(self.network)
-        self._crf_half: Callable[..., torch.Tensor] | None = None
+        self._refine: Callable[..., torch.Tensor] | None = None
         if isinstance(self.network, RangeSegmenter):
             self._network_half = prepared(self.network.backbone)
-            # the CRF compiled only on a GPU, where eager it is bound by kernel launches; on a CPU inductor's code for
-            # its window sums is slower than eager (64x2048, one step, one thread: fp32 39 vs 23 ms, bf16 98 vs 19)
-            self._crf_half = prepared(self.network.refine) if self.device.type == "cuda" else self.network.refine
+            self._refine = self.network.refine
+        # the second half compiled only on a GPU, where eager it is bound by kernel launches (and softmax and the best
+        # class join the CRF's graph); on a CPU inductor's code for the CRF's window sums is slower than eager
+        # (64x2048, one step, one thread: fp32 39 vs 23 ms, bf16 98 vs 19)
+        self._pick_half: Callable[..., tuple[torch.Tensor, torch.Tensor]] = (
+            torch.compile(self._refine_and_pick, mode=mode) if compile and on_gpu else self._refine_and_pick
+        )
         #: milliseconds of the last call's parts: ``network`` and, for a RangeSegmenter, ``crf`` (0 without one)
         self.stage_ms: dict[str, float] = {}
         self.summary = f"{getattr(network, 'name', type(network).__name__)} on {device}, {self.precision}" + (
@@ -117,11 +126,16 @@ class NetworkSegmenter:
             torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         with clock.stage("network"):
             logits = self._network_half(x)
-        if self._crf_half is not None:
-            with clock.stage("crf"):
-                logits = self._crf_half(logits, x)
-        probabilities = torch.softmax(logits.float(), dim=1)
-        confidence, classes = probabilities.max(dim=1)
+        if self._refine is None:
+            return self._pick_half(logits, x)
+        with clock.stage("crf"):
+            return self._pick_half(logits, x)
+
+    def _refine_and_pick(self, logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The second half: the CRF (a RangeSegmenter's), then the best class's probability and the class."""
+        if self._refine is not None:
+            logits = self._refine(logits, x)
+        confidence, classes = torch.softmax(logits.float(), dim=1).max(dim=1)
         return confidence, classes
 
 
