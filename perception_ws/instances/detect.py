@@ -9,7 +9,7 @@ import numpy as np
 from perception_ws.boxes import Box3D
 from perception_ws.errors import CloudFormatError
 from perception_ws.instances.box_fit import fit_box, fit_boxes
-from perception_ws.instances.clustering import cluster_by_class
+from perception_ws.instances.clustering import cluster_by_class, object_class_ids
 from perception_ws.instances.config import DetectConfig
 from perception_ws.instances.consistency import plausible_person
 from perception_ws.instances.ground import ground_mask
@@ -48,19 +48,21 @@ def detect(
             f"(0..{len(class_set) - 1})"
         )
     scores = None if point_scores is None else as_per_point(point_scores, len(pts), "point scores")
+    # only the points of a clustered class (a few percent of a scan), off the ground if it is removed, reach DBSCAN
+    clustered = np.zeros(len(class_set), dtype=bool)
+    clustered[object_class_ids(class_set, config.classes)] = True
+    candidate = clustered[lab]
     if config.remove_ground and len(pts):
         if ground is None:
             with stage(timings, "ground"):
                 ground = ground_mask(pts, config.ground)
         else:
             ground = as_per_point(ground, len(pts), "ground mask").astype(bool, copy=False)
-        keep = np.flatnonzero(~ground)
-        with stage(timings, "clustering"):
-            instances = np.zeros(len(pts), dtype=np.int64)
-            instances[keep] = cluster_by_class(pts[keep], lab[keep], class_set, config.cluster, config.classes)
-    else:
-        with stage(timings, "clustering"):
-            instances = cluster_by_class(pts, lab, class_set, config.cluster, config.classes)
+        candidate &= ~ground
+    with stage(timings, "clustering"):
+        keep = np.flatnonzero(candidate)
+        instances = np.zeros(len(pts), dtype=np.int64)
+        instances[keep] = cluster_by_class(pts[keep], lab[keep], class_set, config.cluster, config.classes)
     with stage(timings, "boxes"):
         return _boxes(pts, lab, scores, instances, class_set, config)
 
