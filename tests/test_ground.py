@@ -109,6 +109,15 @@ def test_kernels_match_their_numpy_references() -> None:
             kernels.lowest_mean(xyz[:, 2], segment, 50, fraction),
             kernels.lowest_mean_reference(xyz[:, 2], segment, 50, fraction),
         )
+    # segments: points spread over every ring, some exactly on a ring edge or at the origin
+    near = rng.uniform(-80.0, 80.0, size=(20_000, 3))
+    near[:3] = [[5.0, 0.0, 0.0], [0.0, -30.0, 1.0], [0.0, 0.0, 0.0]]
+    edges = np.array([0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 70.0])
+    azimuth = np.arctan2(near[:, 1], near[:, 0])
+    fast = kernels.polar_segments(near, azimuth, edges, 16)
+    np.testing.assert_array_equal(fast, kernels.polar_segments_reference(near, azimuth, edges, 16))
+    assert list(fast[:3] // 16) == [1, 6, 0]  # an edge starts its ring
+    assert set(np.unique(fast // 16)) == set(range(10))
 
 
 def test_tiny_and_empty_clouds() -> None:

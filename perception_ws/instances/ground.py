@@ -15,7 +15,7 @@ import numpy as np
 from perception_ws.errors import PerceptionError
 from perception_ws.instances.config import GroundConfig
 from perception_ws.instances.inputs import as_xyz
-from perception_ws.kernels.ground_planes import lowest_mean, plane_distances, segment_moments
+from perception_ws.kernels.ground_planes import lowest_mean, plane_distances, polar_segments, segment_moments
 
 
 def fit_plane(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -41,10 +41,8 @@ def _planes(
 def _segments(xyz: np.ndarray, config: GroundConfig) -> tuple[np.ndarray, int]:
     """Polar segment id per point (ring-major) and the number of segments."""
     edges = np.asarray(config.ring_edges_m, dtype=np.float64)
-    ring = np.searchsorted(edges, np.hypot(xyz[:, 0], xyz[:, 1]), side="right") - 1
     azimuth = np.arctan2(xyz[:, 1], xyz[:, 0])
-    sector = np.minimum(((azimuth + np.pi) / (2 * np.pi) * config.sectors).astype(np.int64), config.sectors - 1)
-    return ring * config.sectors + sector, len(edges) * config.sectors
+    return polar_segments(xyz, azimuth, edges, config.sectors), len(edges) * config.sectors
 
 
 def _seed_mask(z: np.ndarray, segment: np.ndarray, segments: int, config: GroundConfig) -> np.ndarray:

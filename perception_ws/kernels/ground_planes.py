@@ -4,6 +4,7 @@
   points (two passes, mean then centred products, to stay accurate far from the origin).
 * ``plane_distances``: each point's signed distance to its own segment's plane.
 * ``lowest_mean``: per segment, the mean height of its lowest ``fraction`` of points.
+* ``polar_segments``: each point's segment (range ring x azimuth sector), from its azimuth.
 
 ``nogil``: ground removal runs beside a GPU segmentation on another thread (pipeline.py), so its kernels let
 the thread that drives the GPU go on.
@@ -112,4 +113,31 @@ def lowest_mean(z: np.ndarray, segment: np.ndarray, segments: int, fraction: flo
             # the lowest k by selection, not a full sort: 4-5x faster on a 360 deg HDL-64E scan (160 segments)
             k = max(1, int(n * fraction))
             out[s] = np.partition(grouped[count[s] : count[s + 1]], k - 1)[:k].mean()
+    return out
+
+
+def polar_segments_reference(xyz: np.ndarray, azimuth: np.ndarray, ring_edges: np.ndarray, sectors: int) -> np.ndarray:
+    """numpy reference of :func:`polar_segments`."""
+    squared_edges = ring_edges * ring_edges
+    ring = np.searchsorted(squared_edges, xyz[:, 0] * xyz[:, 0] + xyz[:, 1] * xyz[:, 1], side="right") - 1
+    sector = np.minimum(((azimuth + np.pi) / (2 * np.pi) * sectors).astype(np.int64), sectors - 1)
+    return np.asarray(ring * sectors + sector)
+
+
+@nb.njit(cache=True, nogil=True)
+def polar_segments(xyz: np.ndarray, azimuth: np.ndarray, ring_edges: np.ndarray, sectors: int) -> np.ndarray:
+    """Segment id per point, ring-major: the ring is the last of the increasing ``ring_edges`` (from 0) whose square
+    is at most the point's squared horizontal range, the sector the ``azimuth``'s (``arctan2(y, x)``, computed by
+    numpy's vectorised loop beforehand) ``sectors``-th of the turn from -pi.
+    """
+    out = np.empty(len(xyz), dtype=np.int64)
+    squared_edges = ring_edges * ring_edges
+    last = len(ring_edges) - 1
+    for i in range(len(xyz)):
+        reach = xyz[i, 0] * xyz[i, 0] + xyz[i, 1] * xyz[i, 1]
+        ring = last
+        while ring > 0 and squared_edges[ring] > reach:  # a handful of edges: a scan down from the outermost
+            ring -= 1
+        sector = min(int((azimuth[i] + np.pi) / (2 * np.pi) * sectors), sectors - 1)
+        out[i] = ring * sectors + sector
     return out
