@@ -12,7 +12,7 @@ from perception_ws.boxes import Box3D
 from perception_ws.errors import PerceptionError
 from perception_ws.instances import Tracker, TrackerConfig, clear_mot
 from perception_ws.instances.association import assign
-from perception_ws.instances.motion_models import measurement_noise, process_noise, transition
+from perception_ws.instances.motion_models import measurement_noise, measurement_noises, process_noise, transition
 
 DT = 0.1
 
@@ -43,6 +43,17 @@ def test_measurement_noise_is_wider_across_the_ray_far_away() -> None:
     config = TrackerConfig(min_position_std_m=0.0, range_resolution_m=0.02, azimuth_resolution_rad=0.01)
     r = measurement_noise(np.array([0.0, 50.0]), config)  # straight left of the sensor
     np.testing.assert_allclose(r, np.diag([0.5**2, 0.02**2]), atol=1e-12)
+    # diagonal at 45 degrees: the rotated diag(along^2, across^2); at the sensor itself: isotropic along^2
+    seen_from = (10.0, 0.0)
+    r = measurement_noise(np.array([40.0, 30.0]), config, seen_from)
+    rot = np.array([[1.0, -1.0], [1.0, 1.0]]) / np.sqrt(2.0)
+    np.testing.assert_allclose(r, rot @ np.diag([0.02**2, (np.hypot(30, 30) * 0.01) ** 2]) @ rot.T, atol=1e-12)
+    np.testing.assert_allclose(measurement_noise(np.array([10.0, 0.0]), config, seen_from), np.eye(2) * 0.02**2)
+    # a scan's detections at once: each as on its own
+    centres = np.array([[0.0, 50.0], [40.0, 30.0], [10.0, 0.0], [-5.0, 3.0]])
+    together = measurement_noises(centres, config, seen_from)
+    for centre, noise in zip(centres, together, strict=True):
+        np.testing.assert_allclose(noise, measurement_noise(centre, config, seen_from), atol=1e-15)
 
 
 def test_assignment_respects_the_gate() -> None:

@@ -54,15 +54,27 @@ def measurement_noise(
     """R (2, 2) for a centre at ``center_xy`` seen from the sensor at ``sensor_xy`` (the origin when tracking in
     the sensor frame; its position in the fixed frame otherwise).
     """
-    x, y = float(center_xy[0]) - float(sensor_xy[0]), float(center_xy[1]) - float(sensor_xy[1])
-    distance = np.hypot(x, y)
+    return np.asarray(measurement_noises(np.asarray(center_xy, dtype=np.float64)[None, :2], config, sensor_xy)[0])
+
+
+def measurement_noises(
+    centers_xy: np.ndarray, config: TrackerConfig, sensor_xy: np.ndarray | Sequence[float] = (0.0, 0.0)
+) -> np.ndarray:
+    """R (D, 2, 2) of :func:`measurement_noise` for D centres (D, >= 2) at once: one scan's detections."""
+    offset = np.asarray(centers_xy, dtype=np.float64)[:, :2] - np.asarray(sensor_xy, dtype=np.float64)[:2]
+    distance = np.hypot(offset[:, 0], offset[:, 1])
     along = max(config.range_resolution_m, config.min_position_std_m)
-    across = max(distance * config.azimuth_resolution_rad, config.min_position_std_m)
-    if distance < 1e-9:
-        return np.eye(2) * along**2
-    c, s = x / distance, y / distance
-    rot = np.array([[c, -s], [s, c]])
-    return np.asarray(rot @ np.diag([along**2, across**2]) @ rot.T)
+    across = np.maximum(distance * config.azimuth_resolution_rad, config.min_position_std_m)
+    # R = rot @ diag(along^2, across^2) @ rot.T with rot's columns the ray and its normal; at the sensor, isotropic
+    at_sensor = distance < 1e-9
+    safe = np.where(at_sensor, 1.0, distance)
+    c, s = np.where(at_sensor, 1.0, offset[:, 0] / safe), np.where(at_sensor, 0.0, offset[:, 1] / safe)
+    across2 = np.where(at_sensor, along**2, across**2)
+    noise = np.empty((len(offset), 2, 2))
+    noise[:, 0, 0] = c * c * along**2 + s * s * across2
+    noise[:, 1, 1] = s * s * along**2 + c * c * across2
+    noise[:, 0, 1] = noise[:, 1, 0] = c * s * (along**2 - across2)
+    return noise
 
 
 def new_filter(

@@ -11,7 +11,7 @@ from perception_ws.boxes import Box3D
 from perception_ws.errors import PerceptionError
 from perception_ws.instances.association import assign, mahalanobis2
 from perception_ws.instances.config import TrackerConfig
-from perception_ws.instances.motion_models import measurement_noise
+from perception_ws.instances.motion_models import measurement_noises
 from perception_ws.instances.track import Track, TrackState
 
 
@@ -110,7 +110,7 @@ class Tracker:
             return np.zeros(shape), np.zeros(shape, dtype=bool)
         predicted = np.stack([track.position for track in self.tracks])  # (T, 2)
         centres = np.stack([det.center[:2] for det in detections])  # (D, 2)
-        R = np.stack([measurement_noise(det.center, self.config, sensor_xy) for det in detections])  # (D, 2, 2)
+        R = measurement_noises(centres, self.config, sensor_xy)  # (D, 2, 2)
         P = np.stack([track.innovation_covariance() for track in self.tracks])  # (T, 2, 2)
         innovation = centres[None, :, :] - predicted[:, None, :]
         S = P[:, None] + R[None, :]
