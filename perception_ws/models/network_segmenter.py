@@ -70,16 +70,16 @@ class NetworkSegmenter:
         #: the network replays as CUDA graphs (compiled on a GPU)
         self._graphs = compile and on_gpu
 
-        def prepared(run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-            return torch.compile(run, mode=mode) if compile else run
-
-        #: the two timed halves: the network (a RangeSegmenter's backbone, any other network whole), then the
-        #: CRF (a RangeSegmenter's refine) with softmax and the best class
-        self._network_half: Callable[..., torch.Tensor] = prepared(self.network)
+        #: the two timed halves: the network (a RangeSegmenter's backbone, any other network whole) from the range
+        #: images as they come (the channels-last cast inside its graph), then the CRF (a RangeSegmenter's refine)
+        #: with softmax and the best class
+        self._first: Callable[..., torch.Tensor] = self.network
         self._refine: Callable[..., torch.Tensor] | None = None
         if isinstance(self.network, RangeSegmenter):
-            self._network_half = prepared(self.network.backbone)
-            self._refine = self.network.refine
+            self._first, self._refine = self.network.backbone, self.network.refine
+        self._network_half: Callable[..., tuple[torch.Tensor, torch.Tensor]] = (
+            torch.compile(self._prepare_and_run, mode=mode) if compile else self._prepare_and_run
+        )
         # the second half compiled only on a GPU, where eager it is bound by kernel launches (and softmax and the best
         # class join the CRF's graph); on a CPU inductor's code for the CRF's window sums is slower than eager
         # (64x2048, one step, one thread: fp32 39 vs 23 ms, bf16 98 vs 19)
@@ -101,11 +101,10 @@ class NetworkSegmenter:
         """(B, H, W) class ids and (B, H, W) float32 probabilities from (B, H, W, C) range images, one network
         call for the whole batch (the CRF works on each image alone).
         """
-        x = torch.from_numpy(np.ascontiguousarray(images[..., : self.in_channels])).permute(0, 3, 1, 2)
-        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        kept = torch.from_numpy(np.ascontiguousarray(images[..., : self.in_channels])).to(self.device)
         clock = StageClock(self.device, events=False)  # waits for the device at each part's end: the parts' own times
         with torch.inference_mode():
-            confidence, classes = self._classes(x, clock)
+            confidence, classes = self._classes(kept, clock)
         self.stage_ms = clock.read()
         return classes.cpu().numpy(), confidence.float().cpu().numpy()
 
@@ -113,30 +112,40 @@ class NetworkSegmenter:
         """(H, W) class ids and (H, W) float32 probabilities, left on the device, from an (H, W, C) range image on
         the device (the device projection's); ``clock`` times the parts (``network``, ``crf``); nothing waits.
         """
-        # (H, W, C) memory is already the channels-last layout of (1, C, H, W): no copy
-        x = image[..., : self.in_channels].permute(2, 0, 1)[None].to(self.dtype)
-        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            confidence, classes = self._classes(x, clock)
-        return classes[0].to(torch.int16), confidence[0]  # class ids fit 16 bits: less to copy back
+            confidence, classes = self._classes(image[None], clock)
+        return classes[0], confidence[0]
 
-    def _classes(self, x: torch.Tensor, clock: StageClock) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, H, W) probability of the best class and that class, the network then the CRF, each timed by ``clock``."""
+    def _classes(self, images: torch.Tensor, clock: StageClock) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, W) probability of the best class and that class (int16), from (B, H, W, C) float32 range images on
+        the device: the network then the CRF, each timed by ``clock``.
+        """
         if self._graphs:  # a new scan: the CUDA graphs may reuse the last scan's output memory (both entry points)
             torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         with clock.stage("network"):
-            logits = self._network_half(x)
+            logits, x = self._network_half(images)
         if self._refine is None:
             return self._pick_half(logits, x)
         with clock.stage("crf"):
             return self._pick_half(logits, x)
 
+    def _prepare_and_run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first half: (B, H, W, C) images -> the network's (B, C, H, W) channels-last input in its precision
+        (returned too: the CRF reads it) and the network's logits.
+        """
+        # (B, H, W, C) memory is already the channels-last layout of (B, C, H, W)
+        x = images[..., : self.in_channels].permute(0, 3, 1, 2).to(self.dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return self._first(x), x
+
     def _refine_and_pick(self, logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The second half: the CRF (a RangeSegmenter's), then the best class's probability and the class."""
+        """The second half: the CRF (a RangeSegmenter's), then the best class's probability and the class (int16:
+        class ids fit 16 bits, less to copy back).
+        """
         if self._refine is not None:
             logits = self._refine(logits, x)
         confidence, classes = torch.softmax(logits.float(), dim=1).max(dim=1)
-        return confidence, classes
+        return confidence, classes.to(torch.int16)
 
 
 def _set_crf_iterations(network: nn.Module, iterations: int) -> None:
