@@ -92,38 +92,42 @@ def transform_box(box: Box3D, pose: np.ndarray) -> Box3D:
     )
 
 
-def _polygon_area(poly: np.ndarray) -> float:
-    """Signed area of a polygon (K, 2) by the shoelace formula (positive if counter-clockwise)."""
-    if len(poly) < 3:
-        return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+Polygon = list[tuple[float, float]]
 
 
-def _clip_convex(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
+def _polygon_area(poly: Polygon) -> float:
+    """Signed area of a polygon by the shoelace formula (positive if counter-clockwise)."""
+    # plain floats: a box's polygons have 3-8 corners, where numpy's per-call cost is most of the work
+    total = 0.0
+    for (x0, y0), (x1, y1) in zip(poly, poly[1:] + poly[:1], strict=True):
+        total += x0 * y1 - y0 * x1
+    return 0.5 * total if len(poly) >= 3 else 0.0
+
+
+def _clip_convex(subject: Polygon, clip: Polygon) -> Polygon:
     """Sutherland-Hodgman: the part of convex polygon ``subject`` inside convex CCW polygon ``clip``."""
     out = subject
-    for a, b in zip(clip, np.roll(clip, -1, axis=0), strict=True):
-        if len(out) == 0:
+    for (ax, ay), (bx, by) in zip(clip, clip[1:] + clip[:1], strict=True):
+        if not out:
             break
-        edge = b - a
+        ex, ey = bx - ax, by - ay
         # > 0: left of the edge, i.e. inside a counter-clockwise polygon
-        side = edge[0] * (out[:, 1] - a[1]) - edge[1] * (out[:, 0] - a[0])
-        nxt = np.roll(out, -1, axis=0)
-        side_next = np.roll(side, -1)
-        kept: list[np.ndarray] = []
-        for p, q, sp, sq in zip(out, nxt, side, side_next, strict=True):
+        side = [ex * (py - ay) - ey * (px - ax) for px, py in out]
+        kept: Polygon = []
+        for (px, py), (qx, qy), sp, sq in zip(out, out[1:] + out[:1], side, side[1:] + side[:1], strict=True):
             if sp >= 0:
-                kept.append(p)
+                kept.append((px, py))
             if (sp >= 0) != (sq >= 0):
-                kept.append(p + (q - p) * (sp / (sp - sq)))
-        out = np.asarray(kept).reshape(-1, 2)
+                t = sp / (sp - sq)
+                kept.append((px + (qx - px) * t, py + (qy - py) * t))
+        out = kept
     return out
 
 
 def bev_iou(a: Box3D, b: Box3D) -> float:
     """Intersection over union of the two boxes' bird's-eye-view rectangles (0 when both are empty)."""
-    pa, pb = a.bev_corners(), b.bev_corners()
+    pa: Polygon = [(x, y) for x, y in a.bev_corners().tolist()]
+    pb: Polygon = [(x, y) for x, y in b.bev_corners().tolist()]
     if _polygon_area(pb) < 0:
         pb = pb[::-1]
     area_a, area_b = abs(_polygon_area(pa)), abs(_polygon_area(pb))
