@@ -11,6 +11,7 @@ squares and has units of m^2).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,27 +55,25 @@ def measurement_noise(
     """R (2, 2) for a centre at ``center_xy`` seen from the sensor at ``sensor_xy`` (the origin when tracking in
     the sensor frame; its position in the fixed frame otherwise).
     """
-    return np.asarray(measurement_noises(np.asarray(center_xy, dtype=np.float64)[None, :2], config, sensor_xy)[0])
+    x, y = float(center_xy[0]) - float(sensor_xy[0]), float(center_xy[1]) - float(sensor_xy[1])
+    distance = math.hypot(x, y)
+    along2 = max(config.range_resolution_m, config.min_position_std_m) ** 2
+    across2 = max(distance * config.azimuth_resolution_rad, config.min_position_std_m) ** 2
+    if distance < 1e-9:
+        return np.array([[along2, 0.0], [0.0, along2]])
+    # rot @ diag(along^2, across^2) @ rot.T, rot's columns the ray (c, s) and its normal, in closed form (plain
+    # floats: called per detection and per update, where numpy's per-call cost dominated the tracker)
+    c, s = x / distance, y / distance
+    cross = c * s * (along2 - across2)
+    return np.array([[c * c * along2 + s * s * across2, cross], [cross, s * s * along2 + c * c * across2]])
 
 
 def measurement_noises(
     centers_xy: np.ndarray, config: TrackerConfig, sensor_xy: np.ndarray | Sequence[float] = (0.0, 0.0)
 ) -> np.ndarray:
-    """R (D, 2, 2) of :func:`measurement_noise` for D centres (D, >= 2) at once: one scan's detections."""
-    offset = np.asarray(centers_xy, dtype=np.float64)[:, :2] - np.asarray(sensor_xy, dtype=np.float64)[:2]
-    distance = np.hypot(offset[:, 0], offset[:, 1])
-    along = max(config.range_resolution_m, config.min_position_std_m)
-    across = np.maximum(distance * config.azimuth_resolution_rad, config.min_position_std_m)
-    # R = rot @ diag(along^2, across^2) @ rot.T with rot's columns the ray and its normal; at the sensor, isotropic
-    at_sensor = distance < 1e-9
-    safe = np.where(at_sensor, 1.0, distance)
-    c, s = np.where(at_sensor, 1.0, offset[:, 0] / safe), np.where(at_sensor, 0.0, offset[:, 1] / safe)
-    across2 = np.where(at_sensor, along**2, across**2)
-    noise = np.empty((len(offset), 2, 2))
-    noise[:, 0, 0] = c * c * along**2 + s * s * across2
-    noise[:, 1, 1] = s * s * along**2 + c * c * across2
-    noise[:, 0, 1] = noise[:, 1, 0] = c * s * (along**2 - across2)
-    return noise
+    """R (D, 2, 2) of :func:`measurement_noise` for D centres (D, >= 2): one scan's detections."""
+    noises = [measurement_noise(center, config, sensor_xy) for center in centers_xy]
+    return np.stack(noises) if noises else np.zeros((0, 2, 2))
 
 
 def new_filter(
