@@ -76,9 +76,11 @@ class Track:
         state = self.kf.x[:, 0]
         return state[4:6].copy() if len(state) >= 6 else np.zeros(2)
 
-    def predict(self, dt: float) -> None:
-        self.kf.F = transition(self.config, dt)
-        self.kf.Q = process_noise(self.config, dt)
+    def predict(self, dt: float, motion: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Move the filter ``dt`` seconds on; ``motion``: its (F, Q) for that step when already built (the tracker
+        builds them once a scan for all its tracks; the filter only reads them).
+        """
+        self.kf.F, self.kf.Q = motion or (transition(self.config, dt), process_noise(self.config, dt))
         self.kf.predict()
         self.updated = False
 

@@ -11,7 +11,7 @@ from perception_ws.boxes import Box3D
 from perception_ws.errors import PerceptionError
 from perception_ws.instances.association import assign, mahalanobis2
 from perception_ws.instances.config import TrackerConfig
-from perception_ws.instances.motion_models import measurement_noises
+from perception_ws.instances.motion_models import measurement_noises, process_noise, transition
 from perception_ws.instances.track import Track, TrackState
 
 
@@ -58,8 +58,10 @@ class Tracker:
             if not (np.isfinite(det.center).all() and np.isfinite(det.size).all() and math.isfinite(det.yaw)):
                 raise PerceptionError(f"tracker detection {i} has a NaN or Inf centre, size or yaw; expected finite")
         if self._last_stamp is not None and stamp > self._last_stamp:
+            dt = stamp - self._last_stamp
+            motion = (transition(self.config, dt), process_noise(self.config, dt))  # the same step for every track
             for track in self.tracks:
-                track.predict(stamp - self._last_stamp)
+                track.predict(dt, motion)
         self._last_stamp = stamp
         matches, lost, fresh = self._associate(detections, sensor_xy)
         for t, d in matches:
