@@ -14,7 +14,7 @@ from perception_ws.evaluation import evaluate
 from perception_ws.instances import DetectConfig, detect
 from perception_ws.instances.consistency import consistent_labels, plausible_person
 from perception_ws.io import load
-from perception_ws.labels import KITTI3
+from perception_ws.labels import KITTI3, SEMANTIC_KITTI
 from perception_ws.models.weights import load_any_weights
 from perception_ws.pipeline import Pipeline
 from perception_ws.schema import ConfigError
@@ -51,6 +51,17 @@ def test_thing_points_outside_every_detection_become_unlabelled() -> None:
     assert labels.tolist() == [0, CAR, CAR, PEDESTRIAN, CYCLIST, 0]  # a new array
     # only the detected classes are touched
     assert consistent_labels(labels, instances, KITTI3, ["car"]).tolist() == [0, CAR, 0, PEDESTRIAN, CYCLIST, 0]
+    # SemanticKITTI's 20 classes, a scan's worth of points: its thing classes only, wherever no instance holds them
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, len(SEMANTIC_KITTI), 120_000).astype(np.uint16)
+    instances = (rng.random(len(labels)) < 0.3).astype(np.uint32)
+    things = [SEMANTIC_KITTI.id_of(name) for name in ("car", "person", "bicyclist")]
+    cleared = np.isin(labels, things) & (instances == 0)
+    expected = np.where(cleared, 0, labels)
+    np.testing.assert_array_equal(
+        consistent_labels(labels, instances, SEMANTIC_KITTI, ["car", "person", "bicyclist"]), expected
+    )
+    assert consistent_labels(labels[:0], instances[:0], KITTI3).size == 0
 
 
 @pytest.mark.real_data

@@ -37,7 +37,11 @@ def consistent_labels(
     """``labels`` with every point of a detected class (``classes``; None: the class set's things) that is in
     no detection (``instances`` 0) set to 0; other classes (road, buildings …) unchanged. A new array.
     """
-    detected = np.asarray(object_class_ids(class_set, classes), dtype=np.int64)
     out = np.array(labels, copy=True)
-    out[np.isin(out, detected) & (np.asarray(instances) == 0)] = 0
+    if out.size == 0:
+        return out
+    # a lookup table over the class ids (a gather) instead of np.isin's passes over the scan per class
+    detected = np.zeros(max(len(class_set), int(out.max()) + 1), dtype=bool)
+    detected[object_class_ids(class_set, classes)] = True
+    out[detected[out] & (np.asarray(instances) == 0)] = 0
     return out
