@@ -464,9 +464,10 @@ def _finite_xyz(cloud: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _timed_ground(xyz: np.ndarray, config: DetectConfig) -> tuple[np.ndarray, float]:
     """The ground mask of ``xyz`` and the milliseconds it took (runs on the pipeline's ground thread)."""
-    start = time.perf_counter()
-    mask = ground_mask(xyz, config.ground)
-    return mask, (time.perf_counter() - start) * 1e3
+    timings: dict[str, float] = {}
+    with stage(timings, "ground"):
+        mask = ground_mask(xyz, config.ground)
+    return mask, timings["ground"]
 
 
 def instance_ids(xyz: np.ndarray, labels: np.ndarray, detections: list[Box3D]) -> np.ndarray:

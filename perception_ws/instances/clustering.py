@@ -19,6 +19,15 @@ def object_class_ids(class_set: ClassSet, classes: Sequence[str] | None) -> list
     return [class_set.id_of(name) for name in classes]
 
 
+def object_class_table(class_set: ClassSet, classes: Sequence[str] | None, size: int = 0) -> np.ndarray:
+    """(max(len(class_set), size),) bool, True at the ids :func:`object_class_ids` gives: ``table[labels]`` marks a
+    scan's object points in one gather (``size``: room for larger ids a label array may hold).
+    """
+    table = np.zeros(max(len(class_set), size), dtype=bool)
+    table[object_class_ids(class_set, classes)] = True
+    return table
+
+
 def cluster_by_class(
     xyz: np.ndarray,
     labels: np.ndarray,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from perception_ws.boxes import Box3D
-from perception_ws.instances.clustering import object_class_ids
+from perception_ws.instances.clustering import object_class_table
 from perception_ws.labels import ClassSet
 
 #: classes whose objects are people, across the class sets (KITTI-3, SemanticKITTI)
@@ -41,7 +41,6 @@ def consistent_labels(
     if out.size == 0:
         return out
     # a lookup table over the class ids (a gather) instead of np.isin's passes over the scan per class
-    detected = np.zeros(max(len(class_set), int(out.max()) + 1), dtype=bool)
-    detected[object_class_ids(class_set, classes)] = True
+    detected = object_class_table(class_set, classes, int(out.max()) + 1)
     out[detected[out] & (np.asarray(instances) == 0)] = 0
     return out

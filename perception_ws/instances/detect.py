@@ -9,7 +9,7 @@ import numpy as np
 from perception_ws.boxes import Box3D
 from perception_ws.errors import CloudFormatError
 from perception_ws.instances.box_fit import fit_box, fit_boxes
-from perception_ws.instances.clustering import cluster_by_class, object_class_ids
+from perception_ws.instances.clustering import cluster_by_class, object_class_table
 from perception_ws.instances.config import DetectConfig
 from perception_ws.instances.consistency import plausible_person
 from perception_ws.instances.ground import ground_mask
@@ -49,9 +49,7 @@ def detect(
         )
     scores = None if point_scores is None else as_per_point(point_scores, len(pts), "point scores")
     # only the points of a clustered class (a few percent of a scan), off the ground if it is removed, reach DBSCAN
-    clustered = np.zeros(len(class_set), dtype=bool)
-    clustered[object_class_ids(class_set, config.classes)] = True
-    candidate = clustered[lab]
+    candidate = object_class_table(class_set, config.classes)[lab]
     if config.remove_ground and len(pts):
         if ground is None:
             with stage(timings, "ground"):
