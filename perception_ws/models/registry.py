@@ -38,7 +38,16 @@ MODELS: dict[str, ModelSpec] = {
 
 #: keys of ``**cfg`` that :func:`build_model` understands.
 CONFIG_KEYS = frozenset(
-    {"dropout", "input_mean", "input_std", "crf_params", "xyz_channels", "valid_channel", "zero_channels"}
+    {
+        "dropout",
+        "input_mean",
+        "input_std",
+        "crf_params",
+        "xyz_channels",
+        "valid_channel",
+        "zero_channels",
+        "channel_scale",
+    }
 )
 
 
@@ -56,7 +65,8 @@ def build_model(
     """A fresh (untrained) model. ``in_channels`` defaults to the architecture's (5 for v1, 6 for v2).
 
     ``cfg``: ``dropout`` (0.5), ``input_mean``/``input_std`` (per-channel lists), ``crf_params`` (a
-    :class:`~perception_ws.models.crf.CRFConfig` as dict), ``xyz_channels`` ((0, 1, 2)), ``valid_channel`` (4).
+    :class:`~perception_ws.models.crf.CRFConfig` as dict), ``xyz_channels`` ((0, 1, 2)), ``valid_channel`` (4),
+    ``channel_scale`` (1.0: every layer's channels times it, in 1/16 steps).
     """
     spec = get_spec(name)
     unknown = set(cfg) - CONFIG_KEYS

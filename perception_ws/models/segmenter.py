@@ -30,6 +30,8 @@ from perception_ws.models.squeezeseg import WIDTH_FACTOR, SqueezeSegNet
 #: read from disk, and one claiming 10^9 classes would otherwise ask for terabytes (the largest class set has 20).
 MAX_CLASSES = 256
 MAX_IN_CHANNELS = 64
+#: the widest channel scale accepted (every layer's channels times it; 1.0 is SqueezeSeg's own widths).
+MAX_CHANNEL_SCALE = 2.0
 
 
 class RangeSegmenter(nn.Module):
@@ -54,6 +56,7 @@ class RangeSegmenter(nn.Module):
         xyz_channels: Sequence[int] = (0, 1, 2),
         valid_channel: int = 4,
         zero_channels: Sequence[int] = (),
+        channel_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if not 2 <= num_classes <= MAX_CLASSES:
@@ -62,12 +65,16 @@ class RangeSegmenter(nn.Module):
             raise PerceptionError(f"model {name}: in_channels must be in 1..{MAX_IN_CHANNELS}, got {in_channels}")
         if not 0.0 <= dropout < 1.0:
             raise PerceptionError(f"model {name}: dropout must lie in [0, 1), got {dropout}")
+        if not 0 < channel_scale <= MAX_CHANNEL_SCALE:
+            raise PerceptionError(f"model {name}: channel_scale must be in (0, {MAX_CHANNEL_SCALE}]: {channel_scale}")
         self.name = name
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.batch_norm = batch_norm
         self.cam = cam
         self.dropout = dropout
+        # a narrower network (e.g. 0.5: a quarter of the convolutions' work) for small CPUs; 1.0 is the thesis'
+        self.channel_scale = float(channel_scale)
         self.xyz_channels = tuple(int(c) for c in xyz_channels)
         self.valid_channel = int(valid_channel)
         # inputs the model is trained to ignore (e.g. intensity, which simulators and sensors disagree on):
@@ -82,7 +89,9 @@ class RangeSegmenter(nn.Module):
         self.register_buffer("_channel_keep", keep.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("_xyz_index", torch.tensor(self.xyz_channels, dtype=torch.long), persistent=False)
         self.normalizer = InputNormalizer(in_channels, input_mean, input_std)
-        self.net = SqueezeSegNet(in_channels, num_classes, batch_norm=batch_norm, cam=cam, dropout=dropout)
+        self.net = SqueezeSegNet(
+            in_channels, num_classes, batch_norm=batch_norm, cam=cam, dropout=dropout, channel_scale=channel_scale
+        )
         self.crf: RecurrentCRF | None = None
         if crf:
             used = (*self.xyz_channels, self.valid_channel)
@@ -97,8 +106,10 @@ class RangeSegmenter(nn.Module):
     def config(self) -> dict[str, Any]:
         """Everything :func:`~perception_ws.models.registry.build_model` needs to rebuild this model (JSON-safe).
 
-        The input statistics are read from the buffers, so a fitted normaliser is recorded too.
+        The input statistics are read from the buffers, so a fitted normaliser is recorded too. ``channel_scale``
+        appears only where it is not 1.0 (manifests written before it existed rebuild the full-width network).
         """
+        scale = {} if self.channel_scale == 1.0 else {"channel_scale": self.channel_scale}
         return {
             "name": self.name,
             "num_classes": self.num_classes,
@@ -111,6 +122,7 @@ class RangeSegmenter(nn.Module):
             "xyz_channels": list(self.xyz_channels),
             "valid_channel": self.valid_channel,
             "zero_channels": list(self.zero_channels),
+            **scale,
         }
 
     def _check_input(self, x: torch.Tensor) -> None:

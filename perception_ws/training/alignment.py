@@ -37,6 +37,16 @@ def read_target(config: TrainConfig) -> TargetScans | None:
     )
 
 
+def real_batch(
+    target: TargetScans, batch_size: int, in_channels: int, step: int, rank: int, world: int
+) -> torch.Tensor:
+    """The (B, C, H, crop_width) real images of ``step`` on ``rank`` (on the CPU): addressed by step, so a resumed
+    run draws the same ones.
+    """
+    first = (step * world + rank) * batch_size
+    return torch.from_numpy(target.batch(range(first, first + batch_size)))[:, :in_channels]
+
+
 class CorrelationAlignment:
     """Draws the real batch of a step and computes ``gca_weight`` * distance; see the module doc."""
 
@@ -48,10 +58,9 @@ class CorrelationAlignment:
         self.model = model
 
     def real_batch(self, step: int, rank: int, world: int, device: torch.device) -> torch.Tensor:
-        """The (B, C, H, crop_width) real images of ``step`` on ``rank``: addressed by step, so resume is exact."""
-        first = (step * world + rank) * self.batch_size
-        images = torch.from_numpy(self.target.batch(range(first, first + self.batch_size)))
-        return images[:, : self.model.in_channels].to(device, non_blocking=True)
+        """The (B, C, H, crop_width) real images of ``step`` on ``rank`` on ``device`` (:func:`real_batch`)."""
+        images = real_batch(self.target, self.batch_size, self.model.in_channels, step, rank, world)
+        return images.to(device, non_blocking=True)
 
     def forward(
         self, wrapped: nn.Module, images: torch.Tensor, step: int, rank: int, world: int, amp: bool

@@ -11,6 +11,7 @@ from typing import Any
 from perception_ws.errors import PerceptionError
 from perception_ws.models.families import is_point_model
 from perception_ws.models.registry import get_spec
+from perception_ws.models.segmenter import MAX_CHANNEL_SCALE
 from perception_ws.sim.world.scene_config import DEFAULT_SCENE_CONTENT, check_scene_content
 from perception_ws.training.data_spec import carla_address, parse_data
 
@@ -65,6 +66,15 @@ class TrainConfig:
     init: str | None = None
     gca_weight: float = 10.0
     gca_distance: str = "log_euclidean"
+    #: range-image models: every layer's channels times this (1/16 steps; 0.5 runs about 3x faster on a CPU).
+    channel_scale: float = 1.0
+    #: weights of a trained range-image network (e.g. the shipped default) to distil from: each step adds
+    #: ``distill_weight`` times the KL divergence from its class probabilities (softened by
+    #: ``distill_temperature``) on the simulated batch and, with ``target``, on the real batch, which then serves
+    #: distillation instead of GCA (training/distillation.py); None: no teacher.
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
     #: point models (spvcnn, spvnas): the finest voxel in metres, and the widths' scale (SPVCNN's x ratio; for
     #: spvnas the super-network's largest widths).
     voxel_size: float = 0.05
@@ -102,6 +112,7 @@ class TrainConfig:
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise PerceptionError(f"train: max_minutes must be a finite number > 0; got {self.max_minutes!r}")
         check_scene_content(self.scene_content)
+        self._check_distillation()
         entries = parse_data(self.data)  # a malformed --data fails here, in one line
         if self.workers and any(carla_address(source) for source, _ in entries):
             raise PerceptionError(
@@ -133,6 +144,27 @@ class TrainConfig:
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value > 0):
                 raise PerceptionError(f"train: {name} must be a finite number > 0; got {value!r}")
+
+    def _check_distillation(self) -> None:
+        """The teacher and the narrower network: range-image models only, finite positive settings."""
+        if is_point_model(self.model) and (self.teacher is not None or self.channel_scale != 1.0):
+            raise PerceptionError(
+                f"train: --teacher and --channel-scale are for the range-image models; {self.model} has --width-ratio"
+            )
+        scale = float(self.channel_scale)
+        if not (math.isfinite(scale) and 0 < scale <= MAX_CHANNEL_SCALE and (scale * 16).is_integer()):
+            raise PerceptionError(
+                f"train: channel_scale must be a multiple of 1/16 in (0, {MAX_CHANNEL_SCALE}]; got {scale!r}"
+            )
+        for name in ("distill_weight", "distill_temperature"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise PerceptionError(f"train: {name} must be a finite number > 0; got {value!r}")
+        if self.teacher is not None:
+            from perception_ws.models.weights import manifest_path
+
+            if not (Path(self.teacher).is_file() and manifest_path(self.teacher).is_file()):
+                raise PerceptionError(f"train: teacher {self.teacher!r} is not a weights file with its .json manifest")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,8 +11,9 @@ from perception_ws.io.atomic import atomic_file
 LOG = "log.csv"
 CURVES = "curves.png"
 COLUMNS = ("step", "loss", "lr", "samples_per_s", "elapsed_s")
-#: parts of the loss logged beside it (the weighted GCA term of a run with a target), drawn in its panel.
-LOSS_TERMS = ("gca",)
+#: parts of the loss logged beside it (the weighted GCA term of a run with a target, the distillation term of a run
+#: with a teacher), drawn in its panel.
+LOSS_TERMS = ("gca", "distill")
 
 
 def read_log(path: Path) -> list[dict[str, float]]:

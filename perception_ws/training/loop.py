@@ -30,7 +30,12 @@ from perception_ws.errors import PerceptionError
 from perception_ws.io.atomic import atomic_file
 from perception_ws.labels import get_class_set
 from perception_ws.models.families import is_point_model
-from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEG, KITTI3_WEIGHTS_SQUEEZESEGV2, SegmentationLoss
+from perception_ws.models.losses import (
+    KITTI3_WEIGHTS_SQUEEZESEG,
+    KITTI3_WEIGHTS_SQUEEZESEGV2,
+    LossKind,
+    SegmentationLoss,
+)
 from perception_ws.models.registry import build_model
 from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.sim.world.scene_config import scene_config_for
@@ -48,6 +53,7 @@ from perception_ws.training.config import TrainConfig
 from perception_ws.training.curves import CURVES, LOG, plot_curves, read_log, write_log
 from perception_ws.training.data import AugmentedSamples, StepBatches, make_loader
 from perception_ws.training.data_spec import GPU_DATA, make_source
+from perception_ws.training.distillation import Distillation, load_teacher
 from perception_ws.training.distributed import start_distributed
 from perception_ws.training.gpu_data import SweepBatches
 from perception_ws.training.monitor import frame_scores
@@ -89,20 +95,27 @@ def build_training_model(config: TrainConfig) -> nn.Module:
             zero_intensity=config.intensity_input == "zero",
         )
     zero = [INTENSITY] if config.intensity_input == "zero" else []
-    return build_model(config.model, len(class_set), crf=config.crf, zero_channels=zero)
+    return build_model(
+        config.model, len(class_set), crf=config.crf, zero_channels=zero, channel_scale=config.channel_scale
+    )
+
+
+def _class_weights(config: TrainConfig) -> tuple[float, ...] | None:
+    """The loss's KITTI-3 class weights (SqueezeSegV2's or SqueezeSeg's); None for the semantic classes."""
+    if config.classes != "kitti3":
+        return None
+    v2 = config.model == "squeezesegv2" or is_point_model(config.model)
+    return KITTI3_WEIGHTS_SQUEEZESEGV2 if v2 else KITTI3_WEIGHTS_SQUEEZESEG
 
 
 def _loss(config: TrainConfig) -> SegmentationLoss:
     """SqueezeSegV2: focal loss; SqueezeSeg and the point models (as SPVNAS trains): cross-entropy. KITTI-3 with
     the range-image models' class weights (the classes are as unbalanced for points); SemanticKITTI ignores 0.
     """
-    v2 = config.model == "squeezesegv2"
-    if is_point_model(config.model) and config.classes == "kitti3":
-        return SegmentationLoss("cross_entropy", class_weights=KITTI3_WEIGHTS_SQUEEZESEGV2)
+    kind: LossKind = "focal" if config.model == "squeezesegv2" else "cross_entropy"
     if config.classes == "kitti3":
-        weights = KITTI3_WEIGHTS_SQUEEZESEGV2 if v2 else KITTI3_WEIGHTS_SQUEEZESEG
-        return SegmentationLoss("focal" if v2 else "cross_entropy", class_weights=weights)
-    return SegmentationLoss("focal" if v2 else "cross_entropy", ignore_index=0)
+        return SegmentationLoss(kind, class_weights=_class_weights(config))
+    return SegmentationLoss(kind, ignore_index=0)
 
 
 def _lr_factor(config: TrainConfig, step: int) -> float:
@@ -183,8 +196,12 @@ def train(
     torch.manual_seed(config.seed)
     class_set = get_class_set(config.classes)
     model = build_training_model(config)
-    alignment = None
-    if target is not None:
+    alignment, distillation = None, None
+    if config.teacher is not None:  # the real batches (if any) serve distillation instead of GCA
+        assert isinstance(model, RangeSegmenter)  # TrainConfig refuses --teacher for the point models
+        teacher = load_teacher(config.teacher, len(class_set), device)
+        distillation = Distillation(config, teacher, model, target, _class_weights(config))
+    elif target is not None:
         assert isinstance(model, RangeSegmenter)  # TrainConfig refuses --target for the point models
         alignment = CorrelationAlignment(target, config, model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -242,7 +259,8 @@ def train(
     began, last_loss, step = time.monotonic(), math.nan, start
     diverged: str | None = None  # what stopped the run: a non-finite loss or weights, and at which step
     window_loss, window_start, window_samples, window_steps = 0.0, time.monotonic(), 0, 0
-    window_gca = 0.0  # the weighted GCA term's share of the loss, when the run aligns with a target
+    window_extra = 0.0  # the weighted GCA or distillation term's share of the loss, when the run has one
+    extra_name = "distill" if distillation is not None else "gca"
     bar = _progress(start, config.steps, progress and dist.rank == 0)
     model.train()
     for images, labels in loader:
@@ -257,14 +275,18 @@ def train(
             if subnet is not None and set_subnet is not None:
                 set_subnet(subnet)
             with dist.sync_gradients(wrapped, i == len(subnets) - 1):  # summed here, averaged over ranks once
-                if alignment is None:
+                if distillation is not None:  # the teacher's probabilities (training/distillation.py)
+                    logits, extra = distillation.forward(wrapped, images, step, dist.rank, dist.world, amp)
+                elif alignment is not None:  # plus one real batch, and the weighted GCA term (training/alignment.py)
+                    logits, extra = alignment.forward(wrapped, images, step, dist.rank, dist.world, amp)
+                else:
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                         logits = wrapped(images)
-                    loss = loss_fn(logits.float(), labels, images[:, 4] > 0)
-                else:  # plus one real batch, and the weighted GCA term (training/alignment.py)
-                    logits, gca = alignment.forward(wrapped, images, step, dist.rank, dist.world, amp)
-                    loss = loss_fn(logits.float(), labels, images[:, 4] > 0) + gca
-                    window_gca += float(gca.detach())
+                    extra = None
+                loss = loss_fn(logits.float(), labels, images[:, 4] > 0)
+                if extra is not None:
+                    loss = loss + extra
+                    window_extra += float(extra.detach())
                 loss.backward()
             losses.append(loss.detach())
         optimizer.step()
@@ -293,11 +315,11 @@ def train(
                 "samples_per_s": window_samples / max(1e-9, now - window_start),
                 "elapsed_s": (log[-1]["elapsed_s"] if log else 0.0) + (now - window_start),
             }
-            if alignment is not None:
-                row["gca"] = window_gca / window_steps
+            if alignment is not None or distillation is not None:
+                row[extra_name] = window_extra / window_steps
             log.append(row)
             bar.set_postfix(loss=f"{last_loss:.4f}")
-            window_loss, window_start, window_samples, window_steps, window_gca = 0.0, now, 0, 0, 0.0
+            window_loss, window_start, window_samples, window_steps, window_extra = 0.0, now, 0, 0, 0.0
         if step % config.checkpoint_every == 0 or last:
             # this step's update may have made the weights non-finite although its loss was not: never save those
             if dist.any(not _finite(model)):
@@ -369,7 +391,14 @@ def _describe(config: TrainConfig) -> dict[str, Any]:
     }
     if is_point_model(config.model):
         data["points"] = "each sweep image's occupied pixels (one return each), voxelised by the network"
-    if config.target is not None:
+    if config.teacher is not None:
+        data["distillation"] = {
+            "teacher": config.teacher,
+            "real_batches": config.target,
+            "weight": config.distill_weight,
+            "temperature": config.distill_temperature,
+        }
+    elif config.target is not None:
         data["gca"] = {"target": config.target, "weight": config.gca_weight, "distance": config.gca_distance}
     return data
 
