@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
 
 from perception_ws.instances.config import TrackerConfig
 
@@ -76,20 +75,45 @@ def measurement_noises(
     return np.stack(noises) if noises else np.zeros((0, 2, 2))
 
 
+class CentreFilter:
+    """A Kalman filter of a box centre that observes (px, py), the first two state entries.
+
+    The textbook equations, written for this one observation (H P H^T is P's top-left block): the same numbers as
+    a general filter with H = [I 0] (filterpy's, which this replaced: the tests compare the two), at a fraction of
+    its per-call cost, which dominated the tracker on busy scans. The covariance update is Joseph's form, which
+    keeps P symmetric and positive definite.
+    """
+
+    def __init__(self, x: np.ndarray, P: np.ndarray, F: np.ndarray, Q: np.ndarray) -> None:
+        self.x = x  # (n, 1)
+        self.P = P  # (n, n)
+        self.F = F
+        self.Q = Q
+
+    def predict(self) -> None:
+        """x = F x, P = F P F^T + Q with the filter's current F and Q."""
+        self.x = self.F @ self.x
+        self.P = self.F @ self.P @ self.F.T + self.Q
+
+    def update(self, z: np.ndarray, R: np.ndarray) -> None:
+        """Fold in an observed centre ``z`` (2,) with noise ``R`` (2, 2)."""
+        P = self.P
+        S = P[:2, :2] + R
+        K = P[:, :2] @ np.linalg.inv(S)  # (n, 2): P H^T S^-1
+        self.x = self.x + K @ (np.asarray(z, dtype=np.float64)[:2].reshape(2, 1) - self.x[:2])
+        I_KH = np.eye(len(P))
+        I_KH[:, :2] -= K
+        self.P = I_KH @ P @ I_KH.T + K @ R @ K.T
+
+
 def new_filter(
     center_xy: np.ndarray, config: TrackerConfig, sensor_xy: np.ndarray | Sequence[float] = (0.0, 0.0)
-) -> KalmanFilter:
+) -> CentreFilter:
     """A filter at ``center_xy`` with zero velocity and acceleration (LATTE's start) and wide priors on them."""
     n = state_size(config)
-    kf = KalmanFilter(dim_x=n, dim_z=2)
-    kf.x = np.zeros((n, 1))
-    kf.x[:2, 0] = center_xy[:2]
-    kf.H = observation(config)
-    kf.R = measurement_noise(center_xy, config, sensor_xy)
+    x = np.zeros((n, 1))
+    x[:2, 0] = center_xy[:2]
     variances = [0.0, 0.0] + [config.initial_velocity_std**2] * 2 + [config.initial_acceleration_std**2] * 2
     P = np.diag(variances[:n])
-    P[:2, :2] = kf.R
-    kf.P = P
-    kf.F = transition(config, config.default_dt_s)
-    kf.Q = process_noise(config, config.default_dt_s)
-    return kf
+    P[:2, :2] = measurement_noise(center_xy, config, sensor_xy)
+    return CentreFilter(x, P, transition(config, config.default_dt_s), process_noise(config, config.default_dt_s))

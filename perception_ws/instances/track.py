@@ -13,11 +13,16 @@ import enum
 from collections.abc import Sequence
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
 
 from perception_ws.boxes import Box3D
 from perception_ws.instances.config import TrackerConfig
-from perception_ws.instances.motion_models import measurement_noise, new_filter, process_noise, transition
+from perception_ws.instances.motion_models import (
+    CentreFilter,
+    measurement_noise,
+    new_filter,
+    process_noise,
+    transition,
+)
 
 #: above this speed (m/s) the direction of motion tells the front of the object from its back.
 _HEADING_FROM_MOTION_SPEED = 1.5
@@ -47,7 +52,7 @@ class Track:
     ) -> None:
         self.id = track_id
         self.config = config
-        self.kf: KalmanFilter = new_filter(detection.center, config, sensor_xy)
+        self.kf: CentreFilter = new_filter(detection.center, config, sensor_xy)
         self.label = detection.label
         self.name = detection.name
         self.rigid = detection.name in config.rigid_classes
@@ -89,7 +94,7 @@ class Track:
         return np.asarray(self.kf.P[:2, :2].copy())
 
     def update(self, detection: Box3D, sensor_xy: Sequence[float] = (0.0, 0.0)) -> None:
-        self.kf.update(detection.center[:2], R=measurement_noise(detection.center, self.config, sensor_xy))
+        self.kf.update(detection.center[:2], measurement_noise(detection.center, self.config, sensor_xy))
         self.hits += 1
         self.misses = 0
         self.updated = True
