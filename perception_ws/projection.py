@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from perception_ws.calib.sensors import SensorModel, get_sensor
 from perception_ws.cloud import as_structured
 from perception_ws.errors import CloudFormatError, ProjectionError, SensorError
+from perception_ws.kernels.nearest_owner import nearest_owners
 from perception_ws.kernels.projection import (
     ColumnRule,
     Projected,
@@ -98,10 +98,11 @@ class Projection(ImageSize):
         """(N,) int64 flat pixel (row * W + col) each point takes its label from; -1 when not in view.
 
         A point that won its pixel reads that pixel. A point hidden behind a nearer one reads the pixel
-        of the nearest pixel owner in 3D (scipy cKDTree over the owners): the winner of its own pixel
-        can be far away in depth (a pole in front of a wall), whereas the nearest owner in 3D is almost
-        always a point of the same surface, usually in a neighbouring pixel. This is the faithful
-        choice; it costs one tree over the owners, built only when there are hidden points.
+        of the nearest pixel owner in 3D: the winner of its own pixel can be far away in depth (a pole in
+        front of a wall), whereas the nearest owner in 3D is almost always a point of the same surface,
+        usually in a neighbouring pixel. This is the faithful choice; the search (kernels/nearest_owner.py)
+        looks only where the image can hold a closer owner, with the same result as a k-d tree over all
+        owners (its reference) in about half the time or less.
         """
         n = len(self.rows)
         source = np.full(n, -1, dtype=np.int64)
@@ -109,14 +110,11 @@ class Projection(ImageSize):
         pixel = self.rows[seen].astype(np.int64) * self.width + self.cols[seen]
         source[seen] = pixel
         owner = self.owner.reshape(-1)
-        hidden = seen[owner[pixel] != seen]
-        if len(hidden):
-            owned_pixels = np.flatnonzero(owner >= 0)
-            # an unbalanced, uncompacted tree: the same exact nearest owner, built in about half the time (a 360°
-            # 64x2048 scan: build + query 27 instead of 38 ms of CPU; the tree serves one query)
-            tree = cKDTree(self.xyz[owner[owned_pixels]], balanced_tree=False, compact_nodes=False)
-            _, nearest = tree.query(self.xyz[hidden], k=1)
-            source[hidden] = owned_pixels[nearest]
+        is_hidden = owner[pixel] != seen
+        if is_hidden.any():
+            left, right = self.fov
+            span = math.radians(left - right)
+            source[seen[is_hidden]] = nearest_owners(self.xyz, seen[is_hidden], pixel[is_hidden], self.owner, span)
         return source
 
     def labels_to_points(self, pixel_labels: np.ndarray, fill: int = 0) -> np.ndarray:
