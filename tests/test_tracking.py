@@ -69,7 +69,7 @@ def test_the_centre_filter_gives_the_numbers_of_filterpys_general_filter(model: 
     filter it replaced, over 200 steps of irregular scan intervals, misses and detections at every distance."""
     from filterpy.kalman import KalmanFilter
 
-    config = TrackerConfig(motion_model=model)
+    config = TrackerConfig(motion_model="ca" if model == "ca" else "cv")
     rng = np.random.default_rng(7)
     sensor = (3.0, -2.0)
     start = np.array([12.0, 5.0, 0.5])
