@@ -104,3 +104,26 @@ def test_source_pixels_use_the_search() -> None:
     owners = projection.owner.reshape(-1)
     owned = np.flatnonzero(owners >= 0)
     np.testing.assert_array_equal(source[owners[owned]], owned)
+
+
+def test_a_point_with_no_owner_near_it_is_left_to_the_tree() -> None:
+    """Points with a second one 20 m behind them in their pixel, and a pole filling every row a quarter turn away:
+    no owner lies near the hidden points while every row may hold one, so their search would sweep a third of the
+    image; past SEARCH_BUDGET pixels the tree answers them."""
+    from perception_ws.kernels import nearest_owner
+
+    heights = np.linspace(-4.5, 0.3, 64) + np.random.default_rng(1).uniform(0, 0.01, 64)  # uneven: no equal distances
+    pole = np.column_stack([np.full(64, 10.0), np.zeros(64), heights])
+    azimuth = np.radians(np.linspace(80.0, 100.0, 20))
+    near = np.column_stack([10 * np.cos(azimuth), 10 * np.sin(azimuth), np.full(20, -1.0)])
+    projection = _cloud_projection(np.vstack([pole, near, near * 3.0]), width=4096)
+    hidden, pixels = _hidden(projection)
+    far = hidden >= 64 + 20  # the points behind the 20 (a few pole points also share rows)
+    assert far.sum() == 20
+    low, high = nearest_owner._row_tan_bounds(projection.xyz, projection.owner)
+    pitch = 2 * math.pi / projection.width
+    raw = nearest_owner._nearest_owners(
+        projection.xyz, hidden, pixels, projection.owner, low, high, pitch, True, nearest_owner.SEARCH_BUDGET
+    )
+    assert (raw[far] < 0).all()  # every one of them outgrew the budget
+    _check_same_as_the_tree(projection)  # and the public call still gives the tree's owners

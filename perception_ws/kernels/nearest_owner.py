@@ -14,7 +14,9 @@ path searches the range image itself, and stays exact by bounding where a closer
    measured, so any row rule is covered) reach that band, columns when they lie within the azimuth bound (the
    columns' equal bins, plus a column of margin for rounding);
 3. every owner in those rows x columns is compared; a point too close to the sensor's axis for the bounds
-   (``d >= rho_p``) searches every owner.
+   (``d >= rho_p``) searches every owner. A point whose search visits more than :data:`SEARCH_BUDGET` pixels (no
+   owner anywhere near it) is answered by the reference instead, so no cloud makes the search scan the whole image
+   for many points.
 
 Equal distances are the only difference from the reference: the first owner found wins here, the tree's own
 choice there (seen only where coordinates are rounded, e.g. millimetre PCDs).
@@ -27,6 +29,10 @@ import math
 import numba as nb
 import numpy as np
 from scipy.spatial import cKDTree
+
+#: pixels one hidden point may visit before the k-d tree takes it over: a real scan's points need a few dozen; a
+#: point with no owner anywhere near it (a cloud built to be sparse) would otherwise scan the whole image.
+SEARCH_BUDGET = 20_000
 
 
 def nearest_owners_reference(xyz: np.ndarray, hidden: np.ndarray, owner: np.ndarray) -> np.ndarray:
@@ -64,12 +70,15 @@ def nearest_owners(
     bounded image search of the module doc; ``span_rad``: the image's field of view (2 pi: columns wrap around).
     """
     points = np.ascontiguousarray(xyz, dtype=np.float32)
+    hidden = np.ascontiguousarray(hidden, dtype=np.int64)
     low, high = _row_tan_bounds(points, owner)
     wrap = span_rad >= 2.0 * math.pi - 1e-9
     pitch = span_rad / owner.shape[1]
-    return _nearest_owners(
-        points, np.ascontiguousarray(hidden, dtype=np.int64), pixels.astype(np.int64), owner, low, high, pitch, wrap
-    )
+    found = _nearest_owners(points, hidden, pixels.astype(np.int64), owner, low, high, pitch, wrap, SEARCH_BUDGET)
+    over = found < 0  # points whose search outgrew its budget (no owners near them): the tree answers those
+    if over.any():
+        found[over] = nearest_owners_reference(points, hidden[over], owner)
+    return found
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -115,6 +124,7 @@ def _nearest_owners(
     row_high: np.ndarray,
     pitch: float,
     wrap: bool,
+    budget: int,
 ) -> np.ndarray:
     height, width = owner.shape
     out = np.empty(len(hidden), dtype=np.int64)
@@ -143,8 +153,12 @@ def _nearest_owners(
         rows = _rows_in_band(row_low, row_high, low, high, band)
         # columns outward from the own one, the bounds tightened at every closer owner: the search ends at the
         # first offset beyond them
-        k = 0
+        k, visited = 0, 0
         while k <= reach and (not wrap or 2 * k - 1 < width):
+            visited += 2 * rows
+            if visited > budget:
+                best = -1  # left to the caller's k-d tree
+                break
             changed = False
             for side in range(2 if k else 1):
                 c = col - k if side else col + k
