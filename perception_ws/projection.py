@@ -112,9 +112,9 @@ class Projection(ImageSize):
         owner = self.owner.reshape(-1)
         is_hidden = owner[pixel] != seen
         if is_hidden.any():
+            hidden = seen[is_hidden]
             left, right = self.fov
-            span = math.radians(left - right)
-            source[seen[is_hidden]] = nearest_owners(self.xyz, seen[is_hidden], pixel[is_hidden], self.owner, span)
+            source[hidden] = nearest_owners(self.xyz, hidden, pixel[is_hidden], self.owner, math.radians(left - right))
         return source
 
     def labels_to_points(self, pixel_labels: np.ndarray, fill: int = 0) -> np.ndarray:

@@ -322,12 +322,14 @@ def test_the_teacher_is_frozen_in_eval_mode() -> None:
 
 @pytest.mark.parametrize("scale", [100.0, 0.0, -0.5, 2.0625])
 def test_build_model_refuses_a_channel_scale_out_of_bounds(scale: float) -> None:
-    with pytest.raises(PerceptionError, match=r"channel_scale must be in \(0, 2\.0\]"):
+    refused = r"model squeezesegv2: channel_scale must be a multiple of 1/16 in \(0, 2\.0\]"
+    with pytest.raises(PerceptionError, match=refused):
         build_model("squeezesegv2", 4, channel_scale=scale)
 
 
 def test_build_model_refuses_a_channel_scale_off_the_sixteenths() -> None:
-    with pytest.raises(PerceptionError, match=r"channel_scale must be a multiple of 1/16; got 0\.3"):
+    refused = r"model squeezesegv2: channel_scale must be a multiple of 1/16 .*; got 0\.3"
+    with pytest.raises(PerceptionError, match=refused):
         build_model("squeezesegv2", 4, channel_scale=0.3)
 
 

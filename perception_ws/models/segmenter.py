@@ -14,6 +14,7 @@ The CRF reads x, y, z (metres) and the valid mask (range > 0) from the raw input
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,17 @@ MAX_CLASSES = 256
 MAX_IN_CHANNELS = 64
 #: the widest channel scale accepted (every layer's channels times it; 1.0 is SqueezeSeg's own widths).
 MAX_CHANNEL_SCALE = 2.0
+
+
+def check_channel_scale(scale: float, who: str) -> float:
+    """``scale`` as a float if it is a multiple of 1/16 in (0, MAX_CHANNEL_SCALE] (the narrowest layer has 16
+    channels, so these keep every width whole); else a PerceptionError naming ``who``.
+    """
+    value = float(scale)
+    if not (math.isfinite(value) and 0 < value <= MAX_CHANNEL_SCALE and (value * 16).is_integer()):
+        limit = f"(0, {MAX_CHANNEL_SCALE}]"
+        raise PerceptionError(f"{who}: channel_scale must be a multiple of 1/16 in {limit}; got {scale!r}")
+    return value
 
 
 class RangeSegmenter(nn.Module):
@@ -65,8 +77,6 @@ class RangeSegmenter(nn.Module):
             raise PerceptionError(f"model {name}: in_channels must be in 1..{MAX_IN_CHANNELS}, got {in_channels}")
         if not 0.0 <= dropout < 1.0:
             raise PerceptionError(f"model {name}: dropout must lie in [0, 1), got {dropout}")
-        if not 0 < channel_scale <= MAX_CHANNEL_SCALE:
-            raise PerceptionError(f"model {name}: channel_scale must be in (0, {MAX_CHANNEL_SCALE}]: {channel_scale}")
         self.name = name
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -74,7 +84,7 @@ class RangeSegmenter(nn.Module):
         self.cam = cam
         self.dropout = dropout
         # a narrower network (e.g. 0.5: a quarter of the convolutions' work) for small CPUs; 1.0 is the thesis'
-        self.channel_scale = float(channel_scale)
+        self.channel_scale = check_channel_scale(channel_scale, f"model {name}")
         self.xyz_channels = tuple(int(c) for c in xyz_channels)
         self.valid_channel = int(valid_channel)
         # inputs the model is trained to ignore (e.g. intensity, which simulators and sensors disagree on):

@@ -11,7 +11,7 @@ from typing import Any
 from perception_ws.errors import PerceptionError
 from perception_ws.models.families import is_point_model
 from perception_ws.models.registry import get_spec
-from perception_ws.models.segmenter import MAX_CHANNEL_SCALE
+from perception_ws.models.segmenter import check_channel_scale
 from perception_ws.sim.world.scene_config import DEFAULT_SCENE_CONTENT, check_scene_content
 from perception_ws.training.data_spec import carla_address, parse_data
 
@@ -151,11 +151,7 @@ class TrainConfig:
             raise PerceptionError(
                 f"train: --teacher and --channel-scale are for the range-image models; {self.model} has --width-ratio"
             )
-        scale = float(self.channel_scale)
-        if not (math.isfinite(scale) and 0 < scale <= MAX_CHANNEL_SCALE and (scale * 16).is_integer()):
-            raise PerceptionError(
-                f"train: channel_scale must be a multiple of 1/16 in (0, {MAX_CHANNEL_SCALE}]; got {scale!r}"
-            )
+        check_channel_scale(self.channel_scale, "train")
         for name in ("distill_weight", "distill_temperature"):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value > 0):
