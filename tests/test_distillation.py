@@ -8,11 +8,14 @@ import hashlib
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from perception_ws.adapt.target import TargetScans
 from perception_ws.cli import main
 from perception_ws.errors import PerceptionError
+from perception_ws.labels import KITTI3
 from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEGV2
 from perception_ws.models.registry import build_model, model_from_config
 from perception_ws.models.weights import DEFAULT_WEIGHTS
@@ -22,6 +25,7 @@ from perception_ws.training.checkpoint import CHECKPOINT, load_checkpoint
 from perception_ws.training.curves import LOG, read_log
 from perception_ws.training.distillation import Distillation, distillation_loss, load_teacher
 from perception_ws.training.gpu_data import SweepBatches
+from perception_ws.training.teacher_agreement import teacher_agreement
 from tests.helpers.training import small_config
 
 CPU = torch.device("cpu")
@@ -191,6 +195,54 @@ def test_the_checkpoint_rebuilds_the_narrow_network(distilled: dict[str, object]
 @pytest.mark.real_data
 def test_the_teacher_weights_are_unchanged(distilled: dict[str, object]) -> None:
     assert distilled["after"] == distilled["before"]
+
+
+# --- the label-free check: agreement with the teacher on unlabelled real scans -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def held_out(real_data: Path) -> np.ndarray:
+    """Two 256-column crops of the kitti_object scans (unlabelled here; the tiny run never read them)."""
+    scans = TargetScans(real_data / "kitti_object", sensor="hdl64e", columns=2048, crop_width=256, seed=0)
+    return scans.batch(range(2))
+
+
+@pytest.mark.real_data
+def test_the_teacher_agrees_with_itself_everywhere(held_out: np.ndarray) -> None:
+    teacher = load_teacher(str(DEFAULT_WEIGHTS), 4, CPU)
+    found = teacher_agreement(teacher, load_teacher(str(DEFAULT_WEIGHTS), 4, CPU), held_out, KITTI3)
+    assert found.images == 2
+    assert found.pixels == 1.0
+    assert found.classes["car"].iou == 1.0  # the crops hold cars (else the IoU would be undefined)
+
+
+@pytest.mark.real_data
+def test_a_barely_trained_student_agrees_less_and_is_scored_against_the_teachers_labels(
+    distilled: dict[str, object], held_out: np.ndarray
+) -> None:
+    out = distilled["out"]
+    assert isinstance(out, Path)
+    state = load_checkpoint(out / CHECKPOINT)
+    student = model_from_config(state["model_config"])
+    student.load_state_dict(state["model"])
+    teacher = load_teacher(str(DEFAULT_WEIGHTS), 4, CPU)
+    found = teacher_agreement(student, teacher, held_out, KITTI3)
+    assert 0.0 < found.pixels < 1.0
+    # by hand: the teacher's labels as ground truth over the pixels with a return
+    x = torch.from_numpy(held_out)
+    valid = (x[:, 4] > 0).numpy()
+    with torch.no_grad():
+        taught = teacher(x).argmax(1).numpy()[valid]
+        labelled = student.eval()(x).argmax(1).numpy()[valid]
+    assert found.pixels == pytest.approx(float(np.mean(taught == labelled)))
+    car = ((taught == 1) & (labelled == 1)).sum() / ((taught == 1) | (labelled == 1)).sum()
+    assert found.classes["car"].iou == pytest.approx(float(car))
+
+
+def test_agreement_of_networks_with_other_class_counts_is_refused() -> None:
+    images = np.zeros((1, 6, 64, 32), dtype=np.float32)
+    with pytest.raises(PerceptionError, match="same number of classes"):
+        teacher_agreement(build_model("squeezesegv2", 20), build_model("squeezesegv2", 4), images, KITTI3)
 
 
 # --- the term of one step ---------------------------------------------------------------------------------------

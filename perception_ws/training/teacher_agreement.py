@@ -1,0 +1,54 @@
+"""How closely a distilled network labels unlabelled real scans as its teacher does.
+
+The label-free check of a student (docs/training.md, "A narrower network distilled from a trained one"): on
+scans it was NOT distilled on, the teacher's labels stand in for ground truth, so a student that learnt the
+teacher only on its few real training scans shows up without reading any real label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from perception_ws.errors import PerceptionError
+from perception_ws.labels import ClassSet
+from perception_ws.metrics import ClassMetrics, Scores
+from perception_ws.models.segmenter import RangeSegmenter
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """``pixels``: the share of pixels with a return that get the teacher's label; ``classes``: per class, the
+    student's precision, recall and IoU with the teacher's labels as the reference; ``images``: how many.
+    """
+
+    pixels: float
+    classes: dict[str, Scores]
+    images: int
+
+
+def teacher_agreement(
+    student: RangeSegmenter, teacher: RangeSegmenter, images: np.ndarray, class_set: ClassSet
+) -> Agreement:
+    """Agreement of ``student`` with ``teacher`` over raw (B, C, H, W) range images (one image at a time)."""
+    if student.num_classes != teacher.num_classes or teacher.num_classes != len(class_set):
+        raise PerceptionError(
+            f"teacher agreement: student {student.num_classes}, teacher {teacher.num_classes} and class set "
+            f"{class_set.name} ({len(class_set)}) must have the same number of classes"
+        )
+    metrics = ClassMetrics(class_set)
+    same = total = 0
+    student.eval()
+    teacher.eval()
+    with torch.no_grad():
+        for image in images:
+            x = torch.from_numpy(np.ascontiguousarray(image[None, : teacher.in_channels]))
+            valid = teacher.valid_mask(x)[0].numpy()
+            taught = teacher(x).argmax(1)[0].numpy()[valid]
+            labelled = student(x[:, : student.in_channels]).argmax(1)[0].numpy()[valid]
+            metrics.update(taught, labelled)
+            same += int(np.sum(taught == labelled))
+            total += int(valid.sum())
+    return Agreement(same / max(total, 1), metrics.scores(), len(images))
