@@ -145,11 +145,19 @@ def test_mismatched_logit_shapes_are_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def distilled(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """3 CPU steps of the brief's run, once; the teacher's checksum before and after."""
+def held_out(real_data: Path) -> np.ndarray:
+    """Two 256-column crops of the kitti_object scans (unlabelled here; the tiny run is not distilled on them)."""
+    scans = TargetScans(real_data / "kitti_object", sensor="hdl64e", columns=2048, crop_width=256, seed=0)
+    return scans.batch(range(2))
+
+
+@pytest.fixture(scope="module")
+def distilled(real_data: Path, held_out: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """3 CPU steps of the brief's run, once, logging the agreement with the teacher on ``held_out`` at its one
+    checkpoint (the last step); the teacher's checksum before and after."""
     before = _sha256(DEFAULT_WEIGHTS)
     out = tmp_path_factory.mktemp("distill") / "run"
-    result = train(distill_config(real_data), out, progress=False)
+    result = train(distill_config(real_data), out, agreement_scans=held_out, progress=False)
     assert result.finished
     return {"out": out, "before": before, "after": _sha256(DEFAULT_WEIGHTS)}
 
@@ -200,13 +208,6 @@ def test_the_teacher_weights_are_unchanged(distilled: dict[str, object]) -> None
 # --- the label-free check: agreement with the teacher on unlabelled real scans -----------------------------------
 
 
-@pytest.fixture(scope="module")
-def held_out(real_data: Path) -> np.ndarray:
-    """Two 256-column crops of the kitti_object scans (unlabelled here; the tiny run never read them)."""
-    scans = TargetScans(real_data / "kitti_object", sensor="hdl64e", columns=2048, crop_width=256, seed=0)
-    return scans.batch(range(2))
-
-
 @pytest.mark.real_data
 def test_the_teacher_agrees_with_itself_everywhere(held_out: np.ndarray) -> None:
     teacher = load_teacher(str(DEFAULT_WEIGHTS), 4, CPU)
@@ -237,6 +238,32 @@ def test_a_barely_trained_student_agrees_less_and_is_scored_against_the_teachers
     assert found.pixels == pytest.approx(float(np.mean(taught == labelled)))
     car = ((taught == 1) & (labelled == 1)).sum() / ((taught == 1) | (labelled == 1)).sum()
     assert found.classes["car"].iou == pytest.approx(float(car))
+
+
+@pytest.mark.real_data
+def test_the_checkpoint_logs_the_agreement_with_the_teacher_on_the_held_out_scans(
+    distilled: dict[str, object], held_out: np.ndarray
+) -> None:
+    out = distilled["out"]
+    assert isinstance(out, Path)
+    rows = read_log(out / LOG)
+    assert all("agree_pixels" not in row for row in rows[:-1])  # only checkpoint rows are scored
+    last = rows[-1]
+    state = load_checkpoint(out / CHECKPOINT)
+    student = model_from_config(state["model_config"])
+    student.load_state_dict(state["model"])
+    found = teacher_agreement(student, load_teacher(str(DEFAULT_WEIGHTS), 4, CPU), held_out, KITTI3)
+    assert last["agree_pixels"] == pytest.approx(100 * found.pixels, abs=1e-3)
+    for name in ("car", "pedestrian", "cyclist"):
+        assert last[f"agree_{name}"] == pytest.approx(100 * found.classes[name].iou, abs=1e-3, nan_ok=True)
+    assert "agree_unknown" not in last
+
+
+def test_agreement_scans_without_a_teacher_are_refused(tmp_path: Path) -> None:
+    config = small_config("sim-gpu", sensor="hdl64e", columns=2048, crop_width=256, steps=1)
+    with pytest.raises(PerceptionError, match="need --teacher"):
+        train(config, tmp_path / "run", agreement_scans=np.zeros((1, 6, 64, 256), np.float32), progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_agreement_of_networks_with_other_class_counts_is_refused() -> None:

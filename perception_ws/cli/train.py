@@ -102,6 +102,11 @@ def add_parser(sub: Subparsers) -> None:
         "--distill-temperature", type=float, default=2.0, help="softmax temperature of distillation (default 2)"
     )
     train.add_argument("--monitor", default=None, help="labelled frames scored at each checkpoint (monitoring only)")
+    train.add_argument(
+        "--agreement-scans", default=None, metavar="DIR",
+        help="with --teacher: unlabelled real scans the student is NOT distilled on; each checkpoint logs its "
+        "agreement with the teacher's labels on them (agree_pixels, agree_car, ...: label-free)",
+    )  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_cmd_train)
 
@@ -145,7 +150,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     out = Path(args.out).expanduser()
     monitor = FolderSource(Path(args.monitor), classes=args.classes) if args.monitor else None
-    result = train(config, out, monitor=monitor, progress=not args.quiet)
+    agreement = None
+    if args.agreement_scans:
+        from perception_ws.adapt.target import TargetScans
+
+        scans = TargetScans(
+            Path(args.agreement_scans), sensor=config.sensor, columns=config.columns, crop_width=config.columns
+        )
+        agreement = scans.batch(range(len(scans)))
+    result = train(config, out, monitor=monitor, agreement_scans=agreement, progress=not args.quiet)
     state = "finished" if result.finished else "stopped (run the same command again to resume)"
     print(f"perception train: {state} at step {result.step}/{config.steps}, loss {result.loss:.4f}; {result.out}")
     return 0

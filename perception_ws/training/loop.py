@@ -58,6 +58,7 @@ from perception_ws.training.distributed import start_distributed
 from perception_ws.training.gpu_data import SweepBatches
 from perception_ws.training.monitor import frame_scores
 from perception_ws.training.samples import SampleSource
+from perception_ws.training.teacher_agreement import agreement_columns, teacher_agreement
 
 INTENSITY, MASK = 3, 5
 
@@ -176,12 +177,17 @@ def train(
     out: Path,
     *,
     monitor: SampleSource | None = None,
+    agreement_scans: np.ndarray | None = None,
     stop_after: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train (or resume) into ``out``; ``stop_after`` ends this process after that many steps of the run
-    (as a kill would, but cleanly, with a checkpoint): for tests of the resume path.
+    (as a kill would, but cleanly, with a checkpoint): for tests of the resume path. ``agreement_scans``: raw
+    (B, C, H, W) unlabelled real images on which, with a teacher, each checkpoint logs the student's agreement
+    with the teacher (training/teacher_agreement.py).
     """
+    if agreement_scans is not None and config.teacher is None:
+        raise PerceptionError("train: agreement scans score a student against its teacher; they need --teacher")
     out = Path(out)
     for folder in (out, *out.parents):  # a file in the way would fail at the first write, with a traceback
         if folder.exists() and not folder.is_dir():
@@ -327,6 +333,11 @@ def train(
                 break
             if monitor is not None and dist.rank == 0:
                 log[-1].update(frame_scores(model, monitor, class_set, device))
+            if agreement_scans is not None and distillation is not None and dist.rank == 0:
+                found = teacher_agreement(
+                    distillation.student, distillation.teacher, agreement_scans, class_set, device
+                )
+                log[-1].update(agreement_columns(found, class_set))
             digests = dist.gather(parameter_digest(model))  # collective: before rank 0 alone writes
             if dist.rank == 0:
                 _save(out, model, optimizer, scheduler, config, step, log, digests)

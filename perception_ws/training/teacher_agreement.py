@@ -2,7 +2,8 @@
 
 The label-free check of a student (docs/training.md, "A narrower network distilled from a trained one"): on
 scans it was NOT distilled on, the teacher's labels stand in for ground truth, so a student that learnt the
-teacher only on its few real training scans shows up without reading any real label.
+teacher only on its few real training scans shows up without reading any real label. ``perception train
+--agreement-scans DIR`` logs it at every checkpoint; ``scripts/teacher_agreement.py`` scores finished weights.
 """
 
 from __future__ import annotations
@@ -30,9 +31,15 @@ class Agreement:
 
 
 def teacher_agreement(
-    student: RangeSegmenter, teacher: RangeSegmenter, images: np.ndarray, class_set: ClassSet
+    student: RangeSegmenter,
+    teacher: RangeSegmenter,
+    images: np.ndarray,
+    class_set: ClassSet,
+    device: torch.device | None = None,
 ) -> Agreement:
-    """Agreement of ``student`` with ``teacher`` over raw (B, C, H, W) range images (one image at a time)."""
+    """Agreement of ``student`` with ``teacher`` (both on ``device``, default the CPU) over raw (B, C, H, W) range
+    images, one image at a time, in eval mode (a student under training gets its mode back).
+    """
     if student.num_classes != teacher.num_classes or teacher.num_classes != len(class_set):
         raise PerceptionError(
             f"teacher agreement: student {student.num_classes}, teacher {teacher.num_classes} and class set "
@@ -40,15 +47,28 @@ def teacher_agreement(
         )
     metrics = ClassMetrics(class_set)
     same = total = 0
+    was_training = student.training
     student.eval()
     teacher.eval()
     with torch.no_grad():
         for image in images:
-            x = torch.from_numpy(np.ascontiguousarray(image[None, : teacher.in_channels]))
-            valid = teacher.valid_mask(x)[0].numpy()
-            taught = teacher(x).argmax(1)[0].numpy()[valid]
-            labelled = student(x[:, : student.in_channels]).argmax(1)[0].numpy()[valid]
+            x = torch.from_numpy(np.ascontiguousarray(image[None, : teacher.in_channels])).to(device or "cpu")
+            valid = teacher.valid_mask(x)[0].cpu().numpy()
+            taught = teacher(x).argmax(1)[0].cpu().numpy()[valid]
+            labelled = student(x[:, : student.in_channels]).argmax(1)[0].cpu().numpy()[valid]
             metrics.update(taught, labelled)
             same += int(np.sum(taught == labelled))
             total += int(valid.sum())
+    student.train(was_training)
     return Agreement(same / max(total, 1), metrics.scores(), len(images))
+
+
+def agreement_columns(found: Agreement, class_set: ClassSet) -> dict[str, float]:
+    """The training log's columns of an agreement, in %: ``agree_pixels`` and ``agree_<class>`` (IoU) per object
+    class.
+    """
+    columns = {"agree_pixels": 100.0 * found.pixels}
+    for name, scores in found.classes.items():
+        if class_set.id_of(name) in class_set.object_ids:
+            columns[f"agree_{name}"] = 100.0 * scores.iou
+    return columns
