@@ -35,6 +35,20 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Iterator[None]:
+    """Each test leaves torch's intra-op thread count as it found it. A segmenter with ``segmenter.threads`` set
+    (the CPU presets: 2) sets it process-wide, as the node wants; in a test worker that setting would outlive the
+    test, and every later forward pass in that worker would run on two spin-waiting threads beside the other
+    worker (several times slower on 2 loaded cores; see pytest_configure)."""
+    import torch  # imported by nearly every test worker anyway
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.hookimpl(tryfirst=True)  # before the fixtures are set up
 def pytest_runtest_setup(item: pytest.Item) -> None:
     marked = item.get_closest_marker("real_data") is not None
