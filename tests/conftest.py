@@ -66,18 +66,28 @@ def real_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def front_onnx(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def front_onnx(real_data: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The shipped weights exported to ONNX at the node's front preset (64 x 512, 90 deg), once per test session
-    (about 20 s on 2 loaded cores): shared by the onnxruntime, OpenVINO and int8 tests. The `onnx` extra, which
+    (about 20 s on 2 loaded cores): shared by the onnxruntime, OpenVINO and int8 tests. Under pytest-xdist the
+    workers share one export (the first to need it writes it into the run's common temporary folder under a
+    lock; the other waits for it), as the xdist documentation does for session data. The `onnx` extra, which
     `make venv` installs, is imported first: missing, the run fails here instead of skipping."""
+    import fcntl
     import importlib
 
     from perception_ws.models.onnx_export import PACKAGES, ExportShape, export_onnx
+    from perception_ws.models.onnx_format import manifest_path
 
     for name in PACKAGES:
         importlib.import_module(name)
-    out = tmp_path_factory.mktemp("onnx") / "front.onnx"
-    export_onnx(None, out, ExportShape(64, 512), real_data / "kitti_squeezeseg", fov_deg=90.0, frames=1)
+    base = tmp_path_factory.getbasetemp()
+    folder = (base if worker_id == "master" else base.parent) / "front_onnx"
+    folder.mkdir(exist_ok=True)
+    out = folder / "front.onnx"
+    with (folder / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not manifest_path(out).is_file():  # written last (write_onnx): its presence means a complete export
+            export_onnx(None, out, ExportShape(64, 512), real_data / "kitti_squeezeseg", fov_deg=90.0, frames=1)
     return out
 
 
