@@ -70,8 +70,8 @@ def front_onnx(real_data: Path, tmp_path_factory: pytest.TempPathFactory, worker
     """The shipped weights exported to ONNX at the node's front preset (64 x 512, 90 deg), once per test session
     (about 20 s on 2 loaded cores): shared by the onnxruntime, OpenVINO and int8 tests. Under pytest-xdist the
     workers share one export (the first to need it writes it into the run's common temporary folder under a
-    lock; the other waits for it), as the xdist documentation does for session data. The `onnx` extra, which
-    `make venv` installs, is imported first: missing, the run fails here instead of skipping."""
+    lock; the other waits for it, then each copies it), as the xdist documentation does for session data. The
+    `onnx` extra, which `make venv` installs, is imported first: missing, the run fails here instead of skipping."""
     import fcntl
     import importlib
 
@@ -88,7 +88,12 @@ def front_onnx(real_data: Path, tmp_path_factory: pytest.TempPathFactory, worker
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not manifest_path(out).is_file():  # written last (write_onnx): its presence means a complete export
             export_onnx(None, out, ExportShape(64, 512), real_data / "kitti_squeezeseg", fov_deg=90.0, frames=1)
-    return out
+    # each worker reads its own copy: onnxruntime's quantize_static writes a shape-inferred model beside its
+    # input, so two workers quantising one shared file at once would overwrite each other's
+    mine = tmp_path_factory.mktemp("onnx") / out.name
+    shutil.copyfile(out, mine)
+    shutil.copyfile(manifest_path(out), manifest_path(mine))
+    return mine
 
 
 @pytest.fixture
