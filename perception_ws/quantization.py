@@ -106,8 +106,11 @@ def quantize_export(
     max_car_iou_drop: float = MAX_CAR_IOU_DROP,
     fp32_layers: Fp32Layers = "auto",
     held_back: int = HELD_BACK_SCANS,
+    threads: int = 0,
 ) -> dict[str, Any]:
-    """Write ``out`` (.onnx, int8) and its manifest from ``fp32_onnx``; returns the manifest (see the module doc)."""
+    """Write ``out`` (.onnx, int8) and its manifest from ``fp32_onnx``; returns the manifest (see the module doc).
+    ``threads``: onnxruntime's CPU threads for the choice and the checks (0: one per core).
+    """
     source, target = Path(fp32_onnx), Path(out)
     check_onnx_target(target)
     if not check:
@@ -131,14 +134,14 @@ def quantize_export(
         )
     with tempfile.TemporaryDirectory(prefix="perception-int8-") as folder:  # removed whatever the checks say
         quantiser = Int8Quantiser(source, calibration, channels, Path(folder))
-        choice = choose_fp32_layers(quantiser, held, Path(folder)) if fp32_layers == "auto" else None
+        choice = choose_fp32_layers(quantiser, held, Path(folder), threads=threads) if fp32_layers == "auto" else None
         kept = choice.layers if choice else fixed_fp32_layers(source, quantiser.layers)
         data = choice.data if choice else quantiser.quantise(kept)
         recipe = quantiser.recipe(kept)
         int8_file = Path(folder) / target.name
         int8_file.write_bytes(data)
-        fp32_net = OnnxSegmenter(source, channels)
-        int8_net = OnnxSegmenter(int8_file, channels, precision="int8")
+        fp32_net = OnnxSegmenter(source, channels, threads=threads)
+        int8_net = OnnxSegmenter(int8_file, channels, threads=threads, precision="int8")
         checks = [compare_on_source(path, fp32_net, int8_net, fov_deg, sensor) for path in check]
     for result in checks:
         if result.car_iou_drop > max_car_iou_drop:  # NaN (no cars) compares False: nothing to judge by

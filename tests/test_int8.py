@@ -37,7 +37,11 @@ def int8(front_onnx: Path, real_data: Path, tmp_path_factory: pytest.TempPathFac
     out = tmp_path_factory.mktemp("int8") / "front_int8.onnx"
     checks = [real_data / name for name in CHECKS]
     # fp32 layers auto (the default), chosen on 2 held-back scans (4 would add half a minute)
-    manifest = quantize_export(front_onnx, out, real_data / CALIBRATION, checks, calibration_frames=4, held_back=2)
+    # onnxruntime on one thread, as FRONT's segmenter: two spin-waiting threads beside the other xdist worker
+    # (the default, one per core) run each of the ~70 candidate models slower on 2 loaded cores
+    manifest = quantize_export(
+        front_onnx, out, real_data / CALIBRATION, checks, calibration_frames=4, held_back=2, threads=1
+    )
     return out, manifest
 
 
@@ -96,6 +100,7 @@ def test_a_model_losing_more_car_iou_than_allowed_is_refused_and_nothing_written
         quantize_export(
             front_onnx, out, real_data / CALIBRATION, checks, calibration_frames=1, max_car_iou_drop=-50,
             fp32_layers="fixed",  # the refusal, not the choice, is under test: the quicker recipe
+            threads=1,
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
 

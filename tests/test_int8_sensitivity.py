@@ -45,7 +45,9 @@ def small_onnx(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def _quantise(onnx: Path, real_data: Path, folder: Path, mode: str) -> tuple[Path, dict[str, Any]]:
     out = folder / f"{mode}.onnx"
     calibrate, checks = real_data / CALIBRATION, [real_data / CHECK]
-    manifest = quantize_export(onnx, out, calibrate, checks, calibration_frames=1, held_back=1, fp32_layers=mode)
+    manifest = quantize_export(  # onnxruntime on one thread beside the other xdist worker (see test_int8.py)
+        onnx, out, calibrate, checks, calibration_frames=1, held_back=1, fp32_layers=mode, threads=1
+    )
     return out, manifest
 
 

@@ -50,15 +50,19 @@ class Fp32Choice:
     tried: list[tuple[int, float]]  # (layers kept fp32, held-back agreement) of every prefix tried
 
 
-def layer_sensitivities(quantiser: Int8Quantiser, images: Sequence[np.ndarray], folder: Path) -> dict[str, float]:
-    """Per convolution (graph order): SQNR in dB of the logits with only that layer int8, against fp32's."""
-    reference = _logits(quantiser.fp32_file, images, quantiser.in_channels)
+def layer_sensitivities(
+    quantiser: Int8Quantiser, images: Sequence[np.ndarray], folder: Path, threads: int = 0
+) -> dict[str, float]:
+    """Per convolution (graph order): SQNR in dB of the logits with only that layer int8, against fp32's
+    (onnxruntime on ``threads`` CPU threads; 0: one per core).
+    """
+    reference = _logits(quantiser.fp32_file, images, quantiser.in_channels, threads)
     every = [conv.layer for conv in quantiser.layers]
     result = {}
     for layer in every:
         candidate = folder / "one_layer_int8.onnx"
         candidate.write_bytes(quantiser.quantise([other for other in every if other != layer]))
-        result[layer] = sqnr_db(reference, _logits(candidate, images, quantiser.in_channels))
+        result[layer] = sqnr_db(reference, _logits(candidate, images, quantiser.in_channels, threads))
     return result
 
 
@@ -69,13 +73,16 @@ def choose_fp32_layers(
     *,
     target: float = AGREEMENT_TARGET,
     max_fp32_mac_share: float = MAX_FP32_MAC_SHARE,
+    threads: int = 0,
 ) -> Fp32Choice:
-    """The fewest most-sensitive layers kept fp32 for ``target`` agreement on ``held_back`` (see the module doc)."""
-    sensitivity = layer_sensitivities(quantiser, quantiser.calibration[:SENSITIVITY_SCANS], folder)
+    """The fewest most-sensitive layers kept fp32 for ``target`` agreement on ``held_back`` (see the module doc);
+    the models run on onnxruntime with ``threads`` CPU threads (0: one per core).
+    """
+    sensitivity = layer_sensitivities(quantiser, quantiser.calibration[:SENSITIVITY_SCANS], folder, threads)
     order = sorted(sensitivity, key=sensitivity.__getitem__)
     macs = {conv.layer: conv.macs for conv in quantiser.layers}
     budget = max_fp32_mac_share * sum(macs.values())
-    reference = [logits.argmax(0) for logits in _logits(quantiser.fp32_file, held_back, quantiser.in_channels)]
+    reference = [logits.argmax(0) for logits in _logits(quantiser.fp32_file, held_back, quantiser.in_channels, threads)]
     occupied = [image[..., RANGE] > 0 for image in held_back]
     best: tuple[float, int, bytes] | None = None
     tried = []
@@ -85,7 +92,7 @@ def choose_fp32_layers(
         data = quantiser.quantise(order[:count])
         candidate = folder / "candidate.onnx"
         candidate.write_bytes(data)
-        labels = [logits.argmax(0) for logits in _logits(candidate, held_back, quantiser.in_channels)]
+        labels = [logits.argmax(0) for logits in _logits(candidate, held_back, quantiser.in_channels, threads)]
         agreement = label_agreement(reference, labels, occupied)
         tried.append((count, agreement))
         if best is None or agreement > best[0]:
@@ -113,7 +120,7 @@ def label_agreement(
     return same / max(total, 1)
 
 
-def _logits(onnx_file: Path, images: Sequence[np.ndarray], in_channels: int) -> list[np.ndarray]:
-    """(K, H, W) logits of every image, onnxruntime on the CPU."""
-    infer, _ = open_runtime("onnxruntime", onnx_file)
+def _logits(onnx_file: Path, images: Sequence[np.ndarray], in_channels: int, threads: int) -> list[np.ndarray]:
+    """(K, H, W) logits of every image, onnxruntime on the CPU with ``threads`` threads (0: one per core)."""
+    infer, _ = open_runtime("onnxruntime", onnx_file, threads)
     return [infer(model_input(image, in_channels))[0] for image in images]
