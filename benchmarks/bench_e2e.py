@@ -379,9 +379,10 @@ def main() -> int:
         }  # fmt: skip
         for key, (name, settings, shape) in model_rows.items():
             if key in args.rows:
-                settings = {**settings, "segmenter.kind": "model", "segmenter.weights": weights}
+                # the row's own settings last: a --set segmenter.weights=W.pt of the 'full' row must win
+                settings = {"segmenter.kind": "model", "segmenter.weights": weights, **settings}
                 model = run_graph(name, settings, scans, args.rate, seconds, folder)
-                model.note = f"SqueezeSegV2 {shape}, {note}"
+                model.note = f"SqueezeSegV2 {shape}" + (f", {note}" if settings["segmenter.weights"] == weights else "")
                 rows.append(model)
         if "in-process" in args.rows:
             rows.append(in_process(scans, seconds))
