@@ -18,6 +18,7 @@ from perception_ws.errors import PerceptionError
 from perception_ws.labels import KITTI3
 from perception_ws.models.losses import KITTI3_WEIGHTS_SQUEEZESEGV2
 from perception_ws.models.registry import build_model, model_from_config
+from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.models.weights import DEFAULT_WEIGHTS
 from perception_ws.training import TrainConfig, train
 from perception_ws.training.alignment import read_target, real_batch
@@ -208,6 +209,16 @@ def test_the_teacher_weights_are_unchanged(distilled: dict[str, object]) -> None
 # --- the label-free check: agreement with the teacher on unlabelled real scans -----------------------------------
 
 
+def _student(distilled: dict[str, object]) -> RangeSegmenter:
+    """The tiny run's student as its checkpoint saved it."""
+    out = distilled["out"]
+    assert isinstance(out, Path)
+    state = load_checkpoint(out / CHECKPOINT)
+    student = model_from_config(state["model_config"])
+    student.load_state_dict(state["model"])
+    return student
+
+
 @pytest.mark.real_data
 def test_the_teacher_agrees_with_itself_everywhere(held_out: np.ndarray) -> None:
     teacher = load_teacher(str(DEFAULT_WEIGHTS), 4, CPU)
@@ -221,11 +232,7 @@ def test_the_teacher_agrees_with_itself_everywhere(held_out: np.ndarray) -> None
 def test_a_barely_trained_student_agrees_less_and_is_scored_against_the_teachers_labels(
     distilled: dict[str, object], held_out: np.ndarray
 ) -> None:
-    out = distilled["out"]
-    assert isinstance(out, Path)
-    state = load_checkpoint(out / CHECKPOINT)
-    student = model_from_config(state["model_config"])
-    student.load_state_dict(state["model"])
+    student = _student(distilled)
     teacher = load_teacher(str(DEFAULT_WEIGHTS), 4, CPU)
     found = teacher_agreement(student, teacher, held_out, KITTI3)
     assert 0.0 < found.pixels < 1.0
@@ -249,10 +256,7 @@ def test_the_checkpoint_logs_the_agreement_with_the_teacher_on_the_held_out_scan
     rows = read_log(out / LOG)
     assert all("agree_pixels" not in row for row in rows[:-1])  # only checkpoint rows are scored
     last = rows[-1]
-    state = load_checkpoint(out / CHECKPOINT)
-    student = model_from_config(state["model_config"])
-    student.load_state_dict(state["model"])
-    found = teacher_agreement(student, load_teacher(str(DEFAULT_WEIGHTS), 4, CPU), held_out, KITTI3)
+    found = teacher_agreement(_student(distilled), load_teacher(str(DEFAULT_WEIGHTS), 4, CPU), held_out, KITTI3)
     assert last["agree_pixels"] == pytest.approx(100 * found.pixels, abs=1e-3)
     for name in ("car", "pedestrian", "cyclist"):
         assert last[f"agree_{name}"] == pytest.approx(100 * found.classes[name].iou, abs=1e-3, nan_ok=True)
