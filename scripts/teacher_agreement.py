@@ -17,7 +17,7 @@ from perception_ws.adapt.target import TargetScans
 from perception_ws.labels import get_class_set
 from perception_ws.models.segmenter import RangeSegmenter
 from perception_ws.models.weights import load_weights
-from perception_ws.training.teacher_agreement import teacher_agreement
+from perception_ws.training.teacher_agreement import object_scores, teacher_agreement
 
 
 def main() -> None:
@@ -39,8 +39,7 @@ def main() -> None:
             found = teacher_agreement(student, teacher, images, class_set)
             classes = "  ".join(
                 f"{name} IoU {100 * s.iou:.1f} (P {100 * s.precision:.1f} R {100 * s.recall:.1f})"
-                for name, s in found.classes.items()
-                if name != class_set.names[0]
+                for name, s in object_scores(found, class_set).items()
             )
             print(f"{folder.name} ({found.images} scans)  {path.name}: {100 * found.pixels:.2f} % same  {classes}")
 

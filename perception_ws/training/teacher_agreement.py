@@ -46,7 +46,6 @@ def teacher_agreement(
             f"{class_set.name} ({len(class_set)}) must have the same number of classes"
         )
     metrics = ClassMetrics(class_set)
-    same = total = 0
     was_training = student.training
     student.eval()
     teacher.eval()
@@ -57,10 +56,14 @@ def teacher_agreement(
             taught = teacher(x).argmax(1)[0].cpu().numpy()[valid]
             labelled = student(x[:, : student.in_channels]).argmax(1)[0].cpu().numpy()[valid]
             metrics.update(taught, labelled)
-            same += int(np.sum(taught == labelled))
-            total += int(valid.sum())
     student.train(was_training)
-    return Agreement(same / max(total, 1), metrics.scores(), len(images))
+    same = int(np.trace(metrics.confusion))  # the confusion matrix's diagonal: pixels given the teacher's label
+    return Agreement(same / max(int(metrics.confusion.sum()), 1), metrics.scores(), len(images))
+
+
+def object_scores(found: Agreement, class_set: ClassSet) -> dict[str, Scores]:
+    """The agreement's per-class scores of the object classes only (the background class left out)."""
+    return {name: s for name, s in found.classes.items() if class_set.id_of(name) in class_set.object_ids}
 
 
 def agreement_columns(found: Agreement, class_set: ClassSet) -> dict[str, float]:
@@ -68,7 +71,5 @@ def agreement_columns(found: Agreement, class_set: ClassSet) -> dict[str, float]
     class.
     """
     columns = {"agree_pixels": 100.0 * found.pixels}
-    for name, scores in found.classes.items():
-        if class_set.id_of(name) in class_set.object_ids:
-            columns[f"agree_{name}"] = 100.0 * scores.iou
+    columns.update({f"agree_{name}": 100.0 * s.iou for name, s in object_scores(found, class_set).items()})
     return columns
