@@ -12,13 +12,14 @@ from perception_ws.cli import main
 
 
 @pytest.mark.real_data
-def test_info_lists_the_skipped_topics_of_a_raw_packet_bag(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_describes_a_raw_packet_bag_as_decoded_scans(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bag = next(p for p in (real_data / "vlp16").iterdir() if p.is_dir())
     assert main(["info", str(bag)]) == 0
     out = capsys.readouterr().out
-    assert "0 frame(s)" in out
-    assert "/velodyne_packets" in out
-    assert "velodyne_msgs/msg/VelodyneScan" in out
+    assert "bag, 4 frame(s)" in out
+    assert "topic /velodyne_packets holds raw Velodyne packets (velodyne_msgs/msg/VelodyneScan): decoded" in out
+    assert "fields: x, y, z, intensity, ring, time" in out
+    assert "sensor: vlp16" in out
 
 
 @pytest.mark.real_data
@@ -82,6 +83,7 @@ def test_demo_summarises_every_source_and_draws_them(real_data: Path, tmp_path: 
     # the fitted HDL-64E model reproduces the released pixels of the frame
     assert float(squeezeseg.split()[5]) >= 99.5
     assert "vlp16" in summary
-    assert "VelodyneScan" in summary
+    bag_row = next(line.split() for line in summary.splitlines() if line.startswith("vlp16/") and " bag " in line)
+    assert bag_row[2:5] == ["4", "14885", "vlp16"]  # frames, points of the first, sensor: the packets decoded
     assert (out / "kitti_squeezeseg.png").stat().st_size > 10_000
     assert any(p.name.startswith("vlp16_") and p.suffix == ".png" for p in out.iterdir())

@@ -139,7 +139,7 @@ def _check_settings(folder: Path, settings: AdaptSettings) -> None:
 
 
 def _profile_stage(settings: AdaptSettings, folder: Path, say: Callable[[str], None]) -> Any:
-    from perception_ws.adapt.sensor_profile import SensorProfile, estimate_profile, summary
+    from perception_ws.adapt.sensor_profile import SensorProfile, estimate_profile, first_scans, summary
     from perception_ws.calib.sensors import get_sensor
     from perception_ws.io import open_dataset
     from perception_ws.sim.simulated_sensor import DROPOUT_NPZ, PROFILE_JSON, SENSOR_YAML
@@ -148,8 +148,7 @@ def _profile_stage(settings: AdaptSettings, folder: Path, say: Callable[[str], N
     if all((where / name).is_file() for name in (PROFILE_JSON, SENSOR_YAML, DROPOUT_NPZ)):
         return SensorProfile.load(where)
     say(f"adapt 1/5: the sensor from {settings.target}")
-    dataset = open_dataset(Path(settings.target).expanduser())
-    scans = [dataset[i] for i in range(min(len(dataset), settings.profile_frames))]
+    scans = first_scans(open_dataset(Path(settings.target).expanduser()), settings.profile_frames, str(settings.target))
     base = get_sensor(settings.sensor) if settings.sensor else None
     profile = estimate_profile(scans, base, source=str(settings.target), name=f"{base.name if base else 'target'}")
     profile.save(where)  # each file atomically: a kill leaves whole files, and the check above wants all three

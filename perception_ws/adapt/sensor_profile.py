@@ -31,7 +31,7 @@ from perception_ws.adapt.intensity_scale import IntensityScale, intensity_scale
 from perception_ws.adapt.mounting import MountingHeight, mounting_height
 from perception_ws.calib.sensors import SensorModel, load_sensor, sensor_from_mapping
 from perception_ws.errors import DatasetError, PerceptionError
-from perception_ws.io import open_dataset
+from perception_ws.io import Dataset, open_dataset
 from perception_ws.io.atomic import atomic_file
 from perception_ws.scan import Scan
 from perception_ws.sim.realism.dropout_map import DEFAULT_SECTOR_COLUMNS, DropoutMap, measure
@@ -99,6 +99,15 @@ class SensorProfile:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{path}: not a sensor profile ({type(exc).__name__}: {exc})") from None
+
+
+def first_scans(dataset: Dataset, frames: int, source: str) -> list[Scan]:
+    """The first ``frames`` scans of ``dataset``; one line with what its reader noted when it holds none (a bag
+    without a topic of clouds or raw packets says which topics it has).
+    """
+    if len(dataset) == 0:
+        raise DatasetError(f"sensor profile: {source} holds no scans ({'; '.join(dataset.notes) or 'it is empty'})")
+    return [dataset[i] for i in range(min(frames, len(dataset)))]
 
 
 def estimate_profile(
@@ -211,8 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for profile.json, sensor.yaml, dropout.npz")
     args = parser.parse_args(argv)
     try:
-        dataset = open_dataset(args.target)
-        scans = [dataset[i] for i in range(min(args.frames, len(dataset)))]
+        scans = first_scans(open_dataset(args.target), args.frames, str(args.target))
         base = load_sensor(args.sensor) if args.sensor else None
         profile = estimate_profile(scans, base, args.beams, source=str(args.target))
         out = profile.save(args.out)

@@ -1,10 +1,11 @@
 """Bags: rosbag2 (sqlite3 or MCAP, a folder or a bare storage file) and ROS 1 ``.bag``, through ``rosbags``.
 
-:func:`open_bag` reads the PointCloud2 messages of one topic as scans. Opening scans the topic once to
-index its messages (connection and timestamp of each; the clouds themselves are not kept), so
-``dataset[i]`` later reads exactly one message. Every other topic is listed in ``notes`` as skipped;
-messages of types no typestore knows (``velodyne_msgs/msg/VelodyneScan`` in raw-packet bags) are
-never deserialized, so they cannot break opening.
+:func:`open_bag` reads the PointCloud2 messages of one topic as scans, or, in a bag recorded as raw Velodyne
+packets (``velodyne_msgs/msg/VelodyneScan``, one revolution a message), those decoded into points
+(:mod:`perception_ws.io.velodyne_packets`; a PointCloud2 topic is preferred where a bag has both). Opening scans
+the topic once to index its messages (connection and timestamp of each; the clouds themselves are not kept), so
+``dataset[i]`` later reads exactly one message. Every other topic is listed in ``notes`` as skipped; messages of
+types no typestore knows are never deserialized, so they cannot break opening.
 
 :class:`BagWriter` and :func:`write_bag` write rosbag2 bags (MCAP by default); the bag appears at
 its path only once it is complete.
@@ -35,6 +36,9 @@ from perception_ws.cloud import from_msg, pack, stamp_to_ns, stamp_to_sec_nanose
 from perception_ws.errors import DatasetError, PerceptionError
 from perception_ws.io.atomic import atomic_folder
 from perception_ws.io.registry import register
+from perception_ws.io.velodyne_packets import MESSAGE_DEFINITIONS as PACKET_DEFINITIONS
+from perception_ws.io.velodyne_packets import SCAN_TYPE as PACKETS_TYPE
+from perception_ws.io.velodyne_packets import decode_packets
 from perception_ws.scan import Scan
 
 if TYPE_CHECKING:
@@ -158,28 +162,38 @@ class BagDataset(Sequence[Scan]):
         reader = self._open_reader()
         topics = {name: (info.msgtype or "(mixed types)", info.msgcount) for name, info in reader.topics.items()}
         clouds = {name: count for name, (msgtype, count) in topics.items() if msgtype == CLOUD_TYPE}
+        packets = {name: count for name, (msgtype, count) in topics.items() if msgtype == PACKETS_TYPE}
         if topic is not None:
             if topic not in topics:
                 raise DatasetError(
                     f"{self.path}: no topic {topic!r}; PointCloud2 topics: {sorted(clouds) or 'none'}; "
                     f"all topics: {sorted(topics)}"
                 )
-            if topic not in clouds:
-                raise DatasetError(f"{self.path}: topic {topic!r} holds {topics[topic][0]}, not {CLOUD_TYPE}")
+            if topic not in clouds and topic not in packets:
+                raise DatasetError(
+                    f"{self.path}: topic {topic!r} holds {topics[topic][0]}, not {CLOUD_TYPE} (or {PACKETS_TYPE})"
+                )
             self.topic = topic
-        elif clouds:
-            self.topic = max(sorted(clouds), key=lambda name: clouds[name])
-            if len(clouds) > 1:
-                listed = ", ".join(f"{name} ({count} messages)" for name, count in sorted(clouds.items()))
+        elif clouds or packets:
+            readable = clouds or packets  # clouds first: already decoded, by the sensor's own driver
+            kind = "PointCloud2" if clouds else "VelodyneScan"
+            self.topic = max(sorted(readable), key=lambda name: readable[name])
+            if len(readable) > 1:
+                listed = ", ".join(f"{name} ({count} messages)" for name, count in sorted(readable.items()))
                 self.notes.append(
-                    f"{len(clouds)} PointCloud2 topics: {listed}; reading {self.topic}, the one with the most "
+                    f"{len(readable)} {kind} topics: {listed}; reading {self.topic}, the one with the most "
                     "messages (pass topic= to choose)"
                 )
         else:
-            self.notes.append(f"holds no {CLOUD_TYPE} topic")
+            self.notes.append(f"holds no {CLOUD_TYPE} topic (nor raw Velodyne packets, {PACKETS_TYPE})")
+        if self.topic in packets:
+            self.notes.append(
+                f"topic {self.topic} holds raw Velodyne packets ({PACKETS_TYPE}): decoded here, one scan a message "
+                "(VLP-16 and VLP-32C)"
+            )
         for name, (msgtype, count) in sorted(topics.items()):
             if name != self.topic:
-                why = "another PointCloud2 topic" if name in clouds else f"not a {CLOUD_TYPE}"
+                why = "another topic of scans" if name in clouds or name in packets else f"not a {CLOUD_TYPE}"
                 self.notes.append(f"skipped topic {name} ({msgtype}, {count} messages): {why}")
 
     def _build_index(self) -> None:
@@ -195,6 +209,16 @@ class BagDataset(Sequence[Scan]):
             ranks[key] += 1
 
     def _scan_of(self, message: Any, index: int) -> Scan:
+        if hasattr(message, "packets"):  # a VelodyneScan: its data packets decoded
+            with self._errors_named(f"topic {self.topic} message {index}"):
+                decoded = decode_packets([packet.data for packet in message.packets], "VelodyneScan")
+            return Scan(
+                points=decoded.points,
+                name=f"{self.topic}#{index}",
+                frame_id=str(message.header.frame_id),
+                stamp_ns=stamp_to_ns(message.header.stamp),
+                sensor=decoded.sensor,
+            )
         # rosbags hands out a read-only, possibly unaligned view of the raw bytes: one aligned memcpy of
         # the data makes the points writable and independent of the bag (copying the structured view
         # field by field is several times slower)
@@ -215,17 +239,20 @@ class BagDataset(Sequence[Scan]):
 
 @functools.cache
 def _cloud_typestore() -> Typestore:
-    """The definitions a bag without embedded ones needs here: PointCloud2 and what it contains.
+    """The definitions a bag without embedded ones needs here: PointCloud2 and what it contains, and the raw
+    Velodyne packets.
 
     AnyReader copies its default typestore on every open; the full ROS 2 store (160+ types) makes
-    that cost ~0.3 s, these four types almost nothing.
+    that cost ~0.3 s, these six types (PointCloud2 and its parts, the two velodyne_msgs types) almost nothing.
     """
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     full = get_typestore(Stores(ROS2_STORE))
     needed = (CLOUD_TYPE, "sensor_msgs/msg/PointField", "std_msgs/msg/Header", "builtin_interfaces/msg/Time")
     store = get_typestore(Stores.EMPTY)
     store.register({name: full.fielddefs[name] for name in needed})
+    for name, text in PACKET_DEFINITIONS.items():  # velodyne_msgs is no ROS 2 core package: its two types here
+        store.register(get_types_from_msg(text, name))
     return store
 
 
