@@ -353,26 +353,29 @@ class BagWriter:
 
     def cloud_message(self, points: Any, frame_id: str, stamp_ns: int) -> Any:
         """A rosbags PointCloud2 of ``points`` (structured array) for :meth:`write`."""
-        types = self.typestore.types
-        packed = pack(points)
-        sec, nanosec = stamp_to_sec_nanosec(stamp_ns)
-        header = types["std_msgs/msg/Header"](
-            stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id
-        )
-        field_type = types["sensor_msgs/msg/PointField"]
-        return types[CLOUD_TYPE](
-            header=header,
-            height=packed.height,
-            width=packed.width,
-            fields=[
-                field_type(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in packed.fields
-            ],
-            is_bigendian=False,
-            point_step=packed.point_step,
-            row_step=packed.row_step,
-            data=packed.data,
-            is_dense=packed.is_dense,
-        )
+        return cloud_message(self.typestore, points, frame_id, stamp_ns)
+
+
+def cloud_message(typestore: Typestore, points: Any, frame_id: str, stamp_ns: int) -> Any:
+    """A PointCloud2 of ``points`` (structured array) as a message of ``typestore`` (rosbags' classes)."""
+    types = typestore.types
+    packed = pack(points)
+    sec, nanosec = stamp_to_sec_nanosec(stamp_ns)
+    header = types["std_msgs/msg/Header"](
+        stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id
+    )
+    field_type = types["sensor_msgs/msg/PointField"]
+    return types[CLOUD_TYPE](
+        header=header,
+        height=packed.height,
+        width=packed.width,
+        fields=[field_type(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in packed.fields],
+        is_bigendian=False,
+        point_step=packed.point_step,
+        row_step=packed.row_step,
+        data=packed.data,
+        is_dense=packed.is_dense,
+    )
 
 
 def write_bag(

@@ -12,8 +12,11 @@ the last N messages where N is the depth the recorder saw offered (default :data
 is transient-local when the recording says the topic was (latched ROS 1 topics), and always for
 ``/tf_static`` (ROS 2 latches it; ``perception record`` does not store the offered QoS).
 
-Topics of types not importable here (``velodyne_msgs/msg/VelodyneScan`` in raw-packet bags) are listed
-and skipped; a bag with nothing to publish is refused with a :class:`~perception_ws.errors.DatasetError`.
+Raw Velodyne packets (``velodyne_msgs/msg/VelodyneScan``) go out decoded, as PointCloud2
+(:mod:`perception_ws.io.velodyne_packets`), on ``.../velodyne_points`` for a ``.../velodyne_packets`` topic (else on
+``TOPIC/points``; ``--remap`` chooses another) where velodyne_msgs is not installed (it is no ROS 2 core package);
+where it is, they go out as they are, for the user's own driver. Topics of other types not importable here are
+listed and skipped; a bag with nothing to publish is refused with a :class:`~perception_ws.errors.DatasetError`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perception_ws.errors import DatasetError
-from perception_ws.io.bag import ROS2_STORE, _bag_sources, _named_errors, _recovered
+from perception_ws.io.bag import CLOUD_TYPE, ROS2_STORE, _bag_sources, _cloud_typestore, _named_errors, _recovered
+from perception_ws.io.velodyne_packets import MESSAGE_DEFINITIONS as PACKET_DEFINITIONS
+from perception_ws.io.velodyne_packets import SCAN_TYPE as PACKETS_TYPE
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -57,6 +62,8 @@ class ReplayTopic:
     depth: int
     transient_local: bool
     convert: Convert
+    #: how the messages change on the way, in words ("" when they go out as recorded)
+    change: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ def plan_replay(reader: AnyReader, topics: Sequence[str] = (), remaps: Sequence[
         what = f"{connection.topic} ({connection.msgtype}, {count} messages)"
         if connection.topic == CLOCK_TOPIC:
             skipped.append(f"{what}: the replay publishes its own /clock")
+        elif connection.msgtype == PACKETS_TYPE and ros_message_class(PACKETS_TYPE) is None:
+            chosen[connection.topic] = _decoded_packets(reader, connection, renames)
         elif (msg_class := ros_message_class(connection.msgtype)) is None:
             package = connection.msgtype.split("/")[0]
             skipped.append(f"{what}: message package {package!r} is not installed here")
@@ -120,6 +129,44 @@ def plan_replay(reader: AnyReader, topics: Sequence[str] = (), remaps: Sequence[
                 connection.topic, target, connection.msgtype, msg_class, depth, transient_local, convert
             )
     return ReplayPlan(chosen, skipped)
+
+
+def decoded_cloud_topic(packets_topic: str) -> str:
+    """Where a packet topic's decoded clouds go: the velodyne driver's names (``velodyne_packets`` ->
+    ``velodyne_points``), else ``TOPIC/points``.
+    """
+    head, _, last = packets_topic.rpartition("/")
+    if last == "velodyne_packets":
+        return f"{head}/velodyne_points"
+    return f"{packets_topic}/points"
+
+
+def _decoded_packets(reader: AnyReader, connection: Connection, renames: dict[str, str]) -> ReplayTopic:
+    """A raw Velodyne packet topic, to go out as the PointCloud2 of its decoded points."""
+    cloud_class = ros_message_class(CLOUD_TYPE)
+    assert cloud_class is not None  # sensor_msgs is part of every ROS 2 install
+    depth, _ = _offered_qos(connection)
+    target = renames.get(connection.topic, decoded_cloud_topic(connection.topic))
+    convert = _packets_to_cloud(reader, connection)
+    change = "raw Velodyne packets decoded to PointCloud2"
+    return ReplayTopic(connection.topic, target, CLOUD_TYPE, cloud_class, depth, False, convert, change)
+
+
+def _packets_to_cloud(reader: AnyReader, connection: Connection) -> Convert:
+    """Stored VelodyneScan bytes -> the CDR of a PointCloud2 of its decoded points, same header."""
+    from perception_ws.io.bag import cloud_message
+    from perception_ws.io.velodyne_packets import decode_packets
+
+    store = _cloud_typestore()
+
+    def convert(raw: bytes) -> bytes:
+        scan: Any = reader.deserialize(raw, connection.msgtype)
+        decoded = decode_packets([packet.data for packet in scan.packets], f"{connection.topic} (VelodyneScan)")
+        stamp_ns = scan.header.stamp.sec * 1_000_000_000 + scan.header.stamp.nanosec
+        cloud = cloud_message(store, decoded.points, scan.header.frame_id, stamp_ns)
+        return bytes(store.serialize_cdr(cloud, CLOUD_TYPE))
+
+    return convert
 
 
 def _offered_qos(connection: Connection) -> tuple[int, bool]:
@@ -157,7 +204,9 @@ def open_replay_reader(bag: str | Path, notes: list[str] | None = None) -> AnyRe
         # the ROS 2 definitions stand in for those older rosbag2 bags do not embed (replay needs no more:
         # the bytes are published as they are)
         sources = _recovered(_bag_sources(path), notes if notes is not None else [])
-        reader = AnyReader(sources, default_typestore=get_typestore(Stores(ROS2_STORE)))
+        store = get_typestore(Stores(ROS2_STORE))
+        store.register({name: _cloud_typestore().fielddefs[name] for name in PACKET_DEFINITIONS})  # to decode them
+        reader = AnyReader(sources, default_typestore=store)
         reader.open()
     return reader
 
@@ -284,7 +333,8 @@ def replay(
         if not plan.topics:
             raise DatasetError(
                 f"{path}: no topic can be replayed: {'; '.join(plan.skipped) or 'the bag is empty'} (raw sensor "
-                "packets must be decoded to PointCloud2 by the vendor's driver first)"
+                "packets, but for Velodyne VLP-16 / VLP-32C ones, must be decoded to PointCloud2 by the vendor's "
+                "driver first)"
             )
         rclpy.init(args=["replay", *ros_args], signal_handler_options=SignalHandlerOptions.NO)
         try:
@@ -292,7 +342,9 @@ def replay(
                 node = Node("replay")
                 player = BagPlayer(node, reader, plan, rate, stop)
                 listed = ", ".join(
-                    f"{t.source}->{t.target}" if t.source != t.target else t.source for t in plan.topics.values()
+                    (f"{t.source}->{t.target}" if t.source != t.target else t.source)
+                    + (f" ({t.change})" if t.change else "")
+                    for t in plan.topics.values()
                 )
                 log(f"replay: {path} at rate {rate:g}: {listed}")
                 if wait_subscribers_s > 0 and not player.wait_for_subscribers(wait_subscribers_s):
