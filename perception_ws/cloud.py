@@ -14,7 +14,7 @@ from __future__ import annotations
 import array
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -72,6 +72,22 @@ class PackedCloud:
     is_dense: bool
     #: the points' bytes, little-endian, ``row_step * height`` long (1-D contiguous uint8).
     data: np.ndarray
+
+    def message_fields(self, point_field: Callable[..., Any]) -> dict[str, Any]:
+        """A PointCloud2's keyword arguments but header and data, ``point_field`` building each PointField
+        (rclpy's class or a rosbags typestore's: the two message families take the same names).
+        """
+        return {
+            "height": self.height,
+            "width": self.width,
+            "fields": [
+                point_field(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in self.fields
+            ],
+            "is_bigendian": False,
+            "point_step": self.point_step,
+            "row_step": self.row_step,
+            "is_dense": self.is_dense,
+        }
 
 
 def fields_to_dtype(fields: Iterable[FieldLike], point_step: int, is_bigendian: bool = False) -> np.dtype:
@@ -220,13 +236,7 @@ def to_msg(
     msg = PointCloud2(
         check_fields=True,
         header=Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id),
-        height=packed.height,
-        width=packed.width,
-        fields=[PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in packed.fields],
-        is_bigendian=False,
-        point_step=packed.point_step,
-        row_step=packed.row_step,
-        is_dense=packed.is_dense,
+        **packed.message_fields(PointField),
     )
     data = array.array("B")  # one memcpy; given anything else the setter would check every byte
     data.frombytes(packed.data.data)

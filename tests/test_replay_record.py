@@ -65,6 +65,14 @@ def _spin_until(executor: SingleThreadedExecutor, done: Callable[[], bool]) -> N
         executor.spin_once(timeout_sec=0.05)
 
 
+def _receive_all(executor: SingleThreadedExecutor, child: subprocess.Popen[str], received: Callable[[], bool]) -> str:
+    """Spin until ``received()`` (counting what the child sent just before it exited); the child's output."""
+    _spin_until(executor, lambda: received() or child.poll() is not None)
+    _spin_until(executor, received)
+    output, _ = child.communicate(timeout=WAIT_S)
+    return output
+
+
 @pytest.mark.real_data
 @pytest.mark.dds
 def test_replay_keeps_messages_headers_and_timing(
@@ -89,9 +97,7 @@ def test_replay_keeps_messages_headers_and_timing(
     args = ("replay", str(bag), "--rate", str(RATE), "--remap", "/kitti/points:=/lidar/points")
     child = _perception(*args, "--wait-subscribers", str(WAIT_S), env=local_env)
     try:
-        _spin_until(executor, lambda: len(clouds) == len(scans) or child.poll() is not None)
-        _spin_until(executor, lambda: len(clouds) == len(scans))  # what the child sent just before exiting
-        output, _ = child.communicate(timeout=WAIT_S)
+        output = _receive_all(executor, child, lambda: len(clouds) == len(scans))
         _spin_until(executor, lambda: bool(clocks) and max(clocks) >= scans[-1].stamp_ns)
     finally:
         child.kill()
@@ -281,9 +287,7 @@ def test_raw_packet_bags_go_out_as_decoded_clouds(
     executor.add_node(node)
     child = _perception("replay", str(bag), "--wait-subscribers", str(WAIT_S), env=local_env)
     try:
-        _spin_until(executor, lambda: len(clouds) == len(expected) or child.poll() is not None)
-        _spin_until(executor, lambda: len(clouds) == len(expected))
-        output, _ = child.communicate(timeout=WAIT_S)
+        output = _receive_all(executor, child, lambda: len(clouds) == len(expected))
     finally:
         child.kill()
         node.destroy_node()

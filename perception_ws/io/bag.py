@@ -364,17 +364,8 @@ def cloud_message(typestore: Typestore, points: Any, frame_id: str, stamp_ns: in
     header = types["std_msgs/msg/Header"](
         stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id
     )
-    field_type = types["sensor_msgs/msg/PointField"]
     return types[CLOUD_TYPE](
-        header=header,
-        height=packed.height,
-        width=packed.width,
-        fields=[field_type(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in packed.fields],
-        is_bigendian=False,
-        point_step=packed.point_step,
-        row_step=packed.row_step,
-        data=packed.data,
-        is_dense=packed.is_dense,
+        header=header, data=packed.data, **packed.message_fields(types["sensor_msgs/msg/PointField"])
     )
 
 
