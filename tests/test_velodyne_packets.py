@@ -13,13 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
 from perception_ws.adapt.sensor_profile import estimate_profile, first_scans
 from perception_ws.calib.sensors import get_sensor
 from perception_ws.errors import DatasetError
 from perception_ws.io import load, open_dataset
-from perception_ws.io.velodyne_packets import POINT_DTYPE, decode_packets, decode_reference
+from perception_ws.io.velodyne_packets import (
+    BLOCK_BYTES,
+    BLOCKS,
+    PACKET_BYTES,
+    POINT_DTYPE,
+    decode_packets,
+    decode_reference,
+)
 
 pytestmark = pytest.mark.real_data
 
@@ -87,6 +96,32 @@ def test_decoded_points_are_the_drivers_points(real_data: Path, sample: str, sen
     # (as its driver's PCD) only the front half-turn, 265 -> 95 deg through 0: 50 ms of packets
     span_s = {"vlp16": 0.1, "vlp32c": 0.05}[sensor]
     assert abs(float(decoded.points["time"].max()) - span_s) < 0.005
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    packets=st.integers(1, 6),
+    product=st.sampled_from([0x22, 0x28]),
+    mode=st.sampled_from([0x37, 0x38, 0x39]),
+)
+def test_any_well_formed_packets_decode_as_the_loop_does(seed: int, packets: int, product: int, mode: int) -> None:
+    """Random returns and azimuths (wrapping past 360, repeated, backwards): finite points, equal to the loop's."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, size=(packets, PACKET_BYTES), dtype=np.uint8)
+    blocks = data[:, : BLOCKS * BLOCK_BYTES].reshape(packets, BLOCKS, BLOCK_BYTES)
+    blocks[..., 0], blocks[..., 1] = 0xFF, 0xEE
+    azimuth = rng.integers(0, 36000, size=(packets, BLOCKS))  # raw hundredths of a degree, any order
+    blocks[..., 2], blocks[..., 3] = azimuth % 256, azimuth // 256
+    data[:, 1204], data[:, 1205] = mode, product
+    decoded = decode_packets(data).points
+    reference = decode_reference(data)
+    assert len(decoded) == len(reference)
+    for name in POINT_DTYPE.names or ():
+        assert np.array_equal(decoded[name], reference[name]), name
+    xyz = _xyz(decoded)
+    assert np.isfinite(xyz).all()
+    assert (np.linalg.norm(xyz, axis=1) <= 65535 * 0.004 + 1e-3).all()  # the largest distance a packet can hold
 
 
 def test_packets_it_cannot_decode_are_one_line_naming_why(real_data: Path) -> None:
