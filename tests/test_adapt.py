@@ -107,6 +107,9 @@ def test_the_run_writes_every_stage_and_a_manifest_recording_the_adaptation(vlp3
     assert report["node_parameters"] == {
         "segmenter.weights": str(out / "weights.pt"),
         "sensor.model": str(out / "profile" / "sensor.yaml"),
+        # the scan holds the front half-turn only: the node's view needs no more (0.2 deg a column)
+        "sensor.fov_deg": 190.0,
+        "sensor.width": 950,
     }
     assert set(report["per_frame"]) == {"before", "after"}
     assert "| car |" in (out / "report" / "report.md").read_text()

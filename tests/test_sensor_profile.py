@@ -102,6 +102,29 @@ def test_command_writes_the_three_files(real_data: Path, tmp_path: Path, capsys:
 
 
 @pytest.mark.real_data
+def test_the_field_of_view_the_scans_hold_and_the_node_view_it_suggests(real_data: Path, tmp_path: Path) -> None:
+    import json
+
+    from perception_ws.adapt.report import _view
+
+    full = estimate_profile(_scans(real_data / "kitti_sequence_pcd", 3), get_sensor("hdl64e"))
+    assert full.coverage.fov_deg == 360.0
+    front = estimate_profile(_vlp32(real_data), get_sensor("vlp32c"))  # its driver kept the front half-turn
+    assert front.coverage.fov_deg == 190.0
+    assert "within +-91.5 deg of +x" in front.coverage.note
+    assert SensorProfile.load(front.save(tmp_path / "profile")).coverage == front.coverage
+    # what `perception adapt` reports for the node: that sector, at the sensor's own column pitch
+    assert _view(tmp_path) == {"sensor.fov_deg": 190.0, "sensor.width": 950}
+    full.save(tmp_path / "full" / "profile")
+    assert _view(tmp_path / "full") == {}
+    # a profile saved before the field of view was measured loads as the whole turn
+    saved = json.loads((tmp_path / "profile" / "profile.json").read_text())
+    del saved["coverage"]
+    (tmp_path / "profile" / "profile.json").write_text(json.dumps(saved))
+    assert SensorProfile.load(tmp_path / "profile").coverage.fov_deg == 360.0
+
+
+@pytest.mark.real_data
 def test_bad_input_fails_with_one_line(real_data: Path) -> None:
     with pytest.raises(DatasetError, match="holds no scans"):
         estimate_profile([])

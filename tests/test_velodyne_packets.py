@@ -171,6 +171,7 @@ def test_the_sensor_profile_of_a_raw_packet_bag(real_data: Path) -> None:
     heights = profile.mounting.per_scan_m
     assert len(heights) == 5
     assert max(heights) - min(heights) < 0.01  # the same floor under the sensor in each scan
+    assert profile.coverage.fov_deg == 190.0  # each message holds the front half-turn only
 
 
 def test_a_bag_without_scans_says_which_topics_it_has(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from perception_ws.adapt.coverage import FULL_TURN_DEG
 from perception_ws.adapt.layout import PROFILE_DIR, REPORT_DIR, WEIGHTS
 from perception_ws.io.atomic import atomic_file
 
@@ -53,7 +54,7 @@ def write_report(
         "weights": weights,
         "sensor": sensor,
         "per_frame": counts,
-        "node_parameters": {"segmenter.weights": weights["after"], "sensor.model": sensor},
+        "node_parameters": {"segmenter.weights": weights["after"], "sensor.model": sensor, **_view(folder)},
     }
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / REPORT_JSON) as handle:
@@ -63,6 +64,17 @@ def write_report(
     _picture(target, frames[0], sensor, weights, out / PICTURE)
     say(markdown(report))
     return report
+
+
+def _view(folder: Path) -> dict[str, float | int]:
+    """``sensor.fov_deg`` and ``sensor.width`` where the target's scans hold only a sector of the turn."""
+    from perception_ws.adapt.sensor_profile import SensorProfile
+
+    profile = SensorProfile.load(folder / PROFILE_DIR)
+    if profile.coverage.fov_deg >= FULL_TURN_DEG:
+        return {}
+    width = profile.coverage.node_width(profile.sensor.columns_per_turn)
+    return {"sensor.fov_deg": profile.coverage.fov_deg, "sensor.width": width}
 
 
 def remove_report(folder: Path) -> None:

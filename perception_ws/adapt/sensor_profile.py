@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import yaml
 
 from perception_ws.adapt.beam_fit import BeamFit
 from perception_ws.adapt.beam_table import estimate_beam_table
+from perception_ws.adapt.coverage import Coverage, scanned_coverage
 from perception_ws.adapt.intensity_scale import IntensityScale, intensity_scale
 from perception_ws.adapt.mounting import MountingHeight, mounting_height
 from perception_ws.calib.sensors import SensorModel, load_sensor, sensor_from_mapping
@@ -51,6 +52,8 @@ class SensorProfile:
     intensity: IntensityScale
     #: source path, frames used, how the beam table was obtained, per-beam fit residuals.
     provenance: dict[str, Any]
+    #: the sector of the turn the scans hold (profiles saved before it was measured load as the whole turn)
+    coverage: Coverage = field(default_factory=Coverage)
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the dropout array (it goes to ``dropout.npz``), as plain JSON values."""
@@ -67,6 +70,7 @@ class SensorProfile:
                 "note": self.dropout.note,
             },
             "provenance": self.provenance,
+            "coverage": asdict(self.coverage),
         }
 
     def save(self, folder: str | Path) -> Path:
@@ -96,6 +100,7 @@ class SensorProfile:
                     intensity["kind"], intensity["scale"], intensity["reason"], tuple(intensity["percentiles"])
                 ),
                 data["provenance"],
+                Coverage(**data["coverage"]) if "coverage" in data else Coverage(),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{path}: not a sensor profile ({type(exc).__name__}: {exc})") from None
@@ -144,7 +149,9 @@ def estimate_profile(
         "dropout": f"empty and hole shares per row and sector of {columns}-column full-turn range images on the "
         "fitted table",
     }
-    return SensorProfile(table.sensor, mounting_height(scans), dropout, intensity_scale(scans), provenance)
+    return SensorProfile(
+        table.sensor, mounting_height(scans), dropout, intensity_scale(scans), provenance, scanned_coverage(scans)
+    )
 
 
 def dropout_columns(sensor: SensorModel) -> int:
@@ -189,6 +196,7 @@ def summary(profile: SensorProfile) -> str:
         f"                  worst per-beam rms residual {worst:.4f} deg; "
         f"filled: {profile.provenance['filled_beams'] or 'none'}",
         f"azimuth step      {s.azimuth_resolution_deg:g} deg ({s.columns_per_turn} columns a turn)",
+        f"field of view     {profile.coverage.fov_deg:g} deg centred on +x ({profile.coverage.note})",
         f"mounting height   {m.height_m:.3f} m ({_measured(m)})",
         f"dropout map       {profile.dropout.rows} x {profile.dropout.sectors}, "
         f"mean empty share {float(profile.dropout.empty.mean()):.3f}, "
