@@ -1,7 +1,7 @@
 """Bags: rosbag2 (sqlite3 or MCAP, a folder or a bare storage file) and ROS 1 ``.bag``, through ``rosbags``.
 
 :func:`open_bag` reads the PointCloud2 messages of one topic as scans, or, in a bag recorded as raw Velodyne
-packets (``velodyne_msgs/msg/VelodyneScan``, one revolution a message), those decoded into points
+packets (``velodyne_msgs/msg/VelodyneScan``, a scan a message), those decoded into points
 (:mod:`perception_ws.io.velodyne_packets`; a PointCloud2 topic is preferred where a bag has both). Opening scans
 the topic once to index its messages (connection and timestamp of each; the clouds themselves are not kept), so
 ``dataset[i]`` later reads exactly one message. Every other topic is listed in ``notes`` as skipped; messages of

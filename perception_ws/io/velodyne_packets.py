@@ -1,8 +1,9 @@
 """Velodyne raw data packets (``velodyne_msgs/msg/VelodyneScan``) decoded into points.
 
 Drivers can record a spinning Velodyne as its raw UDP data packets instead of clouds (ROS's ``velodyne_driver``,
-Autoware's nebula); a bag of those holds ``VelodyneScan`` messages, one revolution each, whose packets this module
-turns into the points a decoder such as ``velodyne_pointcloud`` would publish. Layout of a 1206-byte data packet
+Autoware's nebula); a bag of those holds ``VelodyneScan`` messages, a revolution each (or the part of it the
+driver keeps: the VLP-32C sample's messages hold the front half-turn), whose packets this module turns into the
+points a decoder such as ``velodyne_pointcloud`` would publish. Layout of a 1206-byte data packet
 (the sensors' user manuals): 12 blocks of 100 bytes (flag ``0xFFEE``, azimuth in 0.01 degree, then 32 returns of a
 2-byte distance and a 1-byte calibrated reflectivity), a 4-byte timestamp, the return mode (``0x37`` strongest,
 ``0x38`` last, ``0x39`` dual) and the product id, which names the sensor.
