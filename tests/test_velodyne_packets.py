@@ -89,9 +89,15 @@ def test_decoded_points_are_the_drivers_points(real_data: Path, sample: str, sen
     if "channel" in (driver.dtype.names or ()):  # the VLP-16 driver's ring numbering is ours
         assert np.mean(decoded.points["ring"][nearest] == driver["channel"]) > 0.999
         assert np.mean(decoded.points["intensity"][nearest] == driver["intensity"]) > 0.95
-    lowest = get_sensor(sensor).elevations_deg.min()
-    ring0 = decoded.points[decoded.points["ring"] == 0]
-    assert np.allclose(np.degrees(np.arcsin(ring0["z"] / np.linalg.norm(_xyz(ring0), axis=1))), lowest, atol=1e-3)
+    # every ring lies on its datasheet beam: ring r (0 = lowest) at the r-th elevation from the bottom
+    model = get_sensor(sensor)
+    bottom_up = np.sort(model.elevations_deg)
+    ours_elevation = np.degrees(np.arcsin(ours[:, 2] / np.linalg.norm(ours, axis=1)))
+    rings = np.unique(decoded.points["ring"])
+    assert len(rings) >= model.height - 1  # the VLP-16 scan's lowest beam holds no return
+    for ring in rings:
+        on_ring = ours_elevation[decoded.points["ring"] == ring]
+        assert np.abs(on_ring - bottom_up[ring]).max() < 1e-3, ring
     # both turn at 10 Hz (0.2 deg a firing cycle); a VLP-16 message is one turn, a message of this VLP-32C bag
     # (as its driver's PCD) only the front half-turn, 265 -> 95 deg through 0: 50 ms of packets
     span_s = {"vlp16": 0.1, "vlp32c": 0.05}[sensor]
