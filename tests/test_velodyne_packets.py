@@ -168,6 +168,33 @@ def test_a_raw_packet_bag_reads_as_scans(real_data: Path, sample: str, messages:
     assert dataset[message].points.tobytes() == decode_packets(_packets(real_data, sample, message)).points.tobytes()
 
 
+def test_a_bag_of_packets_it_cannot_decode_names_the_bag_topic_and_message(real_data: Path, tmp_path: Path) -> None:
+    from rosbags.typesys import get_types_from_msg
+
+    from perception_ws.io.bag import BagWriter
+    from perception_ws.io.velodyne_packets import MESSAGE_DEFINITIONS, PACKET_TYPE, SCAN_TYPE
+
+    packets = _packets(real_data, "vlp32", 0)
+    path = tmp_path / "hdl32"
+    with BagWriter(path) as writer:
+        for name, text in MESSAGE_DEFINITIONS.items():
+            writer.typestore.register(get_types_from_msg(text, name))
+        types = writer.typestore.types
+        stamp = types["builtin_interfaces/msg/Time"](sec=1, nanosec=0)
+        header = types["std_msgs/msg/Header"](stamp=stamp, frame_id="v")
+        for index, product in enumerate((0x28, 0x21)):  # the second scan: an HDL-32E's product id
+            data = packets.copy()
+            data[:, 1205] = product
+            rows = [types[PACKET_TYPE](stamp=stamp, data=row) for row in data]
+            writer.write("/velodyne_packets", SCAN_TYPE, types[SCAN_TYPE](header=header, packets=rows), 1 + index)
+    dataset = open_dataset(path)
+    assert len(dataset) == 2
+    assert dataset[0].points.tobytes() == decode_packets(packets).points.tobytes()  # written and read back whole
+    expected = rf"{path}: topic /velodyne_packets message 1: .*HDL-32E \(product id 0x21\)"
+    with pytest.raises(DatasetError, match=expected):
+        dataset[1]
+
+
 def test_the_sensor_profile_of_a_raw_packet_bag(real_data: Path) -> None:
     """What `perception adapt --target BAG` starts from: the beam table from the decoded ring field."""
     bag = _bag(real_data, "vlp32")
