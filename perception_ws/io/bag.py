@@ -38,7 +38,7 @@ from perception_ws.io.atomic import atomic_folder
 from perception_ws.io.registry import register
 from perception_ws.io.velodyne_packets import MESSAGE_DEFINITIONS as PACKET_DEFINITIONS
 from perception_ws.io.velodyne_packets import SCAN_TYPE as PACKETS_TYPE
-from perception_ws.io.velodyne_packets import decode_packets
+from perception_ws.io.velodyne_packets import decode_message
 from perception_ws.scan import Scan
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class BagDataset(Sequence[Scan]):
     def _scan_of(self, message: Any, index: int) -> Scan:
         if hasattr(message, "packets"):  # a VelodyneScan: its data packets decoded
             with self._errors_named(f"topic {self.topic} message {index}"):
-                decoded = decode_packets([packet.data for packet in message.packets], "VelodyneScan")
+                decoded = decode_message(message, "VelodyneScan")
             return Scan(
                 points=decoded.points,
                 name=f"{self.topic}#{index}",

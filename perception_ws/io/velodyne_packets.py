@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,6 +124,16 @@ def packet_array(packets: list[np.ndarray] | np.ndarray, where: str) -> np.ndarr
     return data.astype(np.uint8, copy=False)
 
 
+def decode_message(message: Any, where: str) -> DecodedScan:
+    """The points of one deserialized ``VelodyneScan`` message (the bag reader's and the replay's way in)."""
+    return decode_packets([packet.data for packet in message.packets], where)
+
+
+def _blocks(data: np.ndarray) -> np.ndarray:
+    """(P * 12, 100) the packets' data blocks, in packet order (a view)."""
+    return data[:, : BLOCKS * BLOCK_BYTES].reshape(-1, BLOCK_BYTES)
+
+
 def _header(data: np.ndarray, where: str) -> tuple[PacketLayout, int]:
     """The scan's layout and return mode, from its packets' factory bytes (all packets must agree)."""
     products, modes = np.unique(data[:, 1205]), np.unique(data[:, 1204])
@@ -140,8 +151,8 @@ def _header(data: np.ndarray, where: str) -> tuple[PacketLayout, int]:
         )
     if mode not in RETURN_MODES:
         raise DatasetError(f"{where}: unknown return mode {mode:#04x} (expected 0x37, 0x38 or 0x39)")
-    flags = data[:, : BLOCKS * BLOCK_BYTES].reshape(len(data), BLOCKS, BLOCK_BYTES)[..., :2]
-    bad = ~((flags[..., 0] == BLOCK_FLAG[0]) & (flags[..., 1] == BLOCK_FLAG[1]))
+    flags = _blocks(data)[:, :2]
+    bad = ~((flags[:, 0] == BLOCK_FLAG[0]) & (flags[:, 1] == BLOCK_FLAG[1]))
     if bad.any():
         raise DatasetError(
             f"{where}: {int(bad.sum())} data blocks of {bad.size} lack the 0xFFEE flag: not Velodyne data packets"
@@ -149,9 +160,8 @@ def _header(data: np.ndarray, where: str) -> tuple[PacketLayout, int]:
     return LAYOUTS[product], mode
 
 
-def _block_azimuths(data: np.ndarray, dual: bool) -> tuple[np.ndarray, np.ndarray]:
+def _block_azimuths(blocks: np.ndarray, dual: bool) -> tuple[np.ndarray, np.ndarray]:
     """(P * 12,) every block's azimuth and the step to the next firing's (degrees), in packet order."""
-    blocks = data[:, : BLOCKS * BLOCK_BYTES].reshape(-1, BLOCK_BYTES)
     azimuth = (blocks[:, 2].astype(np.float64) + 256.0 * blocks[:, 3]) / 100.0
     firings = azimuth[::2] if dual else azimuth  # a dual-return pair is one firing
     step = np.empty_like(firings)
@@ -171,8 +181,8 @@ def decode_packets(packets: list[np.ndarray] | np.ndarray, where: str = "Velodyn
     layout, mode = _header(data, where)
     model = get_sensor(layout.sensor)
     dual = mode == DUAL_RETURN
-    azimuth, step = _block_azimuths(data, dual)
-    blocks = data[:, : BLOCKS * BLOCK_BYTES].reshape(-1, BLOCK_BYTES)
+    blocks = _blocks(data)
+    azimuth, step = _block_azimuths(blocks, dual)
     returns = blocks[:, 4:].reshape(len(blocks), RETURNS_PER_BLOCK, 3)
     distance = (returns[..., 0].astype(np.float64) + 256.0 * returns[..., 1]) * layout.distance_unit_m
     lasers = layout.lasers

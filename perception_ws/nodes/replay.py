@@ -29,10 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perception_ws.cloud import stamp_to_ns
 from perception_ws.errors import DatasetError
-from perception_ws.io.bag import CLOUD_TYPE, ROS2_STORE, _bag_sources, _cloud_typestore, _named_errors, _recovered
+from perception_ws.io.bag import (
+    CLOUD_TYPE,
+    ROS2_STORE,
+    _bag_sources,
+    _cloud_typestore,
+    _named_errors,
+    _recovered,
+    cloud_message,
+)
 from perception_ws.io.velodyne_packets import MESSAGE_DEFINITIONS as PACKET_DEFINITIONS
 from perception_ws.io.velodyne_packets import SCAN_TYPE as PACKETS_TYPE
+from perception_ws.io.velodyne_packets import decode_message
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -154,16 +164,12 @@ def _decoded_packets(reader: AnyReader, connection: Connection, renames: dict[st
 
 def _packets_to_cloud(reader: AnyReader, connection: Connection) -> Convert:
     """Stored VelodyneScan bytes -> the CDR of a PointCloud2 of its decoded points, same header."""
-    from perception_ws.io.bag import cloud_message
-    from perception_ws.io.velodyne_packets import decode_packets
-
     store = _cloud_typestore()
 
     def convert(raw: bytes) -> bytes:
         scan: Any = reader.deserialize(raw, connection.msgtype)
-        decoded = decode_packets([packet.data for packet in scan.packets], f"{connection.topic} (VelodyneScan)")
-        stamp_ns = scan.header.stamp.sec * 1_000_000_000 + scan.header.stamp.nanosec
-        cloud = cloud_message(store, decoded.points, scan.header.frame_id, stamp_ns)
+        decoded = decode_message(scan, f"{connection.topic} (VelodyneScan)")
+        cloud = cloud_message(store, decoded.points, scan.header.frame_id, stamp_to_ns(scan.header.stamp))
         return bytes(store.serialize_cdr(cloud, CLOUD_TYPE))
 
     return convert
@@ -201,11 +207,11 @@ def open_replay_reader(bag: str | Path, notes: list[str] | None = None) -> AnyRe
 
     path = Path(bag)
     with _named_errors(path, "cannot be opened as a bag"):
-        # the ROS 2 definitions stand in for those older rosbag2 bags do not embed (replay needs no more:
-        # the bytes are published as they are)
+        # the ROS 2 definitions stand in for those older rosbag2 bags do not embed (replay needs no more: the
+        # bytes are published as they are), and velodyne_msgs' two, for raw packets decoded on the way out
         sources = _recovered(_bag_sources(path), notes if notes is not None else [])
         store = get_typestore(Stores(ROS2_STORE))
-        store.register({name: _cloud_typestore().fielddefs[name] for name in PACKET_DEFINITIONS})  # to decode them
+        store.register({name: _cloud_typestore().fielddefs[name] for name in PACKET_DEFINITIONS})
         reader = AnyReader(sources, default_typestore=store)
         reader.open()
     return reader
