@@ -97,13 +97,19 @@ def test_kernels_match_their_numpy_references() -> None:
     ):
         np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)
     normal = rng.normal(size=(50, 3))
-    offset = rng.normal(size=50)
-    np.testing.assert_allclose(
-        kernels.plane_distances(xyz, segment, normal, offset),
-        kernels.plane_distances_reference(xyz, segment, normal, offset),
-        rtol=1e-12,
-        atol=1e-9,
-    )
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    offset = rng.normal(size=50) * 20.0
+    distances = kernels.plane_distances_reference(xyz, segment, normal, offset)
+    np.testing.assert_array_equal(kernels.near_planes(xyz, segment, normal, offset, 5.0), np.abs(distances) < 5.0)
+    assert 0 < int((np.abs(distances) < 5.0).sum()) < len(xyz)
+    # the one-pass refit (sums about a point near each segment) equals the two-pass moments of the near points
+    about = kernels.segment_moments_reference(xyz, segment, selected, 50)[1] + rng.normal(size=(50, 3))
+    for fast, slow in zip(
+        kernels.near_plane_moments(xyz, segment, normal, offset, 5.0, about),
+        kernels.near_plane_moments_reference(xyz, segment, normal, offset, 5.0, about),
+        strict=True,
+    ):
+        np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9)
     for fraction in (0.01, 0.2, 1.0):
         np.testing.assert_allclose(
             kernels.lowest_mean(xyz[:, 2], segment, 50, fraction),

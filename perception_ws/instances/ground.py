@@ -15,7 +15,13 @@ import numpy as np
 from perception_ws.errors import PerceptionError
 from perception_ws.instances.config import GroundConfig
 from perception_ws.instances.inputs import as_xyz
-from perception_ws.kernels.ground_planes import lowest_mean, plane_distances, polar_segments, segment_moments
+from perception_ws.kernels.ground_planes import (
+    lowest_mean,
+    near_plane_moments,
+    near_planes,
+    polar_segments,
+    segment_moments,
+)
 
 
 def fit_plane(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -23,19 +29,19 @@ def fit_plane(points: np.ndarray) -> tuple[np.ndarray, float]:
     pts = as_xyz(points, "plane points")
     if len(pts) < 3:
         raise PerceptionError(f"a plane needs at least 3 points; got {len(pts)}")
-    normals, offsets, _ = _planes(pts, np.zeros(len(pts), dtype=np.int64), np.ones(len(pts), dtype=bool), 1)
+    _, mean, cov = segment_moments(pts, np.zeros(len(pts), dtype=np.int64), np.ones(len(pts), dtype=bool), 1)
+    normals, offsets = _planes(mean, cov)
     return normals[0], float(offsets[0])
 
 
-def _planes(
-    xyz: np.ndarray, segment: np.ndarray, selected: np.ndarray, segments: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Plane (normal (S, 3), offset (S,)) of the selected points of every segment, and their counts (S,)."""
-    count, mean, cov = segment_moments(xyz, segment, selected, segments)
+def _planes(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Planes (normal (S, 3) pointing up, offset (S,)) through points of these means and covariances."""
+    # the right singular vector of the smallest singular value (eigh is faster, but where points lie near a line,
+    # e.g. one scan ring far out, the two smallest values nearly tie and it picks another, equally valid normal)
     _, _, vt = np.linalg.svd(cov)
-    normal = np.ascontiguousarray(vt[:, 2, :])  # right singular vector of the smallest singular value
+    normal = np.ascontiguousarray(vt[:, 2, :])
     normal *= np.where(normal[:, 2:3] < 0, -1.0, 1.0)
-    return normal, np.einsum("sa,sa->s", normal, mean), count
+    return normal, np.einsum("sa,sa->s", normal, mean)
 
 
 def _segments(xyz: np.ndarray, config: GroundConfig) -> tuple[np.ndarray, int]:
@@ -55,10 +61,11 @@ def _fit_segments(
     pts: np.ndarray, segment: np.ndarray, segments: int, config: GroundConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LATTE's iteration in every segment at once: planes (S, 3), (S,) and whether each is trusted (S,)."""
-    selected = _seed_mask(pts[:, 2], segment, segments, config)
-    for _ in range(config.iterations):
-        normal, offset, count = _planes(pts, segment, selected, segments)
-        selected = np.abs(plane_distances(pts, segment, normal, offset)) < config.distance_m
+    count, mean, cov = segment_moments(pts, segment, _seed_mask(pts[:, 2], segment, segments, config), segments)
+    normal, offset = _planes(mean, cov)
+    for _ in range(config.iterations - 1):  # refit on the points near the last planes
+        count, mean, cov = near_plane_moments(pts, segment, normal, offset, config.distance_m, mean)
+        normal, offset = _planes(mean, cov)
     trusted = (count >= config.min_points) & (normal[:, 2] >= np.cos(np.radians(config.max_slope_deg)))
     return normal, offset, trusted
 
@@ -106,4 +113,4 @@ def ground_mask(xyz: np.ndarray, config: GroundConfig | None = None) -> np.ndarr
     if len(pts) == 0:
         return np.zeros(0, dtype=bool)
     segment, normal, offset = _ground_planes(pts, config)
-    return np.asarray(np.abs(plane_distances(pts, segment, normal, offset)) < config.distance_m)
+    return near_planes(pts, segment, normal, offset, config.distance_m)

@@ -2,7 +2,9 @@
 
 * ``segment_moments``: per segment, the count, mean (3,) and covariance (3, 3) of the selected
   points (two passes, mean then centred products, to stay accurate far from the origin).
-* ``plane_distances``: each point's signed distance to its own segment's plane.
+* ``near_plane_moments``: ``segment_moments`` of the points within a distance of their segment's plane, in one
+  pass (LATTE's refit step; sums about each segment's previous mean keep it accurate).
+* ``near_planes``: whether each point lies within a distance of its segment's plane.
 * ``lowest_mean``: per segment, the mean height of its lowest ``fraction`` of points.
 * ``polar_segments``: each point's segment (range ring x azimuth sector), from its azimuth.
 
@@ -68,17 +70,63 @@ def segment_moments(
 def plane_distances_reference(
     xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray
 ) -> np.ndarray:
-    """numpy reference of :func:`plane_distances`."""
+    """Signed distance of each point to its segment's plane ``normal . x = offset`` (the fast kernels' reference)."""
     return np.einsum("na,na->n", xyz, normal[segment]) - offset[segment]
 
 
+def near_plane_moments_reference(
+    xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray, distance: float, about: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy reference of :func:`near_plane_moments` (``about`` only serves the fast version's accuracy)."""
+    near = np.abs(plane_distances_reference(xyz, segment, normal, offset)) < distance
+    return segment_moments_reference(xyz, segment, near, len(offset))
+
+
 @nb.njit(cache=True, nogil=True)
-def plane_distances(xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Signed distance of each point to its segment's plane ``normal . x = offset``."""
-    out = np.empty(len(xyz))
+def near_plane_moments(
+    xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray, distance: float, about: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count (S,), mean (S, 3) and covariance (S, 3, 3) of the points closer than ``distance`` to their segment's
+    plane ``normal . x = offset``, in one pass: sums of ``x - about[s]`` and of their products, ``about`` a point
+    near each segment's points (the previous fit's mean), so the covariance's subtraction loses no precision.
+    """
+    segments = len(offset)
+    count = np.zeros(segments)
+    first = np.zeros((segments, 3))
+    second = np.zeros((segments, 3, 3))
     for i in range(len(xyz)):
         s = segment[i]
-        out[i] = xyz[i, 0] * normal[s, 0] + xyz[i, 1] * normal[s, 1] + xyz[i, 2] * normal[s, 2] - offset[s]
+        d = xyz[i, 0] * normal[s, 0] + xyz[i, 1] * normal[s, 1] + xyz[i, 2] * normal[s, 2] - offset[s]
+        if abs(d) < distance:
+            u = (xyz[i, 0] - about[s, 0], xyz[i, 1] - about[s, 1], xyz[i, 2] - about[s, 2])
+            count[s] += 1.0
+            for a in range(3):
+                first[s, a] += u[a]
+                for b in range(a, 3):
+                    second[s, a, b] += u[a] * u[b]
+    mean = np.empty((segments, 3))
+    cov = np.empty((segments, 3, 3))
+    for s in range(segments):
+        scale = 1.0 / max(count[s], 1.0)
+        for a in range(3):
+            mean[s, a] = about[s, a] + first[s, a] * scale if count[s] else 0.0
+        for a in range(3):
+            for b in range(a, 3):
+                cov[s, a, b] = second[s, a, b] * scale - first[s, a] * scale * first[s, b] * scale
+                cov[s, b, a] = cov[s, a, b]
+    return count, mean, cov
+
+
+@nb.njit(cache=True, nogil=True)
+def near_planes(
+    xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray, distance: float
+) -> np.ndarray:
+    """True where a point is closer than ``distance`` to its segment's plane (``abs(plane_distances) < distance``)."""
+    out = np.empty(len(xyz), dtype=np.bool_)
+    for i in range(len(xyz)):
+        s = segment[i]
+        d = xyz[i, 0] * normal[s, 0] + xyz[i, 1] * normal[s, 1] + xyz[i, 2] * normal[s, 2] - offset[s]
+        out[i] = abs(d) < distance
     return out
 
 
