@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_sparse.py                       # 2 CPU threads, ours vs spconv
     .venv/bin/python benchmarks/bench_sparse.py --threads 1           # one thread (a shared machine: see below)
     python3 benchmarks/bench_sparse.py --device cuda                  # our engine on a GPU (spconv's wheel is CPU)
-    python3 benchmarks/bench_sparse.py --device cuda --conv-path table  # the GPU's convs by neighbour table
+    python3 benchmarks/bench_sparse.py --device cuda --per-offset     # the GPU without the grouped bmm convs
     python3 benchmarks/bench_sparse.py --device cuda --weights subnet.pt --precision fp32 bf16   # a searched SPVNAS
 
 Named baseline: spconv 2.3.8 (the ``sparse`` extra, CPU build) in the same run, with the same weights and
@@ -268,9 +268,8 @@ def main() -> None:
     parser.add_argument("--skip-spconv", action="store_true")
     parser.add_argument("--skip-networks", action="store_true")
     parser.add_argument(
-        "--conv-path", choices=["per_offset", "grouped", "table"], default=None,
-        help="how our convs run on --device (default: that device's in conv.CONV_PATHS; docs/models.md)",
-    )  # fmt: skip
+        "--per-offset", action="store_true", help="one matmul per kernel offset on every device (a GPU groups them)"
+    )
     parser.add_argument("--weights", type=Path, nargs="*", default=[], help="trained point networks to time too")
     parser.add_argument(
         "--precision", nargs="+", default=["fp32"], choices=list(PRECISION_DTYPES), help="network rows' autocast"
@@ -282,8 +281,8 @@ def main() -> None:
     parser.add_argument("--memory-pass", action="store_true", help=argparse.SUPPRESS)  # the child of the peaks
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.conv_path is not None:
-        conv_module.CONV_PATHS[args.device] = args.conv_path
+    if args.per_offset:
+        conv_module.GROUPED_DEVICES = set()
     if args.min_fill is not None:
         offset_groups.MIN_FILL = args.min_fill
     device = torch.device(args.device)

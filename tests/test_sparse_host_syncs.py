@@ -40,10 +40,13 @@ def _cloud(n: int = 6000) -> tuple[torch.Tensor, torch.Tensor]:
     return xyz, torch.cat([xyz, torch.rand(n, 1, generator=g)], dim=1)
 
 
-@pytest.mark.parametrize("path", ["per_offset", "grouped", "table"])
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("builder", [build_spvcnn, build_minkunet])
-def test_a_forward_pass_syncs_only_to_build_maps(monkeypatch: pytest.MonkeyPatch, builder: object, path: str) -> None:
-    monkeypatch.setitem(conv.CONV_PATHS, "cpu", path)  # the GPU's conv paths, run here
+def test_a_forward_pass_syncs_only_to_build_maps(
+    monkeypatch: pytest.MonkeyPatch, builder: object, grouped: bool
+) -> None:
+    if grouped:  # the GPU's conv path, run here
+        monkeypatch.setattr(conv, "GROUPED_DEVICES", {"cpu"})
     xyz, feats = _cloud()
     torch.manual_seed(0)
     model = builder(20, width_ratio=0.25).eval()  # type: ignore[operator]

@@ -19,24 +19,18 @@ from perception_ws.models.sparse.kernel_map import (
     strided_map,
     submanifold_map,
 )
-from perception_ws.models.sparse.neighbour_table import apply_table
 from perception_ws.models.sparse.offset_groups import apply_groups
 from perception_ws.models.sparse.tensor import SparseTensor
 
-#: Each device type's conv path (others: ``per_offset``). ``per_offset``: a gather, a matmul and a scatter per
-#: kernel offset, measured fastest on a CPU (each offset's rows stay in cache; docs/models.md, "Speed").
-#: ``grouped``: offsets with similar pair counts batched into a few ``bmm`` calls (``offset_groups.py``).
-#: ``table``: one gather and one matmul over a dense neighbour table (``neighbour_table.py``). On a GPU each
-#: launch costs more than its arithmetic, so the paths with fewer launches pay there.
-CONV_PATHS: dict[str, str] = {"cuda": "grouped"}
+#: Devices whose convs batch the offsets into a few ``bmm`` calls (``offset_groups.py``): a GPU, where each launch
+#: costs more than its arithmetic. A CPU keeps one matmul per offset, measured faster there (each offset's
+#: gather, product and scatter stay in cache; docs/models.md, "Speed").
+GROUPED_DEVICES: set[str] = {"cuda"}
 
 
 def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
     """``out[o] = sum over offsets k and pairs (i, o) of feats[i] @ weight[k]``: (N_in, C_in) -> (N_out, C_out)."""
-    path = CONV_PATHS.get(feats.device.type, "per_offset")
-    if path == "table":
-        return apply_table(feats, weight, kmap.neighbour_table(feats.shape[0]))
-    if path == "grouped":
+    if feats.device.type in GROUPED_DEVICES:
         return apply_grouped(feats, weight, kmap)
     return apply_per_offset(feats, weight, kmap)
 

@@ -81,25 +81,22 @@ class KeyTable:
         hit = self.sorted_keys[pos] == shifted
         return self.rows[pos[hit]], queries.rows[hit]
 
-    def shifted_matches_all(
-        self, queries: KeyTable, deltas: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    def shifted_matches_all(self, queries: KeyTable, deltas: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """``shifted_matches`` for every delta in one pass: rows (ours, theirs) of all deltas concatenated in
-        ``deltas`` order, each pair's index into ``deltas``, and how many pairs belong to each delta. One search
-        and one host sync (the per-delta counts) for the whole kernel, where a loop costs a sync and a few
-        launches per offset.
+        ``deltas`` order, and how many belong to each. One search and one host sync (the per-delta counts) for
+        the whole kernel, where a loop costs a sync and a few launches per offset.
         """
         n = queries.sorted_keys.numel()
         if self.sorted_keys.numel() == 0 or n == 0 or not deltas:
             empty = queries.sorted_keys.new_zeros(0)
-            return empty, empty, empty, [0] * len(deltas)
+            return empty, empty, [0] * len(deltas)
         shift = device_ints(tuple(deltas), queries.sorted_keys.device)
         shifted = (queries.sorted_keys.unsqueeze(0) + shift.unsqueeze(1)).reshape(-1)  # (K*N,), sorted per delta
         pos = torch.searchsorted(self.sorted_keys, shifted).clamp_(max=self.sorted_keys.numel() - 1)
         hit = self.sorted_keys[pos] == shifted
         counts = hit.view(len(deltas), n).sum(dim=1).tolist()  # the one host sync: pairs per delta
         where = torch.nonzero_static(hit, size=sum(counts)).squeeze(1)  # its size is known now: no second sync
-        return self.rows[pos[where]], queries.rows[where % n], where // n, counts
+        return self.rows[pos[where]], queries.rows[where % n], counts
 
     def lookup(self, queries: torch.Tensor) -> torch.Tensor:
         if self.sorted_keys.numel() == 0:

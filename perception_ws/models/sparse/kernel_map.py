@@ -23,7 +23,6 @@ import torch
 
 from perception_ws.errors import SparseTensorError
 from perception_ws.models.sparse.hashing import KeyTable, offset_delta, pack_keys, unique_rows
-from perception_ws.models.sparse.neighbour_table import FlatPairs, neighbour_table
 from perception_ws.models.sparse.offset_groups import OffsetGroup, group_offsets
 
 
@@ -31,36 +30,25 @@ from perception_ws.models.sparse.offset_groups import OffsetGroup, group_offsets
 class KernelMap:
     """Per kernel offset, the input rows and the output rows they feed; ``identity`` marks the offset that maps
     every row onto itself (a submanifold conv's centre), which the conv applies without gather or scatter.
-    ``flat`` holds the same pairs with their offsets, for the neighbour table (``neighbour_table.py``).
     """
 
     in_rows: list[torch.Tensor]
     out_rows: list[torch.Tensor]
     num_out: int
-    flat: FlatPairs
     identity: int | None = None
     # built on first use and kept with the map (which the SparseCache keeps for the forward pass)
     _transposed: dict[int, KernelMap] = field(default_factory=dict, compare=False, repr=False)
-    _tables: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     def transposed(self, num_out: int) -> KernelMap:
         """The map read from outputs to inputs (a transposed conv over the same pairs)."""
         if num_out not in self._transposed:
-            self._transposed[num_out] = KernelMap(
-                self.out_rows, self.in_rows, num_out, self.flat.swapped(), self.identity
-            )
+            self._transposed[num_out] = KernelMap(self.out_rows, self.in_rows, num_out, self.identity)
         return self._transposed[num_out]
 
     @functools.cached_property
     def offset_groups(self) -> list[OffsetGroup]:
         """The offsets batched for ``bmm`` (``offset_groups.py``), built on first use and kept with the map."""
         return group_offsets(self.in_rows, self.out_rows, self.num_out, self.identity)
-
-    def neighbour_table(self, num_in: int) -> torch.Tensor:
-        """(num_out, K) input row of every output and offset, ``num_in`` where none; built once per input size."""
-        if num_in not in self._tables:
-            self._tables[num_in] = neighbour_table(self.flat, num_in, self.num_out, len(self.in_rows))
-        return self._tables[num_in]
 
     @property
     def pairs(self) -> int:
@@ -110,22 +98,15 @@ def submanifold_map(coords: torch.Tensor, stride: int, kernel_size: int, table: 
     count = len(deltas)
     centre = count // 2 if kernel_size % 2 else None
     looked = deltas[:centre] if centre is not None else deltas
-    found, at, offsets, counts = table.shifted_matches_all(table, looked)
+    found, at, counts = table.shifted_matches_all(table, looked)
     in_rows, out_rows = _split(found, counts), _split(at, counts)
-    if centre is None:
-        return KernelMap(in_rows, out_rows, coords.shape[0], FlatPairs([found], [at], [offsets]))
-    # odd kernels: offsets are symmetric about the centre in this order (offset k's mirror is count - 1 - k)
-    mirrored = range(centre - 1, -1, -1)
-    flat = FlatPairs(
-        [found, table.rows, at],
-        [at, table.rows, found],
-        [offsets, torch.full_like(table.rows, centre), (count - 1) - offsets],
-    )
-    in_rows, out_rows = (
-        in_rows + [table.rows] + [out_rows[m] for m in mirrored],
-        out_rows + [table.rows] + [in_rows[m] for m in mirrored],
-    )
-    return KernelMap(in_rows, out_rows, coords.shape[0], flat, centre)
+    if centre is not None:  # odd kernels: offsets are symmetric about the centre in this order
+        mirrored = range(centre - 1, -1, -1)
+        in_rows, out_rows = (
+            in_rows + [table.rows] + [out_rows[m] for m in mirrored],
+            out_rows + [table.rows] + [in_rows[m] for m in mirrored],
+        )
+    return KernelMap(in_rows, out_rows, coords.shape[0], centre)
 
 
 def _window_corner(coords: torch.Tensor, out_stride: int) -> torch.Tensor:
@@ -170,8 +151,7 @@ def _window_map(
     counts: list[int] = per_offset[:offsets].tolist()  # the one host sync
     in_sorted = torch.argsort(offset_index, stable=True)[: sum(counts)]
     in_rows = _split(in_sorted, counts)
-    flat = FlatPairs([in_sorted], [out_rows[in_sorted]], [offset_index[in_sorted]])
-    return KernelMap(in_rows, [out_rows[r] for r in in_rows], out_coords.shape[0], flat)
+    return KernelMap(in_rows, [out_rows[r] for r in in_rows], out_coords.shape[0])
 
 
 def strided_map(
@@ -189,10 +169,8 @@ def strided_map(
     in_table, out_table = tables if tables is not None else (_table_of(coords), _table_of(out_coords))
     if conv_stride == kernel_size:
         return _window_map(coords, out_coords, stride, kernel_size, out_table(), check=tables is None)
-    found, at, offsets, counts = in_table().shifted_matches_all(out_table(), _offset_deltas(kernel_size, stride))
-    return KernelMap(
-        _split(found, counts), _split(at, counts), out_coords.shape[0], FlatPairs([found], [at], [offsets])
-    )
+    found, at, counts = in_table().shifted_matches_all(out_table(), _offset_deltas(kernel_size, stride))
+    return KernelMap(_split(found, counts), _split(at, counts), out_coords.shape[0])
 
 
 def kernel_map_reference(

@@ -1,6 +1,5 @@
-"""The GPU's conv paths run on the CPU: grouped (offsets batched into ``bmm`` calls) and the neighbour table (one
-gather and one matmul) give the per-offset loop's outputs and gradients; the groups hold every pair once with
-bounded padding, the table every pair in its place; a network on a real scan every way."""
+"""The grouped conv path (offsets batched into ``bmm`` calls, the GPU's path) run on the CPU: the same outputs
+and gradients as the per-offset loop, every pair once, padding bounded; a network on a real scan both ways."""
 
 from __future__ import annotations
 
@@ -11,13 +10,17 @@ import pytest
 import torch
 
 from perception_ws.models.sparse import Conv3d, SparseTensor, conv, sparse_conv3d
-from perception_ws.models.sparse.kernel_map import kernel_map_reference, strided_map, submanifold_map
-from perception_ws.models.sparse.neighbour_table import apply_table, apply_table_reference
+from perception_ws.models.sparse.kernel_map import submanifold_map
 from perception_ws.models.sparse.offset_groups import MIN_FILL
 from perception_ws.models.spvnas import build_spvcnn, make_points
 
 CONV_KINDS = [(3, 1, False), (1, 1, False), (2, 2, False), (3, 2, False), (2, 2, True), (3, 2, True)]
-GPU_PATHS = ["grouped", "table"]
+
+
+@pytest.fixture
+def grouped_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the grouped path on the CPU (it is the GPU's path; the CPU keeps the loop by default)."""
+    monkeypatch.setattr(conv, "GROUPED_DEVICES", {"cpu"})
 
 
 def _random_tensor(n: int, channels: int, seed: int = 0, extent: int = 8) -> SparseTensor:
@@ -27,10 +30,9 @@ def _random_tensor(n: int, channels: int, seed: int = 0, extent: int = 8) -> Spa
     return SparseTensor(torch.randn(coords.shape[0], channels, generator=g, dtype=torch.float64), coords)
 
 
-@pytest.mark.parametrize("path", GPU_PATHS)
 @pytest.mark.parametrize(("kernel_size", "stride", "transposed"), CONV_KINDS)
-def test_gpu_paths_equal_the_per_offset_loop(
-    monkeypatch: pytest.MonkeyPatch, path: str, kernel_size: int, stride: int, transposed: bool
+def test_grouped_matmuls_equal_the_per_offset_loop(
+    monkeypatch: pytest.MonkeyPatch, kernel_size: int, stride: int, transposed: bool
 ) -> None:
     x = _random_tensor(600, 5)
     if transposed:
@@ -38,7 +40,7 @@ def test_gpu_paths_equal_the_per_offset_loop(
         x = coarse.with_feats(coarse.feats.detach())
     weight = torch.randn(kernel_size**3, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     loop = sparse_conv3d(x, weight, kernel_size, stride, transposed)
-    monkeypatch.setitem(conv.CONV_PATHS, "cpu", path)
+    monkeypatch.setattr(conv, "GROUPED_DEVICES", {"cpu"})
     grouped = sparse_conv3d(x, weight, kernel_size, stride, transposed)
     assert torch.equal(loop.coords, grouped.coords)
     assert grouped.feats.shape == loop.feats.shape
@@ -67,12 +69,10 @@ def test_groups_hold_every_pair_once_with_bounded_padding() -> None:
     assert set(got) == expected
 
 
-@pytest.mark.parametrize("path", GPU_PATHS)
 @pytest.mark.parametrize(("kernel_size", "stride", "transposed"), [(3, 1, False), (3, 2, False), (2, 2, True)])
-def test_gpu_paths_gradients_pass_gradcheck(
-    monkeypatch: pytest.MonkeyPatch, path: str, kernel_size: int, stride: int, transposed: bool
+def test_grouped_gradients_pass_gradcheck(
+    grouped_on_cpu: None, kernel_size: int, stride: int, transposed: bool
 ) -> None:
-    monkeypatch.setitem(conv.CONV_PATHS, "cpu", path)
     x = _random_tensor(25, 2, extent=3)
     if transposed:
         coarse = Conv3d(2, 2, kernel_size, stride).double()(x)
@@ -86,45 +86,8 @@ def test_gpu_paths_gradients_pass_gradcheck(
     assert torch.autograd.gradcheck(run, (feats, weight))
 
 
-@pytest.mark.parametrize("kernel_size", [3, 2])
-def test_the_table_holds_every_pair_of_the_map_in_its_place(kernel_size: int) -> None:
-    coords = _random_tensor(700, 1, extent=6).coords
-    coarse = _random_tensor(300, 1, extent=6, seed=3).coords
-    coarse = coarse[(coarse[:, 1:] % 2 == 0).all(dim=1)]
-    for kmap, num_in, pairs in [
-        (submanifold_map(coords, 1, kernel_size), len(coords), kernel_map_reference(coords, coords, 1, kernel_size)),
-        (
-            strided_map(coords, coarse, 1, kernel_size, 2),
-            len(coords),
-            kernel_map_reference(coords, coarse, 1, kernel_size),
-        ),
-    ]:
-        table = kmap.neighbour_table(num_in)
-        expected = torch.full((kmap.num_out, kernel_size**3), num_in, dtype=torch.int64)
-        for k, found in enumerate(pairs):
-            for i, o in found:
-                expected[o, k] = i
-        assert torch.equal(table, expected)
-        assert int((table < num_in).sum()) == kmap.pairs > 0
-        transposed = kmap.transposed(num_in).neighbour_table(kmap.num_out)
-        assert int((transposed < kmap.num_out).sum()) == kmap.pairs
-
-
-def test_the_table_product_equals_its_loop() -> None:
-    g = torch.Generator().manual_seed(4)
-    feats, weight = (
-        torch.randn(9, 3, generator=g, dtype=torch.float64),
-        torch.randn(4, 3, 2, generator=g, dtype=torch.float64),
-    )
-    table = torch.randint(0, 10, (6, 4), generator=g)  # 9 = no input row
-    assert torch.allclose(apply_table(feats, weight, table), apply_table_reference(feats, weight, table), atol=1e-12)
-
-
 @pytest.mark.real_data
-@pytest.mark.parametrize("path", GPU_PATHS)
-def test_spvcnn_on_a_real_scan_is_the_same_every_way(
-    real_data: Path, monkeypatch: pytest.MonkeyPatch, path: str
-) -> None:
+def test_spvcnn_on_a_real_scan_is_the_same_either_way(real_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scan = np.fromfile(real_data / "semantickitti" / "000000.bin", dtype=np.float32).reshape(-1, 4)
     scan = scan[np.linalg.norm(scan[:, :2], axis=1) < 15.0]  # the near part: a few seconds on a CPU
     xyz, feats = torch.from_numpy(scan[:, :3]), torch.from_numpy(scan)
@@ -132,7 +95,7 @@ def test_spvcnn_on_a_real_scan_is_the_same_every_way(
     model = build_spvcnn(20, width_ratio=0.25).eval()
     with torch.no_grad():
         loop = model(make_points(xyz, feats, 0.05))
-        monkeypatch.setitem(conv.CONV_PATHS, "cpu", path)
+        monkeypatch.setattr(conv, "GROUPED_DEVICES", {"cpu"})
         grouped = model(make_points(xyz, feats, 0.05))
     assert loop.shape == (scan.shape[0], 20)
     assert float((grouped - loop).abs().max()) <= 1e-5 * max(1.0, float(loop.abs().max()))
