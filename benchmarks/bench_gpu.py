@@ -8,7 +8,8 @@ offline batches; projection on the CPU against projection on the device.
 Scans: every scan of ``--data`` (a folder of KITTI ``.bin`` files, HDL-64E, ~120k points), in memory before timing,
 looped over where a part needs more. Settings: the perception node's defaults (360° as 64 x 2048, the shipped
 SqueezeSegV2 + CRF) on ``--device`` at ``--precision``, compiled (on a GPU: CUDA graphs, torch.compile
-'reduce-overhead') unless ``--compile off``; detection settings as benchmarks/bench_e2e.py. Parts (``--parts``):
+'reduce-overhead', or 'max-autotune' with ``--autotune``) unless ``--compile off``; detection settings as
+benchmarks/bench_e2e.py. Parts (``--parts``):
 
 a. the network + CRF alone, batch 1, 64x512 (front 90°) and 64x2048 (360°) images of the first scan, eager and
    compiled, fp32 / bf16 / fp16: median and p99 over ``--runs`` runs after warm-up, from CUDA events around
@@ -75,6 +76,7 @@ def settings(args: argparse.Namespace, projection: str, compiled: bool) -> Pipel
             "segmenter.device": args.device,
             "segmenter.precision": args.precision,
             "segmenter.compile": compiled,
+            "segmenter.autotune": compiled and args.autotune,
             "segmenter.projection": projection,
             "sensor.fov_deg": 360.0,
             "sensor.width": 2048,
@@ -95,16 +97,16 @@ def network_part(args: argparse.Namespace, scans: list[np.ndarray]) -> None:
         if width not in args.widths:
             continue
         image = torch.from_numpy(project(scans[0], config.sensor.model, fov_deg=fov, width=width).image).to(device)
-        for compiled in compile_choices(args):
+        for compiled, autotune in compile_choices(args):
             for precision in PRECISIONS:
                 if precision == "fp16" and device.type != "cuda":
                     continue
                 segmenter = NetworkSegmenter(
-                    network, args.device, config.classes, compile=compiled, precision=precision
+                    network, args.device, config.classes, compile=compiled, autotune=autotune, precision=precision
                 )
                 totals, parts = time_segmenter(segmenter, image, args.warmup, args.runs)
                 median, p99 = statistics.median(totals), float(np.percentile(totals, 99))
-                variant = f"{segmenter.precision}{' compiled' if compiled else ' eager'}"
+                variant = f"{segmenter.precision}{' autotuned' if autotune else ' compiled' if compiled else ' eager'}"
                 note = "baseline" if (precision, compiled) == ("fp32", False) else ""
                 if precision != segmenter.precision:
                     note = f"asked {precision}: not native here"
@@ -114,8 +116,10 @@ def network_part(args: argparse.Namespace, scans: list[np.ndarray]) -> None:
     print(f"goals on an H100-class GPU: <= {goal_512} ms at 64x512, <= {goal_2048} ms at 64x2048")
 
 
-def compile_choices(args: argparse.Namespace) -> tuple[bool, ...]:
-    return {"off": (False,), "on": (True,), "both": (False, True)}[args.compile]
+def compile_choices(args: argparse.Namespace) -> list[tuple[bool, bool]]:
+    """Part a's (compiled, autotuned) rows: ``--compile``'s, and with ``--autotune`` compiled ones autotuned too."""
+    chosen = [(compiled, False) for compiled in {"off": (False,), "on": (True,), "both": (False, True)}[args.compile]]
+    return [*chosen, (True, True)] if args.autotune else chosen
 
 
 def time_segmenter(
@@ -268,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=PRECISIONS, default="bf16", help="parts b-d (default bf16)")
     parser.add_argument("--compile", choices=("off", "on", "both"), default="both",
                         help="a: eager and/or compiled rows; b-d: compiled unless off (default both)")  # fmt: skip
+    parser.add_argument("--autotune", action="store_true",
+                        help="a: also max-autotune rows (segmenter.autotune); b-d: autotuned; GPU only")  # fmt: skip
     parser.add_argument("--widths", type=int, nargs="+", default=[512, 2048], help="part a image widths")
     parser.add_argument("--runs", type=int, default=200, help="part a: timed runs per row (default 200)")
     parser.add_argument("--warmup", type=int, default=20, help="part a: untimed runs first (default 20)")
@@ -275,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="part c: seconds per row (default 30)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 16], help="part d: batch sizes")
     args = parser.parse_args(argv)
+    if args.autotune and (torch.device(args.device).type != "cuda" or args.compile == "off"):
+        parser.error("--autotune needs --device cuda and a compiled network (--compile on or both)")
     if torch.device(args.device).type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed sizes: let cuDNN pick each conv's fastest kernel
     scans = [scan.points for scan in open_dataset(args.data)]

@@ -60,6 +60,34 @@ def test_half_precision_on_a_cpu_is_refused_with_the_way_out() -> None:
         PerceptionConfig().replace(**{"segmenter.precision": "fp16"})
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"segmenter.autotune": True},  # not compiled
+        {"segmenter.autotune": True, "segmenter.compile": True},  # on the CPU
+        {"segmenter.autotune": True, "segmenter.device": "cuda"},  # on a GPU, not compiled
+    ],
+)
+def test_autotune_without_a_compiled_gpu_network_is_refused_with_the_way_out(settings: dict[str, object]) -> None:
+    with pytest.raises(
+        ConfigError, match=r"segmenter\.autotune .* set compile true and device cuda, or autotune false"
+    ):
+        PerceptionConfig().replace(**settings)
+    config = PerceptionConfig().replace(
+        **{"segmenter.device": "cuda", "segmenter.compile": True, "segmenter.autotune": True}
+    )
+    assert config.segmenter.autotune  # the valid combination loads (running it needs a GPU)
+
+
+def test_the_segmenter_refuses_autotune_on_a_cpu() -> None:
+    from perception_ws.labels import get_class_set
+    from perception_ws.models.network_segmenter import NetworkSegmenter
+    from perception_ws.models.weights import load_weights
+
+    with pytest.raises(ConfigError, match="autotune chooses kernels for a compiled network on a GPU"):
+        NetworkSegmenter(load_weights(None), "cpu", get_class_set("kitti3"), compile=True, autotune=True)
+
+
 @pytest.mark.real_data
 def test_bf16_gives_the_labels_of_fp32_on_a_real_scan(real_data: Path) -> None:
     """bf16 rounds every activation to 8 mantissa bits: on a real scan with the shipped weights nearly every

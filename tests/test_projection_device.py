@@ -127,3 +127,6 @@ def test_gpu_benchmark_runs_on_a_cpu(real_data: Path, capsys: pytest.CaptureFixt
         "20 Hz, projection device",
     ):
         assert row in out
+    with pytest.raises(SystemExit):  # max-autotune rows need a GPU: one line from the parser, not a traceback
+        bench_gpu.main([*quick, "--parts", "a", "--autotune"])
+    assert "--autotune needs --device cuda and a compiled network" in capsys.readouterr().err

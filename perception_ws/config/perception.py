@@ -128,6 +128,11 @@ class SegmenterConfig(Schema):
         description="torch.compile the network (kind model; its CRF only on a GPU), compiled and warmed up at start "
         "(~1 min)",
     )
+    autotune: bool = Field(
+        False,
+        description="with compile on a GPU: torch.compile mode max-autotune instead of reduce-overhead (each conv "
+        "and matmul timed against generated kernels at start, a few minutes more; CUDA graphs either way)",
+    )
     precision: Precision = Field(
         "fp32",
         description="network arithmetic: fp32; bf16 (GPUs, and CPUs with AVX-512 BF16 or AMX, where it is ~1.7x "
@@ -168,6 +173,12 @@ class SegmenterConfig(Schema):
         if self.precision == "fp16" and self.device == "cpu":
             raise ConfigError(
                 "segmenter.precision = 'fp16' needs a GPU (segmenter.device cuda); on a CPU use bf16 or fp32"
+            )
+        if self.autotune and (not self.compile or self.device == "cpu"):
+            raise ConfigError(
+                f"segmenter.autotune chooses kernels for a compiled network on a GPU, but segmenter.compile = "
+                f"{self.compile} and segmenter.device = {self.device!r}; set compile true and device cuda, or "
+                "autotune false"
             )
         if self.kind == "model" and self.runtime != "torch":
             if not self.onnx:
