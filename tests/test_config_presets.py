@@ -1,5 +1,6 @@
-"""The shipped CPU presets load, validate and run: config/perception_cpu_front.yaml the front view,
-config/perception_cpu_360.yaml the whole turn."""
+"""The shipped presets load, validate and run: config/perception_cpu_front.yaml the front view,
+config/perception_cpu_360.yaml the whole turn, config/perception_gpu.yaml the whole turn on a GPU (loaded and
+checked here; it runs where torch sees a GPU, which CI has not)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from perception_ws.pipeline import Pipeline
 
 PRESET = Path(__file__).resolve().parents[1] / "config" / "perception_cpu_front.yaml"
 PRESET_360 = PRESET.with_name("perception_cpu_360.yaml")
+PRESET_GPU = PRESET.with_name("perception_gpu.yaml")
 CAR = 1  # KITTI-3
 
 
@@ -41,7 +43,22 @@ def test_cpu_360_preset_loads_as_the_whole_turn_with_one_crf_step_compiled() -> 
     assert (config.detection, config.tracking, config.topics) == (default.detection, default.tracking, default.topics)
 
 
-@pytest.mark.parametrize("preset", [PRESET, PRESET_360])
+def test_gpu_preset_loads_as_the_whole_turn_on_the_device_compiled() -> None:
+    config = load_config(PRESET_GPU)
+    assert (config.sensor.fov_deg, config.sensor.width, config.sensor.model) == (360.0, 2048, "hdl64e")
+    segmenter = config.segmenter
+    assert (segmenter.kind, segmenter.device, segmenter.runtime, segmenter.projection) == (
+        "model",
+        "cuda",
+        "torch",
+        "device",
+    )
+    assert (segmenter.precision, segmenter.compile, segmenter.autotune) == ("bf16", True, False)
+    default = PerceptionConfig()
+    assert (config.detection, config.tracking, config.topics) == (default.detection, default.tracking, default.topics)
+
+
+@pytest.mark.parametrize("preset", [PRESET, PRESET_360, PRESET_GPU])
 def test_perception_run_hands_the_preset_to_the_perception_node(preset: Path) -> None:
     (node, *_) = plan_graph({"config": str(preset)})
     assert node.params_file == str(preset)
