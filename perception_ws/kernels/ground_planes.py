@@ -74,6 +74,12 @@ def plane_distances_reference(
     return np.einsum("na,na->n", xyz, normal[segment]) - offset[segment]
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _plane_distance(xyz: np.ndarray, i: int, normal: np.ndarray, offset: np.ndarray, s: int) -> float:
+    """Signed distance of point ``i`` to plane ``s`` (one function, so both kernels compute the same number)."""
+    return xyz[i, 0] * normal[s, 0] + xyz[i, 1] * normal[s, 1] + xyz[i, 2] * normal[s, 2] - offset[s]
+
+
 def near_plane_moments_reference(
     xyz: np.ndarray, segment: np.ndarray, normal: np.ndarray, offset: np.ndarray, distance: float, about: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,8 +102,7 @@ def near_plane_moments(
     second = np.zeros((segments, 3, 3))
     for i in range(len(xyz)):
         s = segment[i]
-        d = xyz[i, 0] * normal[s, 0] + xyz[i, 1] * normal[s, 1] + xyz[i, 2] * normal[s, 2] - offset[s]
-        if abs(d) < distance:
+        if abs(_plane_distance(xyz, i, normal, offset, s)) < distance:
             u = (xyz[i, 0] - about[s, 0], xyz[i, 1] - about[s, 1], xyz[i, 2] - about[s, 2])
             count[s] += 1.0
             for a in range(3):
@@ -124,9 +129,7 @@ def near_planes(
     """True where a point is closer than ``distance`` to its segment's plane (``abs(plane_distances) < distance``)."""
     out = np.empty(len(xyz), dtype=np.bool_)
     for i in range(len(xyz)):
-        s = segment[i]
-        d = xyz[i, 0] * normal[s, 0] + xyz[i, 1] * normal[s, 1] + xyz[i, 2] * normal[s, 2] - offset[s]
-        out[i] = abs(d) < distance
+        out[i] = abs(_plane_distance(xyz, i, normal, offset, segment[i])) < distance
     return out
 
 
