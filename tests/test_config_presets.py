@@ -90,10 +90,13 @@ def test_autotune_without_a_compiled_gpu_network_is_refused_with_the_way_out(set
         ConfigError, match=r"segmenter\.autotune .* set compile true and device cuda, or autotune false"
     ):
         PerceptionConfig().replace(**settings)
+
+
+def test_autotune_of_a_compiled_gpu_network_loads() -> None:  # running it needs a GPU
     config = PerceptionConfig().replace(
         **{"segmenter.device": "cuda", "segmenter.compile": True, "segmenter.autotune": True}
     )
-    assert config.segmenter.autotune  # the valid combination loads (running it needs a GPU)
+    assert (config.segmenter.device, config.segmenter.compile, config.segmenter.autotune) == ("cuda", True, True)
 
 
 def test_the_segmenter_refuses_autotune_on_a_cpu() -> None:
