@@ -132,6 +132,25 @@ def test_an_object_split_by_a_gap_is_merged_back_into_one_box() -> None:
     assert len(detect(split, labels, config=thesis)) == len(detect(split, labels)) == 2
 
 
+def test_merging_refits_the_joined_objects_and_keeps_the_others_boxes() -> None:
+    split_car = ray_hits(car_at(8.0, 4.0, 1.2), noise_m=0.01)
+    split_car = split_car[(split_car[:, 2] < -0.75) | (split_car[:, 2] > -0.45)]
+    whole_car = ray_hits(car_at(-9.0, -5.0, 0.3), noise_m=0.01)
+    points = np.concatenate([whole_car, split_car])
+    labels = np.ones(len(points), dtype=np.int64)
+    config = DetectConfig()
+    merged, whole = detect(points, labels, config=config)
+    assert merged.num_points == len(split_car)
+    # each box is the one its points alone give: the untouched car's box kept, the joined car's fitted again
+    (alone,) = detect(whole_car, labels[: len(whole_car)], config=config)
+    (joined,) = detect(split_car, labels[: len(split_car)], config=config)
+    for box, reference in ((whole, alone), (merged, joined)):
+        assert box.num_points == reference.num_points
+        np.testing.assert_allclose(box.center, reference.center, atol=1e-9)
+        np.testing.assert_allclose(box.size, reference.size, atol=1e-9)
+        assert box.yaw == pytest.approx(reference.yaw, abs=1e-9)
+
+
 def test_ground_removal_cuts_labels_that_leak_onto_the_road() -> None:
     xyz, labels, truths = ray_cast_scene()
     car = truths[0]

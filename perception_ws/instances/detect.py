@@ -14,7 +14,7 @@ from perception_ws.instances.config import DetectConfig
 from perception_ws.instances.consistency import plausible_person
 from perception_ws.instances.ground import ground_mask
 from perception_ws.instances.inputs import as_per_point, as_xyz
-from perception_ws.instances.merge import merged_groups
+from perception_ws.instances.merge import merged_members
 from perception_ws.labels import KITTI3, ClassSet
 from perception_ws.timing import stage
 
@@ -83,12 +83,28 @@ def _boxes(
     groups = np.split(order, starts[1:])
     boxes = _fitted(pts, lab, scores, groups, class_set, config)
     if config.merge_overlap > 0 and len(groups) > 1:
-        merged = merged_groups(groups, boxes, config.merge_overlap)
-        if len(merged) < len(groups):
-            boxes = _fitted(pts, lab, scores, merged, class_set, config)
+        boxes = _merged(pts, lab, scores, groups, boxes, class_set, config)
     boxes = [box for box in boxes if plausible_person(box, config.person_height_m)]
     boxes.sort(key=lambda b: -b.num_points)
     return boxes
+
+
+def _merged(
+    pts: np.ndarray,
+    lab: np.ndarray,
+    scores: np.ndarray | None,
+    groups: list[np.ndarray],
+    boxes: list[Box3D],
+    class_set: ClassSet,
+    config: DetectConfig,
+) -> list[Box3D]:
+    """The boxes after merging overlapping ones: a group that joined no other keeps its box, the joined groups'
+    points are fitted again (one kernel call for all of them; on busy scans most groups join none).
+    """
+    members = merged_members(boxes, config.merge_overlap)
+    joined = [np.concatenate([groups[i] for i in indices]) for indices in members if len(indices) > 1]
+    refitted = iter(_fitted(pts, lab, scores, joined, class_set, config) if joined else [])
+    return [boxes[indices[0]] if len(indices) == 1 else next(refitted) for indices in members]
 
 
 def _fitted(

@@ -22,9 +22,11 @@ def overlap_of_smaller(a: Box3D, b: Box3D) -> float:
     return intersection / min(area_a, area_b)
 
 
-def merged_groups(groups: list[np.ndarray], boxes: list[Box3D], min_overlap: float) -> list[np.ndarray]:
-    """Point-index groups after joining (transitively) those whose same-class boxes overlap enough."""
-    parent = list(range(len(groups)))
+def merged_members(boxes: list[Box3D], min_overlap: float) -> list[list[int]]:
+    """Which boxes join (transitively, same class, overlap of the smaller >= ``min_overlap``): lists of box indices,
+    each in increasing order, the lists in the order of their first member.
+    """
+    parent = list(range(len(boxes)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -42,7 +44,12 @@ def merged_groups(groups: list[np.ndarray], boxes: list[Box3D], min_overlap: flo
     for i, j in zip(*np.nonzero(np.triu(candidate, k=1)), strict=True):
         if overlap_of_smaller(boxes[i], boxes[j]) >= min_overlap:
             parent[root(int(j))] = root(int(i))
-    members: dict[int, list[np.ndarray]] = {}
-    for i, group in enumerate(groups):
-        members.setdefault(root(i), []).append(group)
-    return [np.concatenate(parts) for parts in members.values()]
+    members: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        members.setdefault(root(i), []).append(i)
+    return list(members.values())
+
+
+def merged_groups(groups: list[np.ndarray], boxes: list[Box3D], min_overlap: float) -> list[np.ndarray]:
+    """Point-index groups after joining those whose same-class boxes overlap enough (:func:`merged_members`)."""
+    return [np.concatenate([groups[i] for i in joined]) for joined in merged_members(boxes, min_overlap)]
