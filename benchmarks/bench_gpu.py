@@ -12,14 +12,16 @@ SqueezeSegV2 + CRF) on ``--device`` at ``--precision``, compiled (on a GPU: CUDA
 benchmarks/bench_e2e.py. Parts (``--parts``):
 
 a. the network + CRF alone, batch 1, 64x512 (front 90°) and 64x2048 (360°) images of the first scan, eager and
-   compiled, fp32 / bf16 / fp16: median and p99 over ``--runs`` runs after warm-up, from CUDA events around
-   :meth:`NetworkSegmenter.segment_on_device` (the pipeline's call; on a CPU the wall clock). Baseline: eager fp32.
+   compiled, fp32 / bf16 / fp16 (``--network-precisions``): median and p99 over ``--runs`` runs after warm-up, from
+   CUDA events around :meth:`NetworkSegmenter.segment_on_device` (the pipeline's call; on a CPU the wall clock).
+   Baseline: eager fp32.
 b. ``Pipeline.process`` on ``--scans`` scans with ``segmenter.projection`` cpu (the baseline) and device: p50 / p99
    of each stage (``PipelineResult.timings_ms``: CUDA events on the device path, see docs/models.md) and of the wall
    time of the call.
 c. scans put into the node's latest-wins worker (perception_ws.nodes.worker.LatestWorker, the node's own thread
    and mailbox, without ROS) at 10 and 20 Hz for ``--seconds`` each, projection cpu (baseline) and device: latency
-   from the put to the end of ``process`` (p50 / p99) and the scans the worker skipped while busy (drops).
+   from the put to the end of ``process`` (p50 / p99), the scans the worker skipped while busy (drops), and where
+   the latency goes: the wait for the worker, the call, and its stages.
    No DDS and no message conversion: bench_e2e.py measures those on a ROS machine.
 d. offline throughput: ``Pipeline.process_batch`` (as ``perception label`` / ``eval`` batch frames) at each
    ``--batch`` size over ``--scans`` scans, frames per second. Baseline: batch 1.
@@ -35,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +101,7 @@ def network_part(args: argparse.Namespace, scans: list[np.ndarray]) -> None:
             continue
         image = torch.from_numpy(project(scans[0], config.sensor.model, fov_deg=fov, width=width).image).to(device)
         for compiled, autotune in compile_choices(args):
-            for precision in PRECISIONS:
+            for precision in args.network_precisions:
                 if precision == "fp16" and device.type != "cuda":
                     continue
                 segmenter = NetworkSegmenter(
@@ -185,43 +188,70 @@ class _Failures:
 def paced_part(args: argparse.Namespace, scans: list[np.ndarray], pipelines: dict[str, Pipeline]) -> None:
     print(f"\nc. the node's latest-wins worker, {args.seconds:g} s per row; latency = put -> result, ms")
     print(f"{'row':>28} {'scans':>6} {'p50':>8} {'p99':>8} {'max':>8} {'dropped':>12}  note")
+    stages: dict[str, dict[str, list[float]]] = {}
     for rate in (10.0, 20.0):
         for projection, pipeline in pipelines.items():
-            latencies, put, dropped, failed = run_paced(pipeline, scans, rate, args.seconds)
-            p50, p99 = percentiles(latencies)
-            share = f"{dropped} ({100.0 * dropped / max(put, 1):.0f}%)"
+            run = run_paced(pipeline, scans, rate, args.seconds)
+            p50, p99 = percentiles(run.latencies)
+            share = f"{run.dropped} ({100.0 * run.dropped / max(run.put, 1):.0f}%)"
             note = "baseline" if projection == "cpu" else ""
-            note += f" {failed} failed" if failed else ""
-            worst = max(latencies, default=float("nan"))
+            note += f" {run.failed} failed" if run.failed else ""
+            worst = max(run.latencies, default=float("nan"))
             name = f"{rate:g} Hz, projection {projection}"
-            print(f"{name:>28} {len(latencies):6d} {p50:8.2f} {p99:8.2f} {worst:8.2f} {share:>12}  {note}")
+            print(f"{name:>28} {len(run.latencies):6d} {p50:8.2f} {p99:8.2f} {worst:8.2f} {share:>12}  {note}")
+            stages[name] = run.stages
     print(f"goal on an H100-class GPU: p99 <= {GOALS_MS['p99 at 20 Hz']} ms at 20 Hz (through the node, over DDS)")
+    print("where the latency goes, p50 / p99 ms ('wait': put -> the worker starts the scan; 'call': process)")
+    rows = list(stages)
+    print(f"{'stage':>16} " + " ".join(f"{row:>28}" for row in rows))
+    for stage_name in ("wait", "call", *STAGE_COLUMNS, "segmentation", "detection"):
+        cells = [stages[row].get(stage_name) for row in rows]
+        if all(cell is None for cell in cells):
+            continue
+        pairs = (percentiles(cell or []) for cell in cells)
+        print(f"{stage_name:>16} " + " ".join(f"{f'{p50:.2f} / {p99:.2f}':>28}" for p50, p99 in pairs))
 
 
-def run_paced(
-    pipeline: Pipeline, scans: list[np.ndarray], rate_hz: float, seconds: float
-) -> tuple[list[float], int, int, int]:
-    """(latencies ms, scans put, scans dropped, failures): scans put at ``rate_hz`` into the node's worker."""
-    latencies: list[float] = []
+@dataclass
+class PacedRun:
+    """One row of part c: latencies (ms), scans put, dropped and failed, and per-stage ms of the processed scans."""
+
+    latencies: list[float] = field(default_factory=list)
+    put: int = 0
+    dropped: int = 0
+    failed: int = 0
+    stages: dict[str, list[float]] = field(default_factory=dict)
+
+
+def run_paced(pipeline: Pipeline, scans: list[np.ndarray], rate_hz: float, seconds: float) -> PacedRun:
+    """Scans put at ``rate_hz`` into the node's worker for ``seconds``; what came of them."""
+    run = PacedRun()
     failures = _Failures()
     worker: LatestWorker[tuple[int, float]] = LatestWorker("bench_gpu_worker")
 
     def handle(item: tuple[int, float]) -> None:
         index, put_at = item
-        pipeline.process(scans[index % len(scans)], index / rate_hz)
-        latencies.append((time.perf_counter() - put_at) * 1e3)
+        started = time.perf_counter()
+        result = pipeline.process(scans[index % len(scans)], index / rate_hz)
+        done = time.perf_counter()
+        run.latencies.append((done - put_at) * 1e3)
+        for name, ms in (("wait", (started - put_at) * 1e3), ("call", (done - started) * 1e3)):
+            run.stages.setdefault(name, []).append(ms)
+        for name, ms in result.timings_ms.items():
+            run.stages.setdefault(name, []).append(ms)
 
     worker.start(handle, failures, IssueLog(lambda line: print(line, file=sys.stderr), "bench"))
-    put, next_at = 0, time.perf_counter()
+    next_at = time.perf_counter()
     end = next_at + seconds
     while next_at < end:
         time.sleep(max(0.0, next_at - time.perf_counter()))
-        worker.slot.put((put, time.perf_counter()))
-        put += 1
+        worker.slot.put((run.put, time.perf_counter()))
+        run.put += 1
         next_at += 1.0 / rate_hz
     time.sleep(0.5)  # the last scan finishes
     worker.stop()
-    return latencies, put, worker.slot.dropped, failures.count
+    run.dropped, run.failed = worker.slot.dropped, failures.count
+    return run
 
 
 # -- d. offline batches --------------------------------------------------------------------------
@@ -270,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="torch device (default cuda; cpu for a quick check)")
     parser.add_argument("--parts", nargs="+", choices="abcd", default=list("abcd"))
     parser.add_argument("--precision", choices=PRECISIONS, default="bf16", help="parts b-d (default bf16)")
+    parser.add_argument("--network-precisions", choices=PRECISIONS, nargs="+", default=list(PRECISIONS),
+                        help="part a: the precisions timed (default all)")  # fmt: skip
     parser.add_argument("--compile", choices=("off", "on", "both"), default="both",
                         help="a: eager and/or compiled rows; b-d: compiled unless off (default both)")  # fmt: skip
     parser.add_argument("--autotune", action="store_true",

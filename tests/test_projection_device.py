@@ -116,8 +116,12 @@ def test_gpu_benchmark_runs_on_a_cpu(real_data: Path, capsys: pytest.CaptureFixt
 
     data = str(real_data / "kitti_object" / "velodyne")
     quick = ["--device", "cpu", "--data", data, "--runs", "2", "--warmup", "0", "--widths", "512", "--compile", "off"]
-    assert bench_gpu.main([*quick, "--parts", "a", "c", "--seconds", "0.5"]) == 0
+    assert bench_gpu.main([*quick, "--parts", "a", "c", "--seconds", "0.5", "--network-precisions", "fp32"]) == 0
     out = capsys.readouterr().out
+    assert "bf16 eager" not in out  # part a timed only the precision asked for
+    stage_rows = {line.split()[0]: line for line in out.splitlines() if line.split()[:1] in (["wait"], ["call"])}
+    assert set(stage_rows) == {"wait", "call"}
+    assert stage_rows["call"].count("/") == 4  # one p50 / p99 cell per row
     for row in (
         "CPU (no GPU); torch",
         "3 scans",
@@ -125,6 +129,7 @@ def test_gpu_benchmark_runs_on_a_cpu(real_data: Path, capsys: pytest.CaptureFixt
         "baseline",
         "10 Hz, projection cpu",
         "20 Hz, projection device",
+        "where the latency goes",
     ):
         assert row in out
     with pytest.raises(SystemExit):  # max-autotune rows need a GPU: one line from the parser, not a traceback
