@@ -98,8 +98,8 @@ class CentreFilter:
     def update(self, z: np.ndarray, R: np.ndarray) -> None:
         """Fold in an observed centre ``z`` (2,) with noise ``R`` (2, 2)."""
         P = self.P
-        S = P[:2, :2] + R
-        K = P[:, :2] @ np.linalg.inv(S)  # (n, 2): P H^T S^-1
+        (a, b), (c, d) = P[:2, :2] + R  # S = H P H^T + R, inverted in closed form (2 x 2)
+        K = P[:, :2] @ (np.array([[d, -b], [-c, a]]) / (a * d - b * c))  # (n, 2): P H^T S^-1
         self.x = self.x + K @ (np.asarray(z, dtype=np.float64)[:2].reshape(2, 1) - self.x[:2])
         I_KH = np.eye(len(P))
         I_KH[:, :2] -= K

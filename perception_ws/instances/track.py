@@ -10,6 +10,7 @@ median of their detections so far) and only re-estimate the yaw; others take eac
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,10 +39,12 @@ class TrackState(enum.Enum):
 
 def _closest_heading(yaw: float, reference: float) -> float:
     """``yaw`` or ``yaw + pi`` (a box's yaw is known modulo pi), whichever is closer to ``reference``."""
-    candidates = np.array([yaw, yaw + np.pi])
-    diff = np.abs((candidates - reference + np.pi) % (2 * np.pi) - np.pi)
-    best = float(candidates[int(np.argmin(diff))])
-    return (best + np.pi) % (2 * np.pi) - np.pi
+    # plain floats (called per track and scan): Python's float % is floor-mod, as numpy's
+    flipped = yaw + math.pi
+    keep = abs((yaw - reference + math.pi) % math.tau - math.pi) <= abs(
+        (flipped - reference + math.pi) % math.tau - math.pi
+    )
+    return ((yaw if keep else flipped) + math.pi) % math.tau - math.pi
 
 
 class Track:
@@ -108,11 +111,9 @@ class Track:
             self.state = TrackState.CONFIRMED
 
     def _update_shape(self, detection: Box3D) -> None:
-        speed = float(np.hypot(*self.velocity))
-        reference = (
-            float(np.arctan2(self.velocity[1], self.velocity[0])) if speed > _HEADING_FROM_MOTION_SPEED else self.yaw
-        )
-        self.yaw = _closest_heading(detection.yaw, reference)
+        vx, vy = float(self.kf.x[2, 0]), float(self.kf.x[3, 0])
+        reference = math.atan2(vy, vx) if math.hypot(vx, vy) > _HEADING_FROM_MOTION_SPEED else self.yaw
+        self.yaw = _closest_heading(float(detection.yaw), reference)
         if not self.rigid:
             self.size = detection.size.copy()
         elif self.state is TrackState.TENTATIVE:
