@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perception_ws.errors import CloudFormatError, PerceptionError
-from perception_ws.instances import GroundConfig, fit_plane, ground_mask
+from perception_ws.instances import GroundConfig, fit_plane, ground, ground_mask
 from perception_ws.io import load
 from perception_ws.kernels import ground_planes as kernels
 from perception_ws.labels import SEMANTIC_KITTI
@@ -82,6 +82,20 @@ def test_a_steep_wall_segment_borrows_the_ground_plane_of_its_neighbour() -> Non
     mask = ground_mask(np.vstack([near, wall]))
     assert mask[:3000].all()
     assert not mask[3000:].any()
+
+
+def test_plane_borrowing_equals_its_ring_by_ring_loop() -> None:
+    rng = np.random.default_rng(5)
+    patterns = [rng.random((10, 16)) < share for share in (0.0, 0.05, 0.3, 0.7, 1.0) for _ in range(40)]
+    patterns.append(np.eye(10, 16, k=3, dtype=bool))  # one trusted ring per sector, at every depth
+    for trusted in patterns:
+        planes = (rng.normal(size=(10, 16, 3)), rng.normal(size=(10, 16)), trusted)
+        fast, slow = (tuple(a.copy() for a in planes) for _ in range(2))
+        ground._borrow_planes(*fast)
+        ground._borrow_planes_reference(*slow)
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(fast[2], np.broadcast_to(trusted.any(axis=0), trusted.shape))
 
 
 def test_kernels_match_their_numpy_references() -> None:

@@ -71,8 +71,23 @@ def _fit_segments(
 
 
 def _borrow_planes(normal: np.ndarray, offset: np.ndarray, trusted: np.ndarray) -> None:
-    """In place, per sector (last axis): each untrusted ring takes the plane of the nearest trusted
-    ring, inner rings first (the ground near the car is the best observed).
+    """In place, per sector (last axis): each untrusted ring takes the plane of the nearest trusted ring inside it,
+    else (none inside) of the nearest outside it (the ground near the car is the best observed); a sector with no
+    trusted ring keeps its planes, untrusted.
+    """
+    ring = np.arange(len(trusted))[:, None]
+    inside = np.maximum.accumulate(np.where(trusted, ring, -1), axis=0)  # the last trusted ring up to each ring
+    lender = np.where(inside >= 0, inside, np.argmax(trusted, axis=0))  # else the sector's innermost trusted one
+    sector = np.arange(trusted.shape[1])
+    any_trusted = trusted.any(axis=0)
+    normal[:, any_trusted] = normal[lender, sector][:, any_trusted]
+    offset[:, any_trusted] = offset[lender, sector][:, any_trusted]
+    trusted[:, any_trusted] = True
+
+
+def _borrow_planes_reference(normal: np.ndarray, offset: np.ndarray, trusted: np.ndarray) -> None:
+    """The loop :func:`_borrow_planes` replaces: ring by ring from the inside, each untrusted ring takes the
+    plane of the first trusted ring among the rings inside it (nearest first), then those outside it.
     """
     rings = len(normal)
     for ring in range(rings):
