@@ -240,7 +240,10 @@ def run_paced(pipeline: Pipeline, scans: list[np.ndarray], rate_hz: float, secon
         for name, ms in result.timings_ms.items():
             run.stages.setdefault(name, []).append(ms)
 
-    worker.start(handle, failures, IssueLog(lambda line: print(line, file=sys.stderr), "bench"))
+    # as the node: the warm-up in the worker's thread (a compiled network's CUDA graphs are per thread)
+    issues = IssueLog(lambda line: print(line, file=sys.stderr), "bench")
+    worker.start(handle, failures, issues, before=pipeline.warm_up)
+    worker.wait_ready()
     next_at = time.perf_counter()
     end = next_at + seconds
     while next_at < end:

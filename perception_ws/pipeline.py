@@ -288,8 +288,10 @@ class Pipeline:
         return f" ({self.segmenter.summary})" if self.segmenter.reads == "range_image" else ""
 
     def warm_up(self) -> None:
-        """Run the stateless stages once on a small synthetic scan (tracks untouched): numba kernels load and a
-        compiled network compiles (about a minute on 2 cores) here, not on the first real scans.
+        """Run the stateless stages on a small synthetic scan (tracks untouched): numba kernels load and a
+        compiled network compiles (about a minute on 2 cores) here, not on the first real scans. A network replayed
+        as CUDA graphs runs as many times as it needs to record them (``warm_up_calls``); those graphs are the
+        calling thread's, so call this in the thread that will process the scans.
         """
         rng = np.random.default_rng(0)
         field = self.config.segmenter.label_field or "label"  # kind 'labels' reads its class ids from this field
@@ -299,7 +301,8 @@ class Pipeline:
             cloud[axis] = rng.uniform(low, high, len(cloud))
         cloud[field] = min(1, len(self.class_set) - 1)
         finite = finite_mask(cloud)
-        self._classes(cloud, finite, {})
+        for _ in range(getattr(self.segmenter, "warm_up_calls", 1)):
+            self._classes(cloud, finite, {})
         # given labels: clusters whatever the network says
         self._objects(cloud, _finite_xyz(cloud, finite), cloud[field], None, {})
 

@@ -74,6 +74,10 @@ class NetworkSegmenter:
         mode = ("max-autotune" if autotune else "reduce-overhead") if on_gpu else None
         #: the network replays as CUDA graphs (compiled on a GPU)
         self._graphs = compile and on_gpu
+        #: calls a warm-up makes: with CUDA graphs the first call of a thread runs the compiled code plainly, the
+        #: second records the graphs and the third is the first replay (torch keeps graphs per thread, so the
+        #: warm-up must run in the thread that segments the scans; the perception node's worker does)
+        self.warm_up_calls = 3 if self._graphs else 1
 
         #: the two timed halves: the network (a RangeSegmenter's backbone, any other network whole) from the range
         #: images as they come (the channels-last cast inside its graph), then the CRF (a RangeSegmenter's refine)

@@ -94,7 +94,12 @@ class PerceptionNode(Node):
         if too_large:
             self.get_logger().warning(too_large)
         self.pipeline = Pipeline(self.config.pipeline_config(), network)
-        self.pipeline.warm_up()  # before subscribing: the first scans are not slowed by JIT or torch.compile
+        self.stats = NodeStats()
+        self.issues = IssueLog(self.get_logger().warning, "frame")
+        # the warm-up runs in the worker, before subscribing: the first scans are not slowed by JIT or torch.compile,
+        # and a compiled network's CUDA graphs, which belong to the thread that records them, are that thread's
+        self._worker.start(self.process_frame, self.stats, self.issues, before=self.pipeline.warm_up)
+        self._worker.wait_ready()
         # what exists now (the network, compiled graphs, numba's caches: long-lived) leaves the garbage collector's
         # view, so its occasional full passes stay short and do not stall a scan
         gc.freeze()
@@ -109,8 +114,6 @@ class PerceptionNode(Node):
         self.tracks_pub = self.create_publisher(TrackArray, topics.tracks, output_qos(depth))
         self.markers_pub = self.create_publisher(MarkerArray, topics.markers, output_qos(depth))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.diagnostics, output_qos(depth))
-        self.stats = NodeStats()
-        self.issues = IssueLog(self.get_logger().warning, "frame")
         fixed_frame = self.config.tracking.fixed_frame if self.config.tracking.enabled else ""
         #: where the sensor is in ``tracking.fixed_frame`` at each scan (None: tracking in the scan's frame)
         self.transforms: TransformTree | None = None
@@ -125,7 +128,6 @@ class PerceptionNode(Node):
                 problem = self.issues.record
                 mounting = TransformListener(self, lambda detail: problem(TF_TRANSFORM, detail)).tree
             self.odometry_out = OdometryPublisher(self, self.config, mounting, self.issues.record)
-        self._worker.start(self.process_frame, self.stats, self.issues)
         self.subscription = self.create_subscription(
             PointCloud2, topics.input, self.on_cloud, sensor_input_qos(self.config.qos.input_depth)
         )

@@ -41,6 +41,8 @@ class LatestWorker(Generic[T]):
         self.name = name
         self.slot: LatestSlot[T] = LatestSlot()
         self._thread: threading.Thread | None = None
+        self._ready = threading.Event()  # set once ``before`` has run (or raised) in the thread
+        self._before_error: BaseException | None = None
 
     def start(
         self,
@@ -51,9 +53,10 @@ class LatestWorker(Generic[T]):
         expected: str = "",
         before: Callable[[], None] | None = None,
     ) -> None:
-        """Run ``handle`` on each item in a daemon thread, after ``before`` (in that thread). A
-        :class:`PerceptionError` is recorded as ``<expected>_<type>`` with its message when ``expected`` is
-        given; any other exception as ``internal_<type>`` with its traceback.
+        """Run ``handle`` on each item in a daemon thread, after ``before`` (in that thread: e.g. a warm-up whose
+        state is the thread's own, see :meth:`wait_ready`). A :class:`PerceptionError` is recorded as
+        ``<expected>_<type>`` with its message when ``expected`` is given; any other exception as
+        ``internal_<type>`` with its traceback.
         """
         self._thread = threading.Thread(
             target=self._run, args=(handle, stats, issues, expected, before), name=self.name, daemon=True
@@ -68,8 +71,14 @@ class LatestWorker(Generic[T]):
         expected: str,
         before: Callable[[], None] | None,
     ) -> None:
-        if before is not None:
-            before()
+        try:
+            if before is not None:
+                before()
+        except BaseException as err:  # handed to wait_ready; the thread handles nothing
+            self._before_error = err
+            return
+        finally:
+            self._ready.set()
         while (item := self.slot.take()) is not None:
             try:
                 handle(item)
@@ -79,6 +88,13 @@ class LatestWorker(Generic[T]):
                     issues.record(f"{expected}_{type(err).__name__}", str(err))
                 else:
                     issues.record(f"internal_{type(err).__name__}", traceback.format_exc())
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Wait until the thread has run ``before``, and raise what it raised (TimeoutError after ``timeout_s``)."""
+        if not self._ready.wait(timeout_s):
+            raise TimeoutError(f"{self.name}: not ready after {timeout_s} s")
+        if self._before_error is not None:
+            raise self._before_error
 
     def stop(self) -> None:
         """Wake the thread for good and wait (up to :data:`JOIN_TIMEOUT_S`) for the item it is on."""
