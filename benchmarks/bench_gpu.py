@@ -196,6 +196,7 @@ def paced_part(args: argparse.Namespace, scans: list[np.ndarray], pipelines: dic
             share = f"{run.dropped} ({100.0 * run.dropped / max(run.put, 1):.0f}%)"
             note = "baseline" if projection == "cpu" else ""
             note += f" {run.failed} failed" if run.failed else ""
+            note += " first scans " + ", ".join(f"{ms:.1f}" for ms in run.latencies[:3])  # a warm-up left undone shows
             worst = max(run.latencies, default=float("nan"))
             name = f"{rate:g} Hz, projection {projection}"
             print(f"{name:>28} {len(run.latencies):6d} {p50:8.2f} {p99:8.2f} {worst:8.2f} {share:>12}  {note}")
