@@ -11,7 +11,7 @@ import pytest
 from perception_ws.boxes import Box3D
 from perception_ws.errors import PerceptionError
 from perception_ws.instances import Tracker, TrackerConfig, clear_mot
-from perception_ws.instances.association import assign
+from perception_ws.instances.association import assign, determinants, mahalanobis2
 from perception_ws.instances.motion_models import (
     measurement_noise,
     measurement_noises,
@@ -91,6 +91,19 @@ def test_the_centre_filter_gives_the_numbers_of_filterpys_general_filter(model: 
         np.testing.assert_allclose(ours.x, general.x, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(ours.P, general.P, rtol=1e-9, atol=1e-12)
     assert abs(float(ours.x[2, 0]) - 8.0) < 1.0  # and it learnt the speed
+
+
+def test_closed_form_distances_equal_numpys_solve_and_det() -> None:
+    rng = np.random.default_rng(3)
+    half = rng.normal(size=(40, 30, 2, 2))
+    covariances = half @ np.swapaxes(half, -1, -2) + 0.01 * np.eye(2)  # symmetric positive definite, some near-flat
+    covariances[0, 0] = [[4.0, 1.0], [0.5, 2.0]]  # not symmetric: the general 2 x 2 inverse
+    innovations = rng.normal(size=(40, 30, 2)) * 3.0
+    solved = np.linalg.solve(covariances, innovations[..., None])[..., 0]
+    np.testing.assert_allclose(
+        mahalanobis2(innovations, covariances), np.einsum("...i,...i->...", innovations, solved), rtol=1e-9
+    )
+    np.testing.assert_allclose(determinants(covariances), np.linalg.det(covariances), rtol=1e-9, atol=1e-12)
 
 
 def test_assignment_respects_the_gate() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from perception_ws.boxes import Box3D
 from perception_ws.errors import PerceptionError
-from perception_ws.instances.association import assign, mahalanobis2
+from perception_ws.instances.association import assign, determinants, mahalanobis2
 from perception_ws.instances.config import TrackerConfig
 from perception_ws.instances.motion_models import measurement_noises, process_noise, transition
 from perception_ws.instances.track import Track, TrackState
@@ -117,7 +117,7 @@ class Tracker:
         innovation = centres[None, :, :] - predicted[:, None, :]
         S = P[:, None] + R[None, :]
         distance2 = mahalanobis2(innovation, S)
-        cost = distance2 + np.log(np.linalg.det(S))
+        cost = distance2 + np.log(determinants(S))
         allowed = (distance2 <= self.config.gate_mahalanobis2) & (
             np.linalg.norm(innovation, axis=2) <= self.config.gate_distance_m
         )
