@@ -162,14 +162,20 @@ def process_part(args: argparse.Namespace, scans: list[np.ndarray], pipelines: d
             for name, ms in result.timings_ms.items():
                 times.setdefault(name, []).append(ms)
         columns[projection] = times
-    names = [n for n in (*STAGE_COLUMNS, "segmentation", "detection", "wall (call)") if n != "serialisation"]
-    print(f"{'stage':>16} " + " ".join(f"{'projection ' + p:>22}" for p in columns))
-    for name in names:
-        cells = [columns[p].get(name) for p in columns]
-        if all(c is None for c in cells):
+    stage_table({f"projection {p}": times for p, times in columns.items()}, ("wall (call)",), 22)
+
+
+def stage_table(columns: dict[str, dict[str, list[float]]], extra: tuple[str, ...], width: int) -> None:
+    """One row per stage (the node's stage order, then ``extra``), one p50 / p99 cell per column; rows that no
+    column has are left out.
+    """
+    print(f"{'stage':>16} " + " ".join(f"{column:>{width}}" for column in columns))
+    for name in (*STAGE_COLUMNS, "segmentation", "detection", *extra):
+        cells = [times.get(name) for times in columns.values()]
+        if all(cell is None for cell in cells):
             continue
-        pairs = (percentiles(c or []) for c in cells)
-        print(f"{name:>16} " + " ".join(f"{f'{p50:.2f} / {p99:.2f}':>22}" for p50, p99 in pairs))
+        pairs = (percentiles(cell or []) for cell in cells)
+        print(f"{name:>16} " + " ".join(f"{f'{p50:.2f} / {p99:.2f}':>{width}}" for p50, p99 in pairs))
 
 
 # -- c. the node's worker at 10 and 20 Hz --------------------------------------------------------
@@ -203,14 +209,7 @@ def paced_part(args: argparse.Namespace, scans: list[np.ndarray], pipelines: dic
             stages[name] = run.stages
     print(f"goal on an H100-class GPU: p99 <= {GOALS_MS['p99 at 20 Hz']} ms at 20 Hz (through the node, over DDS)")
     print("where the latency goes, p50 / p99 ms ('wait': put -> the worker starts the scan; 'call': process)")
-    rows = list(stages)
-    print(f"{'stage':>16} " + " ".join(f"{row:>28}" for row in rows))
-    for stage_name in ("wait", "call", *STAGE_COLUMNS, "segmentation", "detection"):
-        cells = [stages[row].get(stage_name) for row in rows]
-        if all(cell is None for cell in cells):
-            continue
-        pairs = (percentiles(cell or []) for cell in cells)
-        print(f"{stage_name:>16} " + " ".join(f"{f'{p50:.2f} / {p99:.2f}':>28}" for p50, p99 in pairs))
+    stage_table(stages, ("wait", "call"), 28)
 
 
 @dataclass

@@ -301,7 +301,7 @@ class Pipeline:
             cloud[axis] = rng.uniform(low, high, len(cloud))
         cloud[field] = min(1, len(self.class_set) - 1)
         finite = finite_mask(cloud)
-        for _ in range(getattr(self.segmenter, "warm_up_calls", 1)):
+        for _ in range(self.segmenter.warm_up_calls):
             self._classes(cloud, finite, {})
         # given labels: clusters whatever the network says
         self._objects(cloud, _finite_xyz(cloud, finite), cloud[field], None, {})

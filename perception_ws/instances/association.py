@@ -30,13 +30,16 @@ def assign(cost: np.ndarray, allowed: np.ndarray) -> tuple[list[tuple[int, int]]
     )
 
 
-def mahalanobis2(innovations: np.ndarray, covariances: np.ndarray) -> np.ndarray:
-    """Squared Mahalanobis distances y^T S^-1 y for innovations (..., 2) and covariances (..., 2, 2)."""
+def mahalanobis2(innovations: np.ndarray, covariances: np.ndarray, determinant: np.ndarray | None = None) -> np.ndarray:
+    """Squared Mahalanobis distances y^T S^-1 y for innovations (..., 2) and covariances (..., 2, 2)
+    (``determinant``: their :func:`determinants`, when the caller has them already).
+    """
     # S^-1 of a 2 x 2 in closed form (adjugate over determinant): a few array operations for every track and
     # detection pair at once, where a batched solve paid numpy's per-matrix cost
     a, b, c, d = (covariances[..., i, j] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
     y0, y1 = innovations[..., 0], innovations[..., 1]
-    return np.asarray((d * y0 * y0 - (b + c) * y0 * y1 + a * y1 * y1) / determinants(covariances))
+    det = determinants(covariances) if determinant is None else determinant
+    return np.asarray((d * y0 * y0 - (b + c) * y0 * y1 + a * y1 * y1) / det)
 
 
 def determinants(covariances: np.ndarray) -> np.ndarray:

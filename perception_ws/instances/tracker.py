@@ -116,8 +116,9 @@ class Tracker:
         P = np.stack([track.innovation_covariance() for track in self.tracks])  # (T, 2, 2)
         innovation = centres[None, :, :] - predicted[:, None, :]
         S = P[:, None] + R[None, :]
-        distance2 = mahalanobis2(innovation, S)
-        cost = distance2 + np.log(determinants(S))
+        det = determinants(S)
+        distance2 = mahalanobis2(innovation, S, det)
+        cost = distance2 + np.log(det)
         allowed = (distance2 <= self.config.gate_mahalanobis2) & (
             np.linalg.norm(innovation, axis=2) <= self.config.gate_distance_m
         )

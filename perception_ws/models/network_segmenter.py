@@ -36,6 +36,8 @@ class NetworkSegmenter:
 
     #: what the segmenter reads: the pipeline projects the cloud for a range-image segmenter.
     reads: Literal["range_image"] = "range_image"
+    #: calls of the segmenter a pipeline warm-up makes: 3 with CUDA graphs (set in __init__), else 1
+    warm_up_calls: int = 1
 
     def __init__(
         self,

@@ -31,6 +31,8 @@ class OnnxSegmenter:
     """
 
     reads: Literal["range_image"] = "range_image"
+    #: calls of the segmenter a pipeline warm-up makes (a network replayed as CUDA graphs needs 3)
+    warm_up_calls: int = 1
 
     def __init__(
         self,

@@ -27,6 +27,8 @@ class PointSegmenter:
 
     #: the pipeline hands this segmenter the cloud itself (see Pipeline._classes)
     reads: Literal["points"] = "points"
+    #: calls of the segmenter a pipeline warm-up makes (a network replayed as CUDA graphs needs 3)
+    warm_up_calls: int = 1
 
     def __init__(
         self,

@@ -32,6 +32,8 @@ class LabelFieldSegmenter:
     """Class ids the input already carries, in the field ``label_field`` (validated against the class set)."""
 
     reads: Literal["points"] = "points"
+    #: calls of the segmenter a pipeline warm-up makes (a network replayed as CUDA graphs needs 3)
+    warm_up_calls: int = 1
 
     def __init__(self, label_field: str, class_set: ClassSet) -> None:
         self.label_field = label_field
@@ -65,6 +67,8 @@ class NoSegmenter:
     """Every point class 0 (nothing to detect): the plumbing without any model."""
 
     reads: Literal["points"] = "points"
+    #: calls of the segmenter a pipeline warm-up makes (a network replayed as CUDA graphs needs 3)
+    warm_up_calls: int = 1
 
     def segment_points(self, cloud: np.ndarray) -> np.ndarray:
         return np.zeros(len(cloud), dtype=np.int64)
